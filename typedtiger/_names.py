@@ -1,0 +1,60 @@
+"""Functions and classes by name: "module:qualname", as stored in task payloads."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Sequence
+
+from typedtiger.exceptions import TaskImportError
+
+__all__ = ["import_qualified", "is_allowed", "qualified_name"]
+
+
+def qualified_name(obj: Callable[..., object] | type) -> str:
+    """The "module:qualname" a worker imports ``obj`` by; refuses what no worker could import."""
+    target: object = getattr(obj, "__wrapped__", obj)
+    module = getattr(target, "__module__", None)
+    qualname = getattr(target, "__qualname__", None)
+    if not isinstance(module, str) or not isinstance(qualname, str):
+        raise ValueError(f"{obj!r} has no __module__/__qualname__ and cannot be run by a worker")
+    if module == "__main__":
+        raise ValueError(
+            f"{qualname} is defined in __main__; a worker cannot import it. "
+            "Move it into an importable module."
+        )
+    if "<lambda>" in qualname:
+        raise ValueError(f"a lambda ({module}:{qualname}) cannot be run by a worker; use a def")
+    if "<locals>" in qualname:
+        raise ValueError(
+            f"{module}:{qualname} is defined inside a function; a worker cannot import it"
+        )
+    return f"{module}:{qualname}"
+
+
+def is_allowed(name: str, allowed_modules: Sequence[str] | None) -> bool:
+    """Whether ``name``'s module is one of ``allowed_modules`` or below one (None allows all)."""
+    if allowed_modules is None:
+        return True
+    module = name.partition(":")[0]
+    return any(module == prefix or module.startswith(prefix + ".") for prefix in allowed_modules)
+
+
+def import_qualified(name: str) -> object:
+    """Import "module:qualname" (or TaskTiger's older "module.name"); TaskImportError otherwise."""
+    module_name, sep, qualname = name.partition(":")
+    if not sep:
+        module_name, _, qualname = name.rpartition(".")
+    if not module_name or not qualname:
+        raise TaskImportError(f"{name!r} is not a 'module:qualname' name")
+    try:
+        target: object = importlib.import_module(module_name)
+    except Exception as exc:
+        raise TaskImportError(
+            f"cannot import module {module_name!r} for {name!r}: {exc!r}"
+        ) from exc
+    for part in qualname.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError as exc:
+            raise TaskImportError(f"{name!r}: {module_name} has no attribute {qualname!r}") from exc
+    return target

@@ -1,0 +1,79 @@
+"""What happens after a failed execution: a pure decision, no I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import attrs
+
+from typedtiger._names import is_allowed
+from typedtiger.backends.base import TaskState
+from typedtiger.exceptions import StopRetry
+from typedtiger.executor import Failed
+from typedtiger.serialization import JOB_TIMEOUT_NAME, JOB_TIMEOUT_NAMES, TaskPayload
+from typedtiger.spec import Custom, RetryPolicy
+
+__all__ = ["Decision", "decide"]
+
+
+@attrs.frozen
+class Decision:
+    """Where a failed task goes: ERROR, SCHEDULED (retry at ``when``) or None (removed)."""
+
+    to_state: TaskState | None
+    when: float
+    log_error: bool
+    retry_delay: float | None = None
+    reason: str | None = None
+
+
+def _normalised(name: str) -> str:
+    return JOB_TIMEOUT_NAME if name in JOB_TIMEOUT_NAMES else name
+
+
+def matches_retry_on(exception_mro: Sequence[str], retry_on: Sequence[str]) -> bool:
+    """Whether the failure's class (or a base of it) is one of ``retry_on``."""
+    wanted = {_normalised(name) for name in retry_on}
+    return any(_normalised(name) in wanted for name in exception_mro)
+
+
+def decide(
+    payload: TaskPayload,
+    failed: Failed,
+    retry_number: int,
+    now: float,
+    default_retry: RetryPolicy,
+    allowed_modules: Sequence[str] | None = None,
+) -> Decision:
+    """Retry (and when) or give up, as TaskTiger does.
+
+    A RetryException retries with its own policy, else the task's, else ``default_retry``.
+    Otherwise a task with a policy retries unless ``retry_on`` is set and does not match.
+    ``retry_number`` counts every failed execution including this one. Giving up moves the
+    task to ERROR, or removes it when the RetryException said ``log_error=False``.
+    """
+    policy: RetryPolicy | None
+    if failed.retry_requested:
+        policy = failed.retry_method or payload.retry_method or default_retry
+    elif payload.retry_method is not None and (
+        not payload.retry_on or matches_retry_on(failed.exception_mro, payload.retry_on)
+    ):
+        policy = payload.retry_method
+    else:
+        policy = None
+    give_up = Decision(
+        TaskState.ERROR if failed.log_error else None, now, log_error=failed.log_error
+    )
+    if policy is None:
+        return give_up
+    if isinstance(policy, Custom) and not is_allowed(policy.func, allowed_modules):
+        return attrs.evolve(
+            give_up, reason=f"retry function {policy.func!r} is outside allowed_task_modules"
+        )
+    try:
+        delay = policy.delay_for(retry_number)
+    except StopRetry:
+        return give_up
+    except Exception as exc:  # a custom policy that cannot be imported or fails
+        return attrs.evolve(give_up, reason=f"retry policy {policy!r} failed: {exc!r}")
+    return Decision(TaskState.SCHEDULED, now + delay, log_error=False, retry_delay=delay)

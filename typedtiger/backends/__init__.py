@@ -1,0 +1,1 @@
+"""Storage backends: the Backend protocol (base), Redis (redis) and in-process (fake)."""

@@ -1,0 +1,268 @@
+"""The Backend protocol: everything that touches storage, in domain terms.
+
+The worker, the Tiger facade and the Task handle only talk to storage through this protocol;
+they never build a key or call redis. Every method that changes state does so atomically.
+Every "now" is passed in (from the Clock), so a backend never reads the time itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from enum import StrEnum
+from typing import Protocol
+
+import attrs
+
+from typedtiger.clock import Clock
+
+__all__ = [
+    "Backend",
+    "Claimed",
+    "EnqueueMode",
+    "Failure",
+    "NewTask",
+    "StoredTask",
+    "TaskState",
+]
+
+
+class TaskState(StrEnum):
+    """The states a stored task can be in."""
+
+    QUEUED = "queued"
+    ACTIVE = "active"
+    SCHEDULED = "scheduled"
+    ERROR = "error"
+
+
+class EnqueueMode(StrEnum):
+    """How an enqueue treats a task with the same id that is already stored."""
+
+    #: A fresh random id: always stored.
+    PLAIN = "plain"
+    #: Unique: an equal task that is queued or scheduled wins (nothing is written); otherwise
+    #: (absent, active or errored) the task is stored in the target state.
+    UNIQUE = "unique"
+    #: Periodic registration: nothing is written if the task is queued, active or scheduled.
+    IF_ABSENT = "if_absent"
+    #: Next run of a periodic task, filed while the current run is active.
+    NEXT_RUN = "next_run"
+
+
+@attrs.frozen(kw_only=True)
+class NewTask:
+    """A task to store: its id, queue, encoded payload and when it is due (epoch seconds)."""
+
+    id: str
+    queue: str
+    payload: str
+    due: float
+    mode: EnqueueMode = EnqueueMode.PLAIN
+    #: Refuse (QueueFullException) when the queue holds this many tasks; None: no limit.
+    max_queue_size: int | None = None
+
+
+@attrs.frozen
+class Claimed:
+    """A task moved to active for a worker; ``payload`` is None when its payload is missing."""
+
+    id: str
+    payload: str | None
+    #: How many failed executions the task has had before this one.
+    executions_count: int = 0
+
+
+@attrs.frozen(kw_only=True)
+class Failure:
+    """How a failed execution is recorded."""
+
+    #: The encoded ExecutionRecord appended to the task's executions.
+    execution: str
+    #: Where the task goes: ERROR, SCHEDULED (a retry at ``when``) or None (removed).
+    to_state: TaskState | None
+    when: float
+    max_stored_executions: int | None = None
+
+
+@attrs.frozen(kw_only=True)
+class StoredTask:
+    """A task as read back for inspection."""
+
+    id: str
+    queue: str
+    state: TaskState
+    #: The score in the state's sorted set: queued/active/error time or the scheduled time.
+    score: float
+    #: The raw payload, None if the payload key is missing.
+    payload: str | None
+    executions: tuple[str, ...] = ()
+    executions_count: int = 0
+
+
+class Backend(Protocol):
+    """Storage for tasks. See ``RedisBackend`` for the implementation and its Redis layout."""
+
+    @property
+    def clock(self) -> Clock:
+        """The clock a Tiger on this backend uses unless given another."""
+        ...
+
+    #: Whether a task may run in a forked child (the child's writes reach the same storage).
+    forks_safely: bool
+
+    @property
+    def prefix(self) -> str:
+        """The key prefix this backend stores under."""
+        ...
+
+    def with_prefix(self, prefix: str) -> Backend:
+        """The same storage under another key prefix."""
+        ...
+
+    # --- producing ----------------------------------------------------------------------
+
+    def enqueue(self, tasks: Sequence[NewTask], now: float, publish: bool) -> list[TaskState]:
+        """Store tasks (queued if due <= now, else scheduled); the state each one is in now.
+
+        QueueFullException for a task over its ``max_queue_size``; tasks before it are stored.
+        """
+        ...
+
+    # --- consuming ----------------------------------------------------------------------
+
+    def queues_with_tasks(self, state: TaskState) -> set[str]:
+        """Names of the queues that hold tasks in ``state``."""
+        ...
+
+    def wait_for_activity(self, timeout: float) -> set[str]:
+        """Block up to ``timeout`` seconds for queued-task notifications; the queues named."""
+        ...
+
+    def move_due_scheduled(self, now: float, limit: int, publish: bool = True) -> int:
+        """Move scheduled tasks due at ``now`` to queued (at most ``limit`` per queue)."""
+        ...
+
+    def claim(self, queue: str, now: float, limit: int, lock_retry: float = 1.0) -> list[Claimed]:
+        """Move up to ``limit`` queued tasks of ``queue`` (oldest first) to active.
+
+        Nothing is claimed while the queue's system lock is held. A task that is already
+        active (a unique task queued again while it runs) is scheduled ``lock_retry`` later.
+        """
+        ...
+
+    def acquire_locks(
+        self, queue: str, locks: Mapping[str, str], now: float, timeout: float, retry_at: float
+    ) -> set[str]:
+        """Take the lock of each task id -> lock id; tasks that can't are rescheduled.
+
+        Returns the task ids that hold their lock. A lock is free when absent or expired
+        (``now`` past the time it was taken + ``timeout``).
+        """
+        ...
+
+    def heartbeat(
+        self,
+        queue: str,
+        task_ids: Sequence[str],
+        lock_ids: Sequence[str],
+        now: float,
+        lock_timeout: float,
+    ) -> None:
+        """Refresh the active score of running tasks and the expiry of their locks."""
+        ...
+
+    def complete(self, queue: str, task_ids: Sequence[str], lock_ids: Sequence[str]) -> None:
+        """Finish successful tasks: remove them (unless also filed in another state)."""
+        ...
+
+    def fail(
+        self, queue: str, task_ids: Sequence[str], lock_ids: Sequence[str], failure: Failure
+    ) -> None:
+        """Record a failed execution and move the tasks as ``failure`` says."""
+        ...
+
+    def requeue_expired(
+        self,
+        now: float,
+        timeout: float,
+        limit: int,
+        max_losses: int,
+        lost_execution: str,
+        lock_for: float,
+        publish: bool = True,
+    ) -> tuple[int, int]:
+        """Requeue active tasks whose heartbeat is older than ``timeout``.
+
+        Runs under a lock (held for ``lock_for`` seconds) so that one worker does it at a
+        time. A task lost more than ``max_losses`` times goes to error with
+        ``lost_execution`` instead. Returns (requeued, failed); (0, 0) if the lock was busy.
+        """
+        ...
+
+    def acquire_queue_slot(
+        self, queue: str, holder: str, limit: int, now: float, timeout: float
+    ) -> bool:
+        """Take (or refresh) one of ``limit`` slots of ``queue`` for ``holder``."""
+        ...
+
+    def release_queue_slot(self, queue: str, holder: str) -> None:
+        """Give back ``holder``'s slot of ``queue``."""
+        ...
+
+    def close(self) -> None:
+        """Release what waiting for activity holds (subscriptions)."""
+        ...
+
+    # --- inspection and administration --------------------------------------------------
+
+    def get_task(
+        self, queue: str, state: TaskState, task_id: str, load_executions: int
+    ) -> StoredTask | None:
+        """The task, if it is filed in ``queue`` under ``state``."""
+        ...
+
+    def list_tasks(
+        self, queue: str, state: TaskState, skip: int, limit: int, load_executions: int
+    ) -> tuple[int, list[StoredTask]]:
+        """(total in the state, a page of tasks, newest first)."""
+        ...
+
+    def find_task(self, task_id: str) -> list[tuple[str, TaskState]]:
+        """Every (queue, state) that files ``task_id``."""
+        ...
+
+    def queue_sizes(self, queues: Sequence[str] | None) -> dict[str, dict[TaskState, int]]:
+        """queue -> state -> number of tasks, for the queues given (None: every queue)."""
+        ...
+
+    def remove(self, queue: str, state: TaskState, task_id: str) -> bool:
+        """Delete the task filed in ``queue`` under ``state``; False if it is not there."""
+        ...
+
+    def move(
+        self,
+        queue: str,
+        from_state: TaskState,
+        task_id: str,
+        to_state: TaskState,
+        when: float,
+        publish: bool,
+    ) -> bool:
+        """Move the task to another state with score ``when``; False if it is not there."""
+        ...
+
+    def reschedule(self, queue: str, task_id: str, when: float) -> bool:
+        """Change a scheduled task's time; False if it is not scheduled."""
+        ...
+
+    def set_queue_system_lock(self, queue: str, until: float) -> None:
+        """Pause ``queue`` until ``until`` (epoch seconds)."""
+        ...
+
+    def get_queue_system_locks(self) -> dict[str, float]:
+        """queue -> time its system lock ends, for every lock set."""
+        ...
+
+    def purge_errors(self, queue: str, before: float | None, limit: int | None) -> int:
+        """Remove errored tasks of ``queue`` that failed before ``before``; how many."""
+        ...

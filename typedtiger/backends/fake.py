@@ -1,0 +1,43 @@
+"""FakeBackend: RedisBackend over an in-process fakeredis, with a ManualClock.
+
+It runs the very Lua scripts production runs (fakeredis executes them with lupa), so there is
+one behaviour and no second implementation to drift. Nothing leaves the process, so a forked
+child's writes would be lost: workers on a FakeBackend run tasks in-process (SyncExecutor),
+and a task that enqueues other tasks writes to the same in-process store.
+"""
+
+from __future__ import annotations
+
+import fakeredis
+
+from typedtiger.backends.redis import RedisBackend
+from typedtiger.clock import ManualClock
+
+__all__ = ["FakeBackend"]
+
+
+class FakeBackend(RedisBackend):
+    """An in-process backend for tests; time moves only when its ManualClock is moved."""
+
+    forks_safely = False
+
+    def __init__(
+        self,
+        clock: ManualClock | None = None,
+        *,
+        prefix: str = "t",
+        server: fakeredis.FakeServer | None = None,
+    ) -> None:
+        self._server = server if server is not None else fakeredis.FakeServer()
+        self._manual_clock = clock if clock is not None else ManualClock()
+        client = fakeredis.FakeRedis(server=self._server, decode_responses=True)
+        super().__init__(client, prefix=prefix, clock=self._manual_clock)
+
+    @property
+    def clock(self) -> ManualClock:
+        return self._manual_clock
+
+    def with_prefix(self, prefix: str) -> FakeBackend:
+        if prefix == self.prefix:
+            return self
+        return FakeBackend(self._manual_clock, prefix=prefix, server=self._server)

@@ -1,0 +1,76 @@
+-- Prepended to every script. ARGV[1] is always the key prefix; every key a script derives
+-- (per queue, per task id) is built from it, so a hash-tagged prefix keeps one cluster slot.
+local P = ARGV[1]
+local STATES = {'queued', 'active', 'scheduled', 'error'}
+
+local function state_key(state, queue) return P .. ':' .. state .. ':' .. queue end
+local function task_key(id) return P .. ':task:' .. id end
+local function lock_key(lock_id) return P .. ':lockv2:' .. lock_id end
+
+local function in_state(state, queue, id)
+  return redis.call('zscore', state_key(state, queue), id) ~= false
+end
+
+-- ZADD into a state, keeping the per-state set of queue names in step.
+-- mode: '' (set the score), 'nx' (keep an existing score), 'min' (keep the smaller).
+local function file(state, queue, id, score, mode)
+  local key = state_key(state, queue)
+  if mode == 'nx' then
+    redis.call('zadd', key, 'NX', score, id)
+  elseif mode == 'min' then
+    redis.call('zadd', key, 'LT', score, id)
+  else
+    redis.call('zadd', key, score, id)
+  end
+  redis.call('sadd', P .. ':' .. state, queue)
+end
+
+-- ZREM from a state; drops the queue from the state's set when its sorted set empties.
+local function unfile(state, queue, id)
+  local key = state_key(state, queue)
+  local removed = redis.call('zrem', key, id)
+  if removed == 1 and redis.call('exists', key) == 0 then
+    redis.call('srem', P .. ':' .. state, queue)
+  end
+  return removed == 1
+end
+
+-- Delete a task's keys unless it is still filed in another state of its queue. The
+-- executions survive while the task is in the error state.
+local function forget(queue, id)
+  local base = task_key(id)
+  if not in_state('error', queue, id) then
+    redis.call('del', base .. ':executions', base .. ':executions_count')
+  end
+  for _, state in ipairs(STATES) do
+    if in_state(state, queue, id) then return end
+  end
+  redis.call('del', base, base .. ':worker_losses')
+end
+
+local function record_execution(id, execution, max_stored)
+  local key = task_key(id) .. ':executions'
+  redis.call('incr', task_key(id) .. ':executions_count')
+  redis.call('rpush', key, execution)
+  if max_stored > 0 then redis.call('ltrim', key, -max_stored, -1) end
+end
+
+-- A lock value is "<holder task id>|<expiry>". A value of another form (a TaskTiger token)
+-- is held until its key expires.
+local function lock_free(key, now)
+  local value = redis.call('get', key)
+  if not value then return true end
+  local expiry = tonumber(string.match(value, '|([^|]+)$') or '')
+  return expiry ~= nil and expiry <= now
+end
+
+local function release_lock(lock_id, holder)
+  local key = lock_key(lock_id)
+  local value = redis.call('get', key)
+  if value and string.sub(value, 1, #holder + 1) == holder .. '|' then
+    redis.call('del', key)
+  end
+end
+
+-- Garbage-collection backstop only: behaviour is decided by the expiry in the value.
+local function backstop_ms(timeout) return math.ceil(timeout * 1000) * 10 + 3600000 end

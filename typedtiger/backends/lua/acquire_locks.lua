@@ -1,0 +1,19 @@
+-- Take task locks. ARGV: prefix, queue, now, timeout, retry_at, then pairs task id, lock id.
+-- A task that cannot take its lock goes back to scheduled at retry_at (the earlier time wins
+-- if it is already scheduled). Returns the ids of the tasks that hold their lock.
+local queue, now = ARGV[2], tonumber(ARGV[3])
+local timeout, retry_at = tonumber(ARGV[4]), tonumber(ARGV[5])
+local granted = {}
+for i = 6, #ARGV, 2 do
+  local id, key = ARGV[i], lock_key(ARGV[i + 1])
+  local value = redis.call('get', key)
+  local mine = value and string.sub(value, 1, #id + 1) == id .. '|'
+  if mine or lock_free(key, now) then
+    redis.call('set', key, id .. '|' .. tostring(now + timeout), 'PX', backstop_ms(timeout))
+    granted[#granted + 1] = id
+  else
+    unfile('active', queue, id)
+    file('scheduled', queue, id, retry_at, 'min')
+  end
+end
+return granted

@@ -1,0 +1,17 @@
+-- Move due scheduled tasks to queued, at most ARGV[4] per queue. ARGV: prefix, now, publish,
+-- limit. A task already queued just leaves the scheduled set. Returns how many moved.
+local now, publish, limit = tonumber(ARGV[2]), ARGV[3] == '1', tonumber(ARGV[4])
+local moved = 0
+for _, queue in ipairs(redis.call('smembers', P .. ':scheduled')) do
+  local ids = redis.call('zrangebyscore', state_key('scheduled', queue), '-inf', now,
+    'LIMIT', 0, limit)
+  for _, id in ipairs(ids) do
+    unfile('scheduled', queue, id)
+    file('queued', queue, id, now, 'nx')
+  end
+  if #ids > 0 then
+    moved = moved + #ids
+    if publish then redis.call('publish', P .. ':activity', queue) end
+  end
+end
+return moved

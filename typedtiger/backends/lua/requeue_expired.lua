@@ -1,0 +1,34 @@
+-- Requeue active tasks whose heartbeat is older than the timeout (their worker is lost).
+-- ARGV: prefix, now, timeout, limit, max losses, lost execution JSON, lock seconds, publish.
+-- Runs under the lock P:lockv2:queue_expired_tasks. A task lost more than max losses times
+-- goes to error with the lost execution record. Returns {requeued, failed, busy (0/1)}.
+local now, timeout, limit = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local max_losses, lost_execution = tonumber(ARGV[5]), ARGV[6]
+local lock_for, publish = tonumber(ARGV[7]), ARGV[8] == '1'
+
+local lkey = P .. ':lockv2:queue_expired_tasks'
+if not lock_free(lkey, now) then return {0, 0, 1} end
+redis.call('set', lkey, 'requeue|' .. tostring(now + lock_for), 'PX', backstop_ms(lock_for))
+
+local requeued, failed = 0, 0
+for _, queue in ipairs(redis.call('smembers', P .. ':active')) do
+  local budget = limit - requeued - failed
+  if budget <= 0 then break end
+  local ids = redis.call('zrangebyscore', state_key('active', queue), '-inf', now - timeout,
+    'LIMIT', 0, budget)
+  for _, id in ipairs(ids) do
+    unfile('active', queue, id)
+    local losses = redis.call('incr', task_key(id) .. ':worker_losses')
+    if losses > max_losses and redis.call('exists', task_key(id)) == 1 then
+      record_execution(id, lost_execution, 0)
+      file('error', queue, id, now, '')
+      failed = failed + 1
+    else
+      file('queued', queue, id, now, 'nx')
+      requeued = requeued + 1
+      if publish then redis.call('publish', P .. ':activity', queue) end
+    end
+  end
+end
+if requeued + failed < limit then redis.call('del', lkey) end
+return {requeued, failed, 0}

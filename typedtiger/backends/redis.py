@@ -1,0 +1,411 @@
+"""RedisBackend: task storage on Redis, TaskTiger's key layout, one Lua script per state change.
+
+The layout is documented in docs/redis-layout.md. Scripts live in ``backends/lua``; each is
+loaded once and run by EVALSHA (redis-py reloads it on NOSCRIPT). Only this module and
+``fake.py`` import redis; redis errors are translated to typedtiger's here.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from importlib import resources
+from typing import Any, Final, ParamSpec, TypeVar
+
+import redis
+import redis.exceptions
+from redis.client import PubSub
+from redis.commands.core import Script
+
+from typedtiger.backends.base import (
+    Claimed,
+    Failure,
+    NewTask,
+    StoredTask,
+    TaskState,
+)
+from typedtiger.clock import Clock, SystemClock
+from typedtiger.exceptions import BackendUnavailable, QueueFullException, TypedTigerError
+
+__all__ = ["RedisBackend"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_SCRIPT_NAMES: Final = (
+    "enqueue",
+    "move_due",
+    "claim",
+    "acquire_locks",
+    "heartbeat",
+    "complete",
+    "fail",
+    "requeue_expired",
+    "queue_slot",
+    "remove",
+    "move",
+    "purge_errors",
+)
+_ALL_STATES: Final = tuple(TaskState)
+
+
+def _script_sources() -> dict[str, str]:
+    folder = resources.files("typedtiger.backends") / "lua"
+    common = (folder / "_common.lua").read_text(encoding="utf8")
+    return {
+        name: common + (folder / f"{name}.lua").read_text(encoding="utf8") for name in _SCRIPT_NAMES
+    }
+
+
+_SOURCES: Final = _script_sources()
+
+
+@contextmanager
+def _translated_errors() -> Iterator[None]:
+    try:
+        yield
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+        raise BackendUnavailable(f"Redis is unavailable: {exc}") from exc
+    except redis.exceptions.RedisError as exc:
+        raise TypedTigerError(f"Redis error: {exc}") from exc
+
+
+def _redis_call(method: Callable[P, R]) -> Callable[P, R]:
+    @functools.wraps(method)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        with _translated_errors():
+            return method(*args, **kwargs)
+
+    return wrapper
+
+
+def _num(value: float) -> str:
+    return repr(float(value))
+
+
+def _lock_pairs(task_ids: Sequence[str], lock_ids: Sequence[str]) -> list[str]:
+    if len(lock_ids) > len(task_ids):
+        raise ValueError("more lock ids than task ids")
+    pairs: list[str] = []
+    for task_id, lock_id in zip(task_ids, lock_ids, strict=False):
+        if lock_id:
+            pairs += [task_id, lock_id]
+    return pairs
+
+
+class RedisBackend:
+    """Tasks stored in Redis under ``prefix`` (TaskTiger's layout).
+
+    ``client`` must be created with ``decode_responses=True``. In a forked child redis-py opens
+    fresh connections, so a task may enqueue other tasks through the same client.
+    """
+
+    #: Whether a task may run in a forked child (the child's writes reach the same storage).
+    forks_safely: bool = True
+
+    def __init__(
+        self, client: redis.Redis[str], *, prefix: str = "t", clock: Clock | None = None
+    ) -> None:
+        if not client.connection_pool.connection_kwargs.get("decode_responses"):
+            raise ValueError("RedisBackend needs a client created with decode_responses=True")
+        self._client = client
+        self._prefix = prefix
+        self._clock: Clock = clock if clock is not None else SystemClock()
+        self._scripts: dict[str, Script] = {
+            name: client.register_script(source) for name, source in _SOURCES.items()
+        }
+        self._pubsub: PubSub | None = None
+
+    @classmethod
+    def from_url(cls, url: str, *, prefix: str = "t") -> RedisBackend:
+        """A backend on the Redis at ``url`` (redis://, rediss:// or unix://)."""
+        return cls(redis.Redis.from_url(url, decode_responses=True), prefix=prefix)
+
+    @property
+    def client(self) -> redis.Redis[str]:
+        """The redis-py client (for inspection in tests and tools)."""
+        return self._client
+
+    @property
+    def clock(self) -> Clock:
+        return self._clock
+
+    @property
+    def prefix(self) -> str:
+        return self._prefix
+
+    def with_prefix(self, prefix: str) -> RedisBackend:
+        if prefix == self._prefix:
+            return self
+        return type(self)(self._client, prefix=prefix, clock=self._clock)
+
+    def _key(self, *parts: str) -> str:
+        return ":".join((self._prefix, *parts))
+
+    def _run(self, name: str, args: Sequence[object], client: Any = None) -> Any:
+        return self._scripts[name](keys=[], args=[self._prefix, *args], client=client)
+
+    # --- producing ----------------------------------------------------------------------
+
+    @_redis_call
+    def enqueue(self, tasks: Sequence[NewTask], now: float, publish: bool) -> list[TaskState]:
+        if len(tasks) == 1:
+            replies = [self._run("enqueue", self._enqueue_args(tasks[0], now, publish))]
+        else:
+            pipe = self._client.pipeline(transaction=False)
+            for task in tasks:
+                self._run("enqueue", self._enqueue_args(task, now, publish), client=pipe)
+            replies = pipe.execute()
+        states = []
+        for task, (status, detail) in zip(tasks, replies, strict=True):
+            if status == "full":
+                raise QueueFullException(
+                    f"queue {task.queue!r} holds {detail} tasks (max_queue_size "
+                    f"{task.max_queue_size}); task {task.id} was not enqueued"
+                )
+            states.append(TaskState(detail))
+        return states
+
+    @staticmethod
+    def _enqueue_args(task: NewTask, now: float, publish: bool) -> list[object]:
+        return [
+            _num(now),
+            int(publish),
+            task.id,
+            task.queue,
+            task.payload,
+            _num(task.due),
+            task.mode.value,
+            task.max_queue_size or 0,
+        ]
+
+    # --- consuming ----------------------------------------------------------------------
+
+    @_redis_call
+    def queues_with_tasks(self, state: TaskState) -> set[str]:
+        return set(self._client.smembers(self._key(state.value)))
+
+    @_redis_call
+    def wait_for_activity(self, timeout: float) -> set[str]:
+        if self._pubsub is None:
+            self._pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+            self._pubsub.subscribe(self._key("activity"))
+        queues: set[str] = set()
+        message = self._pubsub.get_message(timeout=timeout)
+        while message is not None:
+            if message.get("type") == "message":
+                queues.add(str(message["data"]))
+            message = self._pubsub.get_message(timeout=0)
+        return queues
+
+    def close(self) -> None:
+        """Drop the activity subscription (the client itself stays open)."""
+        if self._pubsub is not None:
+            self._pubsub.close()
+            self._pubsub = None
+
+    @_redis_call
+    def move_due_scheduled(self, now: float, limit: int, publish: bool = True) -> int:
+        return int(self._run("move_due", [_num(now), int(publish), limit]))
+
+    @_redis_call
+    def claim(self, queue: str, now: float, limit: int, lock_retry: float = 1.0) -> list[Claimed]:
+        reply = self._run("claim", [queue, _num(now), _num(lock_retry), limit])
+        return [Claimed(reply[i], reply[i + 1], int(reply[i + 2])) for i in range(0, len(reply), 3)]
+
+    @_redis_call
+    def acquire_locks(
+        self, queue: str, locks: Mapping[str, str], now: float, timeout: float, retry_at: float
+    ) -> set[str]:
+        pairs = [item for task_id, lock_id in locks.items() for item in (task_id, lock_id)]
+        reply = self._run(
+            "acquire_locks", [queue, _num(now), _num(timeout), _num(retry_at), *pairs]
+        )
+        return set(reply)
+
+    @_redis_call
+    def heartbeat(
+        self,
+        queue: str,
+        task_ids: Sequence[str],
+        lock_ids: Sequence[str],
+        now: float,
+        lock_timeout: float,
+    ) -> None:
+        args = [queue, _num(now), _num(lock_timeout), len(task_ids), *task_ids]
+        self._run("heartbeat", [*args, *_lock_pairs(task_ids, lock_ids)])
+
+    @_redis_call
+    def complete(self, queue: str, task_ids: Sequence[str], lock_ids: Sequence[str]) -> None:
+        self._run("complete", [queue, len(task_ids), *task_ids, *_lock_pairs(task_ids, lock_ids)])
+
+    @_redis_call
+    def fail(
+        self, queue: str, task_ids: Sequence[str], lock_ids: Sequence[str], failure: Failure
+    ) -> None:
+        to_state = "" if failure.to_state is None else failure.to_state.value
+        args = [
+            queue,
+            to_state,
+            _num(failure.when),
+            failure.max_stored_executions or 0,
+            failure.execution,
+            len(task_ids),
+            *task_ids,
+        ]
+        self._run("fail", [*args, *_lock_pairs(task_ids, lock_ids)])
+
+    @_redis_call
+    def requeue_expired(
+        self,
+        now: float,
+        timeout: float,
+        limit: int,
+        max_losses: int,
+        lost_execution: str,
+        lock_for: float,
+        publish: bool = True,
+    ) -> tuple[int, int]:
+        args = [_num(now), _num(timeout), limit, max_losses, lost_execution, _num(lock_for)]
+        requeued, failed, _busy = self._run("requeue_expired", [*args, int(publish)])
+        return int(requeued), int(failed)
+
+    @_redis_call
+    def acquire_queue_slot(
+        self, queue: str, holder: str, limit: int, now: float, timeout: float
+    ) -> bool:
+        args = [queue, holder, limit, _num(now), _num(timeout)]
+        return bool(self._run("queue_slot", args))
+
+    @_redis_call
+    def release_queue_slot(self, queue: str, holder: str) -> None:
+        self._client.zrem(self._key("qslock", queue), holder)
+
+    # --- inspection and administration --------------------------------------------------
+
+    def _stored(
+        self,
+        queue: str,
+        state: TaskState,
+        scored: Sequence[tuple[str, float]],
+        load_executions: int,
+    ) -> list[StoredTask]:
+        pipe = self._client.pipeline(transaction=False)
+        for task_id, _score in scored:
+            base = self._key("task", task_id)
+            pipe.get(base)
+            pipe.get(f"{base}:executions_count")
+            if load_executions:
+                pipe.lrange(f"{base}:executions", -load_executions, -1)
+        replies = iter(pipe.execute())
+        tasks = []
+        for task_id, score in scored:
+            payload = next(replies)
+            count = next(replies)
+            executions = tuple(next(replies)) if load_executions else ()
+            tasks.append(
+                StoredTask(
+                    id=task_id,
+                    queue=queue,
+                    state=state,
+                    score=float(score),
+                    payload=payload,
+                    executions=executions,
+                    executions_count=int(count or 0),
+                )
+            )
+        return tasks
+
+    @_redis_call
+    def get_task(
+        self, queue: str, state: TaskState, task_id: str, load_executions: int
+    ) -> StoredTask | None:
+        score = self._client.zscore(self._key(state.value, queue), task_id)
+        if score is None:
+            return None
+        return self._stored(queue, state, [(task_id, float(score))], load_executions)[0]
+
+    @_redis_call
+    def list_tasks(
+        self, queue: str, state: TaskState, skip: int, limit: int, load_executions: int
+    ) -> tuple[int, list[StoredTask]]:
+        key = self._key(state.value, queue)
+        pipe = self._client.pipeline(transaction=False)
+        pipe.zcard(key)
+        pipe.zrange(key, skip, skip + limit - 1, desc=True, withscores=True)
+        total, scored = pipe.execute()
+        return int(total), self._stored(queue, state, scored, load_executions)
+
+    @_redis_call
+    def find_task(self, task_id: str) -> list[tuple[str, TaskState]]:
+        pipe = self._client.pipeline(transaction=False)
+        for state in _ALL_STATES:
+            pipe.smembers(self._key(state.value))
+        candidates = [
+            (queue, state)
+            for state, queues in zip(_ALL_STATES, pipe.execute(), strict=True)
+            for queue in sorted(queues)
+        ]
+        for queue, state in candidates:
+            pipe.zscore(self._key(state.value, queue), task_id)
+        found = pipe.execute()
+        return [where for where, score in zip(candidates, found, strict=True) if score is not None]
+
+    @_redis_call
+    def queue_sizes(self, queues: Sequence[str] | None) -> dict[str, dict[TaskState, int]]:
+        pipe = self._client.pipeline(transaction=False)
+        if queues is None:
+            for state in _ALL_STATES:
+                pipe.smembers(self._key(state.value))
+            names = sorted({queue for members in pipe.execute() for queue in members})
+        else:
+            names = list(queues)
+        for queue in names:
+            for state in _ALL_STATES:
+                pipe.zcard(self._key(state.value, queue))
+        counts = iter(pipe.execute())
+        return {queue: {state: int(next(counts)) for state in _ALL_STATES} for queue in names}
+
+    @_redis_call
+    def remove(self, queue: str, state: TaskState, task_id: str) -> bool:
+        return bool(self._run("remove", [queue, state.value, task_id]))
+
+    @_redis_call
+    def move(
+        self,
+        queue: str,
+        from_state: TaskState,
+        task_id: str,
+        to_state: TaskState,
+        when: float,
+        publish: bool,
+    ) -> bool:
+        args = [queue, from_state.value, task_id, to_state.value, _num(when), int(publish)]
+        return bool(self._run("move", args))
+
+    def reschedule(self, queue: str, task_id: str, when: float) -> bool:
+        return self.move(queue, TaskState.SCHEDULED, task_id, TaskState.SCHEDULED, when, False)
+
+    @_redis_call
+    def set_queue_system_lock(self, queue: str, until: float) -> None:
+        key = self._key("qslock", queue)
+        pipe = self._client.pipeline(transaction=True)
+        pipe.zadd(key, {"SYSTEM_LOCK": until})
+        pipe.expire(key, 3600 * 24 * 7)
+        pipe.execute()
+
+    @_redis_call
+    def get_queue_system_locks(self) -> dict[str, float]:
+        locks: dict[str, float] = {}
+        prefix = self._key("qslock", "")
+        for key in self._client.scan_iter(match=prefix.replace("*", r"\*") + "*", count=1000):
+            score = self._client.zscore(key, "SYSTEM_LOCK")
+            if score is not None:
+                locks[str(key)[len(prefix) :]] = float(score)
+        return locks
+
+    @_redis_call
+    def purge_errors(self, queue: str, before: float | None, limit: int | None) -> int:
+        bound = "+inf" if before is None else _num(before)
+        return int(self._run("purge_errors", [queue, bound, -1 if limit is None else limit]))

@@ -1,0 +1,208 @@
+"""The ``typedtiger`` command: ``worker`` (and ``demo``). The composition root: it may configure
+logging; nothing imports it but the console script and ``Tiger.run_worker_with_args``."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+from types import ModuleType
+
+import click
+import redis
+
+from typedtiger.backends.redis import RedisBackend
+from typedtiger.config import Config
+from typedtiger.executor import Executor, ForkExecutor, SyncExecutor
+from typedtiger.logging import setup_structlog
+from typedtiger.tiger import Tiger
+from typedtiger.worker import Worker
+
+__all__ = ["main", "run_worker_command"]
+
+
+def _split(values: Sequence[str]) -> list[str]:
+    return [name.strip() for value in values for name in value.split(",") if name.strip()]
+
+
+def _import_modules(names: Sequence[str]) -> list[ModuleType]:
+    modules = []
+    for name in names:
+        try:
+            modules.append(importlib.import_module(name))
+        except Exception as exc:
+            raise click.ClickException(f"cannot import module {name!r}: {exc!r}") from exc
+    return modules
+
+
+def _adopt_registrations(tiger: Tiger, modules: Sequence[ModuleType]) -> None:
+    for module in modules:
+        for value in vars(module).values():
+            if isinstance(value, Tiger) and value is not tiger:
+                tiger.adopt(value)
+
+
+def _backend(url: str | None, host: str, port: int, password: str | None, db: int) -> RedisBackend:
+    if url is not None:
+        return RedisBackend.from_url(url)
+    client = redis.Redis(host=host, port=port, password=password, db=db, decode_responses=True)
+    return RedisBackend(client)
+
+
+class _ExitAfter(click.ParamType):  # type: ignore[type-arg]
+    name = "SECONDS|idle"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float | None:
+        if value is None or value == "idle":
+            return None if value is None else -1.0
+        try:
+            seconds = float(str(value))
+        except ValueError:
+            self.fail(f"{value!r} is neither a number of seconds nor 'idle'", param, ctx)
+        if seconds <= 0:
+            self.fail("must be > 0 seconds", param, ctx)
+        return seconds
+
+
+def _connection_options(command: Callable[..., None]) -> Callable[..., None]:
+    options = [
+        click.option("--url", envvar="TYPEDTIGER_URL", help="Redis URL (redis://host:port/db)."),
+        click.option("-h", "--host", default="localhost", show_default=True, help="Redis host."),
+        click.option("-p", "--port", default=6379, show_default=True, help="Redis port."),
+        click.option("-a", "--password", default=None, help="Redis password."),
+        click.option("-n", "--db", default=0, show_default=True, help="Redis database number."),
+        click.option("--prefix", default=None, help="Key prefix (default: Config's, 't')."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+@click.group(context_settings={"help_option_names": ["--help"]})
+def main() -> None:
+    """typedtiger: a typed task queue on Redis."""
+
+
+@main.command()
+def demo() -> None:
+    """Show typedtiger at work on an in-process backend (no Redis needed)."""
+    from typedtiger._demo import run_demo
+
+    run_demo(click.echo)
+
+
+@main.command(context_settings={"help_option_names": ["--help"]})
+@_connection_options
+@click.option(
+    "-q", "--queues", multiple=True, help="Queues to serve (comma-separated; with subqueues)."
+)
+@click.option("-e", "--exclude-queues", multiple=True, help="Queues (and subqueues) to skip.")
+@click.option("-m", "--module", "modules", multiple=True, help="Module to import before starting.")
+@click.option(
+    "-M",
+    "--max-workers-per-queue",
+    type=click.IntRange(min=1),
+    default=None,
+    help="At most this many workers process one queue at once.",
+)
+@click.option(
+    "--store-tracebacks/--no-store-tracebacks",
+    default=None,
+    help="Store tracebacks in execution records (default: Config's, on).",
+)
+@click.option(
+    "--executor",
+    "executor_name",
+    type=click.Choice(["fork", "sync"]),
+    default="fork",
+    show_default=True,
+    help="fork: one child process per task; sync: in-process.",
+)
+@click.option(
+    "--exit-after",
+    type=_ExitAfter(),
+    default=None,
+    help="Stop after SECONDS, or 'idle' to stop once nothing is due.",
+)
+def worker(
+    url: str | None,
+    host: str,
+    port: int,
+    password: str | None,
+    db: int,
+    prefix: str | None,
+    queues: tuple[str, ...],
+    exclude_queues: tuple[str, ...],
+    modules: tuple[str, ...],
+    max_workers_per_queue: int | None,
+    store_tracebacks: bool | None,
+    executor_name: str,
+    exit_after: float | None,
+) -> None:
+    """Run a worker: claim tasks of the served queues and run them until SIGTERM/SIGINT.
+
+    The first SIGTERM/SIGINT lets the running task finish and exits 0; a second exits at once
+    (the task is requeued when its heartbeat expires).
+    """
+    setup_structlog()
+    config = Config() if prefix is None else Config(prefix=prefix)
+    tiger = Tiger(_backend(url, host, port, password, db), config)
+    _run_worker(
+        tiger,
+        queues=queues,
+        exclude_queues=exclude_queues,
+        modules=modules,
+        max_workers_per_queue=max_workers_per_queue,
+        store_tracebacks=store_tracebacks,
+        executor_name=executor_name,
+        exit_after=exit_after,
+    )
+
+
+def _run_worker(
+    tiger: Tiger,
+    *,
+    queues: Sequence[str],
+    exclude_queues: Sequence[str],
+    modules: Sequence[str],
+    max_workers_per_queue: int | None,
+    store_tracebacks: bool | None,
+    executor_name: str,
+    exit_after: float | None,
+) -> None:
+    _adopt_registrations(tiger, _import_modules(modules))
+    executor: Executor = ForkExecutor() if executor_name == "fork" else SyncExecutor()
+    Worker(
+        tiger,
+        queues=_split(queues) or None,
+        exclude_queues=_split(exclude_queues) or None,
+        max_workers_per_queue=max_workers_per_queue,
+        executor=executor,
+        store_tracebacks=store_tracebacks,
+        exit_after=exit_after if exit_after is not None and exit_after > 0 else None,
+    ).run(once=exit_after is not None and exit_after < 0)
+
+
+def run_worker_command(tiger: Tiger, args: list[str]) -> None:
+    """Run ``typedtiger worker``'s queue and process options against an existing Tiger."""
+
+    @click.command()
+    @click.option("-q", "--queues", multiple=True)
+    @click.option("-e", "--exclude-queues", multiple=True)
+    @click.option("-m", "--module", "modules", multiple=True)
+    @click.option("-M", "--max-workers-per-queue", type=click.IntRange(min=1), default=None)
+    @click.option("--store-tracebacks/--no-store-tracebacks", default=None)
+    @click.option(
+        "--executor", "executor_name", type=click.Choice(["fork", "sync"]), default="fork"
+    )
+    @click.option("--exit-after", type=_ExitAfter(), default=None)
+    def command(**options: object) -> None:
+        _run_worker(tiger, **options)  # type: ignore[arg-type]
+
+    command.main(args=args, standalone_mode=False)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""The exceptions typedtiger raises or understands.
+
+Tree::
+
+    TypedTigerError                 base of every typedtiger error
+    ├── TaskImportError             a task's function or class cannot be imported or is refused
+    ├── TaskNotFound                a task is not in the state an operation needs
+    ├── QueueFullException          enqueue refused by ``max_queue_size``
+    ├── PayloadError                a stored task payload cannot be decoded
+    ├── BackendUnavailable          the storage backend cannot be reached
+    ├── ChildProcessDied            a task's process died without reporting (exit code/signal)
+    └── NotInitialized              a lazily created Tiger was used before ``init``
+    JobTimeoutException             a task ran past its hard timeout (raised in the task)
+    RetryException                  raised by a task to ask for a retry
+    StopRetry                       raised by a retry policy to stop retrying
+
+``ArgumentError`` (a ``TypeError``) is raised at enqueue time for arguments JSON cannot carry.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typedtiger.spec import RetryPolicy
+
+
+class TypedTigerError(Exception):
+    """Base class of typedtiger's own errors."""
+
+
+class TaskImportError(TypedTigerError):
+    """A task function, runner class or exception class named in a payload cannot be used."""
+
+
+class TaskNotFound(TypedTigerError):
+    """The task does not exist in the state the operation needs."""
+
+
+class QueueFullException(TypedTigerError):
+    """The queue already holds ``max_queue_size`` tasks (queued, active and scheduled)."""
+
+
+class PayloadError(TypedTigerError):
+    """A stored task payload is not valid JSON or misses or mistypes a field."""
+
+
+class BackendUnavailable(TypedTigerError):
+    """The storage backend could not be reached (connection refused, timeout, ...)."""
+
+
+class NotInitialized(TypedTigerError):
+    """A Tiger created without a backend was used before ``Tiger.init`` was called."""
+
+
+class ChildProcessDied(TypedTigerError):
+    """The process running a task exited or was killed without reporting an outcome."""
+
+
+class ArgumentError(TypeError):
+    """Task arguments that the JSON wire format cannot carry faithfully."""
+
+
+class JobTimeoutException(Exception):
+    """The task ran longer than its hard timeout and was stopped."""
+
+
+class StopRetry(Exception):
+    """Raised by a retry policy when no further retry should happen."""
+
+
+class RetryException(Exception):
+    """Raise inside a task to have it retried.
+
+    ``method`` overrides the task's retry policy for this failure (``None`` uses the task's policy,
+    or ``Config.default_retry`` if it has none). With ``original_traceback=True`` the traceback of
+    the exception being handled is stored instead of this one's. With ``log_error=False`` the
+    failure is logged as a warning, and when retries are exhausted the task is removed instead of
+    being kept in the error state.
+    """
+
+    def __init__(
+        self,
+        method: RetryPolicy | None = None,
+        original_traceback: bool = False,
+        log_error: bool = True,
+    ) -> None:
+        super().__init__()
+        self.method = method
+        self.original_traceback = original_traceback
+        self.log_error = log_error

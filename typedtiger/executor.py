@@ -1,0 +1,183 @@
+"""Executors run claimed tasks and report an Outcome; they never touch storage.
+
+``SyncExecutor`` runs tasks in the worker process. ``ForkExecutor`` (the default on Redis) forks
+one child per task or batch, enforces the hard timeout by killing it and heartbeats from the
+parent while it runs; the child reports its outcome through a pipe and never writes to storage.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, ExitStack, contextmanager
+from types import FrameType
+from typing import TYPE_CHECKING, Protocol
+
+import attrs
+import structlog
+
+from typedtiger._context import running
+from typedtiger._outcome import Failed, Outcome, Succeeded
+from typedtiger.clock import Clock
+from typedtiger.exceptions import JobTimeoutException, RetryException
+from typedtiger.serialization import JOB_TIMEOUT_NAME
+
+if TYPE_CHECKING:
+    from typedtiger.runner import BaseRunner
+    from typedtiger.task import Task
+
+__all__ = [
+    "Executor",
+    "Failed",
+    "ForkExecutor",
+    "Job",
+    "Outcome",
+    "Succeeded",
+    "SyncExecutor",
+    "run_job",
+]
+
+_log = structlog.get_logger("typedtiger.executor")
+
+
+@attrs.frozen(kw_only=True)
+class Job:
+    """One unit of work: a single task, or a batch of one ``batch=True`` function."""
+
+    queue: str
+    tasks: tuple[Task, ...]
+    func: Callable[..., object]
+    serialized_func: str
+    batch: bool
+    hard_timeout: float
+    runner: BaseRunner
+    context_managers: tuple[Callable[[], AbstractContextManager[object]], ...] = ()
+    store_traceback: bool = True
+    clock: Clock
+
+
+class Executor(Protocol):
+    """Runs a Job and reports how it ended. Never raises for a failing task."""
+
+    def execute(
+        self, job: Job, heartbeat: Callable[[], None], heartbeat_interval: float
+    ) -> Outcome:
+        """Run ``job``, calling ``heartbeat`` every ``heartbeat_interval`` seconds meanwhile."""
+        ...
+
+
+def _class_name(cls: type) -> str:
+    if cls is JobTimeoutException:
+        return JOB_TIMEOUT_NAME
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def failed_from_exception(
+    exc: BaseException, time_started: float, time_failed: float, store_traceback: bool
+) -> Failed:
+    """The Failed outcome describing ``exc``."""
+    names = tuple(_class_name(cls) for cls in type(exc).__mro__)
+    shown: BaseException = exc
+    retry = isinstance(exc, RetryException)
+    if isinstance(exc, RetryException) and exc.original_traceback and exc.__context__ is not None:
+        shown = exc.__context__
+    return Failed(
+        time_started=time_started,
+        time_failed=time_failed,
+        exception_name=names[0],
+        exception_mro=names,
+        message=str(exc),
+        traceback="".join(traceback.format_exception(shown)) if store_traceback else None,
+        retry_requested=retry,
+        retry_method=exc.method if isinstance(exc, RetryException) else None,
+        log_error=exc.log_error if isinstance(exc, RetryException) else True,
+    )
+
+
+def timeout_failure(time_started: float, time_failed: float, hard_timeout: float) -> Failed:
+    """The Failed outcome of a task stopped at its hard timeout."""
+    return failed_from_exception(
+        JobTimeoutException(f"the task exceeded its hard timeout of {hard_timeout:g} s"),
+        time_started,
+        time_failed,
+        store_traceback=False,
+    )
+
+
+def run_job(job: Job) -> Outcome:
+    """Run ``job`` in this process (inside its context managers) and describe how it ended."""
+    started = job.clock.now()
+    task_ids = [task.id for task in job.tasks]
+    try:
+        with ExitStack() as stack:
+            for factory in job.context_managers:
+                stack.enter_context(factory())
+            stack.enter_context(running(job.tasks, job.batch, job.serialized_func))
+            if job.batch:
+                job.runner.run_batch_tasks(job.tasks, job.func)
+            else:
+                job.runner.run_single_task(job.tasks[0], job.func)
+    except (Exception, SystemExit) as exc:
+        _log.debug("task raised", task_ids=task_ids, exception=type(exc).__name__)
+        return failed_from_exception(exc, started, job.clock.now(), job.store_traceback)
+    return Succeeded(time_started=started, time_finished=job.clock.now())
+
+
+@contextmanager
+def _hard_timeout_alarm(seconds: float) -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals only reach the main thread: no hard timeout here
+        return
+
+    def on_alarm(_signum: int, _frame: FrameType | None) -> None:
+        raise JobTimeoutException(f"the task exceeded its hard timeout of {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@contextmanager
+def heartbeat_thread(heartbeat: Callable[[], None], interval: float) -> Iterator[None]:
+    """Call ``heartbeat`` every ``interval`` seconds from a thread while the block runs."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(interval):
+            try:
+                heartbeat()
+            except Exception:
+                _log.exception("heartbeat failed")
+
+    thread = threading.Thread(target=beat, name="typedtiger-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+class SyncExecutor:
+    """Runs tasks in the worker process itself: no fork, no isolation.
+
+    The hard timeout is a SIGALRM that raises JobTimeoutException in the task: it works only
+    when the worker runs in the main thread, and cannot interrupt code blocked in C (a task that
+    holds the GIL in a C call, or ignores the exception, runs on). A task that crashes the
+    process takes the worker with it; its task is requeued when its heartbeat expires.
+    """
+
+    def execute(
+        self, job: Job, heartbeat: Callable[[], None], heartbeat_interval: float
+    ) -> Outcome:
+        with heartbeat_thread(heartbeat, heartbeat_interval), _hard_timeout_alarm(job.hard_timeout):
+            return run_job(job)
+
+
+from typedtiger._fork import ForkExecutor  # noqa: E402  (_fork builds on the definitions above)

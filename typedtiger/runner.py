@@ -1,0 +1,59 @@
+"""Runners: how a task function is called (singly, as a batch, eagerly) and what happens in the
+worker after a permanent failure. Pick one per task with ``runner_class``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, TypedDict
+
+from typedtiger._json import JSONValue
+
+if TYPE_CHECKING:
+    from typedtiger.serialization import ExecutionRecord
+    from typedtiger.task import Task
+    from typedtiger.tiger import Tiger
+
+__all__ = ["BaseRunner", "BatchCall", "DefaultRunner"]
+
+
+class BatchCall(TypedDict):
+    """One call in the list a ``batch=True`` task receives."""
+
+    args: list[JSONValue]
+    kwargs: dict[str, JSONValue]
+
+
+class BaseRunner:
+    """Calls task functions. Subclass it to wrap calls (tracing, transactions, ...).
+
+    ``run_single_task`` and ``run_batch_tasks`` run where the task runs (the forked child or
+    the worker itself, under the hard timeout); ``on_permanent_error`` runs in the worker after
+    the task has failed for good.
+    """
+
+    def __init__(self, tiger: Tiger) -> None:
+        self.tiger = tiger
+
+    def run_single_task(self, task: Task, func: Callable[..., object]) -> object:
+        """Run one task: ``func(*args, **kwargs)``; what it returns is ignored."""
+        return func(*task.args, **task.kwargs)
+
+    def run_batch_tasks(self, tasks: Sequence[Task], func: Callable[..., object]) -> object:
+        """Run a batch of one ``batch=True`` function: ``func([{"args", "kwargs"}, ...])``."""
+        calls: list[BatchCall] = [
+            {"args": list(task.args), "kwargs": dict(task.kwargs)} for task in tasks
+        ]
+        return func(calls)
+
+    def run_eager_task(self, task: Task, func: Callable[..., object], batch: bool) -> object:
+        """Run a task at enqueue time (``Config.always_eager``); returns what the function does."""
+        if batch:
+            return self.run_batch_tasks([task], func)
+        return self.run_single_task(task, func)
+
+    def on_permanent_error(self, task: Task, execution: ExecutionRecord) -> None:
+        """Called in the worker when ``task`` has failed for good (no retry left)."""
+
+
+class DefaultRunner(BaseRunner):
+    """The runner of tasks that name none."""

@@ -1,0 +1,258 @@
+"""The wire format: task payloads and execution records as JSON, through one cattrs Converter.
+
+Field names are TaskTiger's, so both can read each other's tasks. Built-in retry policies are
+stored in TaskTiger's encoding, ``["tasktiger.retry:_exponential", [60, 2, 5]]``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import types
+import typing
+from collections.abc import Callable, Mapping
+from typing import Any, Final, TypeVar
+
+import attrs
+import cattrs
+from cattrs.gen import make_dict_unstructure_fn, override
+
+from typedtiger._json import JSONValue, to_json_value
+from typedtiger._outcome import Failed, Outcome, Succeeded
+from typedtiger.exceptions import PayloadError
+from typedtiger.spec import Custom, Exponential, Fixed, Linear, RetryPolicy
+
+__all__ = [
+    "JOB_TIMEOUT_NAMES",
+    "ExecutionRecord",
+    "TaskPayload",
+    "decode_execution",
+    "decode_outcome",
+    "decode_payload",
+    "encode_execution",
+    "encode_outcome",
+    "encode_payload",
+    "new_task_id",
+    "unique_task_id",
+]
+
+#: Both names a hard timeout is recorded under; either is recognised in ``retry_on``.
+JOB_TIMEOUT_NAMES: Final = frozenset(
+    {"typedtiger.exceptions:JobTimeoutException", "tasktiger.exceptions:JobTimeoutException"}
+)
+#: The name typedtiger records a hard timeout under: TaskTiger's, which its workers compare.
+JOB_TIMEOUT_NAME: Final = "tasktiger.exceptions:JobTimeoutException"
+
+T = TypeVar("T")
+
+_RETRY_FUNCS: Final[Mapping[str, type[Fixed | Linear | Exponential]]] = {
+    "tasktiger.retry:_fixed": Fixed,
+    "tasktiger.retry:_linear": Linear,
+    "tasktiger.retry:_exponential": Exponential,
+}
+_RETRY_NAMES: Final = {cls: name for name, cls in _RETRY_FUNCS.items()}
+
+
+@attrs.frozen(kw_only=True)
+class TaskPayload:
+    """A task as stored at ``<prefix>:task:<id>`` (the queue is where it is filed, not here)."""
+
+    id: str
+    func: str
+    args: tuple[JSONValue, ...] = ()
+    kwargs: dict[str, JSONValue] = attrs.field(factory=dict)
+    unique: bool = False
+    unique_key: tuple[str, ...] | None = None
+    lock: bool = False
+    lock_key: tuple[str, ...] | None = None
+    hard_timeout: float | None = None
+    retry_method: RetryPolicy | None = None
+    retry_on: tuple[str, ...] | None = None
+    max_queue_size: int | None = None
+    max_stored_executions: int | None = None
+    runner_class: str | None = None
+    time_last_queued: float | None = None
+    scheduled_at: float | None = None
+
+
+@attrs.frozen(kw_only=True)
+class ExecutionRecord:
+    """One failed execution, appended to ``<prefix>:task:<id>:executions``."""
+
+    time_started: float | None = None
+    time_failed: float | None = None
+    exception_name: str | None = None
+    exception: str | None = None
+    success: bool = False
+    traceback: str | None = None
+    host: str | None = None
+    retry: bool | None = None
+    retry_method: RetryPolicy | None = None
+    log_error: bool | None = None
+
+
+def _unstructure_retry(policy: RetryPolicy) -> list[object]:
+    if isinstance(policy, Custom):
+        return [policy.func, list(policy.args)]
+    fields = [getattr(policy, field.name) for field in attrs.fields(type(policy))]
+    return [_RETRY_NAMES[type(policy)], fields]
+
+
+def _structure_retry(value: object, _: object) -> RetryPolicy:
+    if not isinstance(value, list | tuple) or len(value) != 2:
+        raise ValueError(f"retry_method must be [function name, [args]], got {value!r}")
+    name, args = value
+    if not isinstance(name, str) or not isinstance(args, list | tuple):
+        raise ValueError(f"retry_method must be [function name, [args]], got {value!r}")
+    builtin = _RETRY_FUNCS.get(name)
+    if builtin is not None:
+        return builtin(*args)
+    return Custom(name, tuple(args))
+
+
+def _unstructure_optional_retry(policy: RetryPolicy | None) -> list[object] | None:
+    return None if policy is None else _unstructure_retry(policy)
+
+
+def _structure_optional_retry(value: object, cls: object) -> RetryPolicy | None:
+    return None if value is None else _structure_retry(value, cls)
+
+
+def _is_json_value_type(cls: object) -> bool:
+    # JSONValue is recursive; resolving annotations expands it one level, so compare shapes.
+    scalars = typing.get_args(JSONValue)[:5]
+    args = getattr(cls, "__args__", ())
+    return isinstance(cls, types.UnionType) and len(args) == 7 and args[:5] == scalars
+
+
+def _structure_json(value: object, _: object) -> JSONValue:
+    return to_json_value(value, "value")
+
+
+def _strict_scalar(cls: type, accepted: tuple[type, ...]) -> Callable[[object, object], object]:
+    def structure(value: object, _: object) -> object:
+        if not isinstance(value, accepted) or (cls is not bool and isinstance(value, bool)):
+            raise TypeError(f"expected {cls.__name__}, got {type(value).__name__} {value!r}")
+        return cls(value)
+
+    return structure
+
+
+def _is_homogeneous_tuple(cls: object) -> bool:
+    return typing.get_origin(cls) is tuple and typing.get_args(cls)[1:] == (Ellipsis,)
+
+
+def _make_converter() -> cattrs.Converter:
+    converter = cattrs.Converter(forbid_extra_keys=False)
+    # JSON data is taken as it is: no str(3), no tuple("abc"), no int(True).
+    for cls, accepted in ((str, (str,)), (bool, (bool,)), (int, (int,)), (float, (int, float))):
+        converter.register_structure_hook(cls, _strict_scalar(cls, accepted))
+
+    def structure_tuple(value: object, cls: object) -> tuple[object, ...]:
+        if not isinstance(value, list):
+            raise TypeError(f"expected a JSON list, got {type(value).__name__} {value!r}")
+        item_type = typing.get_args(cls)[0]
+        return tuple(converter.structure(item, item_type) for item in value)
+
+    converter.register_structure_hook_func(_is_homogeneous_tuple, structure_tuple)
+    converter.register_unstructure_hook(RetryPolicy, _unstructure_retry)
+    converter.register_structure_hook(RetryPolicy, _structure_retry)
+    converter.register_unstructure_hook(RetryPolicy | None, _unstructure_optional_retry)
+    converter.register_structure_hook(RetryPolicy | None, _structure_optional_retry)
+    converter.register_structure_hook_func(_is_json_value_type, _structure_json)
+    converter.register_unstructure_hook(
+        TaskPayload, make_dict_unstructure_fn(TaskPayload, converter, _cattrs_omit_if_default=True)
+    )
+    converter.register_unstructure_hook(
+        ExecutionRecord,
+        make_dict_unstructure_fn(
+            ExecutionRecord,
+            converter,
+            _cattrs_omit_if_default=True,
+            success=override(omit_if_default=False),
+        ),
+    )
+    return converter
+
+
+_converter: Final = _make_converter()
+
+
+def _dumps(data: object) -> str:
+    return json.dumps(data, separators=(",", ":"), allow_nan=False)
+
+
+def _loads(text: str | bytes, what: str) -> dict[str, Any]:
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise PayloadError(f"{what} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise PayloadError(f"{what} is a JSON {type(data).__name__}, not an object")
+    return data
+
+
+def _structure(data: dict[str, Any], cls: type[T], what: str) -> T:
+    try:
+        return _converter.structure(data, cls)
+    except cattrs.ClassValidationError as exc:
+        problems = "; ".join(cattrs.transform_error(exc, path=what))
+        raise PayloadError(problems) from None
+    except (TypeError, ValueError) as exc:
+        raise PayloadError(f"{what}: {exc}") from None
+
+
+def encode_payload(payload: TaskPayload) -> str:
+    """The JSON stored for ``payload``."""
+    return _dumps(_converter.unstructure(payload))
+
+
+def decode_payload(text: str | bytes) -> TaskPayload:
+    """Read a stored payload; PayloadError names what is wrong."""
+    return _structure(_loads(text, "task payload"), TaskPayload, "task payload")
+
+
+def encode_execution(record: ExecutionRecord) -> str:
+    """The JSON stored for ``record``."""
+    return _dumps(_converter.unstructure(record))
+
+
+def decode_execution(text: str | bytes) -> ExecutionRecord:
+    """Read a stored execution record; PayloadError names what is wrong."""
+    return _structure(_loads(text, "execution record"), ExecutionRecord, "execution record")
+
+
+def payload_as_dict(payload: TaskPayload) -> dict[str, Any]:
+    """The payload as plain JSON data (what ``Task.data`` shows)."""
+    data: dict[str, Any] = _converter.unstructure(payload)
+    return data
+
+
+def new_task_id() -> str:
+    """A random 64-hex-digit task id."""
+    return os.urandom(32).hex()
+
+
+def unique_task_id(
+    func: str, args: tuple[JSONValue, ...] | None, kwargs: Mapping[str, JSONValue]
+) -> str:
+    """The id TaskTiger derives for a unique task (and for a lock): sha256 of sorted JSON."""
+    document = {"func": func, "args": None if args is None else list(args), "kwargs": dict(kwargs)}
+    return hashlib.sha256(json.dumps(document, sort_keys=True).encode("utf8")).hexdigest()
+
+
+def encode_outcome(outcome: Outcome) -> str:
+    """An executor's outcome as JSON (how a forked child reports to its parent)."""
+    kind = "succeeded" if isinstance(outcome, Succeeded) else "failed"
+    return _dumps({"kind": kind, "outcome": _converter.unstructure(outcome)})
+
+
+def decode_outcome(text: str | bytes) -> Outcome:
+    """Read what ``encode_outcome`` wrote; PayloadError if it is not that."""
+    data = _loads(text, "outcome")
+    cls: type[Succeeded | Failed] = Succeeded if data.get("kind") == "succeeded" else Failed
+    outcome = data.get("outcome")
+    if not isinstance(outcome, dict):
+        raise PayloadError("outcome: missing 'outcome' object")
+    return _structure(outcome, cls, "outcome")

@@ -1,0 +1,568 @@
+"""Tiger: the facade users hold. Registers tasks, enqueues them, inspects and administers queues."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Literal, ParamSpec, TypeVar, overload
+
+import attrs
+
+from typedtiger import _context
+from typedtiger._names import import_qualified, qualified_name
+from typedtiger._queues import queue_matches
+from typedtiger._registry import BatchTaskFunction, Registration, TaskFunction
+from typedtiger.backends.base import Backend, EnqueueMode, NewTask, TaskState
+from typedtiger.clock import Clock, to_timestamp
+from typedtiger.config import Config
+from typedtiger.exceptions import (
+    ArgumentError,
+    NotInitialized,
+    QueueFullException,
+    TaskImportError,
+)
+from typedtiger.runner import BaseRunner, BatchCall, DefaultRunner
+from typedtiger.serialization import TaskPayload, encode_payload, new_task_id, unique_task_id
+from typedtiger.spec import (
+    Cron,
+    CustomSchedule,
+    Periodic,
+    RetryPolicy,
+    Schedule,
+    TaskSpec,
+    check_key_names,
+)
+from typedtiger.task import Task
+
+if TYPE_CHECKING:
+    from typedtiger.executor import Executor
+
+__all__ = ["Tiger"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@attrs.frozen
+class _Bound:
+    backend: Backend
+    config: Config
+    clock: Clock
+
+
+class Tiger:
+    """A task queue on a storage backend.
+
+    ``Tiger(backend, config)`` is ready to use. ``Tiger()`` creates one to be initialised later
+    with ``init(backend=..., config=...)`` (an application factory): tasks can be decorated
+    before, anything that needs storage raises NotInitialized until then.
+    """
+
+    def __init__(
+        self,
+        backend: Backend | None = None,
+        config: Config | None = None,
+        *,
+        clock: Clock | None = None,
+    ) -> None:
+        self._bound: _Bound | None = None
+        self._registry: dict[str, Registration] = {}
+        if backend is not None:
+            self.init(backend=backend, config=config, clock=clock)
+        elif config is not None or clock is not None:
+            raise ValueError("config and clock are given to init() when no backend is given")
+
+    def init(
+        self, *, backend: Backend, config: Config | None = None, clock: Clock | None = None
+    ) -> None:
+        """Attach storage and settings; once only."""
+        if self._bound is not None:
+            raise RuntimeError("this Tiger is already initialised; init() may be called once")
+        config = config if config is not None else Config()
+        self._bound = _Bound(
+            backend.with_prefix(config.prefix),
+            config,
+            clock if clock is not None else backend.clock,
+        )
+
+    @classmethod
+    def from_url(cls, url: str, config: Config | None = None) -> Tiger:
+        """A Tiger on the Redis at ``url`` (``redis://host:port/db``, ``rediss://``...)."""
+        from typedtiger.backends.redis import RedisBackend
+
+        return cls(RedisBackend.from_url(url), config)
+
+    def _require(self) -> _Bound:
+        if self._bound is None:
+            raise NotInitialized(
+                "this Tiger has no backend yet: call tiger.init(backend=..., config=...) first"
+            )
+        return self._bound
+
+    @property
+    def backend(self) -> Backend:
+        """Where tasks are stored."""
+        return self._require().backend
+
+    @property
+    def config(self) -> Config:
+        """The settings in force."""
+        return self._require().config
+
+    @property
+    def clock(self) -> Clock:
+        """Where every "now" comes from."""
+        return self._require().clock
+
+    # --- registration -------------------------------------------------------------------
+
+    @overload
+    def task(self, func: Callable[P, R], /) -> TaskFunction[P, R]: ...
+
+    @overload
+    def task(
+        self,
+        *,
+        queue: str | None = ...,
+        hard_timeout: float | None = ...,
+        unique: bool | None = ...,
+        unique_key: Sequence[str] | None = ...,
+        lock: bool | None = ...,
+        lock_key: Sequence[str] | None = ...,
+        retry: bool | RetryPolicy | None = ...,
+        retry_on: Sequence[type[BaseException]] | None = ...,
+        max_queue_size: int | None = ...,
+        max_stored_executions: int | None = ...,
+        runner_class: type[BaseRunner] | None = ...,
+        schedule: Schedule | Callable[[datetime], datetime | None] | None = ...,
+        batch: Literal[False] = ...,
+    ) -> Callable[[Callable[P, R]], TaskFunction[P, R]]: ...
+
+    @overload
+    def task(
+        self,
+        *,
+        queue: str | None = ...,
+        hard_timeout: float | None = ...,
+        unique: bool | None = ...,
+        unique_key: Sequence[str] | None = ...,
+        lock: bool | None = ...,
+        lock_key: Sequence[str] | None = ...,
+        retry: bool | RetryPolicy | None = ...,
+        retry_on: Sequence[type[BaseException]] | None = ...,
+        max_queue_size: int | None = ...,
+        max_stored_executions: int | None = ...,
+        runner_class: type[BaseRunner] | None = ...,
+        schedule: Schedule | Callable[[datetime], datetime | None] | None = ...,
+        batch: Literal[True],
+    ) -> Callable[[Callable[[list[BatchCall]], R]], BatchTaskFunction[R]]: ...
+
+    def task(
+        self,
+        func: Callable[..., object] | None = None,
+        *,
+        queue: str | None = None,
+        hard_timeout: float | None = None,
+        unique: bool | None = None,
+        unique_key: Sequence[str] | None = None,
+        lock: bool | None = None,
+        lock_key: Sequence[str] | None = None,
+        retry: bool | RetryPolicy | None = None,
+        retry_on: Sequence[type[BaseException]] | None = None,
+        max_queue_size: int | None = None,
+        max_stored_executions: int | None = None,
+        runner_class: type[BaseRunner] | None = None,
+        schedule: Schedule | Callable[[datetime], datetime | None] | None = None,
+        batch: bool = False,
+    ) -> object:
+        """Register a task function: ``@tiger.task`` or ``@tiger.task(queue=..., ...)``.
+
+        The options are the task's defaults; a call's TaskSpec can override them. A
+        ``schedule`` makes the task periodic (and unique); ``batch=True`` makes workers call
+        it with a list of ``BatchCall`` records.
+        """
+
+        def register(target: Callable[..., object]) -> object:
+            name = qualified_name(target)
+            if schedule is not None and not isinstance(target, type):
+                _check_no_required_args(target, name)
+            defaults = TaskSpec(
+                func=name,
+                queue=queue,
+                hard_timeout=hard_timeout,
+                unique=True if schedule is not None else unique,
+                unique_key=unique_key,
+                lock=lock,
+                lock_key=lock_key,
+                retry=retry,
+                retry_on=retry_on,
+                max_queue_size=max_queue_size,
+                max_stored_executions=max_stored_executions,
+                runner_class=runner_class,
+                batch=batch,
+            )
+            check_key_names(target, defaults)
+            registration = Registration(
+                func=target,
+                defaults=defaults,
+                schedule=_as_schedule(schedule),
+                batch=batch,
+            )
+            self._registry[name] = registration
+            if batch:
+                return BatchTaskFunction(self, registration, target)
+            return TaskFunction(self, registration, target)
+
+        if func is not None:
+            return register(func)
+        return register
+
+    def adopt(self, other: Tiger) -> None:
+        """Take over the task registrations of ``other`` (e.g. an application's Tiger found in
+        a module the worker imported), so this Tiger runs its periodic and batch tasks."""
+        for name, registration in other._registry.items():
+            self._registry.setdefault(name, registration)
+
+    def registration(self, serialized_func: str) -> Registration | None:
+        """What ``@task`` registered under "module:qualname", if anything."""
+        return self._registry.get(serialized_func)
+
+    @property
+    def registrations(self) -> Mapping[str, Registration]:
+        """Every registered task, by "module:qualname"."""
+        return dict(self._registry)
+
+    # --- enqueueing ---------------------------------------------------------------------
+
+    def resolve(self, spec: TaskSpec) -> TaskSpec:
+        """``spec`` with unset options filled from its registration (Config fills the rest)."""
+        registration = self._registry.get(spec.func)
+        return spec.inherit(registration.defaults) if registration is not None else spec
+
+    def build(self, spec: TaskSpec) -> tuple[TaskPayload, str]:
+        """The payload (with its id) and queue ``spec`` resolves to, before timing is added."""
+        config = self.config
+        spec = self.resolve(spec)
+        unique = bool(spec.unique or spec.unique_key)
+        if spec.unique_key:
+            keyed = {key: spec.kwargs.get(key) for key in spec.unique_key}
+            task_id = unique_task_id(spec.func, None, keyed)
+        elif unique:
+            task_id = unique_task_id(spec.func, spec.args, spec.kwargs)
+        else:
+            task_id = new_task_id()
+        payload = TaskPayload(
+            id=task_id,
+            func=spec.func,
+            args=spec.args,
+            kwargs=spec.kwargs,
+            unique=unique,
+            unique_key=spec.unique_key or None,
+            lock=bool(spec.lock or spec.lock_key),
+            lock_key=spec.lock_key or None,
+            hard_timeout=spec.hard_timeout,
+            retry_method=_retry_policy(spec, config),
+            retry_on=spec.retry_on or None,
+            max_queue_size=spec.max_queue_size,
+            max_stored_executions=spec.max_stored_executions,
+            runner_class=spec.runner_class,
+        )
+        return payload, spec.queue or config.default_queue
+
+    def enqueue(self, spec: TaskSpec, *, when: datetime | timedelta | None = None) -> Task:
+        """Queue ``spec`` now, or at ``when`` (a datetime, naive = UTC, or a delay from now).
+
+        A unique task equal to one already queued or scheduled returns that one. Raises
+        QueueFullException when ``max_queue_size`` is reached (nothing is written). With
+        ``Config.always_eager`` a task due now runs here and now instead.
+        """
+        return self.store([self.build(spec)], when=when)[0]
+
+    def enqueue_many(
+        self, specs: Sequence[TaskSpec], *, when: datetime | timedelta | None = None
+    ) -> list[Task]:
+        """Queue many specs in one pipelined round trip; the same rules as ``enqueue``."""
+        return self.store([self.build(spec) for spec in specs], when=when)
+
+    def store(
+        self,
+        built: Sequence[tuple[TaskPayload, str]],
+        *,
+        when: datetime | timedelta | None = None,
+    ) -> list[Task]:
+        """Store built payloads (see ``build``), or run them now in eager mode."""
+        now = self.clock.now()
+        due = _due(when, now)
+        timed = [
+            (attrs.evolve(payload, time_last_queued=now, scheduled_at=max(due, now)), queue)
+            for payload, queue in built
+        ]
+        if self.config.always_eager and due <= now:
+            return [self._run_eagerly(payload, queue) for payload, queue in timed]
+        new_tasks = [self._new_task(payload, queue, due) for payload, queue in timed]
+        states = self.backend.enqueue(new_tasks, now, self.config.publish_queued_tasks)
+        return [
+            Task(self, payload=payload, queue=queue, state=state, score=max(due, now))
+            for (payload, queue), state in zip(timed, states, strict=True)
+        ]
+
+    def _new_task(self, payload: TaskPayload, queue: str, due: float) -> NewTask:
+        encoded = encode_payload(payload)
+        size = len(encoded.encode("utf8"))
+        limit = self.config.max_payload_bytes
+        if limit and size > limit:
+            raise ArgumentError(
+                f"the task payload of {payload.func} is {size} bytes, over "
+                f"Config.max_payload_bytes ({limit}); pass a reference (a key, a URL) "
+                "instead of the data"
+            )
+        return NewTask(
+            id=payload.id,
+            queue=queue,
+            payload=encoded,
+            due=due,
+            mode=EnqueueMode.UNIQUE if payload.unique else EnqueueMode.PLAIN,
+            max_queue_size=payload.max_queue_size,
+        )
+
+    def delay(
+        self,
+        func: Callable[..., object],
+        args: Sequence[object] | None = None,
+        kwargs: Mapping[str, object] | None = None,
+        *,
+        when: datetime | timedelta | None = None,
+        queue: str | None = None,
+        hard_timeout: float | None = None,
+        unique: bool | None = None,
+        unique_key: Sequence[str] | None = None,
+        lock: bool | None = None,
+        lock_key: Sequence[str] | None = None,
+        retry: bool | None = None,
+        retry_on: Sequence[type[BaseException]] | None = None,
+        retry_method: RetryPolicy | None = None,
+        max_queue_size: int | None = None,
+        max_stored_executions: int | None = None,
+        runner_class: type[BaseRunner] | None = None,
+    ) -> Task:
+        """TaskTiger-style, untyped: queue ``func(*args, **kwargs)`` with these options."""
+        spec = TaskSpec(
+            func=qualified_name(func),
+            args=tuple(args or ()),
+            kwargs=dict(kwargs or {}),
+            queue=queue,
+            hard_timeout=hard_timeout,
+            unique=unique,
+            unique_key=unique_key,
+            lock=lock,
+            lock_key=lock_key,
+            retry=retry_method if retry_method is not None else retry,
+            retry_on=retry_on,
+            max_queue_size=max_queue_size,
+            max_stored_executions=max_stored_executions,
+            runner_class=runner_class,
+        )
+        check_key_names(func, spec)
+        return self.enqueue(spec, when=when)
+
+    def _run_eagerly(self, payload: TaskPayload, queue: str) -> Task:
+        if payload.max_queue_size is not None:
+            size = self.get_total_queue_size(queue)
+            if size >= payload.max_queue_size:
+                raise QueueFullException(
+                    f"queue {queue!r} holds {size} tasks (max_queue_size "
+                    f"{payload.max_queue_size}); the task was not run"
+                )
+        task = Task(self, payload=payload, queue=queue, state=None)
+        func, batch = self.resolve_function(payload.func)
+        runner = self.runner_for(payload.runner_class)
+        with _context.running([task], batch, payload.func):
+            runner.run_eager_task(task, func, batch)
+        return task
+
+    # --- running ------------------------------------------------------------------------
+
+    def resolve_function(self, serialized_func: str) -> tuple[Callable[..., object], bool]:
+        """The callable behind "module:qualname" and whether it is a batch task.
+
+        TaskImportError if it cannot be imported, is not callable, or is outside
+        ``Config.allowed_task_modules`` (registered tasks are always allowed).
+        """
+        from typedtiger._names import is_allowed
+
+        registration = self._registry.get(serialized_func)
+        if registration is None and not is_allowed(
+            serialized_func, self.config.allowed_task_modules
+        ):
+            raise TaskImportError(
+                f"{serialized_func!r} is not a registered task and its module is not in "
+                "Config.allowed_task_modules; refusing to import it"
+            )
+        target = (
+            registration.func if registration is not None else import_qualified(serialized_func)
+        )
+        if isinstance(target, TaskFunction | BatchTaskFunction):
+            return target, target.registration.batch
+        if not callable(target):
+            raise TaskImportError(f"{serialized_func!r} is not callable")
+        return target, False
+
+    def runner_for(self, runner_class: str | None) -> BaseRunner:
+        """An instance of the runner class a payload names (DefaultRunner if none)."""
+        if runner_class is None:
+            return DefaultRunner(self)
+        from typedtiger._names import is_allowed
+
+        if not is_allowed(runner_class, self.config.allowed_task_modules):
+            raise TaskImportError(
+                f"runner class {runner_class!r} is outside Config.allowed_task_modules"
+            )
+        cls = import_qualified(runner_class)
+        if not isinstance(cls, type) or not issubclass(cls, BaseRunner):
+            raise TaskImportError(f"runner class {runner_class!r} is not a BaseRunner subclass")
+        return cls(self)
+
+    def run_worker(
+        self,
+        queues: Sequence[str] | None = None,
+        exclude_queues: Sequence[str] | None = None,
+        max_workers_per_queue: int | None = None,
+        executor: Executor | None = None,
+        concurrency: int = 1,
+        *,
+        once: bool = False,
+    ) -> None:
+        """Run a worker in this process (see ``Worker``); ``once=True`` returns when idle."""
+        from typedtiger.worker import Worker
+
+        Worker(
+            self,
+            queues=queues,
+            exclude_queues=exclude_queues,
+            max_workers_per_queue=max_workers_per_queue,
+            executor=executor,
+            concurrency=concurrency,
+        ).run(once=once)
+
+    def run_worker_with_args(self, args: Sequence[str]) -> None:
+        """Run a worker with ``typedtiger worker`` command-line arguments, on this Tiger."""
+        from typedtiger.cli import run_worker_command
+
+        run_worker_command(self, list(args))
+
+    # --- the running task ---------------------------------------------------------------
+
+    @property
+    def current_task(self) -> Task:
+        """The task being run (in a batch: RuntimeError; use current_tasks)."""
+        running = _context.current()
+        if running.batch:
+            raise RuntimeError("a batch is running: use tiger.current_tasks")
+        return running.tasks[0]
+
+    @property
+    def current_tasks(self) -> list[Task]:
+        """The tasks of the batch being run (a single task: a list of one)."""
+        return list(_context.current().tasks)
+
+    @property
+    def current_task_is_batch(self) -> bool:
+        """Whether a batch task is being run."""
+        return _context.current().batch
+
+    @property
+    def current_serialized_func(self) -> str:
+        """The "module:qualname" of the function being run."""
+        return _context.current().serialized_func
+
+    # --- inspection and administration --------------------------------------------------
+
+    def get_queue_sizes(self, queue: str) -> dict[TaskState, int]:
+        """state -> number of tasks of ``queue``."""
+        return self.backend.queue_sizes([queue])[queue]
+
+    def get_sizes_for_queues_and_states(
+        self, queues_and_states: Sequence[tuple[str, TaskState]]
+    ) -> list[int]:
+        """The size of each (queue, state)."""
+        sizes = self.backend.queue_sizes(sorted({queue for queue, _ in queues_and_states}))
+        return [sizes[queue][state] for queue, state in queues_and_states]
+
+    def get_total_queue_size(self, queue: str) -> int:
+        """Queued + active + scheduled tasks of ``queue`` (what ``max_queue_size`` counts)."""
+        sizes = self.get_queue_sizes(queue)
+        return sizes[TaskState.QUEUED] + sizes[TaskState.ACTIVE] + sizes[TaskState.SCHEDULED]
+
+    def get_queue_stats(self) -> dict[str, dict[TaskState, int]]:
+        """queue -> state -> size, for every queue that holds tasks."""
+        return {
+            queue: {state: n for state, n in sizes.items() if n}
+            for queue, sizes in self.backend.queue_sizes(None).items()
+        }
+
+    def set_queue_system_lock(self, queue: str, timeout: float) -> None:
+        """Pause ``queue``: no worker claims from it for ``timeout`` seconds."""
+        self.backend.set_queue_system_lock(queue, self.clock.now() + timeout)
+
+    def get_queue_system_lock(self, queue: str) -> float | None:
+        """When ``queue``'s system lock ends (epoch seconds), or None if it is not paused."""
+        until = self.backend.get_queue_system_locks().get(queue)
+        return until if until is not None and until > self.clock.now() else None
+
+    def purge_errored_tasks(
+        self,
+        queues: Sequence[str] | None = None,
+        exclude_queues: Sequence[str] | None = None,
+        last_execution_before: datetime | None = None,
+        limit: int | None = None,
+    ) -> int:
+        """Delete errored tasks (of the matching queues, failed before the time); how many."""
+        only = tuple(queues) if queues is not None else self.config.only_queues
+        exclude = (
+            tuple(exclude_queues) if exclude_queues is not None else self.config.exclude_queues
+        )
+        before = None if last_execution_before is None else to_timestamp(last_execution_before)
+        purged = 0
+        for queue in sorted(self.backend.queues_with_tasks(TaskState.ERROR)):
+            if not queue_matches(queue, only, exclude):
+                continue
+            remaining = None if limit is None else limit - purged
+            if remaining is not None and remaining <= 0:
+                break
+            purged += self.backend.purge_errors(queue, before, remaining)
+        return purged
+
+
+def _due(when: datetime | timedelta | None, now: float) -> float:
+    if when is None:
+        return now
+    if isinstance(when, timedelta):
+        return now + when.total_seconds()
+    return to_timestamp(when)
+
+
+def _retry_policy(spec: TaskSpec, config: Config) -> RetryPolicy | None:
+    if spec.retry is None or spec.retry is False:
+        return config.default_retry if spec.retry_on else None
+    if spec.retry is True:
+        return config.default_retry
+    return spec.retry
+
+
+def _as_schedule(
+    schedule: Schedule | Callable[[datetime], datetime | None] | None,
+) -> Schedule | None:
+    if schedule is None or isinstance(schedule, Periodic | Cron | CustomSchedule):
+        return schedule
+    return CustomSchedule(schedule)
+
+
+def _check_no_required_args(func: Callable[..., object], name: str) -> None:
+    import inspect
+
+    try:
+        inspect.signature(func).bind()
+    except TypeError:
+        raise ValueError(f"periodic task {name} must be callable without arguments") from None
+    except ValueError:
+        return

@@ -1,0 +1,591 @@
+"""Worker: claims tasks from the queues it serves, runs them through an Executor, records outcomes.
+
+It talks to storage only through the Backend protocol and to tasks only through the Executor.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import random
+import signal
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from types import FrameType
+from typing import TYPE_CHECKING, TypeVar
+
+import attrs
+import structlog
+
+from typedtiger._queues import queue_matches
+from typedtiger._retry import decide
+from typedtiger.backends.base import Claimed, EnqueueMode, Failure, NewTask, TaskState
+from typedtiger.exceptions import BackendUnavailable, PayloadError, TaskImportError
+from typedtiger.executor import Executor, Failed, Job, Outcome, SyncExecutor
+from typedtiger.serialization import (
+    ExecutionRecord,
+    TaskPayload,
+    decode_payload,
+    encode_execution,
+    encode_payload,
+    unique_task_id,
+)
+from typedtiger.task import Task
+
+if TYPE_CHECKING:
+    from typedtiger._registry import Registration
+    from typedtiger.tiger import Tiger
+
+__all__ = ["Worker"]
+
+T = TypeVar("T")
+
+_HOST = socket.gethostname()
+_WORKER_LOST = "typedtiger.exceptions:WorkerLost"
+_MAX_BACKOFF = 10.0
+
+
+def lock_id_for(payload: TaskPayload) -> str:
+    """The lock a ``lock=True`` task takes (TaskTiger's: over lock_key kwargs, or all args)."""
+    if payload.lock_key:
+        keyed = {key: payload.kwargs.get(key) for key in payload.lock_key}
+        return unique_task_id(payload.func, None, keyed)
+    return unique_task_id(payload.func, payload.args, payload.kwargs)
+
+
+def _shorten(value: object, limit: int) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} chars)"
+
+
+class Worker:
+    """Processes tasks of the queues it serves until stopped.
+
+    ``queues``/``exclude_queues`` default to ``Config.only_queues``/``exclude_queues``; a name
+    covers its subqueues and the most specific name wins. ``max_workers_per_queue`` bounds how
+    many workers process one queue at once. The executor defaults to ``ForkExecutor`` on
+    backends whose storage a forked child can reach, ``SyncExecutor`` otherwise.
+    """
+
+    def __init__(
+        self,
+        tiger: Tiger,
+        queues: Sequence[str] | None = None,
+        exclude_queues: Sequence[str] | None = None,
+        max_workers_per_queue: int | None = None,
+        executor: Executor | None = None,
+        concurrency: int = 1,
+        *,
+        store_tracebacks: bool | None = None,
+        exit_after: float | None = None,
+    ) -> None:
+        config = tiger.config
+        if concurrency != 1:
+            raise ValueError("concurrency other than 1 is not supported yet")
+        if max_workers_per_queue is not None and max_workers_per_queue < 1:
+            raise ValueError(f"max_workers_per_queue must be >= 1, got {max_workers_per_queue}")
+        self._tiger = tiger
+        self._backend = tiger.backend
+        self._config = config
+        self._clock = tiger.clock
+        self._only = tuple(queues) if queues is not None else config.only_queues
+        self._exclude = (
+            tuple(exclude_queues) if exclude_queues is not None else config.exclude_queues
+        )
+        self._max_workers = max_workers_per_queue
+        self._executor = executor if executor is not None else _default_executor(tiger)
+        self._store_tracebacks = (
+            config.store_tracebacks if store_tracebacks is None else store_tracebacks
+        )
+        self._exit_after = exit_after
+        self.id = str(uuid.uuid4())
+        self._log = structlog.get_logger("typedtiger.worker").bind(worker_id=self.id)
+        self._queues: set[str] = set()
+        self._stop_requested = False
+        self._next_scheduled_move = 0.0
+        self._next_requeue = 0.0
+        self._next_queue_refresh = 0.0
+        self._next_stats = 0.0
+        self._busy_seconds = 0.0
+        self._stats_since = time.monotonic()
+
+    # --- public -------------------------------------------------------------------------
+
+    def serves(self, queue: str) -> bool:
+        """Whether this worker processes ``queue``."""
+        return queue_matches(queue, self._only, self._exclude)
+
+    def stop(self) -> None:
+        """Finish the task at hand, claim nothing more, and return from ``run``."""
+        self._stop_requested = True
+
+    def run(self, once: bool = False) -> None:
+        """Process tasks until stopped (SIGTERM/SIGINT), or, with ``once``, until idle.
+
+        ``once=True`` moves due scheduled tasks, runs everything queued (including tasks
+        queued meanwhile) and returns.
+        """
+        self._log.info(
+            "ready",
+            queues=list(self._only),
+            exclude_queues=list(self._exclude),
+            executor=type(self._executor).__name__,
+        )
+        try:
+            with self._signal_handlers(enabled=not once):
+                self._call(self._register_periodic_tasks)
+                if once:
+                    self._run_until_idle()
+                else:
+                    self._loop()
+        finally:
+            self._backend.close()
+        self._log.info("stopped")
+
+    # --- the loop -----------------------------------------------------------------------
+
+    def _run_until_idle(self) -> None:
+        while not self._stop_requested:
+            self._maintain(force=True)
+            self._refresh_queues()
+            if not self._queues:
+                return
+            while self._queues and not self._stop_requested:
+                self._process_next()
+
+    def _loop(self) -> None:
+        deadline = None if self._exit_after is None else time.monotonic() + self._exit_after
+        backoff = 0.0
+        while not self._stop_requested:
+            if deadline is not None and time.monotonic() >= deadline:
+                self._log.info("exit_after reached", seconds=self._exit_after)
+                return
+            try:
+                self._maintain(force=False)
+                if self._queues:
+                    self._process_next()
+                else:
+                    self._idle()
+                backoff = 0.0
+            except BackendUnavailable as exc:
+                backoff = min(_MAX_BACKOFF, max(0.1, backoff * 2))
+                self._log.warning("backend unavailable", error=str(exc), retry_in=backoff)
+                time.sleep(backoff)
+
+    def _idle(self) -> None:
+        now = self._clock.now()
+        if now >= self._next_queue_refresh:
+            self._refresh_queues()
+            if self._queues:
+                return
+        woken = self._backend.wait_for_activity(self._config.select_timeout)
+        self._queues.update(queue for queue in woken if self.serves(queue))
+
+    def _refresh_queues(self) -> None:
+        queued = self._backend.queues_with_tasks(TaskState.QUEUED)
+        self._queues = {queue for queue in queued if self.serves(queue)}
+        self._next_queue_refresh = self._clock.now() + self._config.poll_task_queues_interval
+
+    def _maintain(self, force: bool) -> None:
+        config = self._config
+        now = self._clock.now()
+        if force or now >= self._next_scheduled_move:
+            moved = self._backend.move_due_scheduled(
+                now, config.scheduled_task_batch_size, config.publish_queued_tasks
+            )
+            if moved:
+                self._log.debug("scheduled tasks queued", count=moved)
+            self._next_scheduled_move = now + config.select_timeout
+        if force or now >= self._next_requeue:
+            self._requeue_expired(now)
+            self._next_requeue = now + config.requeue_expired_tasks_interval
+        if now >= self._next_stats:
+            self._log_stats(now)
+
+    def _requeue_expired(self, now: float) -> None:
+        config = self._config
+        lost = ExecutionRecord(
+            time_failed=now,
+            exception_name=_WORKER_LOST,
+            exception="worker lost: the task's heartbeat stopped too many times "
+            f"(max_worker_loss_retries={config.max_worker_loss_retries})",
+            host=None,
+        )
+        requeued, failed = self._backend.requeue_expired(
+            now,
+            config.active_task_update_timeout,
+            config.requeue_expired_tasks_batch_size,
+            config.max_worker_loss_retries,
+            encode_execution(lost),
+            config.requeue_expired_tasks_interval,
+            config.publish_queued_tasks,
+        )
+        if requeued or failed:
+            self._log.warning("expired tasks requeued", requeued=requeued, failed=failed)
+
+    def _log_stats(self, now: float) -> None:
+        if self._next_stats:
+            elapsed = time.monotonic() - self._stats_since
+            self._log.info(
+                "stats",
+                time_total=round(elapsed, 3),
+                time_busy=round(self._busy_seconds, 3),
+                time_waiting=round(max(0.0, elapsed - self._busy_seconds), 3),
+            )
+        self._busy_seconds = 0.0
+        self._stats_since = time.monotonic()
+        self._next_stats = now + self._config.stats_interval
+
+    def _process_next(self) -> None:
+        queue = random.choice(tuple(self._queues))
+        if not self._process_queue(queue):
+            self._queues.discard(queue)
+
+    def _slot_limit(self, queue: str) -> int | None:
+        if any(queue_matches(queue, (name,), ()) for name in self._config.single_worker_queues):
+            return 1
+        return self._max_workers
+
+    def _process_queue(self, queue: str) -> bool:
+        limit = self._slot_limit(queue)
+        timeout = self._config.active_task_update_timeout
+        if limit is not None and not self._backend.acquire_queue_slot(
+            queue, self.id, limit, self._clock.now(), timeout
+        ):
+            return False
+        try:
+            claimed = self._backend.claim(
+                queue,
+                self._clock.now(),
+                self._config.batch_size_for(queue),
+                self._config.lock_retry,
+            )
+            if claimed:
+                self._handle_claimed(queue, claimed)
+            return bool(claimed)
+        finally:
+            if limit is not None:
+                self._call(lambda: self._backend.release_queue_slot(queue, self.id))
+
+    # --- running claimed tasks ----------------------------------------------------------
+
+    def _handle_claimed(self, queue: str, claimed: list[Claimed]) -> None:
+        groups: list[list[tuple[Task, int]]] = []
+        for item in claimed:
+            task = self._decode(queue, item)
+            if task is None:
+                continue
+            if groups and groups[-1][0][0].serialized_func == task.serialized_func:
+                groups[-1].append((task, item.executions_count))
+            else:
+                groups.append([(task, item.executions_count)])
+        for group in groups:
+            self._run_group(queue, group)
+
+    def _decode(self, queue: str, item: Claimed) -> Task | None:
+        try:
+            if item.payload is None:
+                raise PayloadError(f"the payload of task {item.id} is missing")
+            payload = decode_payload(item.payload)
+            if payload.id != item.id:
+                raise PayloadError(f"task {item.id}'s payload names another id, {payload.id!r}")
+        except PayloadError as exc:
+            self._log.error("broken task quarantined", queue=queue, task_id=item.id, error=str(exc))
+            self._record_failure(
+                queue,
+                [item.id],
+                [],
+                ExecutionRecord(
+                    time_failed=self._clock.now(),
+                    exception_name="typedtiger.exceptions:PayloadError",
+                    exception=str(exc),
+                    host=_HOST,
+                ),
+                TaskState.ERROR,
+                None,
+            )
+            return None
+        return Task(self._tiger, payload=payload, queue=queue, state=TaskState.ACTIVE)
+
+    def _run_group(self, queue: str, group: list[tuple[Task, int]]) -> None:
+        func_name = group[0][0].serialized_func
+        try:
+            func, batch = self._tiger.resolve_function(func_name)
+        except TaskImportError as exc:
+            self._fail_unrunnable(queue, [task for task, _ in group], exc)
+            return
+        if batch:
+            self._run_job(queue, group, func, batch=True)
+        else:
+            for item in group:
+                if self._stop_requested and item is not group[0]:
+                    self._release_unstarted(queue, [item[0]])
+                    continue
+                self._run_job(queue, [item], func, batch=False)
+
+    def _release_unstarted(self, queue: str, tasks: Sequence[Task]) -> None:
+        now = self._clock.now()
+        for task in tasks:
+            move = functools.partial(
+                self._backend.move, queue, TaskState.ACTIVE, task.id, TaskState.QUEUED, now, False
+            )
+            self._call(move)
+
+    def _fail_unrunnable(self, queue: str, tasks: Sequence[Task], exc: Exception) -> None:
+        self._log.error(
+            "task not runnable",
+            queue=queue,
+            func=tasks[0].serialized_func,
+            task_ids=[task.id for task in tasks],
+            error=str(exc),
+        )
+        record = ExecutionRecord(
+            time_failed=self._clock.now(),
+            exception_name=f"{type(exc).__module__}:{type(exc).__qualname__}",
+            exception=str(exc),
+            host=_HOST,
+        )
+        self._record_failure(queue, [t.id for t in tasks], [], record, TaskState.ERROR, None)
+
+    def _take_locks(
+        self, queue: str, group: list[tuple[Task, int]]
+    ) -> tuple[list[tuple[Task, int]], list[str]]:
+        wanted = {task.id: lock_id_for(task.payload) for task, _ in group if task.payload.lock}
+        if not wanted:
+            return group, [""] * len(group)
+        now = self._clock.now()
+        granted = self._backend.acquire_locks(
+            queue,
+            wanted,
+            now,
+            self._config.active_task_update_timeout,
+            now + self._config.lock_retry,
+        )
+        kept = [
+            (task, count) for task, count in group if task.id not in wanted or task.id in granted
+        ]
+        for task, _ in group:
+            if task.id in wanted and task.id not in granted:
+                self._log.info("lock busy, rescheduled", queue=queue, task_id=task.id)
+        return kept, [wanted.get(task.id, "") for task, _ in kept]
+
+    def _run_job(
+        self, queue: str, group: list[tuple[Task, int]], func: Callable[..., object], batch: bool
+    ) -> None:
+        group, lock_ids = self._take_locks(queue, group)
+        if not group:
+            return
+        tasks = [task for task, _ in group]
+        first = tasks[0]
+        registration = self._tiger.registration(first.serialized_func)
+        if registration is not None and registration.schedule is not None:
+            self._call(lambda: self._queue_next_run(registration))
+        try:
+            runner = self._tiger.runner_for(first.payload.runner_class)
+        except TaskImportError as exc:
+            self._fail_unrunnable(queue, tasks, exc)
+            return
+        job = Job(
+            queue=queue,
+            tasks=tuple(tasks),
+            func=func,
+            serialized_func=first.serialized_func,
+            batch=batch,
+            hard_timeout=self._hard_timeout(tasks, registration),
+            runner=runner,
+            context_managers=self._config.child_context_managers,
+            store_traceback=self._store_tracebacks,
+            clock=self._clock,
+        )
+        ids = [task.id for task in tasks]
+        log = self._log.bind(queue=queue, func=first.serialized_func, task_id=ids[0])
+        if batch:
+            log = log.bind(task_ids=ids)
+        log.info(
+            "processing",
+            args=_shorten(list(first.args), self._config.log_args_max_chars),
+            kwargs=_shorten(first.kwargs, self._config.log_args_max_chars),
+        )
+        started = time.monotonic()
+
+        def heartbeat() -> None:
+            self._backend.heartbeat(
+                queue, ids, lock_ids, self._clock.now(), self._config.active_task_update_timeout
+            )
+
+        outcome = self._executor.execute(job, heartbeat, self._config.active_task_update_timer)
+        self._busy_seconds += time.monotonic() - started
+        self._record(queue, group, lock_ids, runner, outcome, log)
+
+    def _hard_timeout(self, tasks: Sequence[Task], registration: Registration | None) -> float:
+        own = [task.payload.hard_timeout for task in tasks if task.payload.hard_timeout]
+        if own:
+            return max(t for t in own if t is not None)
+        if registration is not None and registration.defaults.hard_timeout is not None:
+            return registration.defaults.hard_timeout
+        return self._config.default_hard_timeout
+
+    def _queue_next_run(self, registration: Registration) -> None:
+        self._enqueue_periodic(registration, EnqueueMode.NEXT_RUN)
+
+    def _enqueue_periodic(self, registration: Registration, mode: EnqueueMode) -> None:
+        assert registration.schedule is not None
+        now = self._clock.now()
+        next_run = registration.schedule.next_run(datetime.fromtimestamp(now, UTC))
+        if next_run is None:
+            return
+        payload, queue = self._tiger.build(registration.defaults)
+        due = next_run.timestamp()
+        payload = attrs.evolve(payload, time_last_queued=now, scheduled_at=due)
+        self._backend.enqueue(
+            [
+                NewTask(
+                    id=payload.id, queue=queue, payload=encode_payload(payload), due=due, mode=mode
+                )
+            ],
+            now,
+            self._config.publish_queued_tasks,
+        )
+
+    def _register_periodic_tasks(self) -> None:
+        for registration in self._tiger.registrations.values():
+            if registration.schedule is None:
+                continue
+            queue = registration.defaults.queue or self._config.default_queue
+            if self.serves(queue):
+                self._enqueue_periodic(registration, EnqueueMode.IF_ABSENT)
+
+    # --- recording outcomes -------------------------------------------------------------
+
+    def _record(
+        self,
+        queue: str,
+        group: list[tuple[Task, int]],
+        lock_ids: list[str],
+        runner: object,
+        outcome: Outcome,
+        log: structlog.typing.FilteringBoundLogger,
+    ) -> None:
+        ids = [task.id for task, _ in group]
+        if not isinstance(outcome, Failed):
+            self._call(lambda: self._backend.complete(queue, ids, lock_ids))
+            log.info("done", duration=round(outcome.time_finished - outcome.time_started, 6))
+            return
+        first, count = group[0]
+        now = self._clock.now()
+        decision = decide(
+            first.payload,
+            outcome,
+            count + 1,
+            now,
+            self._config.default_retry,
+            self._config.allowed_task_modules,
+        )
+        record = ExecutionRecord(
+            time_started=outcome.time_started,
+            time_failed=outcome.time_failed,
+            exception_name=outcome.exception_name,
+            exception=outcome.message or None,
+            traceback=outcome.traceback,
+            host=_HOST,
+            retry=True if outcome.retry_requested else None,
+            retry_method=outcome.retry_method,
+            log_error=outcome.log_error if outcome.retry_requested else None,
+        )
+        self._record_failure(
+            queue,
+            ids,
+            lock_ids,
+            record,
+            decision.to_state,
+            first.payload.max_stored_executions,
+            when=decision.when,
+        )
+        event = (
+            log.error
+            if decision.to_state is TaskState.ERROR and decision.log_error
+            else log.warning
+        )
+        event(
+            "error" if decision.to_state is not TaskState.SCHEDULED else "retrying",
+            exception_name=outcome.exception_name,
+            exception=outcome.message,
+            retry_in=decision.retry_delay,
+            retry_number=count + 1,
+            reason=decision.reason,
+            traceback=outcome.traceback,
+        )
+        if decision.to_state is TaskState.ERROR:
+            from typedtiger.runner import BaseRunner
+
+            if isinstance(runner, BaseRunner):
+                for task, _ in group:
+                    try:
+                        runner.on_permanent_error(task, record)
+                    except Exception:
+                        log.exception("on_permanent_error failed")
+
+    def _record_failure(
+        self,
+        queue: str,
+        ids: list[str],
+        lock_ids: list[str],
+        record: ExecutionRecord,
+        to_state: TaskState | None,
+        max_stored: int | None,
+        when: float | None = None,
+    ) -> None:
+        failure = Failure(
+            execution=encode_execution(record),
+            to_state=to_state,
+            when=self._clock.now() if when is None else when,
+            max_stored_executions=max_stored,
+        )
+        self._call(lambda: self._backend.fail(queue, ids, lock_ids, failure))
+
+    def _call(self, operation: Callable[[], T]) -> T:
+        """Run a storage operation, retrying with backoff while the backend is unavailable,
+        so that an outcome is recorded once storage is back."""
+        backoff = 0.1
+        while True:
+            try:
+                return operation()
+            except BackendUnavailable as exc:
+                self._log.warning("backend unavailable", error=str(exc), retry_in=backoff)
+                time.sleep(backoff)
+                backoff = min(_MAX_BACKOFF, backoff * 2)
+
+    # --- signals ------------------------------------------------------------------------
+
+    @contextmanager
+    def _signal_handlers(self, enabled: bool) -> Iterator[None]:
+        if not enabled or threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def on_signal(signum: int, _frame: FrameType | None) -> None:
+            if self._stop_requested:
+                self._log.warning("second stop signal: exiting now", signal=signum)
+                os._exit(128 + signum)
+            self._log.info("stop signal: finishing the current task", signal=signum)
+            self._stop_requested = True
+
+        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+def _default_executor(tiger: Tiger) -> Executor:
+    if tiger.backend.forks_safely:
+        from typedtiger.executor import ForkExecutor
+
+        return ForkExecutor()
+    return SyncExecutor()
