@@ -1,0 +1,84 @@
+"""Fixtures shared by the suite: every conformance test runs on FakeBackend and on real Redis.
+
+Real Redis is at $TYPEDTIGER_TEST_REDIS_URL (default redis://127.0.0.1:6379/15), flushed around
+each test. When it cannot be reached the redis-backed tests fail if $TYPEDTIGER_REQUIRE_REDIS is
+set (scripts/test sets it) and are skipped otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from typedtiger import Config, Tiger
+from typedtiger.backends.fake import FakeBackend
+from typedtiger.backends.redis import RedisBackend
+from typedtiger.clock import ManualClock
+from typedtiger.executor import SyncExecutor
+from tests import tasks
+
+REDIS_URL = os.environ.get("TYPEDTIGER_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def redis_client() -> redis.Redis[str]:
+    """A client on the test database, or a failure/skip when Redis is unreachable."""
+    client: redis.Redis[str] = redis.Redis.from_url(REDIS_URL, decode_responses=True)
+    try:
+        client.ping()
+    except redis.exceptions.ConnectionError as exc:
+        message = f"no Redis at {REDIS_URL}: {exc}"
+        if os.environ.get("TYPEDTIGER_REQUIRE_REDIS"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return client
+
+
+@pytest.fixture
+def redis_db() -> Iterator[redis.Redis[str]]:
+    """The real Redis test database, empty."""
+    client = redis_client()
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture(params=["fake", "redis"])
+def backend(request: pytest.FixtureRequest) -> Iterator[RedisBackend]:
+    """Each backend in turn, on a ManualClock."""
+    clock = ManualClock()
+    if request.param == "fake":
+        yield FakeBackend(clock)
+        return
+    client = request.getfixturevalue("redis_db")
+    yield RedisBackend(client, clock=clock)
+
+
+@pytest.fixture
+def clock(backend: RedisBackend) -> ManualClock:
+    """The backend's ManualClock."""
+    assert isinstance(backend.clock, ManualClock)
+    return backend.clock
+
+
+@pytest.fixture
+def tiger(backend: RedisBackend) -> Tiger:
+    """A Tiger on each backend, with the test tasks registered."""
+    tiger = Tiger(backend, Config())
+    tiger.adopt(tasks.tiger)
+    return tiger
+
+
+@pytest.fixture(autouse=True)
+def _reset_task_records() -> Iterator[None]:
+    tasks.CALLS.clear()
+    yield
+    tasks.CALLS.clear()
+
+
+def run_worker(tiger: Tiger, **options: object) -> None:
+    """Run a sync worker until nothing is due."""
+    tiger.run_worker(executor=SyncExecutor(), once=True, **options)  # type: ignore[arg-type]

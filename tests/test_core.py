@@ -1,0 +1,184 @@
+"""Core life cycle, on FakeBackend and real Redis: enqueue, claim, run, done or error."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from typedtiger import Task, TaskSpec, TaskState, Tiger
+from typedtiger.backends.redis import RedisBackend
+from typedtiger.clock import ManualClock
+from typedtiger.exceptions import ArgumentError
+from tests import tasks
+from tests.conftest import run_worker
+
+
+def test_enqueue_then_run_to_done(tiger: Tiger, backend: RedisBackend) -> None:
+    task = tiger.enqueue(TaskSpec.of(tasks.add, 1, 2))
+    assert task.state is TaskState.QUEUED
+    assert tiger.get_queue_sizes("default")[TaskState.QUEUED] == 1
+    assert json.loads(backend.client.get(f"t:task:{task.id}") or "") == {
+        "id": task.id,
+        "func": "tests.tasks:add",
+        "args": [1, 2],
+        "time_last_queued": pytest.approx(tiger.clock.now()),
+        "scheduled_at": pytest.approx(tiger.clock.now()),
+    }
+
+    run_worker(tiger)
+
+    assert tasks.CALLS == [("add", 1, 2)]
+    assert tiger.get_queue_stats() == {}
+    assert backend.client.keys("t:task:*") == []
+
+
+def test_failure_lands_in_error_with_an_execution_record(tiger: Tiger, clock: ManualClock) -> None:
+    task = tiger.enqueue(TaskSpec.of(tasks.failing, "kaput"))
+    run_worker(tiger)
+
+    errored = Task.from_id(tiger, "default", TaskState.ERROR, task.id, load_executions=5)
+    (record,) = errored.executions
+    assert record.exception_name == "builtins:ValueError"
+    assert record.exception == "kaput"
+    assert record.success is False
+    assert record.time_started == clock.now() and record.time_failed == clock.now()
+    assert record.traceback is not None and "ValueError: kaput" in record.traceback
+    assert record.host
+    assert errored.n_executions() == 1
+
+
+def test_scheduled_task_waits_for_the_clock(tiger: Tiger, clock: ManualClock) -> None:
+    relative = tiger.enqueue(TaskSpec.of(tasks.simple, "later"), when=timedelta(hours=1))
+    absolute_naive = datetime.fromtimestamp(clock.now() + 7200, UTC).replace(tzinfo=None)
+    tiger.enqueue(TaskSpec.of(tasks.simple, "much later"), when=absolute_naive)
+    assert relative.state is TaskState.SCHEDULED
+    assert relative.scheduled_at == datetime.fromtimestamp(clock.now() + 3600, UTC)
+
+    run_worker(tiger)
+    assert tasks.CALLS == []
+
+    clock.advance(timedelta(hours=1))
+    run_worker(tiger)
+    assert tasks.CALLS == [("simple", "later")]
+
+    clock.advance(3600)
+    run_worker(tiger)
+    assert tasks.CALLS == [("simple", "later"), ("simple", "much later")]
+
+
+def test_past_when_queues_immediately(tiger: Tiger, clock: ManualClock) -> None:
+    task = tiger.enqueue(TaskSpec.of(tasks.simple), when=datetime(2000, 1, 1, tzinfo=UTC))
+    assert task.state is TaskState.QUEUED
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "message"),
+    [
+        ((object(),), {}, "argument 0 is a builtins.object"),
+        ((), {"value": {1: "x"}}, "keyword argument 'value' has the key 1"),
+        ((float("nan"),), {}, "argument 0 is nan"),
+        (([1, float("inf")],), {}, r"argument 0\[1\] is inf"),
+    ],
+)
+def test_arguments_json_cannot_carry_are_refused_and_nothing_is_written(
+    tiger: Tiger,
+    backend: RedisBackend,
+    args: tuple[object, ...],
+    kwargs: dict[str, object],
+    message: str,
+) -> None:
+    with pytest.raises(ArgumentError, match=message):
+        tiger.enqueue(TaskSpec.of(tasks.simple, *args, **kwargs))
+    assert backend.client.keys("*") == []
+
+
+def test_functions_a_worker_cannot_import_are_refused_at_spec_time() -> None:
+    def nested() -> None: ...
+
+    with pytest.raises(ValueError, match="lambda"):
+        TaskSpec.of(lambda: None)
+    with pytest.raises(ValueError, match="inside a function"):
+        TaskSpec.of(nested)
+    main_function = type(nested)(nested.__code__, {"__name__": "__main__"}, "main_function")
+    main_function.__module__ = "__main__"
+    with pytest.raises(ValueError, match="__main__"):
+        TaskSpec.of(main_function)
+
+
+def test_call_arguments_are_checked_against_the_signature() -> None:
+    with pytest.raises(TypeError, match="missing a required argument: 'b'"):
+        TaskSpec.of(tasks.add, 1)  # type: ignore[call-arg]
+
+
+def test_current_task_is_visible_inside_the_task(tiger: Tiger) -> None:
+    task = tiger.enqueue(TaskSpec.of(tasks.record_current))
+    run_worker(tiger)
+    assert tasks.CALLS == [("current", task.id, "tests.tasks:record_current")]
+    with pytest.raises(RuntimeError, match="no typedtiger task is running"):
+        _ = tiger.current_task
+
+
+def test_unimportable_function_goes_to_error_and_the_worker_goes_on(
+    tiger: Tiger, backend: RedisBackend
+) -> None:
+    ghost = tiger.enqueue(TaskSpec.of(tasks.simple, "x"))
+    payload = json.loads(backend.client.get(f"t:task:{ghost.id}") or "")
+    payload["func"] = "tests.no_such_module:gone"
+    backend.client.set(f"t:task:{ghost.id}", json.dumps(payload))
+    tiger.enqueue(TaskSpec.of(tasks.simple, "after"))
+
+    run_worker(tiger)
+
+    assert tasks.CALLS == [("simple", "after")]
+    errored = Task.from_id(tiger, "default", TaskState.ERROR, ghost.id, load_executions=1)
+    assert errored.executions[0].exception_name == "typedtiger.exceptions:TaskImportError"
+    assert "tests.no_such_module" in (errored.executions[0].exception or "")
+
+
+@pytest.mark.parametrize(
+    ("payload", "error"),
+    [
+        ("not json", "not valid JSON"),
+        ("[1, 2]", "JSON list"),
+        ('{"id": "ID"}', "required field missing @ task payload.func"),
+        (None, "payload of task ID is missing"),
+    ],
+)
+def test_corrupt_payloads_are_quarantined_in_error(
+    tiger: Tiger, backend: RedisBackend, payload: str | None, error: str
+) -> None:
+    broken = tiger.enqueue(TaskSpec.of(tasks.simple, "broken"))
+    if payload is None:
+        backend.client.delete(f"t:task:{broken.id}")
+    else:
+        backend.client.set(f"t:task:{broken.id}", payload.replace("ID", broken.id))
+    tiger.enqueue(TaskSpec.of(tasks.simple, "fine"))
+
+    run_worker(tiger)
+
+    assert tasks.CALLS == [("simple", "fine")]
+    total, (listed,) = Task.tasks_from_queue(tiger, "default", TaskState.ERROR)
+    assert total == 1 and listed.id == broken.id
+    if payload is not None:
+        assert listed.broken is not None
+        stored = backend.client.lrange(f"t:task:{broken.id}:executions", 0, -1)
+        assert error.replace("ID", broken.id) in json.loads(stored[0])["exception"]
+    listed.delete()
+    assert backend.client.keys("t:*") == []
+
+
+def test_enqueue_many_stores_every_task(tiger: Tiger) -> None:
+    created = tiger.enqueue_many([TaskSpec.of(tasks.simple, n) for n in range(5)])
+    assert len({task.id for task in created}) == 5
+    run_worker(tiger)
+    assert sorted(call[1] for call in tasks.CALLS) == [0, 1, 2, 3, 4]  # type: ignore[type-var]
+
+
+def test_decorated_task_delay_and_spec(tiger: Tiger) -> None:
+    spec = tasks.Holder.static_task.spec(3)
+    assert spec.queue == "static"
+    tiger.enqueue(spec)
+    run_worker(tiger)
+    assert tasks.CALLS == [("static", 3)]

@@ -1,0 +1,50 @@
+"""How many Redis round trips a task's life costs (the figure in docs/performance.md)."""
+
+from __future__ import annotations
+
+import redis
+
+from typedtiger import TaskSpec, Tiger
+from typedtiger.backends.redis import RedisBackend
+from typedtiger.clock import ManualClock
+from tests import tasks
+from tests.conftest import run_worker
+
+
+class CountingConnection(redis.Connection):
+    """A connection that counts what it sends: one send is one round trip."""
+
+    sends = 0
+
+    def send_packed_command(self, command: object, check_health: bool = True) -> None:
+        CountingConnection.sends += 1
+        super().send_packed_command(command, check_health)  # type: ignore[arg-type]
+
+
+def _counting_tiger(redis_db: redis.Redis[str]) -> Tiger:
+    kwargs = redis_db.connection_pool.connection_kwargs
+    pool = redis.ConnectionPool(connection_class=CountingConnection, **kwargs)
+    client: redis.Redis[str] = redis.Redis(connection_pool=pool)
+    tiger = Tiger(RedisBackend(client, clock=ManualClock()))
+    tiger.adopt(tasks.tiger)
+    return tiger
+
+
+def _round_trips(tiger: Tiger, n_tasks: int) -> int:
+    CountingConnection.sends = 0
+    for value in range(n_tasks):
+        tiger.enqueue(TaskSpec.of(tasks.simple, value))
+    run_worker(tiger)
+    return CountingConnection.sends
+
+
+def test_enqueue_claim_done_costs_three_round_trips(redis_db: redis.Redis[str]) -> None:
+    tiger = _counting_tiger(redis_db)
+    _round_trips(tiger, 1)  # loads the scripts (EVALSHA, NOSCRIPT, SCRIPT LOAD) once
+
+    one = _round_trips(tiger, 1)
+    eleven = _round_trips(tiger, 11)
+
+    # enqueue (1 EVALSHA) + claim (1 EVALSHA) + done (1 EVALSHA); the rest is per worker run
+    assert (eleven - one) / 10 == 3
+    assert len(tasks.CALLS) == 13
