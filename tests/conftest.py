@@ -13,12 +13,12 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+from tests import tasks
 from typedtiger import Config, Tiger
 from typedtiger.backends.fake import FakeBackend
 from typedtiger.backends.redis import RedisBackend
 from typedtiger.clock import ManualClock
 from typedtiger.executor import SyncExecutor
-from tests import tasks
 
 REDIS_URL = os.environ.get("TYPEDTIGER_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 

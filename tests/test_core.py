@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import json
+import types
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from tests import tasks
+from tests.conftest import run_worker
 from typedtiger import Task, TaskSpec, TaskState, Tiger
 from typedtiger.backends.redis import RedisBackend
 from typedtiger.clock import ManualClock
 from typedtiger.exceptions import ArgumentError
-from tests import tasks
-from tests.conftest import run_worker
 
 
 def test_enqueue_then_run_to_done(tiger: Tiger, backend: RedisBackend) -> None:
@@ -101,8 +102,7 @@ def test_functions_a_worker_cannot_import_are_refused_at_spec_time() -> None:
         TaskSpec.of(lambda: None)
     with pytest.raises(ValueError, match="inside a function"):
         TaskSpec.of(nested)
-    main_function = type(nested)(nested.__code__, {"__name__": "__main__"}, "main_function")
-    main_function.__module__ = "__main__"
+    main_function = types.FunctionType(nested.__code__, {"__name__": "__main__"}, "main_function")
     with pytest.raises(ValueError, match="__main__"):
         TaskSpec.of(main_function)
 
@@ -115,7 +115,7 @@ def test_call_arguments_are_checked_against_the_signature() -> None:
 def test_current_task_is_visible_inside_the_task(tiger: Tiger) -> None:
     task = tiger.enqueue(TaskSpec.of(tasks.record_current))
     run_worker(tiger)
-    assert tasks.CALLS == [("current", task.id, "tests.tasks:record_current")]
+    assert [("current", task.id, "tests.tasks:record_current")] == tasks.CALLS
     with pytest.raises(RuntimeError, match="no typedtiger task is running"):
         _ = tiger.current_task
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import redis
 
+from tests import tasks
+from tests.conftest import run_worker
 from typedtiger import TaskSpec, Tiger
 from typedtiger.backends.redis import RedisBackend
 from typedtiger.clock import ManualClock
-from tests import tasks
-from tests.conftest import run_worker
 
 
 class CountingConnection(redis.Connection):
@@ -24,7 +24,7 @@ class CountingConnection(redis.Connection):
 def _counting_tiger(redis_db: redis.Redis[str]) -> Tiger:
     kwargs = redis_db.connection_pool.connection_kwargs
     pool = redis.ConnectionPool(connection_class=CountingConnection, **kwargs)
-    client: redis.Redis[str] = redis.Redis(connection_pool=pool)
+    client: redis.Redis[str] = redis.Redis(connection_pool=pool, decode_responses=True)
     tiger = Tiger(RedisBackend(client, clock=ManualClock()))
     tiger.adopt(tasks.tiger)
     return tiger

@@ -1,20 +1,369 @@
-"""ForkExecutor (placeholder until the forking executor lands)."""
+"""ForkExecutor: each job runs in a forked child; the parent watches it, heartbeats and reports.
+
+``typedtiger.executor`` imports this module at its end and re-exports ``ForkExecutor``. The names
+this module needs from ``executor`` are therefore imported inside functions, so that importing
+either module first works.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import functools
+import math
+import os
+import select
+import signal
+import sys
+import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
+
+import structlog
+from structlog.typing import FilteringBoundLogger
+
+from typedtiger._outcome import Outcome
+from typedtiger.exceptions import ChildProcessDied
+from typedtiger.serialization import decode_outcome, encode_outcome
 
 if TYPE_CHECKING:
-    from typedtiger.executor import Job, Outcome
+    from typedtiger.executor import Job
+
+__all__ = ["ForkExecutor"]
+
+_log = structlog.get_logger("typedtiger.executor")
+
+_PR_SET_PDEATHSIG = 1
+_READ_SIZE = 1 << 16
+#: Without a pidfd, how often the parent checks whether the child exited while the pipe is open
+#: (a grandchild may hold its write end) and once the pipe has reached EOF.
+_EXIT_CHECK_OPEN = 0.5
+_EXIT_CHECK_EOF = 0.01
+
+_Prctl = Callable[..., int]
 
 
 class ForkExecutor:
-    """Runs each job in a forked child."""
+    """Runs each job in a child process of its own, forked from the worker.
+
+    Process model:
+
+    - One child per job (a single task or a batch), forked with ``os.fork``; the worker's
+      imported modules and registrations are simply inherited.
+    - The child never outlives its worker: on Linux it asks for ``PR_SET_PDEATHSIG`` = SIGKILL
+      right after the fork (and exits if the worker is already gone). It takes SIGTERM's default
+      action and ignores SIGINT: a Ctrl-C sent to the process group stops the worker (which then
+      finishes the current task), not the task itself.
+    - Hard timeout: in the child a SIGALRM raises ``JobTimeoutException`` inside the task after
+      ``hard_timeout`` seconds, so the recorded traceback shows where the task was. A task that
+      does not stop (it ignores the signal or is stuck in C) is SIGKILLed by the parent
+      ``kill_grace`` seconds later and reported as a timeout without a traceback.
+    - The child reports its outcome to the parent through a pipe, as JSON (never pickle), and
+      then exits; it never writes to storage. The parent calls ``heartbeat`` every
+      ``heartbeat_interval`` seconds while it waits, and always reaps the child.
+    - A child that exits or dies without reporting (``os._exit``, a segfault, the OOM killer)
+      becomes a ``ChildProcessDied`` failure naming its exit code or signal.
+    """
+
+    def __init__(self, *, kill_grace: float = 5.0) -> None:
+        if not kill_grace >= 0 or math.isinf(kill_grace):
+            raise ValueError(f"kill_grace must be a finite number >= 0, not {kill_grace!r}")
+        self._kill_grace = float(kill_grace)
+
+    @property
+    def kill_grace(self) -> float:
+        """Seconds between the in-task SIGALRM and the parent's SIGKILL."""
+        return self._kill_grace
+
+    def __repr__(self) -> str:
+        return f"ForkExecutor(kill_grace={self._kill_grace:g})"
 
     def execute(
         self, job: Job, heartbeat: Callable[[], None], heartbeat_interval: float
     ) -> Outcome:
-        from typedtiger.executor import SyncExecutor
+        """Run ``job`` in a forked child, calling ``heartbeat`` meanwhile; never raises for it.
 
-        return SyncExecutor().execute(job, heartbeat, heartbeat_interval)
+        Exceptions raised in this process while waiting (KeyboardInterrupt...) propagate after
+        the child has been killed and reaped.
+        """
+        from typedtiger.executor import failed_from_exception, timeout_failure
+
+        if not heartbeat_interval > 0:
+            raise ValueError(f"heartbeat_interval must be > 0, not {heartbeat_interval!r}")
+        prctl = _load_prctl()  # resolved before the fork: the child only calls it
+        parent_pid = os.getpid()
+        _flush_std_streams()  # or buffered output would be written twice, once by the child
+        started = job.clock.now()
+        deadline = time.monotonic() + job.hard_timeout + self._kill_grace
+        read_fd, write_fd = os.pipe()
+        pid = -1
+        watch: _ChildWatch | None = None
+        try:
+            # Signals stay blocked across the fork so that no Python signal handler can run in
+            # the child before it has set up its own dispositions (and raise into our caller).
+            mask = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+            try:
+                pid = os.fork()
+                if pid == 0:
+                    _child_main(job, read_fd, write_fd, parent_pid, mask, prctl)
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            os.close(write_fd)
+            write_fd = -1
+            watch = _ChildWatch(pid, read_fd)
+            log = _log.bind(pid=pid, queue=job.queue, func=job.serialized_func)
+            if not watch.wait(deadline, heartbeat, heartbeat_interval, log):
+                log.warning(
+                    "hard timeout: killing child",
+                    hard_timeout=job.hard_timeout,
+                    kill_grace=self._kill_grace,
+                )
+                watch.kill()
+                return timeout_failure(started, job.clock.now(), job.hard_timeout)
+            outcome = _decode(watch.data(), log)
+            if outcome is not None:
+                if watch.status is not None and watch.status != 0:
+                    log.warning("child reported, then exited abnormally", reason=watch.reason())
+                return outcome
+            reason = watch.reason()
+            log.error("child died", reason=reason)
+            return failed_from_exception(
+                ChildProcessDied(reason), started, job.clock.now(), store_traceback=False
+            )
+        finally:
+            # On an exception (KeyboardInterrupt...), the child must not outlive this call.
+            if watch is not None:
+                watch.close()
+            elif pid > 0:
+                _kill_and_reap(pid)
+            os.close(read_fd)
+            if write_fd >= 0:
+                os.close(write_fd)
+
+
+class _ChildWatch:
+    """The parent's view of one child: its pipe, its pidfd when there is one, its exit status."""
+
+    def __init__(self, pid: int, read_fd: int) -> None:
+        self.pid = pid
+        self.status: int | None = None  # the wait status, once reaped (None: unknown)
+        self._read_fd = read_fd
+        self._chunks: list[bytes] = []
+        self._eof = False
+        self._reaped = False
+        self._poller = select.poll()
+        self._poller.register(read_fd, select.POLLIN)
+        self._pidfd = _open_pidfd(pid)
+        if self._pidfd is not None:
+            self._poller.register(self._pidfd, select.POLLIN)
+
+    def wait(
+        self,
+        deadline: float,
+        heartbeat: Callable[[], None],
+        interval: float,
+        log: FilteringBoundLogger,
+    ) -> bool:
+        """Read the pipe until the child exits (True) or ``deadline`` passes (False)."""
+        next_beat = time.monotonic() + interval
+        while True:
+            now = time.monotonic()
+            if now >= deadline:
+                return False
+            if now >= next_beat:
+                _call_heartbeat(heartbeat, log)
+                next_beat += interval
+                now = time.monotonic()
+                if next_beat <= now:  # the heartbeat itself took longer than the interval
+                    next_beat = now + interval
+                continue  # re-check the deadline
+            timeout = min(next_beat, deadline) - now
+            if self._pidfd is None:
+                timeout = min(timeout, _EXIT_CHECK_EOF if self._eof else _EXIT_CHECK_OPEN)
+            exited = self._pidfd is None
+            for fd, _event in self._poller.poll(math.ceil(timeout * 1000)):
+                if fd == self._read_fd:
+                    self._read()
+                else:
+                    exited = True
+            if exited and self._reap(os.WNOHANG):
+                self._drain()
+                return True
+
+    def kill(self) -> None:
+        """SIGKILL the child if it has not been reaped yet, and reap it."""
+        if self._reaped:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)
+        self._reap(0)
+
+    def close(self) -> None:
+        """Kill and reap the child if needed; release the pidfd (the pipe is the caller's)."""
+        try:
+            self.kill()
+        finally:
+            if self._pidfd is not None:
+                os.close(self._pidfd)
+                self._pidfd = None
+
+    def data(self) -> bytes:
+        return b"".join(self._chunks)
+
+    def reason(self) -> str:
+        """How the child ended, in words."""
+        status = self.status
+        if status is None:
+            return "the task's process ended, but its exit status was collected elsewhere"
+        if os.WIFSIGNALED(status):
+            number = os.WTERMSIG(status)
+            return f"the task's process was killed by signal {_signal_label(number)}"
+        if os.WIFEXITED(status):
+            return f"the task's process exited with code {os.WEXITSTATUS(status)}"
+        return f"the task's process ended with wait status {status}"
+
+    def _read(self) -> None:
+        chunk = os.read(self._read_fd, _READ_SIZE)
+        if chunk:
+            self._chunks.append(chunk)
+        else:
+            self._eof = True
+            self._poller.unregister(self._read_fd)
+
+    def _drain(self) -> None:
+        """Read what the exited child left in the pipe (a grandchild may keep it open)."""
+        if self._eof:
+            return
+        os.set_blocking(self._read_fd, False)
+        with contextlib.suppress(BlockingIOError):
+            while not self._eof:
+                self._read()
+
+    def _reap(self, options: int) -> bool:
+        try:
+            pid, status = os.waitpid(self.pid, options)
+        except ChildProcessError:  # reaped by someone else (SIGCHLD ignored, waitpid(-1)...)
+            self._reaped = True
+            return True
+        if pid == 0:
+            return False
+        self._reaped = True
+        self.status = status
+        return True
+
+
+def _child_main(
+    job: Job,
+    read_fd: int,
+    write_fd: int,
+    parent_pid: int,
+    mask: set[int | signal.Signals],
+    prctl: _Prctl | None,
+) -> NoReturn:
+    """The child's whole life: run the job, send its outcome, exit. Never returns."""
+    code = 1
+    try:
+        if prctl is not None:
+            prctl(
+                ctypes.c_int(_PR_SET_PDEATHSIG),
+                ctypes.c_ulong(signal.SIGKILL),
+                ctypes.c_ulong(0),
+                ctypes.c_ulong(0),
+                ctypes.c_ulong(0),
+            )
+        if os.getppid() == parent_pid:  # else the worker died before PDEATHSIG was set
+            os.close(read_fd)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            with contextlib.suppress(ValueError):
+                signal.set_wakeup_fd(-1)  # the worker's wakeup fd is not ours to write to
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask - {signal.SIGALRM, signal.SIGTERM})
+            _write_all(write_fd, encode_outcome(_run_in_child(job)).encode("utf-8"))
+            code = 0
+    except BaseException:
+        with contextlib.suppress(BaseException):
+            _log.exception("child failed to run its job or to report")
+    finally:
+        try:
+            _flush_std_streams()
+        finally:
+            os._exit(code)
+
+
+def _run_in_child(job: Job) -> Outcome:
+    from typedtiger.executor import _hard_timeout_alarm, failed_from_exception, run_job
+
+    started = job.clock.now()
+    try:
+        with _hard_timeout_alarm(job.hard_timeout):
+            return run_job(job)
+    except BaseException as exc:  # the alarm fired just outside run_job, or a BaseException
+        return failed_from_exception(exc, started, job.clock.now(), job.store_traceback)
+
+
+def _kill_and_reap(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _decode(data: bytes, log: FilteringBoundLogger) -> Outcome | None:
+    if not data:
+        return None
+    try:
+        return decode_outcome(data)
+    except Exception as exc:
+        log.error("child sent an undecodable outcome", error=str(exc), size=len(data))
+        return None
+
+
+def _call_heartbeat(heartbeat: Callable[[], None], log: FilteringBoundLogger) -> None:
+    try:
+        heartbeat()
+    except Exception:
+        log.exception("heartbeat failed")
+
+
+@functools.cache
+def _load_prctl() -> _Prctl | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl: _Prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    return prctl
+
+
+def _open_pidfd(pid: int) -> int | None:
+    pidfd_open = getattr(os, "pidfd_open", None)
+    if pidfd_open is None:
+        return None
+    try:
+        fd: int = pidfd_open(pid)
+    except OSError:  # an old kernel, or a sandbox that forbids it
+        return None
+    return fd
+
+
+def _signal_label(number: int) -> str:
+    """Like ``SIGSEGV (11)``; just the number for a signal without a name."""
+    try:
+        return f"{signal.Signals(number).name} ({number})"
+    except ValueError:
+        return str(number)
+
+
+def _flush_std_streams() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None:
+            with contextlib.suppress(Exception):
+                stream.flush()

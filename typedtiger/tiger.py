@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Literal, ParamSpec, TypeVar, overload
 
@@ -84,6 +85,22 @@ class Tiger:
             config,
             clock if clock is not None else backend.clock,
         )
+
+    @contextmanager
+    def bound_to(
+        self, backend: Backend, config: Config | None = None, *, clock: Clock | None = None
+    ) -> Iterator[Tiger]:
+        """Use another backend (and config) for the duration of the block, then restore.
+
+        Meant for tests: point an application's Tiger at a FakeBackend.
+        """
+        previous = self._bound
+        self._bound = None
+        self.init(backend=backend, config=config, clock=clock)
+        try:
+            yield self
+        finally:
+            self._bound = previous
 
     @classmethod
     def from_url(cls, url: str, config: Config | None = None) -> Tiger:

@@ -63,7 +63,9 @@ def test_sample(sample: str, mypy_report: dict[str, list[tuple[int, str, str]]])
         entry
         for entry in reported
         if entry[1] == "error"
-        and not any(kind == "error" and text in entry[2] for kind, text in expected.get(entry[0], []))
+        and not any(
+            kind == "error" and text in entry[2] for kind, text in expected.get(entry[0], [])
+        )
     ]
     missing = [
         (line, kind, text)

@@ -192,11 +192,15 @@ class RedisBackend:
             self._pubsub = self._client.pubsub(ignore_subscribe_messages=True)
             self._pubsub.subscribe(self._key("activity"))
         queues: set[str] = set()
-        message = self._pubsub.get_message(timeout=timeout)
-        while message is not None:
-            if message.get("type") == "message":
-                queues.add(str(message["data"]))
-            message = self._pubsub.get_message(timeout=0)
+        try:
+            message = self._pubsub.get_message(timeout=timeout)
+            while message is not None:
+                if message.get("type") == "message":
+                    queues.add(str(message["data"]))
+                message = self._pubsub.get_message(timeout=0)
+        except redis.exceptions.RedisError:
+            self.close()  # subscribe afresh once Redis is back
+            raise
         return queues
 
     def close(self) -> None:

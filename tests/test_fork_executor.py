@@ -1,0 +1,438 @@
+"""ForkExecutor: real forks, real signals, small timeouts."""
+
+from __future__ import annotations
+
+import faulthandler
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, suppress
+from pathlib import Path
+from types import FrameType
+
+import pytest
+from structlog.testing import capture_logs
+
+from typedtiger import _fork
+from typedtiger._json import JSONValue
+from typedtiger._outcome import Failed, Outcome, Succeeded
+from typedtiger.backends.base import TaskState
+from typedtiger.backends.fake import FakeBackend
+from typedtiger.clock import SystemClock
+from typedtiger.executor import ForkExecutor, Job
+from typedtiger.runner import BatchCall, DefaultRunner
+from typedtiger.serialization import TaskPayload
+from typedtiger.task import Task
+from typedtiger.tiger import Tiger
+
+JOB_TIMEOUT = "tasktiger.exceptions:JobTimeoutException"
+CHILD_DIED = "typedtiger.exceptions:ChildProcessDied"
+LINUX = sys.platform.startswith("linux")
+
+TIGER = Tiger(FakeBackend())
+
+
+# --- task functions (run in the forked child) ---------------------------------------------------
+
+
+def ok() -> None:
+    pass
+
+
+def fail(message: str) -> None:
+    raise ValueError(message)
+
+
+def record_pid(path: str) -> None:
+    Path(path).write_text(str(os.getpid()))
+
+
+def sleep_for(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+def record_pid_and_sleep(path: str, seconds: float) -> None:
+    record_pid(path)
+    time.sleep(seconds)
+
+
+def sleep_deaf_to_alarm(how: str, seconds: float) -> None:
+    if how == "ignore":
+        signal.signal(signal.SIGALRM, signal.SIG_IGN)
+    else:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+    time.sleep(seconds)
+
+
+def exit_with(code: int) -> None:
+    os._exit(code)
+
+
+def kill_self(signum: int) -> None:
+    faulthandler.disable()  # pytest enables it: no stack dump for the SIGSEGV case
+    os.kill(os.getpid(), signum)
+    time.sleep(5)
+
+
+def interrupt_self() -> None:
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(0.05)
+
+
+def fail_with_size(size: int) -> None:
+    raise ValueError("x" * size)
+
+
+def fork_lingering_grandchild(path: str) -> None:
+    """Leave behind a process that holds the write end of the outcome pipe."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            time.sleep(10)
+        finally:
+            os._exit(0)
+    Path(path).write_text(str(pid))
+
+
+def batch_count(calls: list[BatchCall]) -> None:
+    raise ValueError(f"{len(calls)} calls: {[call['args'] for call in calls]}")
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def make_job(
+    func: Callable[..., object],
+    *args: JSONValue,
+    hard_timeout: float = 5.0,
+    context_managers: tuple[Callable[[], AbstractContextManager[object]], ...] = (),
+) -> Job:
+    payload = TaskPayload(id="t1", func=f"{__name__}:{func.__name__}", args=tuple(args))
+    task = Task(TIGER, payload=payload, queue="q", state=TaskState.ACTIVE)
+    return Job(
+        queue="q",
+        tasks=(task,),
+        func=func,
+        serialized_func=payload.func,
+        batch=False,
+        hard_timeout=hard_timeout,
+        runner=DefaultRunner(TIGER),
+        context_managers=context_managers,
+        clock=SystemClock(),
+    )
+
+
+def no_beat() -> None:
+    pass
+
+
+def run(
+    job: Job,
+    *,
+    kill_grace: float = 5.0,
+    heartbeat: Callable[[], None] = no_beat,
+    interval: float = 10.0,
+) -> Outcome:
+    outcome = ForkExecutor(kill_grace=kill_grace).execute(job, heartbeat, interval)
+    assert_no_child_left()
+    return outcome
+
+
+def assert_no_child_left() -> None:
+    with suppress(ChildProcessError):  # raised when there is no child at all
+        assert os.waitpid(-1, os.WNOHANG) == (0, 0), "a child was left unreaped"
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie waiting for a reaper that never comes counts as gone)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return predicate()
+
+
+def read_pid(path: Path, timeout: float = 3.0) -> int:
+    assert wait_until(lambda: path.exists() and path.read_text() != "", timeout)
+    return int(path.read_text())
+
+
+def failed(outcome: Outcome) -> Failed:
+    assert isinstance(outcome, Failed), outcome
+    return outcome
+
+
+# --- outcomes ---------------------------------------------------------------------------------
+
+
+def test_success() -> None:
+    before = time.time()
+    outcome = run(make_job(ok))
+    assert isinstance(outcome, Succeeded)
+    assert before <= outcome.time_started <= outcome.time_finished <= time.time()
+
+
+def test_exception_becomes_failed_with_traceback() -> None:
+    outcome = failed(run(make_job(fail, "boom")))
+    assert outcome.exception_name == "builtins:ValueError"
+    assert "builtins:Exception" in outcome.exception_mro
+    assert outcome.message == "boom"
+    assert outcome.traceback is not None
+    assert "ValueError: boom" in outcome.traceback
+    assert "in fail" in outcome.traceback
+    assert outcome.time_started <= outcome.time_failed
+
+
+def test_runs_in_another_process(tmp_path: Path) -> None:
+    path = tmp_path / "pid"
+    assert isinstance(run(make_job(record_pid, str(path))), Succeeded)
+    child = int(path.read_text())
+    assert child != os.getpid()
+    assert not alive(child)
+
+
+def test_context_managers_run_in_the_child(tmp_path: Path) -> None:
+    path = tmp_path / "pid"
+
+    @contextmanager
+    def record() -> Iterator[None]:
+        path.write_text(str(os.getpid()))
+        yield
+
+    assert isinstance(run(make_job(ok, context_managers=(record,))), Succeeded)
+    assert int(path.read_text()) != os.getpid()
+
+
+def test_batch_job() -> None:
+    tasks = tuple(
+        Task(
+            TIGER,
+            payload=TaskPayload(id=f"t{n}", func=f"{__name__}:batch_count", args=(n,)),
+            queue="q",
+            state=TaskState.ACTIVE,
+        )
+        for n in (1, 2)
+    )
+    job = Job(
+        queue="q",
+        tasks=tasks,
+        func=batch_count,
+        serialized_func=f"{__name__}:batch_count",
+        batch=True,
+        hard_timeout=5.0,
+        runner=DefaultRunner(TIGER),
+        clock=SystemClock(),
+    )
+    assert failed(run(job)).message == "2 calls: [[1], [2]]"
+
+
+def test_large_outcome_goes_through_the_pipe() -> None:
+    size = 3 * 1024 * 1024  # far beyond a pipe's buffer, and in the traceback too
+    outcome = failed(run(make_job(fail_with_size, size)))
+    assert outcome.message == "x" * size
+    assert outcome.traceback is not None
+    assert len(outcome.traceback) > size
+
+
+# --- hard timeout -----------------------------------------------------------------------------
+
+
+def test_hard_timeout_raises_in_the_task() -> None:
+    start = time.monotonic()
+    outcome = failed(run(make_job(sleep_for, 10.0, hard_timeout=0.3)))
+    elapsed = time.monotonic() - start
+    assert 0.3 <= elapsed < 2.0
+    assert outcome.exception_name == JOB_TIMEOUT
+    assert "0.3" in outcome.message
+    assert outcome.traceback is not None
+    assert "in sleep_for" in outcome.traceback  # where the task was when the alarm rang
+
+
+@pytest.mark.parametrize("how", ["ignore", "block"])
+def test_task_deaf_to_the_alarm_is_killed_after_the_grace(how: str) -> None:
+    start = time.monotonic()
+    with capture_logs() as logs:
+        outcome = failed(
+            run(make_job(sleep_deaf_to_alarm, how, 10.0, hard_timeout=0.3), kill_grace=0.3)
+        )
+    elapsed = time.monotonic() - start
+    assert 0.6 <= elapsed < 2.0
+    assert outcome.exception_name == JOB_TIMEOUT
+    assert outcome.traceback is None
+    assert any(log["event"] == "hard timeout: killing child" for log in logs)
+
+
+def test_hard_timeout_when_forked_from_a_thread() -> None:
+    outcomes: list[Outcome] = []
+    thread = threading.Thread(
+        target=lambda: outcomes.append(run(make_job(sleep_for, 10.0, hard_timeout=0.3)))
+    )
+    thread.start()
+    thread.join(5)
+    outcome = failed(outcomes[0])
+    assert outcome.exception_name == JOB_TIMEOUT
+    assert outcome.traceback is not None  # the SIGALRM path, not the SIGKILL one
+
+
+# --- a child that dies --------------------------------------------------------------------
+
+
+def test_exit_without_outcome() -> None:
+    with capture_logs() as logs:
+        outcome = failed(run(make_job(exit_with, 3)))
+    assert outcome.exception_name == CHILD_DIED
+    assert outcome.message == "the task's process exited with code 3"
+    assert outcome.traceback is None
+    assert any(log["event"] == "child died" for log in logs)
+
+
+@pytest.fixture
+def worker_sigterm_handler() -> Iterator[None]:
+    """A Python SIGTERM handler in the parent, as the worker installs (the child must drop it)."""
+
+    def on_sigterm(_signum: int, _frame: FrameType | None) -> None:
+        pass
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@pytest.mark.usefixtures("worker_sigterm_handler")
+@pytest.mark.parametrize(
+    ("signum", "label"),
+    [
+        (signal.SIGKILL, "SIGKILL (9)"),
+        (signal.SIGSEGV, "SIGSEGV (11)"),
+        (signal.SIGTERM, "SIGTERM (15)"),
+    ],
+)
+def test_killed_by_a_signal(signum: int, label: str) -> None:
+    outcome = failed(run(make_job(kill_self, signum)))
+    assert outcome.exception_name == CHILD_DIED
+    assert outcome.message == f"the task's process was killed by signal {label}"
+
+
+def test_child_ignores_sigint() -> None:
+    assert isinstance(run(make_job(interrupt_self)), Succeeded)
+
+
+def test_lingering_grandchild_does_not_delay_the_outcome(tmp_path: Path) -> None:
+    path = tmp_path / "pid"
+    start = time.monotonic()
+    try:
+        outcome = run(make_job(fork_lingering_grandchild, str(path)))
+        assert time.monotonic() - start < 2.0
+        assert isinstance(outcome, Succeeded)
+    finally:
+        if path.exists():
+            os.kill(int(path.read_text()), signal.SIGKILL)
+
+
+# --- heartbeats -----------------------------------------------------------------------------
+
+
+def test_heartbeat_is_called_while_the_task_runs() -> None:
+    beats: list[float] = []
+    outcome = run(
+        make_job(sleep_for, 0.55), heartbeat=lambda: beats.append(time.monotonic()), interval=0.1
+    )
+    assert isinstance(outcome, Succeeded)
+    assert 4 <= len(beats) <= 6
+
+
+def test_failing_heartbeat_does_not_stop_the_wait() -> None:
+    calls: list[int] = []
+
+    def heartbeat() -> None:
+        calls.append(1)
+        raise ConnectionError("redis is down")
+
+    with capture_logs() as logs:
+        outcome = run(make_job(sleep_for, 0.3), heartbeat=heartbeat, interval=0.05)
+    assert isinstance(outcome, Succeeded)
+    assert len(calls) >= 3
+    assert any(log["event"] == "heartbeat failed" for log in logs)
+
+
+def test_interrupted_parent_kills_and_reaps_the_child(tmp_path: Path) -> None:
+    path = tmp_path / "pid"
+
+    def heartbeat() -> None:
+        if path.exists() and path.read_text():
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run(make_job(record_pid_and_sleep, str(path), 30.0), heartbeat=heartbeat, interval=0.02)
+    assert not alive(int(path.read_text()))
+    assert_no_child_left()
+
+
+# --- the child never outlives its worker ------------------------------------------------------
+
+
+@pytest.mark.skipif(not LINUX, reason="PR_SET_PDEATHSIG is Linux-only")
+def test_child_dies_with_its_worker(tmp_path: Path) -> None:
+    path = tmp_path / "pid"
+    job = make_job(record_pid_and_sleep, str(path), 30.0, hard_timeout=60.0)
+    worker = os.fork()
+    if worker == 0:
+        try:
+            ForkExecutor().execute(job, no_beat, 10.0)
+        finally:
+            os._exit(0)
+    try:
+        child = read_pid(path)
+    finally:
+        os.kill(worker, signal.SIGKILL)
+        os.waitpid(worker, 0)
+    assert wait_until(lambda: not alive(child), 2.0), "the task's process outlived its worker"
+    assert_no_child_left()
+
+
+# --- construction and imports -----------------------------------------------------------------
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="kill_grace"):
+        ForkExecutor(kill_grace=-1)
+    with pytest.raises(ValueError, match="heartbeat_interval"):
+        ForkExecutor().execute(make_job(ok), no_beat, 0)
+    assert repr(ForkExecutor(kill_grace=2)) == "ForkExecutor(kill_grace=2)"
+
+
+def test_fork_module_imports_first() -> None:
+    code = (
+        "import typedtiger._fork as f, typedtiger.executor as e; "
+        "assert e.ForkExecutor is f.ForkExecutor"
+    )
+    root = Path(__file__).resolve().parent.parent
+    subprocess.run([sys.executable, "-c", code], cwd=root, check=True, timeout=30)
+
+
+def test_without_pidfd(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Where pidfd_open is missing, the parent polls waitpid instead: same results."""
+    monkeypatch.setattr(_fork, "_open_pidfd", lambda _pid: None)
+    assert isinstance(run(make_job(ok)), Succeeded)
+    assert failed(run(make_job(exit_with, 3))).message == "the task's process exited with code 3"
+    assert failed(run(make_job(fail_with_size, 1 << 20))).message == "x" * (1 << 20)
+    test_lingering_grandchild_does_not_delay_the_outcome(tmp_path)

@@ -1,0 +1,56 @@
+"""Tasks for the process-level worker tests: they leave traces in a ledger file."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+from typedtiger import Tiger
+
+tiger = Tiger()
+
+
+def _append(ledger: str, line: str) -> None:
+    with open(ledger, "a", encoding="utf8") as file:
+        file.write(line + "\n")
+
+
+def record(ledger: str, item: str, seconds: float = 0.0) -> None:
+    """Append ``started item``, sleep, append ``item``."""
+    _append(ledger, f"started {item} {os.getpid()}")
+    time.sleep(seconds)
+    _append(ledger, item)
+
+
+def sleep_for(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+@tiger.task(hard_timeout=0.5)
+def short_fuse(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+def hang_ignoring_alarm(ledger: str) -> None:
+    signal.signal(signal.SIGALRM, signal.SIG_IGN)
+    _append(ledger, f"started hang {os.getpid()}")
+    while True:
+        time.sleep(0.05)
+
+
+def exit_with(code: int) -> None:
+    os._exit(code)
+
+
+def kill_self(signum: int) -> None:
+    os.kill(os.getpid(), signum)
+
+
+def record_slow_first_time(ledger: str, item: str) -> None:
+    """Hang for a minute on the first run (to be killed), finish at once afterwards."""
+    first_run = not os.path.exists(ledger)
+    _append(ledger, f"started {item} {os.getpid()}")
+    if first_run:
+        time.sleep(60)
+    _append(ledger, item)
