@@ -126,6 +126,13 @@ def demo() -> None:
     default=None,
     help="Stop after SECONDS, or 'idle' to stop once nothing is due.",
 )
+@click.option(
+    "--allow-module",
+    "allowed_modules",
+    multiple=True,
+    help="Only import task functions, runner, retry and exception classes from these modules "
+    "(and their submodules) or registered tasks; repeatable, comma-separated.",
+)
 def worker(
     url: str | None,
     host: str,
@@ -140,6 +147,7 @@ def worker(
     store_tracebacks: bool | None,
     executor_name: str,
     exit_after: float | None,
+    allowed_modules: tuple[str, ...],
 ) -> None:
     """Run a worker: claim tasks of the served queues and run them until SIGTERM/SIGINT.
 
@@ -147,7 +155,10 @@ def worker(
     (the task is requeued when its heartbeat expires).
     """
     setup_structlog()
-    config = Config() if prefix is None else Config(prefix=prefix)
+    config = Config(
+        prefix=prefix if prefix is not None else Config().prefix,
+        allowed_task_modules=_split(allowed_modules) or None,
+    )
     tiger = Tiger(_backend(url, host, port, password, db), config)
     _run_worker(
         tiger,

@@ -56,7 +56,8 @@ class Tiger:
 
     ``Tiger(backend, config)`` is ready to use. ``Tiger()`` creates one to be initialised later
     with ``init(backend=..., config=...)`` (an application factory): tasks can be decorated
-    before, anything that needs storage raises NotInitialized until then.
+    before, anything that needs storage raises NotInitialized until then. With
+    ``setup_structlog=True`` structlog is configured for JSON lines (``typedtiger.logging``).
     """
 
     def __init__(
@@ -65,9 +66,14 @@ class Tiger:
         config: Config | None = None,
         *,
         clock: Clock | None = None,
+        setup_structlog: bool = False,
     ) -> None:
         self._bound: _Bound | None = None
         self._registry: dict[str, Registration] = {}
+        if setup_structlog:
+            from typedtiger.logging import setup_structlog as configure
+
+            configure()
         if backend is not None:
             self.init(backend=backend, config=config, clock=clock)
         elif config is not None or clock is not None:
