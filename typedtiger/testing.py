@@ -1,3 +1,646 @@
-"""Helpers for testing code that uses typedtiger, and the pytest plugin (fixtures)."""
+"""Helpers for testing code that uses typedtiger, and the pytest plugin (fixtures).
+
+A :class:`TigerHarness` drives a :class:`~typedtiger.Tiger` on a
+:class:`~typedtiger.backends.fake.FakeBackend` (in-process, the production Lua scripts on
+fakeredis) whose time is a :class:`~typedtiger.clock.ManualClock`::
+
+    with fake_tiger(shop.tasks.tiger) as harness:   # the app's Tiger, bound for the block
+        shop.tasks.charge.delay("order-1", 1999)
+        result = harness.advance(timedelta(hours=1))  # every retry due in the hour, in order
+        assert [e.retry_in for e in result.executions] == [60, 120, None]
+
+Tasks go through the same path as in production: arguments are serialized to JSON at enqueue
+(a non-JSON argument fails in the test too), workers claim, run and record them with the same
+scripts; only the executor is in-process (``SyncExecutor``) and time moves when told to.
+
+The pytest plugin (registered through the ``pytest11`` entry point; without the package
+installed, load it with ``-p typedtiger.testing``) offers the fixtures ``typedtiger_harness``,
+``typedtiger_app`` and ``typedtiger_config`` and the ini option ``typedtiger_app``.
+
+This module is imported by every pytest run of an environment where typedtiger is installed: it
+has no import side effects, imports fakeredis only when a harness is made, and works without
+pytest (the fixtures are then simply not defined).
+"""
 
 from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+import attrs
+
+from typedtiger._json import JSONValue
+from typedtiger._names import import_qualified, qualified_name
+from typedtiger.backends.base import StoredTask, TaskState
+from typedtiger.clock import ManualClock, to_timestamp
+from typedtiger.config import Config
+from typedtiger.exceptions import NotInitialized
+from typedtiger.executor import Failed, Job, Outcome, SyncExecutor
+from typedtiger.task import Task
+from typedtiger.tiger import Tiger
+from typedtiger.worker import Worker
+
+if TYPE_CHECKING:
+    from typedtiger.backends.fake import FakeBackend
+
+__all__ = [
+    "Execution",
+    "ExecutionStatus",
+    "RunResult",
+    "TaskFailed",
+    "TaskRecord",
+    "TigerHarness",
+    "fake_tiger",
+]
+
+#: How many task executions one ``run_*``/``advance`` call allows before it stops and raises
+#: (a task that keeps enqueueing itself would otherwise never let the run end).
+DEFAULT_MAX_TASKS = 10_000
+
+_PAGE = 1000
+
+
+def _utc(timestamp: float) -> datetime:
+    return datetime.fromtimestamp(timestamp, UTC)
+
+
+def _func_name(func: Callable[..., object] | str) -> str:
+    return func if isinstance(func, str) else qualified_name(func)
+
+
+def _call_text(func: str, args: Sequence[JSONValue], kwargs: dict[str, JSONValue]) -> str:
+    shown = [repr(arg) for arg in args] + [f"{key}={value!r}" for key, value in kwargs.items()]
+    return f"{func}({', '.join(shown)})"
+
+
+# --- what a run reports ---------------------------------------------------------------------
+
+
+class ExecutionStatus(StrEnum):
+    """How one execution of a task ended (compares equal to its string value)."""
+
+    #: The task returned; it is gone (a periodic task's next run is scheduled).
+    DONE = "done"
+    #: The task raised and is scheduled to be retried (see ``Execution.retry_at``).
+    RETRYING = "retrying"
+    #: The task raised and went to the error state (no retry left, or none configured).
+    ERROR = "error"
+    #: The task raised ``RetryException(log_error=False)`` with no retry left: removed.
+    REMOVED = "removed"
+
+
+@attrs.frozen(kw_only=True)
+class Execution:
+    """One task run by the harness, and how it ended."""
+
+    task_id: str
+    #: "module:qualname" of the task function.
+    func: str
+    args: tuple[JSONValue, ...]
+    kwargs: dict[str, JSONValue]
+    queue: str
+    #: The (manual) clock's time when the task started.
+    started_at: datetime
+    #: The clock's time when it returned or failed.
+    finished_at: datetime
+    status: ExecutionStatus
+    #: "module:qualname" of the exception class, e.g. "builtins:ValueError"; None on success.
+    exception_name: str | None = None
+    #: The exception's message.
+    exception: str | None = None
+    traceback: str | None = attrs.field(default=None, repr=False)
+    #: When the retry is due (status RETRYING).
+    retry_at: datetime | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        """Whether the task returned normally."""
+        return self.status is ExecutionStatus.DONE
+
+    @property
+    def retry_in(self) -> float | None:
+        """Seconds from the failure to the retry (status RETRYING), else None."""
+        if self.retry_at is None:
+            return None
+        return (self.retry_at - self.finished_at).total_seconds()
+
+    def describe(self) -> str:
+        """One line: the call, where it ran and how it ended."""
+        call = _call_text(self.func, self.args, self.kwargs)
+        if self.succeeded:
+            return f"{call} in queue {self.queue!r} succeeded"
+        text = f"{call} in queue {self.queue!r} failed with {self.exception_name}"
+        if self.exception:
+            text += f": {self.exception}"
+        if self.retry_at is not None:
+            text += f" (retry at {self.retry_at.isoformat()})"
+        return text
+
+
+@attrs.frozen
+class RunResult:
+    """What a ``run_*``/``advance`` call ran, in the order it ran."""
+
+    executions: tuple[Execution, ...] = ()
+
+    @property
+    def ran(self) -> int:
+        """How many task executions there were (a batch of n counts n)."""
+        return len(self.executions)
+
+    @property
+    def succeeded(self) -> int:
+        """How many of them returned normally."""
+        return sum(1 for execution in self.executions if execution.succeeded)
+
+    @property
+    def failed(self) -> int:
+        """How many of them raised (retried, errored or removed)."""
+        return self.ran - self.succeeded
+
+    @property
+    def failures(self) -> tuple[Execution, ...]:
+        """The executions that raised."""
+        return tuple(execution for execution in self.executions if not execution.succeeded)
+
+    def of(self, func: Callable[..., object] | str) -> RunResult:
+        """Only the executions of ``func`` (a task function or "module:qualname")."""
+        name = _func_name(func)
+        return RunResult(tuple(e for e in self.executions if e.func == name))
+
+    def __add__(self, other: RunResult) -> RunResult:
+        return RunResult(self.executions + other.executions)
+
+
+class TaskFailed(AssertionError):
+    """A task failed during a run made with ``raise_errors=True``.
+
+    ``execution`` is the failure (its ``traceback`` is in the message); ``result`` is what the
+    run did up to and including it.
+    """
+
+    def __init__(self, execution: Execution, result: RunResult) -> None:
+        self.execution = execution
+        self.result = result
+        message = f"task {execution.describe()}"
+        if execution.traceback:
+            message += f"\n\n{execution.traceback.rstrip()}"
+        super().__init__(message)
+
+
+@attrs.frozen(kw_only=True)
+class TaskRecord:
+    """A stored task, as ``queued()``/``scheduled()``/``errored()`` list it."""
+
+    id: str
+    #: "module:qualname" of the task function ("<broken>" if the payload cannot be read).
+    func: str
+    args: tuple[JSONValue, ...]
+    kwargs: dict[str, JSONValue]
+    queue: str
+    state: TaskState
+    #: When it is due (scheduled), or when it was meant to run.
+    scheduled_at: datetime | None
+    #: How many times it has failed so far.
+    executions: int
+    #: "module:qualname" of the exception of its last failure, if any.
+    last_exception: str | None
+    #: The message of its last failure.
+    last_error: str | None = attrs.field(repr=False)
+    #: The handle, to ``cancel``, ``retry``, ``delete``... it.
+    task: Task = attrs.field(eq=False, repr=False)
+
+    @classmethod
+    def from_stored(cls, tiger: Tiger, stored: StoredTask) -> TaskRecord:
+        task = Task.from_stored(tiger, stored)
+        last = task.executions[-1] if task.executions else None
+        return cls(
+            id=task.id,
+            func=task.serialized_func,
+            args=task.args,
+            kwargs=task.kwargs,
+            queue=task.queue,
+            state=stored.state,
+            scheduled_at=task.scheduled_at,
+            executions=stored.executions_count,
+            last_exception=None if last is None else last.exception_name,
+            last_error=None if last is None else last.exception,
+            task=task,
+        )
+
+
+# --- running ----------------------------------------------------------------------------------
+
+
+class _Budget:
+    def __init__(self, max_tasks: int) -> None:
+        self.left = max_tasks
+        self.exhausted = False
+
+
+class _RecordingExecutor:
+    """Runs jobs in-process (``SyncExecutor``) and writes down how each one ended.
+
+    The worker records a job's outcome in storage right after ``execute`` returns, so the
+    fate of a failed task (retry, error, removed) is read from storage when the next job
+    starts, or when the run ends (``settle``).
+    """
+
+    def __init__(self, harness: TigerHarness, *, stop_on_failure: bool, budget: _Budget) -> None:
+        self._harness = harness
+        self._inner = SyncExecutor()
+        self._stop_on_failure = stop_on_failure
+        self._budget = budget
+        self._pending: list[tuple[Task, Outcome]] = []
+        self.executions: list[Execution] = []
+        self.stop: Callable[[], None] = lambda: None
+
+    def execute(
+        self, job: Job, heartbeat: Callable[[], None], heartbeat_interval: float
+    ) -> Outcome:
+        self.settle()
+        outcome = self._inner.execute(job, heartbeat, heartbeat_interval)
+        self._pending = [(task, outcome) for task in job.tasks]
+        self._budget.left -= len(job.tasks)
+        if self._budget.left <= 0:
+            self._budget.exhausted = True
+            self.stop()
+        if self._stop_on_failure and isinstance(outcome, Failed):
+            self.stop()
+        return outcome
+
+    def settle(self) -> None:
+        for task, outcome in self._pending:
+            self.executions.append(self._harness._execution(task, outcome))
+        self._pending = []
+
+
+class TigerHarness:
+    """Drives a Tiger on a FakeBackend with a ManualClock: run what is due, move time, inspect.
+
+    Make one with :func:`fake_tiger` (or the ``typedtiger_harness`` fixture). Runs use a real
+    ``Worker`` with an in-process executor; tasks that enqueue tasks write to the same store,
+    and a run goes on until nothing is due.
+    """
+
+    def __init__(self, tiger: Tiger) -> None:
+        from typedtiger.backends.fake import FakeBackend
+
+        backend, clock = tiger.backend, tiger.clock
+        if not isinstance(backend, FakeBackend):
+            raise TypeError(f"a TigerHarness needs a Tiger on a FakeBackend, not {backend!r}")
+        if not isinstance(clock, ManualClock):
+            raise TypeError(f"a TigerHarness needs a Tiger on a ManualClock, not {clock!r}")
+        self.tiger: Tiger = tiger
+        self.backend: FakeBackend = backend
+        self.clock: ManualClock = clock
+
+    def __repr__(self) -> str:
+        return f"<TigerHarness at {self.now.isoformat()}>"
+
+    @property
+    def now(self) -> datetime:
+        """The clock's time (aware UTC)."""
+        return _utc(self.clock.now())
+
+    # --- running ------------------------------------------------------------------------
+
+    def run_until_idle(
+        self,
+        *,
+        raise_errors: bool = False,
+        queues: Sequence[str] | None = None,
+        max_tasks: int = DEFAULT_MAX_TASKS,
+    ) -> RunResult:
+        """Run everything due now (and what those tasks enqueue) without moving the clock.
+
+        As a worker starting up would, it first registers periodic tasks. With
+        ``raise_errors`` the run stops at the first failed execution and raises TaskFailed
+        (with the task's traceback). ``queues`` limits the queues served (default: the
+        Config's ``only_queues``/``exclude_queues``).
+        """
+        return self._run_passes(None, raise_errors, queues, _Budget(max_tasks))
+
+    def advance(
+        self,
+        by: float | timedelta,
+        *,
+        raise_errors: bool = False,
+        queues: Sequence[str] | None = None,
+        max_tasks: int = DEFAULT_MAX_TASKS,
+    ) -> RunResult:
+        """Move the clock ``by`` seconds (or a timedelta), running everything that comes due.
+
+        The clock steps to each scheduled time inside the window in turn, so a task retried
+        at +60 s and again 120 s after that runs at both times, and a periodic task runs at
+        every one of its times; it ends at ``now + by``. ``harness.clock.advance`` moves time
+        without running anything.
+        """
+        seconds = by.total_seconds() if isinstance(by, timedelta) else float(by)
+        if seconds < 0:
+            raise ValueError(f"cannot advance by a negative time ({seconds} s)")
+        return self._run_passes(self.clock.now() + seconds, raise_errors, queues, _Budget(max_tasks))
+
+    def run_until(
+        self,
+        when: datetime,
+        *,
+        raise_errors: bool = False,
+        queues: Sequence[str] | None = None,
+        max_tasks: int = DEFAULT_MAX_TASKS,
+    ) -> RunResult:
+        """Like ``advance``, up to the time ``when`` (a naive datetime is read as UTC)."""
+        end = to_timestamp(when)
+        if end < self.clock.now():
+            raise ValueError(f"{when} is before the clock's time {self.now}")
+        return self._run_passes(end, raise_errors, queues, _Budget(max_tasks))
+
+    def run_next_scheduled(
+        self,
+        *,
+        raise_errors: bool = False,
+        queues: Sequence[str] | None = None,
+        max_tasks: int = DEFAULT_MAX_TASKS,
+    ) -> RunResult:
+        """Move the clock to the next scheduled task's time and run what is due then.
+
+        Raises LookupError when nothing is scheduled (in the queues served).
+        """
+        due = self.next_due(queues=queues)
+        if due is None:
+            raise LookupError("no task is scheduled")
+        return self.run_until(due, raise_errors=raise_errors, queues=queues, max_tasks=max_tasks)
+
+    def next_due(self, *, queues: Sequence[str] | None = None) -> datetime | None:
+        """The time of the earliest task scheduled after now, or None."""
+        due = self._next_due(self.clock.now(), self._worker(queues, None))
+        return None if due is None else _utc(due)
+
+    def _worker(self, queues: Sequence[str] | None, executor: _RecordingExecutor | None) -> Worker:
+        return Worker(self.tiger, queues=queues, executor=executor)
+
+    def _run_passes(
+        self,
+        end: float | None,
+        raise_errors: bool,
+        queues: Sequence[str] | None,
+        budget: _Budget,
+    ) -> RunResult:
+        result = self._run_once(raise_errors, queues, budget)
+        if end is None:
+            return result
+        served = self._worker(queues, None)
+        while (due := self._next_due(self.clock.now(), served)) is not None and due <= end:
+            self.clock.set(due)
+            result += self._run_once(raise_errors, queues, budget, result)
+        if end > self.clock.now():
+            self.clock.set(end)
+            result += self._run_once(raise_errors, queues, budget, result)
+        return result
+
+    def _run_once(
+        self,
+        raise_errors: bool,
+        queues: Sequence[str] | None,
+        budget: _Budget,
+        before: RunResult | None = None,
+    ) -> RunResult:
+        errored_before = self._error_counts()
+        recorder = _RecordingExecutor(self, stop_on_failure=raise_errors, budget=budget)
+        worker = self._worker(queues, recorder)
+        recorder.stop = worker.stop
+        worker.run(once=True)
+        recorder.settle()
+        executions = recorder.executions + self._unrecorded_failures(
+            errored_before, {e.task_id for e in recorder.executions if not e.succeeded}
+        )
+        result = RunResult(tuple(executions))
+        so_far = result if before is None else before + result
+        if raise_errors and result.failures:
+            raise TaskFailed(result.failures[0], so_far)
+        if budget.exhausted:
+            raise RuntimeError(
+                f"stopped after {so_far.ran} task executions (max_tasks): does a task keep "
+                "enqueueing itself? Pass a larger max_tasks if this is expected."
+            )
+        return result
+
+    def _next_due(self, after: float, served: Worker) -> float | None:
+        earliest: float | None = None
+        for queue in self.backend.queues_with_tasks(TaskState.SCHEDULED):
+            if not served.serves(queue):
+                continue
+            total, _ = self.backend.list_tasks(queue, TaskState.SCHEDULED, 0, 0, 0)
+            skip = total - 1
+            # Pages run newest (latest) first: walk back from the earliest past ``after``.
+            while skip >= 0:
+                _, page = self.backend.list_tasks(
+                    queue, TaskState.SCHEDULED, max(0, skip - _PAGE + 1), _PAGE, 0
+                )
+                later = [stored.score for stored in page if stored.score > after]
+                if later:
+                    due = min(later)
+                    earliest = due if earliest is None else min(earliest, due)
+                    break
+                skip -= _PAGE
+        return earliest
+
+    def _execution(self, task: Task, outcome: Outcome) -> Execution:
+        common = {
+            "task_id": task.id,
+            "func": task.serialized_func,
+            "args": task.args,
+            "kwargs": task.kwargs,
+            "queue": task.queue,
+            "started_at": _utc(outcome.time_started),
+        }
+        if not isinstance(outcome, Failed):
+            return Execution(
+                **common, finished_at=_utc(outcome.time_finished), status=ExecutionStatus.DONE
+            )
+        states = {state for queue, state in self.backend.find_task(task.id) if queue == task.queue}
+        retry_at = None
+        if TaskState.ERROR in states:
+            status = ExecutionStatus.ERROR
+        elif TaskState.SCHEDULED in states:
+            status = ExecutionStatus.RETRYING
+            stored = self.backend.get_task(task.queue, TaskState.SCHEDULED, task.id, 0)
+            retry_at = None if stored is None else _utc(stored.score)
+        else:
+            status = ExecutionStatus.REMOVED
+        return Execution(
+            **common,
+            finished_at=_utc(outcome.time_failed),
+            status=status,
+            exception_name=outcome.exception_name,
+            exception=outcome.message,
+            traceback=outcome.traceback,
+            retry_at=retry_at,
+        )
+
+    def _error_counts(self) -> dict[tuple[str, str], int]:
+        return {
+            (stored.queue, stored.id): stored.executions_count
+            for stored in self._stored(TaskState.ERROR, 0)
+        }
+
+    def _unrecorded_failures(
+        self, before: dict[tuple[str, str], int], recorded: set[str]
+    ) -> list[Execution]:
+        """Tasks the worker failed without running them (an unimportable function, a payload
+        that cannot be read): they reach the error state without passing the executor."""
+        found = []
+        for stored in self._stored(TaskState.ERROR, 1):
+            key = (stored.queue, stored.id)
+            if stored.id in recorded or stored.executions_count <= before.get(key, 0):
+                continue
+            record = TaskRecord.from_stored(self.tiger, stored)
+            last = record.task.executions[-1] if record.task.executions else None
+            when = _utc(last.time_failed if last and last.time_failed else self.clock.now())
+            found.append(
+                Execution(
+                    task_id=record.id,
+                    func=record.func,
+                    args=record.args,
+                    kwargs=record.kwargs,
+                    queue=record.queue,
+                    started_at=when,
+                    finished_at=when,
+                    status=ExecutionStatus.ERROR,
+                    exception_name=record.last_exception,
+                    exception=record.last_error,
+                    traceback=None if last is None else last.traceback,
+                )
+            )
+        return found
+
+    # --- inspecting ---------------------------------------------------------------------
+
+    def _stored(self, state: TaskState, load_executions: int) -> list[StoredTask]:
+        found: list[StoredTask] = []
+        for queue in sorted(self.backend.queues_with_tasks(state)):
+            skip = 0
+            while True:
+                total, page = self.backend.list_tasks(queue, state, skip, _PAGE, load_executions)
+                found += page
+                skip += _PAGE
+                if skip >= total or not page:
+                    break
+        return found
+
+    def tasks(
+        self, state: TaskState | str, func: Callable[..., object] | str | None = None
+    ) -> list[TaskRecord]:
+        """The tasks in ``state`` (of ``func`` only, if given), across queues.
+
+        Ordered by their time in the state (queued, due or failed), then queue, function and
+        arguments: tasks stored at the same instant of the manual clock come out in a stable
+        order.
+        """
+        name = None if func is None else _func_name(func)
+        stored = self._stored(TaskState(state), 1)
+        records = [TaskRecord.from_stored(self.tiger, item) for item in stored]
+        by_score = {(item.queue, item.id): item.score for item in stored}
+        records.sort(
+            key=lambda r: (
+                by_score[r.queue, r.id],
+                r.queue,
+                r.func,
+                json.dumps(r.args, sort_keys=True),
+                json.dumps(r.kwargs, sort_keys=True),
+                r.id,
+            )
+        )
+        return [record for record in records if name is None or record.func == name]
+
+    def queued(self, func: Callable[..., object] | str | None = None) -> list[TaskRecord]:
+        """The queued tasks (waiting for a worker), oldest first."""
+        return self.tasks(TaskState.QUEUED, func)
+
+    def scheduled(self, func: Callable[..., object] | str | None = None) -> list[TaskRecord]:
+        """The scheduled tasks (delayed, retries, periodic runs), soonest first."""
+        return self.tasks(TaskState.SCHEDULED, func)
+
+    def errored(self, func: Callable[..., object] | str | None = None) -> list[TaskRecord]:
+        """The tasks in the error state, earliest failure first."""
+        return self.tasks(TaskState.ERROR, func)
+
+
+@contextmanager
+def fake_tiger(
+    tiger: Tiger | None = None,
+    config: Config | None = None,
+    *,
+    clock: ManualClock | None = None,
+) -> Iterator[TigerHarness]:
+    """A TigerHarness on a fresh FakeBackend, for the duration of the block.
+
+    With ``tiger`` (an application's Tiger, initialised or not) that Tiger itself is bound
+    to the FakeBackend for the block and restored afterwards, so the application's tasks'
+    ``.delay()`` and ``tiger.enqueue`` go to the fake store. ``config`` defaults to the
+    Tiger's own config if it has one, else ``Config()``; ``clock`` to a ManualClock at
+    2026-01-01 00:00 UTC.
+    """
+    from typedtiger.backends.fake import FakeBackend
+
+    backend = FakeBackend(clock)
+    if tiger is None:
+        yield TigerHarness(Tiger(backend, config))
+        return
+    if config is None:
+        try:
+            config = tiger.config
+        except NotInitialized:
+            config = None
+    with tiger.bound_to(backend, config) as bound:
+        yield TigerHarness(bound)
+
+
+# --- the pytest plugin ------------------------------------------------------------------------
+
+try:
+    import pytest
+except ImportError:  # pragma: no cover - the helpers above work without pytest
+    _HAVE_PYTEST = False
+else:
+    _HAVE_PYTEST = True
+
+if _HAVE_PYTEST:
+
+    def pytest_addoption(parser: pytest.Parser) -> None:
+        parser.addini(
+            "typedtiger_app",
+            'The application\'s Tiger as "module:attribute" (e.g. "shop.tasks:tiger"): the '
+            "typedtiger_harness fixture binds it to a FakeBackend for each test.",
+            default="",
+        )
+
+    @pytest.fixture
+    def typedtiger_app(request: pytest.FixtureRequest) -> Tiger | None:
+        """The application Tiger ``typedtiger_harness`` binds: the ``typedtiger_app`` ini
+        option, or None (a fresh Tiger). Override this fixture to return your Tiger."""
+        name = str(request.config.getini("typedtiger_app") or "")
+        if not name:
+            return None
+        app = import_qualified(name)
+        if not isinstance(app, Tiger):
+            raise pytest.UsageError(f"typedtiger_app = {name!r} is a {type(app)!r}, not a Tiger")
+        return app
+
+    @pytest.fixture
+    def typedtiger_config() -> Config | None:
+        """The Config of ``typedtiger_harness`` (None: the app's own, else ``Config()``).
+        Override this fixture to test with other settings."""
+        return None
+
+    @pytest.fixture
+    def typedtiger_harness(
+        typedtiger_app: Tiger | None, typedtiger_config: Config | None
+    ) -> Iterator[TigerHarness]:
+        """A TigerHarness on a fresh FakeBackend and ManualClock, for one test."""
+        with fake_tiger(typedtiger_app, typedtiger_config) as harness:
+            yield harness

@@ -113,6 +113,7 @@ class Worker:
         self._next_stats = 0.0
         self._busy_seconds = 0.0
         self._stats_since = time.monotonic()
+        self._ran_in_claim = False
 
     # --- public -------------------------------------------------------------------------
 
@@ -284,6 +285,7 @@ class Worker:
                 groups[-1].append((task, item.executions_count))
             else:
                 groups.append([(task, item.executions_count)])
+        self._ran_in_claim = False
         for group in groups:
             self._run_group(queue, group)
 
@@ -314,19 +316,21 @@ class Worker:
 
     def _run_group(self, queue: str, group: list[tuple[Task, int]]) -> None:
         func_name = group[0][0].serialized_func
+        if self._stop_requested and self._ran_in_claim:
+            self._release_unstarted(queue, [task for task, _ in group])
+            return
         try:
             func, batch = self._tiger.resolve_function(func_name)
         except TaskImportError as exc:
             self._fail_unrunnable(queue, [task for task, _ in group], exc)
             return
-        if batch:
-            self._run_job(queue, group, func, batch=True)
-        else:
-            for item in group:
-                if self._stop_requested and item is not group[0]:
-                    self._release_unstarted(queue, [item[0]])
-                    continue
-                self._run_job(queue, [item], func, batch=False)
+        jobs = [group] if batch else [[item] for item in group]
+        for job in jobs:
+            if self._stop_requested and self._ran_in_claim:
+                self._release_unstarted(queue, [task for task, _ in job])
+                continue
+            self._ran_in_claim = True
+            self._run_job(queue, job, func, batch=batch)
 
     def _release_unstarted(self, queue: str, tasks: Sequence[Task]) -> None:
         now = self._clock.now()
