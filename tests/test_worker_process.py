@@ -6,6 +6,7 @@ of tests/worker_main.py (a lost task is requeued after about a second).
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import signal
@@ -300,3 +301,34 @@ def test_outcome_is_recorded_after_a_redis_restart(
     assert worker.poll() is None, "the worker exited during the outage"
     worker.send_signal(signal.SIGTERM)
     assert worker.wait(timeout=10) == 0
+
+
+def test_locked_tasks_with_the_same_key_never_overlap(
+    tiger: Tiger, ledger: Path, workers: Callable[..., subprocess.Popen[bytes]]
+) -> None:
+    n_tasks, keys = 200, 5
+    tiger.enqueue_many(
+        [
+            TaskSpec.of(
+                worker_tasks.record_span, str(ledger), key=f"k{n % keys}", item=str(n), seconds=0.01
+            ).evolve(lock_key=["key"])
+            for n in range(n_tasks)
+        ]
+    )
+    first, second = workers(), workers()
+    wait_until(lambda: len(lines(ledger)) == n_tasks, 50, "every locked task to run")
+    for process in (first, second):
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+
+    spans: dict[str, list[tuple[float, float]]] = {}
+    for line in lines(ledger):
+        key, _item, start, end = line.split()
+        spans.setdefault(key, []).append((float(start), float(end)))
+    overlaps = 0
+    for intervals in spans.values():
+        intervals.sort()
+        overlaps += sum(1 for (_, end), (start, _) in itertools.pairwise(intervals) if start < end)
+    assert sorted(spans) == [f"k{n}" for n in range(keys)]
+    assert overlaps == 0
+    assert tiger.get_queue_stats() == {}

@@ -54,3 +54,10 @@ def record_slow_first_time(ledger: str, item: str) -> None:
     if first_run:
         time.sleep(60)
     _append(ledger, item)
+
+
+def record_span(ledger: str, key: str, item: str, seconds: float) -> None:
+    """Append ``key item start end`` after sleeping: the span the task held its lock."""
+    start = time.time()
+    time.sleep(seconds)
+    _append(ledger, f"{key} {item} {start!r} {time.time()!r}")
