@@ -137,7 +137,9 @@ def run(
     heartbeat: Callable[[], None] = no_beat,
     interval: float = 10.0,
 ) -> Outcome:
-    outcome = ForkExecutor(kill_grace=kill_grace).execute(job, heartbeat, interval)
+    executor = ForkExecutor(kill_grace=kill_grace)
+    outcome = executor.execute(job, heartbeat, interval)
+    executor.close()
     assert_no_child_left()
     return outcome
 

@@ -17,7 +17,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Final, NoReturn
 
 import structlog
 from structlog.typing import FilteringBoundLogger
@@ -38,6 +38,20 @@ _READ_SIZE = 1 << 16
 #: Without a pidfd, how often the parent checks whether the child exited while the pipe is open
 #: (a grandchild may hold its write end) and once the pipe has reached EOF.
 _EXIT_CHECK_OPEN = 0.5
+#: Signals a worker may have Python handlers for: blocked across the fork (blocking every
+#: signal would cost a round of enum conversions per task for nothing).
+_GUARDED_SIGNALS: Final = frozenset(
+    {
+        signal.SIGTERM,
+        signal.SIGINT,
+        signal.SIGALRM,
+        signal.SIGHUP,
+        signal.SIGQUIT,
+        signal.SIGUSR1,
+        signal.SIGUSR2,
+        signal.SIGCHLD,
+    }
+)
 _EXIT_CHECK_EOF = 0.01
 
 _Prctl = Callable[..., int]
@@ -69,6 +83,8 @@ class ForkExecutor:
         if not kill_grace >= 0 or math.isinf(kill_grace):
             raise ValueError(f"kill_grace must be a finite number >= 0, not {kill_grace!r}")
         self._kill_grace = float(kill_grace)
+        #: Children that reported their outcome and are exiting: (pid, when it reported).
+        self._exiting: list[tuple[int, float]] = []
 
     @property
     def kill_grace(self) -> float:
@@ -77,6 +93,28 @@ class ForkExecutor:
 
     def __repr__(self) -> str:
         return f"ForkExecutor(kill_grace={self._kill_grace:g})"
+
+    def close(self) -> None:
+        """Reap every child that is still exiting (the worker calls this when it stops)."""
+        self._reap_exiting(block=True)
+
+    def _reap_exiting(self, block: bool) -> None:
+        # A child that reported is exiting; it is reaped here, off the task's critical path.
+        # One still around after kill_grace (stuck in an atexit-free exit?) is killed.
+        still = []
+        for pid, since in self._exiting:
+            late = time.monotonic() - since > self._kill_grace
+            try:
+                reaped, _status = os.waitpid(pid, 0 if block and not late else os.WNOHANG)
+            except ChildProcessError:
+                continue
+            if reaped:
+                continue
+            if late:
+                _kill_and_reap(pid)
+            else:
+                still.append((pid, since))
+        self._exiting = still
 
     def execute(
         self, job: Job, heartbeat: Callable[[], None], heartbeat_interval: float
@@ -90,6 +128,7 @@ class ForkExecutor:
 
         if not heartbeat_interval > 0:
             raise ValueError(f"heartbeat_interval must be > 0, not {heartbeat_interval!r}")
+        self._reap_exiting(block=False)
         prctl = _load_prctl()  # resolved before the fork: the child only calls it
         parent_pid = os.getpid()
         _flush_std_streams()  # or buffered output would be written twice, once by the child
@@ -101,7 +140,7 @@ class ForkExecutor:
         try:
             # Signals stay blocked across the fork so that no Python signal handler can run in
             # the child before it has set up its own dispositions (and raise into our caller).
-            mask = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+            mask = signal.pthread_sigmask(signal.SIG_BLOCK, _GUARDED_SIGNALS)
             try:
                 pid = os.fork()
                 if pid == 0:
@@ -124,7 +163,12 @@ class ForkExecutor:
             if outcome is not None:
                 if watch.status is not None and watch.status != 0:
                     log.warning("child reported, then exited abnormally", reason=watch.reason())
+                exiting = watch.detach()
+                if exiting is not None:
+                    self._exiting.append((exiting, time.monotonic()))
                 return outcome
+            if not watch.wait(deadline, heartbeat, heartbeat_interval, log, until_exit=True):
+                watch.kill()
             reason = watch.reason()
             log.error("child died", reason=reason)
             return failed_from_exception(
@@ -163,8 +207,10 @@ class _ChildWatch:
         heartbeat: Callable[[], None],
         interval: float,
         log: FilteringBoundLogger,
+        until_exit: bool = False,
     ) -> bool:
-        """Read the pipe until the child exits (True) or ``deadline`` passes (False)."""
+        """Read the pipe until the child has reported (EOF after its outcome) or exited (True),
+        or ``deadline`` passes (False). With ``until_exit``, wait for the exit itself."""
         next_beat = time.monotonic() + interval
         while True:
             now = time.monotonic()
@@ -189,6 +235,18 @@ class _ChildWatch:
             if exited and self._reap(os.WNOHANG):
                 self._drain()
                 return True
+            if self._eof and self._chunks and not until_exit:
+                return True
+
+    def detach(self) -> int | None:
+        """Stop watching a child that has reported; its pid if it still has to be reaped."""
+        if self._pidfd is not None:
+            os.close(self._pidfd)
+            self._pidfd = None
+        if self._reaped:
+            return None
+        self._reaped = True  # from now on the executor reaps it
+        return self.pid
 
     def kill(self) -> None:
         """SIGKILL the child if it has not been reaped yet, and reap it."""
@@ -279,6 +337,7 @@ def _child_main(
                 signal.set_wakeup_fd(-1)  # the worker's wakeup fd is not ours to write to
             signal.pthread_sigmask(signal.SIG_SETMASK, mask - {signal.SIGALRM, signal.SIGTERM})
             _write_all(write_fd, encode_outcome(_run_in_child(job)).encode("utf-8"))
+            os.close(write_fd)  # EOF now: the parent need not wait for the exit to finish
             code = 0
     except BaseException:
         with contextlib.suppress(BaseException):

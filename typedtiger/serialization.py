@@ -178,6 +178,19 @@ def _make_converter() -> cattrs.Converter:
 
 _converter: Final = _make_converter()
 
+# Build every hook now, at import: cattrs generates them on first use, and a forked child
+# that had to generate its own would pay for it on every task.
+_SAMPLES: Final = (
+    TaskPayload(id="", func=""),
+    ExecutionRecord(),
+    Succeeded(time_started=0, time_finished=0),
+    Failed(time_started=0, time_failed=0, exception_name="", exception_mro=(), message=""),
+)
+for _sample in _SAMPLES:
+    _converter.structure(_converter.unstructure(_sample), type(_sample))
+for _sample in _SAMPLES:  # structuring may register hooks lazily, which clears the caches
+    _converter.unstructure(_sample)
+
 
 def _dumps(data: object) -> str:
     return json.dumps(data, separators=(",", ":"), allow_nan=False)

@@ -343,7 +343,9 @@ class TigerHarness:
         seconds = by.total_seconds() if isinstance(by, timedelta) else float(by)
         if seconds < 0:
             raise ValueError(f"cannot advance by a negative time ({seconds} s)")
-        return self._run_passes(self.clock.now() + seconds, raise_errors, queues, _Budget(max_tasks))
+        return self._run_passes(
+            self.clock.now() + seconds, raise_errors, queues, _Budget(max_tasks)
+        )
 
     def run_until(
         self,
@@ -376,12 +378,28 @@ class TigerHarness:
         return self.run_until(due, raise_errors=raise_errors, queues=queues, max_tasks=max_tasks)
 
     def next_due(self, *, queues: Sequence[str] | None = None) -> datetime | None:
-        """The time of the earliest task scheduled after now, or None."""
-        due = self._next_due(self.clock.now(), self._worker(queues, None))
+        """When something next comes due (a scheduled task, or a paused queue with queued
+        tasks resuming), or None."""
+        due = self._next_due(self.clock.now(), Worker(self.tiger, queues=queues))
         return None if due is None else _utc(due)
 
     def _worker(self, queues: Sequence[str] | None, executor: _RecordingExecutor | None) -> Worker:
-        return Worker(self.tiger, queues=queues, executor=executor)
+        exclude = None
+        paused = self._paused_with_queued_tasks()
+        if paused:
+            # A worker started with once=True keeps trying a queue it cannot claim from, so
+            # the queues paused by set_queue_system_lock are left out of the run instead.
+            exclude = (*self.tiger.config.exclude_queues, *paused)
+        return Worker(self.tiger, queues=queues, exclude_queues=exclude, executor=executor)
+
+    def _paused_with_queued_tasks(self) -> dict[str, float]:
+        now = self.clock.now()
+        queued = self.backend.queues_with_tasks(TaskState.QUEUED)
+        return {
+            queue: until
+            for queue, until in self.backend.get_queue_system_locks().items()
+            if until > now and queue in queued
+        }
 
     def _run_passes(
         self,
@@ -393,7 +411,7 @@ class TigerHarness:
         result = self._run_once(raise_errors, queues, budget)
         if end is None:
             return result
-        served = self._worker(queues, None)
+        served = Worker(self.tiger, queues=queues)
         while (due := self._next_due(self.clock.now(), served)) is not None and due <= end:
             self.clock.set(due)
             result += self._run_once(raise_errors, queues, budget, result)
@@ -430,37 +448,43 @@ class TigerHarness:
         return result
 
     def _next_due(self, after: float, served: Worker) -> float | None:
-        earliest: float | None = None
+        """The earliest time after ``after`` when a scheduled task of a served queue is due,
+        or a paused queue holding queued tasks resumes."""
+        resumes = [
+            until
+            for queue, until in self._paused_with_queued_tasks().items()
+            if served.serves(queue)
+        ]
+        earliest: float | None = min(resumes) if resumes else None
         for queue in self.backend.queues_with_tasks(TaskState.SCHEDULED):
             if not served.serves(queue):
                 continue
-            total, _ = self.backend.list_tasks(queue, TaskState.SCHEDULED, 0, 0, 0)
-            skip = total - 1
-            # Pages run newest (latest) first: walk back from the earliest past ``after``.
-            while skip >= 0:
-                _, page = self.backend.list_tasks(
-                    queue, TaskState.SCHEDULED, max(0, skip - _PAGE + 1), _PAGE, 0
-                )
+            # Pages come latest first; walk back from the earliest task until one is after
+            # ``after`` (usually the very first look: nothing due is left after a run).
+            end, _ = self.backend.list_tasks(queue, TaskState.SCHEDULED, 0, 1, 0)
+            size = 1
+            while end > 0:
+                start = max(0, end - size)
+                _, page = self.backend.list_tasks(queue, TaskState.SCHEDULED, start, end - start, 0)
                 later = [stored.score for stored in page if stored.score > after]
                 if later:
-                    due = min(later)
-                    earliest = due if earliest is None else min(earliest, due)
+                    earliest = min(later) if earliest is None else min(earliest, *later)
                     break
-                skip -= _PAGE
+                end, size = start, _PAGE
         return earliest
 
     def _execution(self, task: Task, outcome: Outcome) -> Execution:
-        common = {
-            "task_id": task.id,
-            "func": task.serialized_func,
-            "args": task.args,
-            "kwargs": task.kwargs,
-            "queue": task.queue,
-            "started_at": _utc(outcome.time_started),
-        }
+        started = _utc(outcome.time_started)
         if not isinstance(outcome, Failed):
             return Execution(
-                **common, finished_at=_utc(outcome.time_finished), status=ExecutionStatus.DONE
+                task_id=task.id,
+                func=task.serialized_func,
+                args=task.args,
+                kwargs=task.kwargs,
+                queue=task.queue,
+                started_at=started,
+                finished_at=_utc(outcome.time_finished),
+                status=ExecutionStatus.DONE,
             )
         states = {state for queue, state in self.backend.find_task(task.id) if queue == task.queue}
         retry_at = None
@@ -473,7 +497,12 @@ class TigerHarness:
         else:
             status = ExecutionStatus.REMOVED
         return Execution(
-            **common,
+            task_id=task.id,
+            func=task.serialized_func,
+            args=task.args,
+            kwargs=task.kwargs,
+            queue=task.queue,
+            started_at=started,
             finished_at=_utc(outcome.time_failed),
             status=status,
             exception_name=outcome.exception_name,
