@@ -420,7 +420,7 @@ def _queues_command(env: _Env, connection: ConnectionOptions) -> click.Command:
 def _tasks_command(env: _Env, connection: ConnectionOptions) -> click.Command:
     @click.command("tasks", context_settings={"help_option_names": ["--help"]})
     @click.argument("queue")
-    @click.argument("state", type=click.Choice(_STATES, case_sensitive=False))
+    @click.argument("state", type=click.Choice(_STATES, case_sensitive=False), metavar="STATE")
     @click.option(
         "--limit", type=click.IntRange(min=1), default=20, show_default=True, help="Tasks shown."
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
@@ -65,6 +66,10 @@ class Executor(Protocol):
         self, job: Job, heartbeat: Callable[[], None], heartbeat_interval: float
     ) -> Outcome:
         """Run ``job``, calling ``heartbeat`` every ``heartbeat_interval`` seconds meanwhile."""
+        ...
+
+    def close(self) -> None:
+        """Release what the executor holds (e.g. reap exiting children); called at shutdown."""
         ...
 
 
@@ -143,25 +148,49 @@ def _hard_timeout_alarm(seconds: float) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-@contextmanager
-def heartbeat_thread(heartbeat: Callable[[], None], interval: float) -> Iterator[None]:
-    """Call ``heartbeat`` every ``interval`` seconds from a thread while the block runs."""
-    stop = threading.Event()
+class _Heartbeats:
+    """One long-lived thread that calls the current job's heartbeat every interval.
 
-    def beat() -> None:
-        while not stop.wait(interval):
+    Starting a thread per task would cost more than a short task itself.
+    """
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._beat: Callable[[], None] | None = None
+        self._interval = 0.0
+        self._next = 0.0
+        self._thread: threading.Thread | None = None
+
+    @contextmanager
+    def during(self, heartbeat: Callable[[], None], interval: float) -> Iterator[None]:
+        """Call ``heartbeat`` every ``interval`` seconds while the block runs."""
+        with self._condition:
+            self._beat, self._interval = heartbeat, interval
+            self._next = time.monotonic() + interval
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="typedtiger-heartbeat", daemon=True
+                )
+                self._thread.start()
+            self._condition.notify()
+        try:
+            yield
+        finally:
+            with self._condition:
+                self._beat = None
+
+    def _run(self) -> None:
+        while True:
+            with self._condition:
+                while self._beat is None or time.monotonic() < self._next:
+                    timeout = None if self._beat is None else self._next - time.monotonic()
+                    self._condition.wait(timeout)
+                beat = self._beat
+                self._next = time.monotonic() + self._interval
             try:
-                heartbeat()
+                beat()
             except Exception:
                 _log.exception("heartbeat failed")
-
-    thread = threading.Thread(target=beat, name="typedtiger-heartbeat", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
 
 
 class SyncExecutor:
@@ -173,11 +202,24 @@ class SyncExecutor:
     process takes the worker with it; its task is requeued when its heartbeat expires.
     """
 
+    def __init__(self) -> None:
+        self._heartbeats = _Heartbeats()
+
+    def close(self) -> None:
+        """Nothing to release (the heartbeat thread is a daemon and idles between tasks)."""
+
     def execute(
         self, job: Job, heartbeat: Callable[[], None], heartbeat_interval: float
     ) -> Outcome:
-        with heartbeat_thread(heartbeat, heartbeat_interval), _hard_timeout_alarm(job.hard_timeout):
-            return run_job(job)
+        started = job.clock.now()
+        try:
+            with (
+                self._heartbeats.during(heartbeat, heartbeat_interval),
+                _hard_timeout_alarm(job.hard_timeout),
+            ):
+                return run_job(job)
+        except JobTimeoutException:  # the alarm fired after the task returned, before its reset
+            return timeout_failure(started, job.clock.now(), job.hard_timeout)
 
 
 from typedtiger._fork import ForkExecutor  # noqa: E402  (_fork builds on the definitions above)

@@ -145,6 +145,7 @@ class Worker:
                 else:
                     self._loop()
         finally:
+            self._executor.close()
             self._backend.close()
         self._log.info("stopped")
 
