@@ -167,7 +167,7 @@ def test_sigterm_lets_the_running_task_finish_and_claims_nothing_more(
     time.sleep(0.01)
     tiger.enqueue(TaskSpec.of(worker_tasks.record, str(ledger), "second"))
     worker = workers()
-    wait_until(lambda: any(line.startswith("started first") for line in lines(ledger)), 10, "start")
+    wait_until(lambda: any(line.startswith("started first") for line in lines(ledger)), 30, "start")
 
     worker.send_signal(signal.SIGTERM)
     assert worker.wait(timeout=10) == 0
@@ -183,7 +183,7 @@ def test_sigkilled_worker_takes_its_child_along_and_the_task_runs_again(
 ) -> None:
     tiger.enqueue(TaskSpec.of(worker_tasks.record_slow_first_time, str(ledger), "a"))
     first = workers()
-    wait_until(lambda: len(lines(ledger)) == 1, 10, "the task to start")
+    wait_until(lambda: len(lines(ledger)) == 1, 30, "the task to start")
     child = int(lines(ledger)[0].split()[2])
 
     first.kill()
@@ -292,7 +292,7 @@ def test_outcome_is_recorded_after_a_redis_restart(
     tiger = Tiger(RedisBackend.from_url(url), FAST)
     tiger.enqueue(TaskSpec.of(worker_tasks.record, str(ledger), "a", 1.5))
     worker = workers(url=url)
-    wait_until(lambda: len(lines(ledger)) == 1, 10, "the task to start")
+    wait_until(lambda: len(lines(ledger)) == 1, 30, "the task to start")
 
     own_redis()  # down for 2 s while the task runs
 
@@ -331,4 +331,22 @@ def test_locked_tasks_with_the_same_key_never_overlap(
         overlaps += sum(1 for (_, end), (start, _) in itertools.pairwise(intervals) if start < end)
     assert sorted(spans) == [f"k{n}" for n in range(keys)]
     assert overlaps == 0
+    assert tiger.get_queue_stats() == {}
+
+
+def test_concurrency_runs_tasks_side_by_side(
+    tiger: Tiger, ledger: Path, workers: Callable[..., subprocess.Popen[bytes]]
+) -> None:
+    tiger.enqueue_many(
+        [TaskSpec.of(worker_tasks.record, str(ledger), f"t{n}", 1.0) for n in range(4)]
+    )
+    started = time.monotonic()
+    worker = workers("-c", "4", "--exit-after", "idle")
+    assert worker.wait(timeout=30) == 0
+    elapsed = time.monotonic() - started
+    finished = [line for line in lines(ledger) if not line.startswith("started")]
+    pids = {line.split()[2] for line in lines(ledger) if line.startswith("started")}
+    assert sorted(finished) == ["t0", "t1", "t2", "t3"]
+    assert len(pids) == 4
+    assert elapsed < 3.5, f"four 1 s tasks took {elapsed:.1f} s with -c 4"
     assert tiger.get_queue_stats() == {}

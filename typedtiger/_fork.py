@@ -15,6 +15,7 @@ import os
 import select
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final, NoReturn
@@ -29,7 +30,7 @@ from typedtiger.serialization import decode_outcome, encode_outcome
 if TYPE_CHECKING:
     from typedtiger.executor import Job
 
-__all__ = ["ForkExecutor"]
+__all__ = ["ForkExecutor", "ForkedJob"]
 
 _log = structlog.get_logger("typedtiger.executor")
 
@@ -85,6 +86,7 @@ class ForkExecutor:
         self._kill_grace = float(kill_grace)
         #: Children that reported their outcome and are exiting: (pid, when it reported).
         self._exiting: list[tuple[int, float]] = []
+        self._lock = threading.Lock()
 
     @property
     def kill_grace(self) -> float:
@@ -101,8 +103,10 @@ class ForkExecutor:
     def _reap_exiting(self, block: bool) -> None:
         # A child that reported is exiting; it is reaped here, off the task's critical path.
         # One still around after kill_grace (stuck in an atexit-free exit?) is killed.
+        with self._lock:
+            exiting, self._exiting = self._exiting, []
         still = []
-        for pid, since in self._exiting:
+        for pid, since in exiting:
             late = time.monotonic() - since > self._kill_grace
             try:
                 reaped, _status = os.waitpid(pid, 0 if block and not late else os.WNOHANG)
@@ -114,7 +118,8 @@ class ForkExecutor:
                 _kill_and_reap(pid)
             else:
                 still.append((pid, since))
-        self._exiting = still
+        with self._lock:
+            self._exiting.extend(still)
 
     def execute(
         self, job: Job, heartbeat: Callable[[], None], heartbeat_interval: float
@@ -124,10 +129,16 @@ class ForkExecutor:
         Exceptions raised in this process while waiting (KeyboardInterrupt...) propagate after
         the child has been killed and reaped.
         """
-        from typedtiger.executor import failed_from_exception, timeout_failure
-
         if not heartbeat_interval > 0:
             raise ValueError(f"heartbeat_interval must be > 0, not {heartbeat_interval!r}")
+        return self.start(job).wait(heartbeat, heartbeat_interval)
+
+    def start(self, job: Job) -> ForkedJob:
+        """Fork the child that runs ``job`` and return at once; ``wait`` on the result.
+
+        Fork from the thread that owns the worker's state (the child inherits it); the
+        ``wait`` may happen in another thread.
+        """
         self._reap_exiting(block=False)
         prctl = _load_prctl()  # resolved before the fork: the child only calls it
         parent_pid = os.getpid()
@@ -135,8 +146,6 @@ class ForkExecutor:
         started = job.clock.now()
         deadline = time.monotonic() + job.hard_timeout + self._kill_grace
         read_fd, write_fd = os.pipe()
-        pid = -1
-        watch: _ChildWatch | None = None
         try:
             # Signals stay blocked across the fork so that no Python signal handler can run in
             # the child before it has set up its own dispositions (and raise into our caller).
@@ -147,42 +156,76 @@ class ForkExecutor:
                     _child_main(job, read_fd, write_fd, parent_pid, mask, prctl)
             finally:
                 signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        except BaseException:
+            os.close(read_fd)
+            raise
+        finally:
             os.close(write_fd)
-            write_fd = -1
-            watch = _ChildWatch(pid, read_fd)
-            log = _log.bind(pid=pid, queue=job.queue, func=job.serialized_func)
+        return ForkedJob(self, job, pid, read_fd, started, deadline)
+
+    def _exited_later(self, pid: int) -> None:
+        with self._lock:
+            self._exiting.append((pid, time.monotonic()))
+
+
+class ForkedJob:
+    """A job running in its child process (see ``ForkExecutor.start``)."""
+
+    def __init__(
+        self,
+        executor: ForkExecutor,
+        job: Job,
+        pid: int,
+        read_fd: int,
+        started: float,
+        deadline: float,
+    ) -> None:
+        self.pid = pid
+        self._executor = executor
+        self._job = job
+        self._read_fd = read_fd
+        self._started = started
+        self._deadline = deadline
+
+    def wait(self, heartbeat: Callable[[], None], heartbeat_interval: float) -> Outcome:
+        """Wait for the outcome, calling ``heartbeat`` meanwhile; the child is dealt with."""
+        from typedtiger.executor import failed_from_exception, timeout_failure
+
+        job, deadline = self._job, self._deadline
+        watch: _ChildWatch | None = None
+        try:
+            watch = _ChildWatch(self.pid, self._read_fd)
+            log = _log.bind(pid=self.pid, queue=job.queue, func=job.serialized_func)
             if not watch.wait(deadline, heartbeat, heartbeat_interval, log):
                 log.warning(
                     "hard timeout: killing child",
                     hard_timeout=job.hard_timeout,
-                    kill_grace=self._kill_grace,
+                    kill_grace=self._executor.kill_grace,
                 )
                 watch.kill()
-                return timeout_failure(started, job.clock.now(), job.hard_timeout)
+                return timeout_failure(self._started, job.clock.now(), job.hard_timeout)
             outcome = _decode(watch.data(), log)
             if outcome is not None:
                 if watch.status is not None and watch.status != 0:
                     log.warning("child reported, then exited abnormally", reason=watch.reason())
                 exiting = watch.detach()
                 if exiting is not None:
-                    self._exiting.append((exiting, time.monotonic()))
+                    self._executor._exited_later(exiting)
                 return outcome
             if not watch.wait(deadline, heartbeat, heartbeat_interval, log, until_exit=True):
                 watch.kill()
             reason = watch.reason()
             log.error("child died", reason=reason)
             return failed_from_exception(
-                ChildProcessDied(reason), started, job.clock.now(), store_traceback=False
+                ChildProcessDied(reason), self._started, job.clock.now(), store_traceback=False
             )
         finally:
             # On an exception (KeyboardInterrupt...), the child must not outlive this call.
             if watch is not None:
                 watch.close()
-            elif pid > 0:
-                _kill_and_reap(pid)
-            os.close(read_fd)
-            if write_fd >= 0:
-                os.close(write_fd)
+            else:
+                _kill_and_reap(self.pid)
+            os.close(self._read_fd)
 
 
 class _ChildWatch:

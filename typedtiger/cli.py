@@ -7,7 +7,9 @@ import importlib
 import sys
 from collections.abc import Callable, Sequence
 from types import ModuleType
+from typing import Any
 
+import attrs
 import click
 import redis
 
@@ -93,46 +95,70 @@ def demo() -> None:
     run_demo(click.echo)
 
 
+def _worker_options(command: Callable[..., None]) -> Callable[..., None]:
+    options = [
+        click.option(
+            "-q",
+            "--queues",
+            multiple=True,
+            help="Queues to serve (comma-separated; with subqueues).",
+        ),
+        click.option(
+            "-e", "--exclude-queues", multiple=True, help="Queues (and subqueues) to skip."
+        ),
+        click.option(
+            "-m", "--module", "modules", multiple=True, help="Module to import before starting."
+        ),
+        click.option(
+            "-M",
+            "--max-workers-per-queue",
+            type=click.IntRange(min=1),
+            default=None,
+            help="At most this many workers process one queue at once.",
+        ),
+        click.option(
+            "--store-tracebacks/--no-store-tracebacks",
+            default=None,
+            help="Store tracebacks in execution records (default: Config's, on).",
+        ),
+        click.option(
+            "--executor",
+            "executor_name",
+            type=click.Choice(["fork", "sync"]),
+            default=None,
+            help="fork: one child process per task (the default on Redis); sync: in-process "
+            "(the default on FakeBackend).",
+        ),
+        click.option(
+            "-c",
+            "--concurrency",
+            type=click.IntRange(min=1),
+            default=1,
+            show_default=True,
+            help="Run up to this many tasks at once, each in its own child (fork executor).",
+        ),
+        click.option(
+            "--exit-after",
+            type=_ExitAfter(),
+            default=None,
+            help="Stop after SECONDS, or 'idle' to stop once nothing is due.",
+        ),
+        click.option(
+            "--allow-module",
+            "allowed_modules",
+            multiple=True,
+            help="Only import task functions, runner, retry and exception classes from these "
+            "modules (and their submodules) or registered tasks; repeatable, comma-separated.",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 @main.command(context_settings={"help_option_names": ["--help"]})
 @_connection_options
-@click.option(
-    "-q", "--queues", multiple=True, help="Queues to serve (comma-separated; with subqueues)."
-)
-@click.option("-e", "--exclude-queues", multiple=True, help="Queues (and subqueues) to skip.")
-@click.option("-m", "--module", "modules", multiple=True, help="Module to import before starting.")
-@click.option(
-    "-M",
-    "--max-workers-per-queue",
-    type=click.IntRange(min=1),
-    default=None,
-    help="At most this many workers process one queue at once.",
-)
-@click.option(
-    "--store-tracebacks/--no-store-tracebacks",
-    default=None,
-    help="Store tracebacks in execution records (default: Config's, on).",
-)
-@click.option(
-    "--executor",
-    "executor_name",
-    type=click.Choice(["fork", "sync"]),
-    default="fork",
-    show_default=True,
-    help="fork: one child process per task; sync: in-process.",
-)
-@click.option(
-    "--exit-after",
-    type=_ExitAfter(),
-    default=None,
-    help="Stop after SECONDS, or 'idle' to stop once nothing is due.",
-)
-@click.option(
-    "--allow-module",
-    "allowed_modules",
-    multiple=True,
-    help="Only import task functions, runner, retry and exception classes from these modules "
-    "(and their submodules) or registered tasks; repeatable, comma-separated.",
-)
+@_worker_options
 def worker(
     url: str | None,
     host: str,
@@ -140,14 +166,7 @@ def worker(
     password: str | None,
     db: int,
     prefix: str | None,
-    queues: tuple[str, ...],
-    exclude_queues: tuple[str, ...],
-    modules: tuple[str, ...],
-    max_workers_per_queue: int | None,
-    store_tracebacks: bool | None,
-    executor_name: str,
-    exit_after: float | None,
-    allowed_modules: tuple[str, ...],
+    **options: Any,
 ) -> None:
     """Run a worker: claim tasks of the served queues and run them until SIGTERM/SIGINT.
 
@@ -155,21 +174,8 @@ def worker(
     (the task is requeued when its heartbeat expires).
     """
     setup_structlog()
-    config = Config(
-        prefix=prefix if prefix is not None else Config().prefix,
-        allowed_task_modules=_split(allowed_modules) or None,
-    )
-    tiger = Tiger(_backend(url, host, port, password, db), config)
-    _run_worker(
-        tiger,
-        queues=queues,
-        exclude_queues=exclude_queues,
-        modules=modules,
-        max_workers_per_queue=max_workers_per_queue,
-        store_tracebacks=store_tracebacks,
-        executor_name=executor_name,
-        exit_after=exit_after,
-    )
+    config = Config() if prefix is None else Config(prefix=prefix)
+    _run_worker(Tiger(_backend(url, host, port, password, db), config), **options)
 
 
 def _run_worker(
@@ -180,37 +186,50 @@ def _run_worker(
     modules: Sequence[str],
     max_workers_per_queue: int | None,
     store_tracebacks: bool | None,
-    executor_name: str,
+    executor_name: str | None,
+    concurrency: int,
     exit_after: float | None,
+    allowed_modules: Sequence[str],
 ) -> None:
+    allowed = _split(allowed_modules)
+    if allowed:
+        restricted = Tiger(
+            tiger.backend,
+            attrs.evolve(tiger.config, allowed_task_modules=allowed),
+            clock=tiger.clock,
+        )
+        restricted.adopt(tiger)
+        tiger = restricted
     _adopt_registrations(tiger, _import_modules(modules))
-    executor: Executor = ForkExecutor() if executor_name == "fork" else SyncExecutor()
-    Worker(
-        tiger,
-        queues=_split(queues) or None,
-        exclude_queues=_split(exclude_queues) or None,
-        max_workers_per_queue=max_workers_per_queue,
-        executor=executor,
-        store_tracebacks=store_tracebacks,
-        exit_after=exit_after if exit_after is not None and exit_after > 0 else None,
-    ).run(once=exit_after is not None and exit_after < 0)
+    executors: dict[str | None, Executor | None] = {
+        "fork": ForkExecutor(),
+        "sync": SyncExecutor(),
+        None: None,
+    }
+    executor = executors[executor_name]
+    try:
+        worker = Worker(
+            tiger,
+            queues=_split(queues) or None,
+            exclude_queues=_split(exclude_queues) or None,
+            max_workers_per_queue=max_workers_per_queue,
+            executor=executor,
+            concurrency=concurrency,
+            store_tracebacks=store_tracebacks,
+            exit_after=exit_after if exit_after is not None and exit_after > 0 else None,
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    worker.run(once=exit_after is not None and exit_after < 0)
 
 
 def run_worker_command(tiger: Tiger, args: list[str]) -> None:
-    """Run ``typedtiger worker``'s queue and process options against an existing Tiger."""
+    """Run ``typedtiger worker``'s options (all but the connection) against ``tiger``."""
 
     @click.command()
-    @click.option("-q", "--queues", multiple=True)
-    @click.option("-e", "--exclude-queues", multiple=True)
-    @click.option("-m", "--module", "modules", multiple=True)
-    @click.option("-M", "--max-workers-per-queue", type=click.IntRange(min=1), default=None)
-    @click.option("--store-tracebacks/--no-store-tracebacks", default=None)
-    @click.option(
-        "--executor", "executor_name", type=click.Choice(["fork", "sync"]), default="fork"
-    )
-    @click.option("--exit-after", type=_ExitAfter(), default=None)
-    def command(**options: object) -> None:
-        _run_worker(tiger, **options)  # type: ignore[arg-type]
+    @_worker_options
+    def command(**options: Any) -> None:
+        _run_worker(tiger, **options)
 
     command.main(args=args, standalone_mode=False)
 

@@ -14,7 +14,7 @@ import traceback
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from types import FrameType
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import attrs
 import structlog
@@ -30,11 +30,13 @@ if TYPE_CHECKING:
     from typedtiger.task import Task
 
 __all__ = [
+    "ConcurrentExecutor",
     "Executor",
     "Failed",
     "ForkExecutor",
     "Job",
     "Outcome",
+    "RunningJob",
     "Succeeded",
     "SyncExecutor",
     "run_job",
@@ -70,6 +72,23 @@ class Executor(Protocol):
 
     def close(self) -> None:
         """Release what the executor holds (e.g. reap exiting children); called at shutdown."""
+        ...
+
+
+class RunningJob(Protocol):
+    """A job started by a ConcurrentExecutor."""
+
+    def wait(self, heartbeat: Callable[[], None], heartbeat_interval: float) -> Outcome:
+        """Block until the job ends, calling ``heartbeat`` meanwhile; never raises for it."""
+        ...
+
+
+@runtime_checkable
+class ConcurrentExecutor(Executor, Protocol):
+    """An executor that can run several jobs at once (``Worker(concurrency=N)``)."""
+
+    def start(self, job: Job) -> RunningJob:
+        """Start ``job`` and return at once (called from the worker's main thread)."""
         ...
 
 

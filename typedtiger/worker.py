@@ -6,7 +6,9 @@ It talks to storage only through the Backend protocol and to tasks only through 
 from __future__ import annotations
 
 import functools
+import itertools
 import os
+import queue as queue_module
 import random
 import signal
 import socket
@@ -26,7 +28,15 @@ from typedtiger._queues import queue_matches
 from typedtiger._retry import decide
 from typedtiger.backends.base import Claimed, EnqueueMode, Failure, NewTask, TaskState
 from typedtiger.exceptions import BackendUnavailable, PayloadError, TaskImportError
-from typedtiger.executor import Executor, Failed, Job, Outcome, SyncExecutor
+from typedtiger.executor import (
+    ConcurrentExecutor,
+    Executor,
+    Failed,
+    Job,
+    Outcome,
+    SyncExecutor,
+    failed_from_exception,
+)
 from typedtiger.serialization import (
     ExecutionRecord,
     TaskPayload,
@@ -48,6 +58,16 @@ T = TypeVar("T")
 _HOST = socket.gethostname()
 _WORKER_LOST = "typedtiger.exceptions:WorkerLost"
 _MAX_BACKOFF = 10.0
+
+
+@attrs.define
+class _SlotLease:
+    """A worker-semaphore slot of a queue, held by one claim until its jobs are done."""
+
+    queue: str
+    holder: str
+    running: int = 0
+    claim_done: bool = False
 
 
 def lock_id_for(payload: TaskPayload) -> str:
@@ -85,8 +105,8 @@ class Worker:
         exit_after: float | None = None,
     ) -> None:
         config = tiger.config
-        if concurrency != 1:
-            raise ValueError("concurrency other than 1 is not supported yet")
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be >= 1, got {concurrency}")
         if max_workers_per_queue is not None and max_workers_per_queue < 1:
             raise ValueError(f"max_workers_per_queue must be >= 1, got {max_workers_per_queue}")
         self._tiger = tiger
@@ -99,6 +119,18 @@ class Worker:
         )
         self._max_workers = max_workers_per_queue
         self._executor = executor if executor is not None else _default_executor(tiger)
+        if concurrency > 1 and not isinstance(self._executor, ConcurrentExecutor):
+            raise ValueError(
+                f"concurrency {concurrency} needs an executor that can run jobs side by side "
+                f"(ForkExecutor); {type(self._executor).__name__} cannot"
+            )
+        self._concurrency = concurrency
+        self._inflight = 0
+        self._results: queue_module.SimpleQueue[tuple[Callable[[Outcome], None], Outcome]] = (
+            queue_module.SimpleQueue()
+        )
+        self._lease: _SlotLease | None = None
+        self._leases = itertools.count()
         self._store_tracebacks = (
             config.store_tracebacks if store_tracebacks is None else store_tracebacks
         )
@@ -145,8 +177,12 @@ class Worker:
                 else:
                     self._loop()
         finally:
-            self._executor.close()
-            self._backend.close()
+            try:
+                while self._inflight:
+                    self._collect(timeout=None)
+            finally:
+                self._executor.close()
+                self._backend.close()
         self._log.info("stopped")
 
     # --- the loop -----------------------------------------------------------------------
@@ -155,10 +191,12 @@ class Worker:
         while not self._stop_requested:
             self._maintain(force=True)
             self._refresh_queues()
-            if not self._queues:
+            if not self._queues and not self._inflight:
                 return
             while self._queues and not self._stop_requested:
                 self._process_next()
+            while self._inflight:  # what they record or enqueue may make more work due
+                self._collect(timeout=None)
 
     def _loop(self) -> None:
         deadline = None if self._exit_after is None else time.monotonic() + self._exit_after
@@ -169,8 +207,14 @@ class Worker:
                 return
             try:
                 self._maintain(force=False)
+                while self._inflight and self._collect(timeout=0):
+                    pass
                 if self._queues:
                     self._process_next()
+                elif self._inflight:
+                    self._collect(timeout=0.05)
+                    woken = self._backend.wait_for_activity(0)
+                    self._queues.update(queue for queue in woken if self.serves(queue))
                 else:
                     self._idle()
                 backoff = 0.0
@@ -255,24 +299,36 @@ class Worker:
 
     def _process_queue(self, queue: str) -> bool:
         limit = self._slot_limit(queue)
+        if limit is None:
+            return self._claim_and_run(queue)
+        holder = self.id if self._concurrency == 1 else f"{self.id}:{next(self._leases)}"
         timeout = self._config.active_task_update_timeout
-        if limit is not None and not self._backend.acquire_queue_slot(
-            queue, self.id, limit, self._clock.now(), timeout
-        ):
+        if not self._backend.acquire_queue_slot(queue, holder, limit, self._clock.now(), timeout):
             return False
+        # The slot is held until the last job of this claim has finished, which with
+        # concurrency may be after this method returns.
+        lease = self._lease = _SlotLease(queue, holder)
         try:
-            claimed = self._backend.claim(
-                queue,
-                self._clock.now(),
-                self._config.batch_size_for(queue),
-                self._config.lock_retry,
-            )
-            if claimed:
-                self._handle_claimed(queue, claimed)
-            return bool(claimed)
+            return self._claim_and_run(queue)
         finally:
-            if limit is not None:
-                self._call(lambda: self._backend.release_queue_slot(queue, self.id))
+            self._lease = None
+            lease.claim_done = True
+            self._release_if_done(lease)
+
+    def _release_if_done(self, lease: _SlotLease) -> None:
+        if lease.claim_done and lease.running == 0:
+            self._call(lambda: self._backend.release_queue_slot(lease.queue, lease.holder))
+
+    def _claim_and_run(self, queue: str) -> bool:
+        claimed = self._backend.claim(
+            queue,
+            self._clock.now(),
+            self._config.batch_size_for(queue),
+            self._config.lock_retry,
+        )
+        if claimed:
+            self._handle_claimed(queue, claimed)
+        return bool(claimed)
 
     # --- running claimed tasks ----------------------------------------------------------
 
@@ -423,9 +479,58 @@ class Worker:
                 queue, ids, lock_ids, self._clock.now(), self._config.active_task_update_timeout
             )
 
-        outcome = self._executor.execute(job, heartbeat, self._config.active_task_update_timer)
-        self._busy_seconds += time.monotonic() - started
-        self._record(queue, group, lock_ids, runner, outcome, log)
+        def record(outcome: Outcome) -> None:
+            self._busy_seconds += time.monotonic() - started
+            self._record(queue, group, lock_ids, runner, outcome, log)
+
+        if self._concurrency == 1:
+            record(self._executor.execute(job, heartbeat, self._config.active_task_update_timer))
+        else:
+            self._dispatch(job, heartbeat, record)
+
+    # --- running jobs side by side ------------------------------------------------------
+
+    def _dispatch(
+        self, job: Job, heartbeat: Callable[[], None], record: Callable[[Outcome], None]
+    ) -> None:
+        """Start ``job`` in a free slot (waiting for one); a thread waits for its outcome and
+        hands it back to this thread, which records it (``_collect``)."""
+        assert isinstance(self._executor, ConcurrentExecutor)
+        while self._inflight >= self._concurrency:
+            self._collect(timeout=None)
+        lease = self._lease
+        running = self._executor.start(job)
+        self._inflight += 1
+        if lease is not None:
+            lease.running += 1
+
+        def done(outcome: Outcome) -> None:
+            try:
+                record(outcome)
+            finally:
+                if lease is not None:
+                    lease.running -= 1
+                    self._release_if_done(lease)
+
+        def wait() -> None:
+            interval = self._config.active_task_update_timer
+            try:
+                outcome = running.wait(heartbeat, interval)
+            except BaseException as exc:  # the child was killed and reaped: report, don't lose
+                outcome = failed_from_exception(exc, job.clock.now(), job.clock.now(), True)
+            self._results.put((done, outcome))
+
+        threading.Thread(target=wait, name="typedtiger-job", daemon=True).start()
+
+    def _collect(self, timeout: float | None) -> bool:
+        """Record one finished job's outcome; False if none finished within ``timeout``."""
+        try:
+            done, outcome = self._results.get(timeout=timeout)
+        except queue_module.Empty:
+            return False
+        self._inflight -= 1
+        done(outcome)
+        return True
 
     def _hard_timeout(self, tasks: Sequence[Task], registration: Registration | None) -> float:
         own = [task.payload.hard_timeout for task in tasks if task.payload.hard_timeout]
