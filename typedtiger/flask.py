@@ -41,6 +41,7 @@ from typedtiger.tiger import Tiger
 
 __all__ = [
     "EXTENSION_NAME",
+    "CommandRegistrar",
     "app_context_config",
     "get_tiger",
     "init_app",
@@ -126,7 +127,9 @@ def init_app(
             ) from None
         return tiger
 
-    group = AppGroup(name, help="typedtiger: run workers of this app's task queue.")
+    group = AppGroup(
+        name, help="typedtiger: the workers and the administration of this app's queues."
+    )
 
     @group.command(
         "worker",
