@@ -990,7 +990,7 @@ def _unpause_command(env: _Env, connection: ConnectionOptions) -> click.Command:
             was_paused = tiger.get_queue_system_lock(queue) is not None
             if was_paused:
                 # A lock that ended at the epoch: expired for every clock.
-                tiger.backend.set_queue_system_lock(queue, 0.0)
+                tiger.clear_queue_system_lock(queue)
         if as_json:
             _echo_json({"queue": queue, "was_paused": was_paused})
             return

@@ -13,6 +13,7 @@ import attrs
 import click
 import redis
 
+from typedtiger._admin import register_admin_commands
 from typedtiger.backends.redis import RedisBackend
 from typedtiger.config import Config
 from typedtiger.executor import Executor, ForkExecutor, SyncExecutor
@@ -232,6 +233,9 @@ def run_worker_command(tiger: Tiger, args: list[str]) -> None:
         _run_worker(tiger, **options)
 
     command.main(args=args, standalone_mode=False)
+
+
+register_admin_commands(main, connection_options=_connection_options)
 
 
 if __name__ == "__main__":  # pragma: no cover

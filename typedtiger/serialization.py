@@ -30,6 +30,7 @@ __all__ = [
     "decode_execution",
     "decode_outcome",
     "decode_payload",
+    "decode_stored_payload",
     "encode_execution",
     "encode_outcome",
     "encode_payload",
@@ -224,6 +225,16 @@ def encode_payload(payload: TaskPayload) -> str:
 def decode_payload(text: str | bytes) -> TaskPayload:
     """Read a stored payload; PayloadError names what is wrong."""
     return _structure(_loads(text, "task payload"), TaskPayload, "task payload")
+
+
+def decode_stored_payload(task_id: str, text: str | bytes | None) -> TaskPayload:
+    """The payload stored for ``task_id``; PayloadError if missing, corrupt or another task's."""
+    if text is None:
+        raise PayloadError(f"the payload of task {task_id} is missing")
+    payload = decode_payload(text)
+    if payload.id != task_id:
+        raise PayloadError(f"task {task_id}'s payload names another id, {payload.id!r}")
+    return payload
 
 
 def encode_execution(record: ExecutionRecord) -> str:

@@ -13,7 +13,7 @@ from typedtiger.serialization import (
     ExecutionRecord,
     TaskPayload,
     decode_execution,
-    decode_payload,
+    decode_stored_payload,
     payload_as_dict,
 )
 
@@ -69,9 +69,7 @@ class Task:
         """The handle of a task read from the backend (broken payloads included)."""
         broken: str | None = None
         try:
-            if stored.payload is None:
-                raise PayloadError(f"the payload of task {stored.id} is missing")
-            payload = decode_payload(stored.payload)
+            payload = decode_stored_payload(stored.id, stored.payload)
             executions = tuple(decode_execution(text) for text in stored.executions)
         except PayloadError as exc:
             broken = str(exc)
@@ -210,7 +208,16 @@ class Task:
         return stored.executions_count
 
     def cancel(self) -> None:
-        """Remove a queued or scheduled task."""
+        """Remove a queued or scheduled task.
+
+        On a handle that was not read from storage (``from_spec``: a unique task rebuilt from
+        its arguments), the task is looked up by its id in its queue.
+        """
+        if self._state is None:
+            for state in (TaskState.QUEUED, TaskState.SCHEDULED):
+                if self._tiger.backend.remove(self._queue, state, self.id):
+                    return
+            raise TaskNotFound(f"task {self.id} is neither queued nor scheduled in {self._queue!r}")
         state = self._require_state(TaskState.QUEUED, TaskState.SCHEDULED)
         self._remove(state)
 

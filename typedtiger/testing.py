@@ -236,6 +236,49 @@ class TaskRecord:
 # --- running ----------------------------------------------------------------------------------
 
 
+def _execution(backend: FakeBackend, task: Task, outcome: Outcome, now: float) -> Execution:
+    """How ``task``'s run ended, read from storage once the worker has recorded ``outcome``."""
+    started = _utc(outcome.time_started)
+    if not isinstance(outcome, Failed):
+        return Execution(
+            task_id=task.id,
+            func=task.serialized_func,
+            args=task.args,
+            kwargs=task.kwargs,
+            queue=task.queue,
+            started_at=started,
+            finished_at=_utc(outcome.time_finished),
+            status=ExecutionStatus.DONE,
+        )
+    states = {state for queue, state in backend.find_task(task.id) if queue == task.queue}
+    retry_at = None
+    if TaskState.ERROR in states:
+        status = ExecutionStatus.ERROR
+    elif TaskState.SCHEDULED in states:
+        status = ExecutionStatus.RETRYING
+        stored = backend.get_task(task.queue, TaskState.SCHEDULED, task.id, 0)
+        retry_at = None if stored is None else _utc(stored.score)
+    elif states & {TaskState.QUEUED, TaskState.ACTIVE}:
+        # A retry due at once (a zero delay) is already queued, or running now.
+        status, retry_at = ExecutionStatus.RETRYING, _utc(now)
+    else:
+        status = ExecutionStatus.REMOVED
+    return Execution(
+        task_id=task.id,
+        func=task.serialized_func,
+        args=task.args,
+        kwargs=task.kwargs,
+        queue=task.queue,
+        started_at=started,
+        finished_at=_utc(outcome.time_failed),
+        status=status,
+        exception_name=outcome.exception_name,
+        exception=outcome.message,
+        traceback=outcome.traceback,
+        retry_at=retry_at,
+    )
+
+
 class _Budget:
     def __init__(self, max_tasks: int) -> None:
         self.left = max_tasks
@@ -250,8 +293,11 @@ class _RecordingExecutor:
     starts, or when the run ends (``settle``).
     """
 
-    def __init__(self, harness: TigerHarness, *, stop_on_failure: bool, budget: _Budget) -> None:
-        self._harness = harness
+    def __init__(
+        self, backend: FakeBackend, clock: ManualClock, *, stop_on_failure: bool, budget: _Budget
+    ) -> None:
+        self._backend = backend
+        self._clock = clock
         self._inner = SyncExecutor()
         self._stop_on_failure = stop_on_failure
         self._budget = budget
@@ -273,9 +319,12 @@ class _RecordingExecutor:
             self.stop()
         return outcome
 
+    def close(self) -> None:
+        self._inner.close()
+
     def settle(self) -> None:
         for task, outcome in self._pending:
-            self.executions.append(self._harness._execution(task, outcome))
+            self.executions.append(_execution(self._backend, task, outcome, self._clock.now()))
         self._pending = []
 
 
@@ -428,7 +477,9 @@ class TigerHarness:
         before: RunResult | None = None,
     ) -> RunResult:
         errored_before = self._error_counts()
-        recorder = _RecordingExecutor(self, stop_on_failure=raise_errors, budget=budget)
+        recorder = _RecordingExecutor(
+            self.backend, self.clock, stop_on_failure=raise_errors, budget=budget
+        )
         worker = self._worker(queues, recorder)
         recorder.stop = worker.stop
         worker.run(once=True)
@@ -472,44 +523,6 @@ class TigerHarness:
                     break
                 end, size = start, _PAGE
         return earliest
-
-    def _execution(self, task: Task, outcome: Outcome) -> Execution:
-        started = _utc(outcome.time_started)
-        if not isinstance(outcome, Failed):
-            return Execution(
-                task_id=task.id,
-                func=task.serialized_func,
-                args=task.args,
-                kwargs=task.kwargs,
-                queue=task.queue,
-                started_at=started,
-                finished_at=_utc(outcome.time_finished),
-                status=ExecutionStatus.DONE,
-            )
-        states = {state for queue, state in self.backend.find_task(task.id) if queue == task.queue}
-        retry_at = None
-        if TaskState.ERROR in states:
-            status = ExecutionStatus.ERROR
-        elif TaskState.SCHEDULED in states:
-            status = ExecutionStatus.RETRYING
-            stored = self.backend.get_task(task.queue, TaskState.SCHEDULED, task.id, 0)
-            retry_at = None if stored is None else _utc(stored.score)
-        else:
-            status = ExecutionStatus.REMOVED
-        return Execution(
-            task_id=task.id,
-            func=task.serialized_func,
-            args=task.args,
-            kwargs=task.kwargs,
-            queue=task.queue,
-            started_at=started,
-            finished_at=_utc(outcome.time_failed),
-            status=status,
-            exception_name=outcome.exception_name,
-            exception=outcome.message,
-            traceback=outcome.traceback,
-            retry_at=retry_at,
-        )
 
     def _error_counts(self) -> dict[tuple[str, str], int]:
         return {

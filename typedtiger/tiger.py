@@ -421,9 +421,9 @@ class Tiger:
                 f"{serialized_func!r} is not a registered task and its module is not in "
                 "Config.allowed_task_modules; refusing to import it"
             )
-        target = (
-            registration.func if registration is not None else import_qualified(serialized_func)
-        )
+        if registration is not None:
+            return registration.func, registration.batch
+        target = import_qualified(serialized_func)
         if isinstance(target, TaskFunction | BatchTaskFunction):
             return target, target.registration.batch
         if not callable(target):
@@ -526,6 +526,10 @@ class Tiger:
     def set_queue_system_lock(self, queue: str, timeout: float) -> None:
         """Pause ``queue``: no worker claims from it for ``timeout`` seconds."""
         self.backend.set_queue_system_lock(queue, self.clock.now() + timeout)
+
+    def clear_queue_system_lock(self, queue: str) -> None:
+        """Unpause ``queue`` before its system lock expires."""
+        self.backend.clear_queue_system_lock(queue)
 
     def get_queue_system_lock(self, queue: str) -> float | None:
         """When ``queue``'s system lock ends (epoch seconds), or None if it is not paused."""

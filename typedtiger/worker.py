@@ -40,7 +40,7 @@ from typedtiger.executor import (
 from typedtiger.serialization import (
     ExecutionRecord,
     TaskPayload,
-    decode_payload,
+    decode_stored_payload,
     encode_execution,
     encode_payload,
     unique_task_id,
@@ -193,8 +193,11 @@ class Worker:
             self._refresh_queues()
             if not self._queues and not self._inflight:
                 return
+            claimed = False
             while self._queues and not self._stop_requested:
-                self._process_next()
+                claimed = self._process_next() or claimed
+            if not claimed and not self._inflight:
+                return  # what is queued cannot be claimed now (paused queue, no free slot)
             while self._inflight:  # what they record or enqueue may make more work due
                 self._collect(timeout=None)
 
@@ -287,10 +290,12 @@ class Worker:
         self._stats_since = time.monotonic()
         self._next_stats = now + self._config.stats_interval
 
-    def _process_next(self) -> None:
+    def _process_next(self) -> bool:
         queue = random.choice(tuple(self._queues))
-        if not self._process_queue(queue):
-            self._queues.discard(queue)
+        if self._process_queue(queue):
+            return True
+        self._queues.discard(queue)
+        return False
 
     def _slot_limit(self, queue: str) -> int | None:
         if any(queue_matches(queue, (name,), ()) for name in self._config.single_worker_queues):
@@ -348,11 +353,7 @@ class Worker:
 
     def _decode(self, queue: str, item: Claimed) -> Task | None:
         try:
-            if item.payload is None:
-                raise PayloadError(f"the payload of task {item.id} is missing")
-            payload = decode_payload(item.payload)
-            if payload.id != item.id:
-                raise PayloadError(f"task {item.id}'s payload names another id, {payload.id!r}")
+            payload = decode_stored_payload(item.id, item.payload)
         except PayloadError as exc:
             self._log.error("broken task quarantined", queue=queue, task_id=item.id, error=str(exc))
             self._record_failure(

@@ -259,6 +259,10 @@ class Backend(Protocol):
         """Pause ``queue`` until ``until`` (epoch seconds)."""
         ...
 
+    def clear_queue_system_lock(self, queue: str) -> None:
+        """Unpause ``queue``."""
+        ...
+
     def get_queue_system_locks(self) -> dict[str, float]:
         """queue -> time its system lock ends, for every lock set."""
         ...

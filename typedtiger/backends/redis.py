@@ -396,8 +396,12 @@ class RedisBackend:
         key = self._key("qslock", queue)
         pipe = self._client.pipeline(transaction=True)
         pipe.zadd(key, {"SYSTEM_LOCK": until})
-        pipe.expire(key, 3600 * 24 * 7)
+        pipe.persist(key)  # the pause lasts until `until`, however long; slots expire by score
         pipe.execute()
+
+    @_redis_call
+    def clear_queue_system_lock(self, queue: str) -> None:
+        self._client.zrem(self._key("qslock", queue), "SYSTEM_LOCK")
 
     @_redis_call
     def get_queue_system_locks(self) -> dict[str, float]:

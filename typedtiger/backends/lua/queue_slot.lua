@@ -7,5 +7,5 @@ redis.call('zremrangebyscore', key, '-inf', now)
 if redis.call('zscore', key, 'SYSTEM_LOCK') then return 0 end
 if not redis.call('zscore', key, holder) and redis.call('zcard', key) >= limit then return 0 end
 redis.call('zadd', key, now + timeout, holder)
-redis.call('pexpire', key, backstop_ms(timeout))
+redis.call('pexpire', key, backstop_ms(timeout))  -- only reached while no pause is set
 return 1
