@@ -432,15 +432,6 @@ class TigerHarness:
         due = self._next_due(self.clock.now(), Worker(self.tiger, queues=queues))
         return None if due is None else _utc(due)
 
-    def _worker(self, queues: Sequence[str] | None, executor: _RecordingExecutor | None) -> Worker:
-        exclude = None
-        paused = self._paused_with_queued_tasks()
-        if paused:
-            # A worker started with once=True keeps trying a queue it cannot claim from, so
-            # the queues paused by set_queue_system_lock are left out of the run instead.
-            exclude = (*self.tiger.config.exclude_queues, *paused)
-        return Worker(self.tiger, queues=queues, exclude_queues=exclude, executor=executor)
-
     def _paused_with_queued_tasks(self) -> dict[str, float]:
         now = self.clock.now()
         queued = self.backend.queues_with_tasks(TaskState.QUEUED)
@@ -480,7 +471,7 @@ class TigerHarness:
         recorder = _RecordingExecutor(
             self.backend, self.clock, stop_on_failure=raise_errors, budget=budget
         )
-        worker = self._worker(queues, recorder)
+        worker = Worker(self.tiger, queues=queues, executor=recorder)
         recorder.stop = worker.stop
         worker.run(once=True)
         recorder.settle()

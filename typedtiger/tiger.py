@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -13,17 +14,24 @@ from typedtiger import _context
 from typedtiger._names import import_qualified, qualified_name
 from typedtiger._queues import queue_matches
 from typedtiger._registry import BatchTaskFunction, Registration, TaskFunction
-from typedtiger.backends.base import Backend, EnqueueMode, NewTask, TaskState
+from typedtiger.backends.base import Backend, Enqueued, EnqueueMode, NewTask, TaskState
 from typedtiger.clock import Clock, to_timestamp
 from typedtiger.config import Config
 from typedtiger.exceptions import (
     ArgumentError,
     NotInitialized,
+    PayloadError,
     QueueFullException,
     TaskImportError,
 )
 from typedtiger.runner import BaseRunner, BatchCall, DefaultRunner
-from typedtiger.serialization import TaskPayload, encode_payload, new_task_id, unique_task_id
+from typedtiger.serialization import (
+    TaskPayload,
+    decode_stored_payload,
+    encode_payload,
+    new_task_id,
+    unique_task_id,
+)
 from typedtiger.spec import (
     Cron,
     CustomSchedule,
@@ -323,11 +331,18 @@ class Tiger:
         if self.config.always_eager and due <= now:
             return [self._run_eagerly(payload, queue) for payload, queue in timed]
         new_tasks = [self._new_task(payload, queue, due) for payload, queue in timed]
-        states = self.backend.enqueue(new_tasks, now, self.config.publish_queued_tasks)
+        results = self.backend.enqueue(new_tasks, now, self.config.publish_queued_tasks)
         return [
-            Task(self, payload=payload, queue=queue, state=state, score=max(due, now))
-            for (payload, queue), state in zip(timed, states, strict=True)
+            self._stored_handle(payload, queue, result)
+            for (payload, queue), result in zip(timed, results, strict=True)
         ]
+
+    def _stored_handle(self, payload: TaskPayload, queue: str, result: Enqueued) -> Task:
+        """The handle of what is stored: the new task, or the equal one already there."""
+        if result.existing_payload is not None:
+            with contextlib.suppress(PayloadError):  # a broken stored copy: describe ours
+                payload = decode_stored_payload(payload.id, result.existing_payload)
+        return Task(self, payload=payload, queue=queue, state=result.state, score=result.score)
 
     def _new_task(self, payload: TaskPayload, queue: str, due: float) -> NewTask:
         encoded = encode_payload(payload)

@@ -66,6 +66,7 @@ class _SlotLease:
 
     queue: str
     holder: str
+    limit: int
     running: int = 0
     claim_done: bool = False
 
@@ -312,7 +313,7 @@ class Worker:
             return False
         # The slot is held until the last job of this claim has finished, which with
         # concurrency may be after this method returns.
-        lease = self._lease = _SlotLease(queue, holder)
+        lease = self._lease = _SlotLease(queue, holder, limit)
         try:
             return self._claim_and_run(queue)
         finally:
@@ -475,10 +476,15 @@ class Worker:
         )
         started = time.monotonic()
 
+        lease = self._lease
+
         def heartbeat() -> None:
-            self._backend.heartbeat(
-                queue, ids, lock_ids, self._clock.now(), self._config.active_task_update_timeout
-            )
+            now, timeout = self._clock.now(), self._config.active_task_update_timeout
+            self._backend.heartbeat(queue, ids, lock_ids, now, timeout)
+            if lease is not None:  # keep this claim's slot of the queue's worker limit
+                self._backend.acquire_queue_slot(
+                    lease.queue, lease.holder, lease.limit, now, timeout
+                )
 
         def record(outcome: Outcome) -> None:
             self._busy_seconds += time.monotonic() - started

@@ -19,6 +19,7 @@ __all__ = [
     "Backend",
     "Claimed",
     "EnqueueMode",
+    "Enqueued",
     "Failure",
     "NewTask",
     "StoredTask",
@@ -60,6 +61,16 @@ class NewTask:
     mode: EnqueueMode = EnqueueMode.PLAIN
     #: Refuse (QueueFullException) when the queue holds this many tasks; None: no limit.
     max_queue_size: int | None = None
+
+
+@attrs.frozen
+class Enqueued:
+    """Where an enqueued task is now. When an equal unique task was already stored, nothing
+    was written: ``existing_payload`` is its payload and ``score`` its time."""
+
+    state: TaskState
+    score: float
+    existing_payload: str | None = None
 
 
 @attrs.frozen
@@ -121,8 +132,8 @@ class Backend(Protocol):
 
     # --- producing ----------------------------------------------------------------------
 
-    def enqueue(self, tasks: Sequence[NewTask], now: float, publish: bool) -> list[TaskState]:
-        """Store tasks (queued if due <= now, else scheduled); the state each one is in now.
+    def enqueue(self, tasks: Sequence[NewTask], now: float, publish: bool) -> list[Enqueued]:
+        """Store tasks (queued if due <= now, else scheduled); where each one is now.
 
         QueueFullException for a task over its ``max_queue_size``; tasks before it are stored.
         """

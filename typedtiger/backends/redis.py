@@ -20,6 +20,7 @@ from redis.commands.core import Script
 
 from typedtiger.backends.base import (
     Claimed,
+    Enqueued,
     Failure,
     NewTask,
     StoredTask,
@@ -149,7 +150,7 @@ class RedisBackend:
     # --- producing ----------------------------------------------------------------------
 
     @_redis_call
-    def enqueue(self, tasks: Sequence[NewTask], now: float, publish: bool) -> list[TaskState]:
+    def enqueue(self, tasks: Sequence[NewTask], now: float, publish: bool) -> list[Enqueued]:
         if len(tasks) == 1:
             replies = [self._run("enqueue", self._enqueue_args(tasks[0], now, publish))]
         else:
@@ -157,15 +158,16 @@ class RedisBackend:
             for task in tasks:
                 self._run("enqueue", self._enqueue_args(task, now, publish), client=pipe)
             replies = pipe.execute()
-        states = []
-        for task, (status, detail) in zip(tasks, replies, strict=True):
+        results = []
+        for task, (status, detail, *rest) in zip(tasks, replies, strict=True):
             if status == "full":
                 raise QueueFullException(
                     f"queue {task.queue!r} holds {detail} tasks (max_queue_size "
                     f"{task.max_queue_size}); task {task.id} was not enqueued"
                 )
-            states.append(TaskState(detail))
-        return states
+            existing = rest[1] if status == "exists" and len(rest) > 1 else None
+            results.append(Enqueued(TaskState(detail), float(rest[0]), existing))
+        return results
 
     @staticmethod
     def _enqueue_args(task: NewTask, now: float, publish: bool) -> list[object]:
