@@ -22,7 +22,8 @@ def test_idle_worker_makes_few_redis_calls_and_wakes_on_activity(
     pool = redis.ConnectionPool(connection_class=CountingConnection, **kwargs)
     # Pub/sub channels are server-wide, not per database: a prefix of its own keeps other
     # tests' activity off this worker's channel.
-    tiger = Tiger(RedisBackend(redis.Redis(connection_pool=pool)), Config(prefix="idle"))
+    client: redis.Redis[str] = redis.Redis(connection_pool=pool, decode_responses=True)
+    tiger = Tiger(RedisBackend(client), Config(prefix="idle"))
     worker = Worker(tiger, executor=SyncExecutor(), exit_after=30)
     thread = threading.Thread(target=worker.run)
     thread.start()
