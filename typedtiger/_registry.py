@@ -36,10 +36,18 @@ class Registration:
 class _Registered:
     """What task objects share: the registration and the Tiger they enqueue through."""
 
+    __name__: str
+    __qualname__: str
+    __doc__: str | None
+
     def __init__(self, tiger: Tiger, registration: Registration) -> None:
         self._tiger = tiger
         self._registration = registration
         functools.update_wrapper(self, registration.func)  # type: ignore[arg-type]
+
+    def __reduce__(self) -> str:
+        # pickled (and deep-copied) by reference, like the function it wraps
+        return self.__qualname__
 
     @property
     def registration(self) -> Registration:
@@ -60,6 +68,8 @@ class TaskFunction(_Registered, Generic[P, R]):
 
     Options are changed per call with ``task.spec(...).evolve(...)`` and ``tiger.enqueue``.
     """
+
+    __wrapped__: Callable[P, R]
 
     def __init__(self, tiger: Tiger, registration: Registration, func: Callable[P, R]) -> None:
         super().__init__(tiger, registration)

@@ -24,6 +24,7 @@ __all__ = [
     "CustomSchedule",
     "Exponential",
     "Fixed",
+    "KeyNames",
     "Linear",
     "Periodic",
     "RetryPolicy",
@@ -37,6 +38,9 @@ __all__ = [
 ]
 
 P = ParamSpec("P")
+
+#: Names of keyword arguments (``unique_key``, ``lock_key``); a bare string is refused.
+KeyNames: TypeAlias = list[str] | tuple[str, ...]
 
 
 def _non_negative(_: object, attribute: attrs.Attribute[Any], value: float) -> None:
@@ -330,9 +334,9 @@ class TaskSpec:
         queue: str | _Unset | None = UNSET,
         hard_timeout: float | _Unset | None = UNSET,
         unique: bool | _Unset | None = UNSET,
-        unique_key: Sequence[str] | _Unset | None = UNSET,
+        unique_key: KeyNames | _Unset | None = UNSET,
         lock: bool | _Unset | None = UNSET,
-        lock_key: Sequence[str] | _Unset | None = UNSET,
+        lock_key: KeyNames | _Unset | None = UNSET,
         retry: bool | RetryPolicy | _Unset | None = UNSET,
         retry_on: Sequence[type[BaseException]] | _Unset | None = UNSET,
         max_queue_size: int | _Unset | None = UNSET,

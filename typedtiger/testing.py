@@ -5,7 +5,7 @@ A :class:`TigerHarness` drives a :class:`~typedtiger.Tiger` on a
 fakeredis) whose time is a :class:`~typedtiger.clock.ManualClock`::
 
     with fake_tiger(shop.tasks.tiger) as harness:   # the app's Tiger, bound for the block
-        shop.tasks.charge.delay("order-1", 1999)
+        shop.tasks.charge_order.delay("order-1", 1999)
         result = harness.advance(timedelta(hours=1))  # every retry due in the hour, in order
         assert [e.retry_in for e in result.executions] == [60, 120, None]
 

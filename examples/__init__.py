@@ -1,0 +1,1 @@
+"""Example projects using typedtiger (tested by the repository's test run)."""
