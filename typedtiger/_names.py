@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 from collections.abc import Callable, Sequence
 
@@ -10,6 +11,7 @@ from typedtiger.exceptions import TaskImportError
 __all__ = ["import_qualified", "is_allowed", "qualified_name"]
 
 
+@functools.lru_cache(maxsize=4096)
 def qualified_name(obj: Callable[..., object] | type) -> str:
     """The "module:qualname" a worker imports ``obj`` by; refuses what no worker could import."""
     target: object = getattr(obj, "__wrapped__", obj)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -380,12 +381,19 @@ def _valid_queue_name(name: str) -> bool:
     return bool(name) and not name.startswith(".") and not name.endswith(".") and ".." not in name
 
 
+@functools.lru_cache(maxsize=4096)
+def _signature(func: Callable[..., object]) -> inspect.Signature | None:
+    try:
+        return inspect.signature(func)
+    except (TypeError, ValueError):  # builtins without a signature: nothing to check
+        return None
+
+
 def _check_call(
     func: Callable[..., object], args: tuple[object, ...], kwargs: Mapping[str, object]
 ) -> None:
-    try:
-        signature = inspect.signature(func)
-    except (TypeError, ValueError):  # builtins without a signature: nothing to check
+    signature = _signature(func)
+    if signature is None:
         return
     try:
         signature.bind(*args, **kwargs)
@@ -395,12 +403,10 @@ def _check_call(
 
 def check_key_names(func: object, spec: TaskSpec) -> None:
     """Refuse unique_key/lock_key names that are not keyword parameters of ``func``."""
-    if not callable(func):
+    signature = _signature(func) if callable(func) else None
+    if signature is None:
         return
-    try:
-        parameters = inspect.signature(func).parameters
-    except (TypeError, ValueError):
-        return
+    parameters = signature.parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
         return
     for option, names in (("unique_key", spec.unique_key), ("lock_key", spec.lock_key)):
