@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import functools
+import contextlib
 import importlib
 from collections.abc import Callable, Sequence
 
@@ -11,9 +11,22 @@ from typedtiger.exceptions import TaskImportError
 __all__ = ["import_qualified", "is_allowed", "qualified_name"]
 
 
-@functools.lru_cache(maxsize=4096)
+_NAMES: dict[object, str] = {}
+
+
 def qualified_name(obj: Callable[..., object] | type) -> str:
     """The "module:qualname" a worker imports ``obj`` by; refuses what no worker could import."""
+    try:
+        return _NAMES[obj]
+    except (KeyError, TypeError):  # not seen yet, or unhashable
+        name = _qualified_name(obj)
+    if len(_NAMES) < 4096:
+        with contextlib.suppress(TypeError):
+            _NAMES[obj] = name
+    return name
+
+
+def _qualified_name(obj: Callable[..., object] | type) -> str:
     target: object = getattr(obj, "__wrapped__", obj)
     module = getattr(target, "__module__", None)
     qualname = getattr(target, "__qualname__", None)
