@@ -26,7 +26,14 @@ import structlog
 
 from typedtiger._queues import queue_matches
 from typedtiger._retry import decide
-from typedtiger.backends.base import Claimed, EnqueueMode, Failure, NewTask, TaskState
+from typedtiger.backends.base import (
+    Claimed,
+    Completion,
+    EnqueueMode,
+    Failure,
+    NewTask,
+    TaskState,
+)
 from typedtiger.exceptions import BackendUnavailable, PayloadError, TaskImportError
 from typedtiger.executor import (
     ConcurrentExecutor,
@@ -69,6 +76,13 @@ class _SlotLease:
     limit: int
     running: int = 0
     claim_done: bool = False
+
+
+@attrs.frozen
+class _Done:
+    completion: Completion
+    log: structlog.typing.FilteringBoundLogger
+    duration: float
 
 
 def lock_id_for(payload: TaskPayload) -> str:
@@ -131,6 +145,8 @@ class Worker:
             queue_module.SimpleQueue()
         )
         self._lease: _SlotLease | None = None
+        #: A successful job whose completion rides on the next claim (one round trip less).
+        self._pending_done: _Done | None = None
         self._leases = itertools.count()
         self._store_tracebacks = (
             config.store_tracebacks if store_tracebacks is None else store_tracebacks
@@ -181,6 +197,7 @@ class Worker:
             try:
                 while self._inflight:
                     self._collect(timeout=None)
+                self._flush_done()
             finally:
                 self._executor.close()
                 self._backend.close()
@@ -197,10 +214,10 @@ class Worker:
             claimed = False
             while self._queues and not self._stop_requested:
                 claimed = self._process_next() or claimed
-            if not claimed and not self._inflight:
-                return  # what is queued cannot be claimed now (paused queue, no free slot)
             while self._inflight:  # what they record or enqueue may make more work due
                 self._collect(timeout=None)
+            if not claimed:
+                return  # what is queued cannot be claimed now (paused queue, no free slot)
 
     def _loop(self) -> None:
         deadline = None if self._exit_after is None else time.monotonic() + self._exit_after
@@ -228,6 +245,7 @@ class Worker:
                 time.sleep(backoff)
 
     def _idle(self) -> None:
+        self._flush_done()
         now = self._clock.now()
         if now >= self._next_queue_refresh:
             self._refresh_queues()
@@ -326,12 +344,17 @@ class Worker:
             self._call(lambda: self._backend.release_queue_slot(lease.queue, lease.holder))
 
     def _claim_and_run(self, queue: str) -> bool:
+        pending = self._pending_done
         claimed = self._backend.claim(
             queue,
             self._clock.now(),
             self._config.batch_size_for(queue),
             self._config.lock_retry,
+            done=None if pending is None else pending.completion,
         )
+        if pending is not None:  # the previous job's success was recorded by the same script
+            self._pending_done = None
+            pending.log.info("done", duration=pending.duration)
         if claimed:
             self._handle_claimed(queue, claimed)
         return bool(claimed)
@@ -590,8 +613,12 @@ class Worker:
     ) -> None:
         ids = [task.id for task, _ in group]
         if not isinstance(outcome, Failed):
-            self._call(lambda: self._backend.complete(queue, ids, lock_ids))
-            log.info("done", duration=round(outcome.time_finished - outcome.time_started, 6))
+            duration = round(outcome.time_finished - outcome.time_started, 6)
+            self._flush_done()
+            done = Completion(queue, tuple(ids), tuple(lock_ids))
+            self._pending_done = _Done(done, log, duration)
+            if self._concurrency > 1 or self._stop_requested:
+                self._flush_done()
             return
         first, count = group[0]
         now = self._clock.now()
@@ -646,6 +673,14 @@ class Worker:
                         runner.on_permanent_error(task, record)
                     except Exception:
                         log.exception("on_permanent_error failed")
+
+    def _flush_done(self) -> None:
+        """Record the pending success now (the worker is not about to claim again)."""
+        pending = self._pending_done
+        if pending is not None:
+            self._call(lambda: self._backend.complete(pending.completion))
+            self._pending_done = None
+            pending.log.info("done", duration=pending.duration)
 
     def _record_failure(
         self,

@@ -18,6 +18,7 @@ from typedtiger.clock import Clock
 __all__ = [
     "Backend",
     "Claimed",
+    "Completion",
     "EnqueueMode",
     "Enqueued",
     "Failure",
@@ -81,6 +82,15 @@ class Claimed:
     payload: str | None
     #: How many failed executions the task has had before this one.
     executions_count: int = 0
+
+
+@attrs.frozen
+class Completion:
+    """Tasks of one job that succeeded, to be removed, and the lock ids they held."""
+
+    queue: str
+    task_ids: tuple[str, ...]
+    lock_ids: tuple[str, ...] = ()
 
 
 @attrs.frozen(kw_only=True)
@@ -153,11 +163,19 @@ class Backend(Protocol):
         """Move scheduled tasks due at ``now`` to queued (at most ``limit`` per queue)."""
         ...
 
-    def claim(self, queue: str, now: float, limit: int, lock_retry: float = 1.0) -> list[Claimed]:
+    def claim(
+        self,
+        queue: str,
+        now: float,
+        limit: int,
+        lock_retry: float = 1.0,
+        done: Completion | None = None,
+    ) -> list[Claimed]:
         """Move up to ``limit`` queued tasks of ``queue`` (oldest first) to active.
 
         Nothing is claimed while the queue's system lock is held. A task that is already
         active (a unique task queued again while it runs) is scheduled ``lock_retry`` later.
+        ``done``, the previous job's success, is recorded first in the same atomic step.
         """
         ...
 
@@ -182,8 +200,9 @@ class Backend(Protocol):
         """Refresh the active score of running tasks and the expiry of their locks."""
         ...
 
-    def complete(self, queue: str, task_ids: Sequence[str], lock_ids: Sequence[str]) -> None:
-        """Finish successful tasks: remove them (unless also filed in another state)."""
+    def complete(self, done: Completion) -> None:
+        """Finish successful tasks: remove them (unless also filed in another state) and
+        release their locks."""
         ...
 
     def fail(

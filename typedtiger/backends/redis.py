@@ -20,6 +20,7 @@ from redis.commands.core import Script
 
 from typedtiger.backends.base import (
     Claimed,
+    Completion,
     Enqueued,
     Failure,
     NewTask,
@@ -41,6 +42,7 @@ _SCRIPT_NAMES: Final = (
     "acquire_locks",
     "heartbeat",
     "complete",
+    "complete_claim",
     "fail",
     "requeue_expired",
     "queue_slot",
@@ -93,6 +95,11 @@ def _lock_pairs(task_ids: Sequence[str], lock_ids: Sequence[str]) -> list[str]:
         if lock_id:
             pairs += [task_id, lock_id]
     return pairs
+
+
+def _completion_args(done: Completion) -> list[object]:
+    pairs = _lock_pairs(done.task_ids, done.lock_ids)
+    return [done.queue, len(done.task_ids), *done.task_ids, len(pairs) // 2, *pairs]
 
 
 class RedisBackend:
@@ -216,8 +223,19 @@ class RedisBackend:
         return int(self._run("move_due", [_num(now), int(publish), limit]))
 
     @_redis_call
-    def claim(self, queue: str, now: float, limit: int, lock_retry: float = 1.0) -> list[Claimed]:
-        reply = self._run("claim", [queue, _num(now), _num(lock_retry), limit])
+    def claim(
+        self,
+        queue: str,
+        now: float,
+        limit: int,
+        lock_retry: float = 1.0,
+        done: Completion | None = None,
+    ) -> list[Claimed]:
+        claim = [queue, _num(now), _num(lock_retry), limit]
+        if done is None:
+            reply = self._run("claim", claim)
+        else:
+            reply = self._run("complete_claim", [*_completion_args(done), *claim])
         return [Claimed(reply[i], reply[i + 1], int(reply[i + 2])) for i in range(0, len(reply), 3)]
 
     @_redis_call
@@ -243,8 +261,8 @@ class RedisBackend:
         self._run("heartbeat", [*args, *_lock_pairs(task_ids, lock_ids)])
 
     @_redis_call
-    def complete(self, queue: str, task_ids: Sequence[str], lock_ids: Sequence[str]) -> None:
-        self._run("complete", [queue, len(task_ids), *task_ids, *_lock_pairs(task_ids, lock_ids)])
+    def complete(self, done: Completion) -> None:
+        self._run("complete", _completion_args(done))
 
     @_redis_call
     def fail(

@@ -74,3 +74,40 @@ end
 
 -- Garbage-collection backstop only: behaviour is decided by the expiry in the value.
 local function backstop_ms(timeout) return math.ceil(timeout * 1000) * 10 + 3600000 end
+
+-- Finish successful tasks. From ARGV[first]: queue, n, n task ids, m, m pairs (task id, lock
+-- id). Returns the index of the first ARGV after them.
+local function complete_from(first)
+  local queue, n = ARGV[first], tonumber(ARGV[first + 1])
+  for i = first + 2, first + 1 + n do
+    if unfile('active', queue, ARGV[i]) then forget(queue, ARGV[i]) end
+  end
+  local at = first + 2 + n
+  local m = tonumber(ARGV[at])
+  for i = at + 1, at + 2 * m, 2 do release_lock(ARGV[i + 1], ARGV[i]) end
+  return at + 1 + 2 * m
+end
+
+-- Move up to `limit` queued tasks of a queue to active. From ARGV[first]: queue, now,
+-- lock_retry, limit. A task that is already active (a unique task queued again while it runs)
+-- is put back in scheduled at now + lock_retry instead. Nothing is claimed under a queue
+-- system lock. Returns {id, payload or false, executions count, ...}.
+local function claim_from(first)
+  local queue, now = ARGV[first], tonumber(ARGV[first + 1])
+  local lock_retry, limit = tonumber(ARGV[first + 2]), tonumber(ARGV[first + 3])
+  local system_lock = redis.call('zscore', P .. ':qslock:' .. queue, 'SYSTEM_LOCK')
+  if system_lock and tonumber(system_lock) > now then return {} end
+  local result = {}
+  for _, id in ipairs(redis.call('zrange', state_key('queued', queue), 0, limit - 1)) do
+    unfile('queued', queue, id)
+    if in_state('active', queue, id) then
+      file('scheduled', queue, id, now + lock_retry, 'min')
+    else
+      file('active', queue, id, now, '')
+      result[#result + 1] = id
+      result[#result + 1] = redis.call('get', task_key(id))
+      result[#result + 1] = tonumber(redis.call('get', task_key(id) .. ':executions_count') or '0')
+    end
+  end
+  return result
+end
