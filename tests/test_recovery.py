@@ -7,6 +7,9 @@ from tests.conftest import run_worker
 from typedtiger import Config, Task, TaskSpec, TaskState, Tiger
 from typedtiger.backends.redis import RedisBackend
 from typedtiger.clock import ManualClock
+from typedtiger.serialization import WORKER_LOST_NAME, ExecutionRecord, encode_execution
+
+LOST = encode_execution(ExecutionRecord(exception_name=WORKER_LOST_NAME))
 
 
 def _claim_and_die(backend: RedisBackend, clock: ManualClock) -> None:
@@ -41,7 +44,7 @@ def test_a_task_that_keeps_losing_its_worker_ends_in_error(
     for _ in range(3):
         _claim_and_die(backend, clock)
         clock.advance(tiger.config.active_task_update_timeout + 1)
-        backend.requeue_expired(clock.now(), 20, 100, 3, "{}", 5)
+        backend.requeue_expired(clock.now(), 20, 100, 3, LOST, 5)
         assert tiger.get_queue_sizes("default")[TaskState.QUEUED] == 1
         clock.advance(6)
 

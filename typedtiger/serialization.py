@@ -42,6 +42,8 @@ __all__ = [
 JOB_TIMEOUT_NAMES: Final = frozenset(
     {"typedtiger.exceptions:JobTimeoutException", "tasktiger.exceptions:JobTimeoutException"}
 )
+#: The exception name of the record appended when a task's worker was lost.
+WORKER_LOST_NAME: Final = "typedtiger.exceptions:WorkerLost"
 #: The name typedtiger records a hard timeout under: TaskTiger's, which its workers compare.
 JOB_TIMEOUT_NAME: Final = "tasktiger.exceptions:JobTimeoutException"
 
@@ -104,6 +106,8 @@ def _structure_retry(value: object, _: object) -> RetryPolicy:
     if not isinstance(value, list | tuple) or len(value) != 2:
         raise ValueError(f"retry_method must be [function name, [args]], got {value!r}")
     name, args = value
+    if args == {}:  # Lua's cjson (TaskTiger's update_scheduled_time) turns [] into {}
+        args = []
     if not isinstance(name, str) or not isinstance(args, list | tuple):
         raise ValueError(f"retry_method must be [function name, [args]], got {value!r}")
     builtin = _RETRY_FUNCS.get(name)

@@ -26,6 +26,8 @@ from typedtiger.exceptions import (
 )
 from typedtiger.runner import BaseRunner, BatchCall, DefaultRunner
 from typedtiger.serialization import (
+    JOB_TIMEOUT_NAME,
+    JOB_TIMEOUT_NAMES,
     TaskPayload,
     decode_stored_payload,
     encode_payload,
@@ -294,7 +296,7 @@ class Tiger:
             lock_key=spec.lock_key or None,
             hard_timeout=spec.hard_timeout,
             retry_method=_retry_policy(spec, config),
-            retry_on=spec.retry_on or None,
+            retry_on=_interoperable_names(spec.retry_on),
             max_queue_size=spec.max_queue_size,
             max_stored_executions=spec.max_stored_executions,
             runner_class=spec.runner_class,
@@ -582,6 +584,15 @@ def _due(when: datetime | timedelta | None, now: float) -> float:
     if isinstance(when, timedelta):
         return now + when.total_seconds()
     return to_timestamp(when)
+
+
+def _interoperable_names(exception_names: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    """``retry_on`` as stored: a hard timeout under the name TaskTiger workers can import."""
+    if not exception_names:
+        return None
+    return tuple(
+        JOB_TIMEOUT_NAME if name in JOB_TIMEOUT_NAMES else name for name in exception_names
+    )
 
 
 def _retry_policy(spec: TaskSpec, config: Config) -> RetryPolicy | None:

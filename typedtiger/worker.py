@@ -45,6 +45,7 @@ from typedtiger.executor import (
     failed_from_exception,
 )
 from typedtiger.serialization import (
+    WORKER_LOST_NAME,
     ExecutionRecord,
     TaskPayload,
     decode_stored_payload,
@@ -63,7 +64,6 @@ __all__ = ["Worker"]
 T = TypeVar("T")
 
 _HOST = socket.gethostname()
-_WORKER_LOST = "typedtiger.exceptions:WorkerLost"
 _MAX_BACKOFF = 10.0
 
 
@@ -279,9 +279,10 @@ class Worker:
         config = self._config
         lost = ExecutionRecord(
             time_failed=now,
-            exception_name=_WORKER_LOST,
-            exception="worker lost: the task's heartbeat stopped too many times "
-            f"(max_worker_loss_retries={config.max_worker_loss_retries})",
+            exception_name=WORKER_LOST_NAME,
+            exception="worker lost: the task's heartbeat stopped for more than "
+            f"{config.active_task_update_timeout:g} s (a task whose worker is lost more than "
+            f"max_worker_loss_retries={config.max_worker_loss_retries} times fails)",
             host=None,
         )
         requeued, failed = self._backend.requeue_expired(
@@ -463,6 +464,11 @@ class Worker:
     def _run_job(
         self, queue: str, group: list[tuple[Task, int]], func: Callable[..., object], batch: bool
     ) -> None:
+        try:  # before the locks: a task that cannot run must not leave one held
+            runner = self._tiger.runner_for(group[0][0].payload.runner_class)
+        except TaskImportError as exc:
+            self._fail_unrunnable(queue, [task for task, _ in group], exc)
+            return
         group, lock_ids = self._take_locks(queue, group)
         if not group:
             return
@@ -471,11 +477,6 @@ class Worker:
         registration = self._tiger.registration(first.serialized_func)
         if registration is not None and registration.schedule is not None:
             self._call(lambda: self._queue_next_run(registration))
-        try:
-            runner = self._tiger.runner_for(first.payload.runner_class)
-        except TaskImportError as exc:
-            self._fail_unrunnable(queue, tasks, exc)
-            return
         job = Job(
             queue=queue,
             tasks=tuple(tasks),

@@ -8,6 +8,7 @@ loaded once and run by EVALSHA (redis-py reloads it on NOSCRIPT). Only this modu
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from importlib import resources
@@ -29,6 +30,7 @@ from typedtiger.backends.base import (
 )
 from typedtiger.clock import Clock, SystemClock
 from typedtiger.exceptions import BackendUnavailable, QueueFullException, TypedTigerError
+from typedtiger.serialization import WORKER_LOST_NAME
 
 __all__ = ["RedisBackend"]
 
@@ -292,7 +294,8 @@ class RedisBackend:
         publish: bool = True,
     ) -> tuple[int, int]:
         args = [_num(now), _num(timeout), limit, max_losses, lost_execution, _num(lock_for)]
-        requeued, failed, _busy = self._run("requeue_expired", [*args, int(publish)])
+        marker = json.dumps(WORKER_LOST_NAME)
+        requeued, failed, _busy = self._run("requeue_expired", [*args, int(publish), marker])
         return int(requeued), int(failed)
 
     @_redis_call

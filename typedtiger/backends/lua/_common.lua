@@ -45,7 +45,7 @@ local function forget(queue, id)
   for _, state in ipairs(STATES) do
     if in_state(state, queue, id) then return end
   end
-  redis.call('del', base, base .. ':worker_losses')
+  redis.call('del', base)
 end
 
 local function record_execution(id, execution, max_stored)
@@ -74,6 +74,10 @@ end
 
 -- Garbage-collection backstop only: behaviour is decided by the expiry in the value.
 local function backstop_ms(timeout) return math.ceil(timeout * 1000) * 10 + 3600000 end
+
+-- The TTL of lock keys TaskTiger workers also read: they only look at whether the key exists,
+-- so it must go when the lock expires (TaskTiger's own lock TTL is the same timeout).
+local function lock_ttl_ms(timeout) return math.ceil(timeout * 1000) end
 
 -- Finish successful tasks. From ARGV[first]: queue, n, n task ids, m, m pairs (task id, lock
 -- id). Returns the index of the first ARGV after them.

@@ -9,7 +9,7 @@ for i = 6, #ARGV, 2 do
   local value = redis.call('get', key)
   local mine = value and string.sub(value, 1, #id + 1) == id .. '|'
   if mine or lock_free(key, now) then
-    redis.call('set', key, id .. '|' .. tostring(now + timeout), 'PX', backstop_ms(timeout))
+    redis.call('set', key, id .. '|' .. tostring(now + timeout), 'PX', lock_ttl_ms(timeout))
     granted[#granted + 1] = id
   else
     unfile('active', queue, id)

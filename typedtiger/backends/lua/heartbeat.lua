@@ -7,7 +7,7 @@ for i = 6 + n, #ARGV, 2 do
   local id, lkey = ARGV[i], lock_key(ARGV[i + 1])
   local value = redis.call('get', lkey)
   if value and string.sub(value, 1, #id + 1) == id .. '|' then
-    redis.call('set', lkey, id .. '|' .. tostring(now + timeout), 'PX', backstop_ms(timeout))
+    redis.call('set', lkey, id .. '|' .. tostring(now + timeout), 'PX', lock_ttl_ms(timeout))
   end
 end
 return n

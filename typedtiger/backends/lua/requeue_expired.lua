@@ -1,14 +1,24 @@
 -- Requeue active tasks whose heartbeat is older than the timeout (their worker is lost).
--- ARGV: prefix, now, timeout, limit, max losses, lost execution JSON, lock seconds, publish.
--- Runs under the lock P:lockv2:queue_expired_tasks. A task lost more than max losses times
--- goes to error with the lost execution record. Returns {requeued, failed, busy (0/1)}.
+-- ARGV: prefix, now, timeout, limit, max losses, lost execution JSON, lock seconds, publish,
+-- the exception name that marks lost-worker records. Runs under the lock
+-- P:lockv2:queue_expired_tasks. Each loss appends the lost execution record (so the count
+-- lives in keys every TaskTiger-compatible reader cleans up); a task lost more than max
+-- losses times goes to error instead. Returns {requeued, failed, busy (0/1)}.
 local now, timeout, limit = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local max_losses, lost_execution = tonumber(ARGV[5]), ARGV[6]
-local lock_for, publish = tonumber(ARGV[7]), ARGV[8] == '1'
+local lock_for, publish, lost_marker = tonumber(ARGV[7]), ARGV[8] == '1', ARGV[9]
+
+local function losses_of(id)
+  local losses = 0
+  for _, record in ipairs(redis.call('lrange', task_key(id) .. ':executions', 0, -1)) do
+    if string.find(record, lost_marker, 1, true) then losses = losses + 1 end
+  end
+  return losses
+end
 
 local lkey = P .. ':lockv2:queue_expired_tasks'
 if not lock_free(lkey, now) then return {0, 0, 1} end
-redis.call('set', lkey, 'requeue|' .. tostring(now + lock_for), 'PX', backstop_ms(lock_for))
+redis.call('set', lkey, 'requeue|' .. tostring(now + lock_for), 'PX', lock_ttl_ms(lock_for))
 
 local requeued, failed = 0, 0
 for _, queue in ipairs(redis.call('smembers', P .. ':active')) do
@@ -18,9 +28,10 @@ for _, queue in ipairs(redis.call('smembers', P .. ':active')) do
     'LIMIT', 0, budget)
   for _, id in ipairs(ids) do
     unfile('active', queue, id)
-    local losses = redis.call('incr', task_key(id) .. ':worker_losses')
-    if losses > max_losses and redis.call('exists', task_key(id)) == 1 then
-      record_execution(id, lost_execution, 0)
+    local stored = redis.call('exists', task_key(id)) == 1  -- else the claim quarantines it
+    local losses = stored and losses_of(id) + 1 or 0
+    if stored then record_execution(id, lost_execution, 0) end
+    if losses > max_losses then
       file('error', queue, id, now, '')
       failed = failed + 1
     else

@@ -1,0 +1,1 @@
+"""Interoperability with the real TaskTiger: one Redis, one prefix, both workers and clients."""

@@ -1,0 +1,329 @@
+"""Tasks queued by TaskTiger clients, processed by typedtiger workers with TaskTiger's semantics.
+
+Failures land in the error state where TaskTiger's own inspection API reads them.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import redis
+import structlog
+
+from tests import interop_tasks
+from tests.interop.conftest import (
+    JOB_TIMEOUT,
+    TaskTigerSide,
+    entries,
+    fn,
+    labels,
+    run_typed,
+    tiger_with,
+)
+from typedtiger import Task, TaskState, Tiger
+from typedtiger.executor import ForkExecutor, SyncExecutor
+from typedtiger.spec import Exponential
+
+pytestmark = [pytest.mark.interop, pytest.mark.redis]
+
+
+def test_delayed_and_decorated_tasks_run_on_typedtiger(
+    tt: TaskTigerSide, tiger: Tiger, ledger: Path, rdb: redis.Redis[str]
+) -> None:
+    tt.delay(
+        "record",
+        str(ledger),
+        "plain",
+        1,
+        2.5,
+        "é",
+        kwargs={"flag": True, "nested": {"a": [1, None]}},
+    )
+    tt.one(
+        {
+            "op": "delay",
+            "func": fn("record"),
+            "args": [str(ledger), "decorated"],
+            "decorated": True,
+        },
+        decorate=[
+            {
+                "func": fn("record"),
+                "queue": "decorated",
+                "unique": True,
+                "retry_method": ["exponential", [2, 3, 4]],
+                "max_stored_executions": 5,
+            }
+        ],
+    )
+    # typedtiger reads TaskTiger's payloads: the decorator's options are in the payload.
+    _, (decorated,) = Task.tasks_from_queue(tiger, "decorated", TaskState.QUEUED)
+    assert decorated.payload.unique
+    assert decorated.payload.retry_method == Exponential(2, 3, 4)
+    assert decorated.payload.max_stored_executions == 5
+
+    run_typed(tiger)
+
+    done = {str(entry["label"]): entry for entry in entries(ledger, "done")}
+    assert set(done) == {"plain", "decorated"}
+    assert done["plain"]["args"] == [1, 2.5, "é"]
+    assert done["plain"]["kwargs"] == {"flag": True, "nested": {"a": [1, None]}}
+    empty = {"queued": 0, "active": 0, "scheduled": 0}
+    assert tt.sizes("default") == tt.sizes("decorated") == empty
+    assert rdb.keys("t:task:*") == []
+
+
+def test_when_schedules_the_task(
+    tt: TaskTigerSide, tiger: Tiger, ledger: Path, rdb: redis.Redis[str]
+) -> None:
+    at = time.time() + 2.5
+    relative, absolute = tt.run(
+        {"op": "delay", "func": fn("record"), "args": [str(ledger), "rel"], "when": {"in": 2}},
+        {"op": "delay", "func": fn("record"), "args": [str(ledger), "abs"], "when": {"at": at}},
+    )
+    assert relative["state"] == absolute["state"] == "scheduled"
+
+    run_typed(tiger)
+    assert labels(ledger) == []
+    handle = Task.from_id(tiger, "default", TaskState.SCHEDULED, absolute["id"])
+    assert handle.ts is not None
+    assert handle.ts.timestamp() == pytest.approx(at, abs=1e-3)
+
+    time.sleep(max(0.0, at - time.time()) + 0.1)
+    run_typed(tiger)
+    assert sorted(labels(ledger)) == ["abs", "rel"]
+    assert rdb.keys("t:*") == []
+
+
+@pytest.mark.parametrize("executor", ["sync", "fork"])
+def test_failure_is_read_by_tasktiger_with_its_traceback(
+    tt: TaskTigerSide, tiger: Tiger, ledger: Path, executor: str
+) -> None:
+    task = tt.delay("fail", str(ledger), "broken", queue="jobs")
+    run_typed(tiger, executor=SyncExecutor() if executor == "sync" else ForkExecutor())
+
+    (errored,) = tt.tasks("jobs", "error", load_executions=1)
+    assert errored["id"] == task["id"]
+    assert errored["func"] == fn("fail")
+    (execution,) = errored["executions"]
+    assert execution["exception_name"] == "builtins:ValueError"
+    assert execution["success"] is False
+    assert "ValueError: boom (broken)" in execution["traceback"]
+    assert "interop_tasks.py" in execution["traceback"]
+    assert execution["time_started"] <= execution["time_failed"]
+    assert isinstance(execution["host"], str)
+    assert errored["ts"] == pytest.approx(execution["time_failed"], abs=1)
+
+
+RETRY_POLICIES = {
+    "fixed": (["fixed", [3, 2]], [3.0, 3.0]),
+    "linear": (["linear", [2, 3, 2]], [2.0, 5.0]),
+    "exponential": (["exponential", [2, 3, 2]], [2.0, 6.0]),
+}
+
+
+@pytest.mark.parametrize("policy", sorted(RETRY_POLICIES))
+def test_retry_policies_apply_as_in_tasktiger(
+    tt: TaskTigerSide, tiger: Tiger, ledger: Path, rdb: redis.Redis[str], policy: str
+) -> None:
+    method, delays = RETRY_POLICIES[policy]
+    task = tt.delay("fail", str(ledger), "retried", retry_method=method)
+    for expected in delays:
+        before = time.time()
+        run_typed(tiger)
+        after = time.time()
+        (scheduled,) = tt.tasks("default", "scheduled")
+        assert before + expected - 0.01 <= scheduled["ts"] <= after + expected + 0.01
+        rdb.zadd("t:scheduled:default", {task["id"]: time.time()})  # due now
+    run_typed(tiger)  # the retries are used up: the third failure is final
+
+    (errored,) = tt.tasks("default", "error", load_executions=10)
+    assert [e["exception_name"] for e in errored["executions"]] == ["builtins:ValueError"] * 3
+    assert len(entries(ledger, "attempt")) == 3
+
+
+def test_retry_true_uses_tasktigers_default_policy(
+    tt: TaskTigerSide, tiger: Tiger, ledger: Path
+) -> None:
+    task = tt.delay("fail", str(ledger), "default-policy", retry=True)
+    assert task["data"]["retry_method"] == ["tasktiger.retry:_fixed", [60, 3]]
+    before = time.time()
+    run_typed(tiger)
+    (scheduled,) = tt.tasks("default", "scheduled")
+    assert scheduled["ts"] == pytest.approx(before + 60, abs=1)
+
+
+def test_retry_on_names_resolve(tt: TaskTigerSide, tiger: Tiger, ledger: Path) -> None:
+    options = {"retry_on": [fn("CustomError")], "retry_method": ["fixed", [5, 1]]}
+    sub = tt.delay("fail", str(ledger), "sub", "SubError", **options)
+    other = tt.delay("fail", str(ledger), "other", "ValueError", **options)
+    run_typed(tiger)
+    assert [t["id"] for t in tt.tasks("default", "scheduled")] == [sub["id"]]
+    assert [t["id"] for t in tt.tasks("default", "error")] == [other["id"]]
+
+
+def test_hard_timeout_is_recorded_under_tasktigers_name(
+    tt: TaskTigerSide, tiger: Tiger, ledger: Path
+) -> None:
+    plain = tt.delay("sleep_then_record", str(ledger), "plain", 30, hard_timeout=1)
+    retried = tt.delay(
+        "sleep_then_record",
+        str(ledger),
+        "retried",
+        30,
+        hard_timeout=1,
+        retry_on=[JOB_TIMEOUT],
+        retry_method=["fixed", [30, 1]],
+    )
+    started = time.monotonic()
+    run_typed(tiger, executor=ForkExecutor(kill_grace=0.5))
+    assert time.monotonic() - started < 10
+    assert labels(ledger) == []
+
+    (errored,) = tt.tasks("default", "error", load_executions=1)
+    assert errored["id"] == plain["id"]
+    assert errored["executions"][-1]["exception_name"] == JOB_TIMEOUT
+    # retry_on=[tasktiger's JobTimeoutException] matches typedtiger's timeout.
+    (scheduled,) = tt.tasks("default", "scheduled", load_executions=1)
+    assert scheduled["id"] == retried["id"]
+    assert scheduled["executions"][-1]["exception_name"] == JOB_TIMEOUT
+
+
+def test_decorator_hard_timeout_needs_the_typedtiger_registration(
+    tt: TaskTigerSide, tiger: Tiger, ledger: Path
+) -> None:
+    """TaskTiger keeps a decorator's hard_timeout on the function, not in the payload: a
+    typedtiger worker applies it once the task is registered with typedtiger too."""
+    tt.one(
+        {
+            "op": "delay",
+            "func": fn("sleep_then_record"),
+            "args": [str(ledger), "slow", 30],
+            "decorated": True,
+        },
+        decorate=[{"func": fn("sleep_then_record"), "queue": "slow", "hard_timeout": 1}],
+    )
+    tiger.task(queue="slow", hard_timeout=1)(interop_tasks.sleep_then_record)
+
+    started = time.monotonic()
+    run_typed(tiger, executor=ForkExecutor(kill_grace=0.5))
+    assert time.monotonic() - started < 10
+    (errored,) = tt.tasks("slow", "error", load_executions=1)
+    assert errored["executions"][-1]["exception_name"] == JOB_TIMEOUT
+
+
+def test_batch_queue(tt: TaskTigerSide, rdb: redis.Redis[str], ledger: Path) -> None:
+    """TaskTiger keeps batch=True on the function: the typedtiger registration says it too."""
+    tt.run(
+        *(
+            {
+                "op": "delay",
+                "func": fn("batch_record"),
+                "args": [str(ledger), f"b{i}"],
+                "decorated": True,
+            }
+            for i in range(5)
+        ),
+        decorate=[{"func": fn("batch_record"), "queue": "batch", "batch": True}],
+    )
+    tiger = tiger_with(rdb, batch_queues={"batch": 3})
+    tiger.task(queue="batch", batch=True)(interop_tasks.batch_record)
+    run_typed(tiger)
+
+    batch = entries(ledger, "done")
+    assert sorted(str(entry["label"]) for entry in batch) == [f"b{i}" for i in range(5)]
+    assert sorted(int(str(entry["batch_size"])) for entry in batch) == [2, 2, 3, 3, 3]
+    assert tt.sizes("batch")["queued"] == 0
+
+
+def test_subqueues(tt: TaskTigerSide, tiger: Tiger, ledger: Path) -> None:
+    for queue in ("sub", "sub.a", "sub.a.b", "sub.c", "subx", "other"):
+        tt.delay("record", str(ledger), queue, queue=queue)
+    run_typed(tiger, queues=["sub"], exclude_queues=["sub.a.b"])
+    assert sorted(labels(ledger)) == ["sub", "sub.a", "sub.c"]
+    assert [tt.sizes(q)["queued"] for q in ("sub.a.b", "subx", "other")] == [1, 1, 1]
+
+
+def test_custom_retry_function(tt: TaskTigerSide, tiger: Tiger, ledger: Path) -> None:
+    tt.delay("fail", str(ledger), "custom", retry_method=["callable", fn("retry_in_7")])
+    before = time.time()
+    run_typed(tiger)
+    (scheduled,) = tt.tasks("default", "scheduled")
+    assert scheduled["data"]["retry_method"] == [fn("retry_in_7"), []]
+    assert scheduled["ts"] == pytest.approx(before + 7, abs=1)
+
+
+def test_payload_rewritten_by_tasktigers_update_scheduled_time(
+    tt: TaskTigerSide, tiger: Tiger, ledger: Path, rdb: redis.Redis[str]
+) -> None:
+    task = tt.delay(
+        "fail", str(ledger), "moved", when={"in": 600}, retry_method=["callable", fn("retry_in_7")]
+    )
+    tt.one(
+        {
+            "op": "update_scheduled_time",
+            "queue": "default",
+            "state": "scheduled",
+            "id": task["id"],
+            "when": {"in": -1},
+        }
+    )
+    assert '"retry_method":["tests.interop_tasks:retry_in_7",{}]' in str(
+        rdb.get(f"t:task:{task['id']}")
+    ).replace(" ", "")
+    run_typed(tiger)
+    assert labels(ledger, "attempt") == ["moved"]
+    (scheduled,) = tt.tasks("default", "scheduled")
+    assert scheduled["id"] == task["id"]
+
+
+# --- what typedtiger refuses to honour --------------------------------------------------------
+
+
+def test_custom_retry_function_outside_allowed_modules_is_refused(
+    tt: TaskTigerSide, rdb: redis.Redis[str], ledger: Path
+) -> None:
+    # operator.add(retry_number, 5) would be a valid delay: refusing it is a decision.
+    tt.delay("fail", str(ledger), "unsafe", retry_method=["custom", "operator:add", [5]])
+    tiger = tiger_with(rdb, allowed_task_modules=["tests"])
+    with structlog.testing.capture_logs() as logs:
+        run_typed(tiger)
+
+    assert tt.tasks("default", "scheduled") == []
+    (errored,) = tt.tasks("default", "error", load_executions=1)
+    assert errored["executions"][-1]["exception_name"] == "builtins:ValueError"
+    reasons = [str(log.get("reason")) for log in logs if log.get("reason")]
+    assert any("operator:add" in reason and "allowed" in reason for reason in reasons), logs
+
+
+@pytest.mark.parametrize(
+    ("runner", "reason"),
+    [
+        (fn("NotARunner"), "not a BaseRunner subclass"),
+        ("tasktiger.runner:DefaultRunner", "cannot import module 'tasktiger.runner'"),
+    ],
+)
+def test_unknown_runner_class_fails_with_a_clear_reason(
+    tt: TaskTigerSide, tiger: Tiger, ledger: Path, runner: str, reason: str
+) -> None:
+    tt.delay("record", str(ledger), "runner", runner_class=runner)
+    run_typed(tiger)
+    assert labels(ledger) == []
+    (errored,) = tt.tasks("default", "error", load_executions=1)
+    execution = errored["executions"][-1]
+    assert execution["exception_name"] == "typedtiger.exceptions:TaskImportError"
+    assert reason in execution["exception"]
+
+
+def test_task_function_outside_allowed_modules_is_refused(
+    tt: TaskTigerSide, rdb: redis.Redis[str], ledger: Path
+) -> None:
+    tt.delay("record", str(ledger), "elsewhere")
+    run_typed(tiger_with(rdb, allowed_task_modules=["myapp"]))
+    assert labels(ledger) == []
+    (errored,) = tt.tasks("default", "error", load_executions=1)
+    execution = errored["executions"][-1]
+    assert execution["exception_name"] == "typedtiger.exceptions:TaskImportError"
+    assert "allowed_task_modules" in execution["exception"]
