@@ -63,13 +63,37 @@ def import_qualified(name: str) -> object:
         raise TaskImportError(f"{name!r} is not a 'module:qualname' name")
     try:
         target: object = importlib.import_module(module_name)
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # a module may even call sys.exit() on import
         raise TaskImportError(
             f"cannot import module {module_name!r} for {name!r}: {exc!r}"
         ) from exc
     for part in qualname.split("."):
         try:
             target = getattr(target, part)
-        except AttributeError as exc:
+        except (Exception, SystemExit) as exc:
             raise TaskImportError(f"{name!r}: {module_name} has no attribute {qualname!r}") from exc
+    return target
+
+
+def import_allowed(name: str, allowed_modules: Sequence[str] | None) -> object:
+    """``import_qualified``, refusing (TaskImportError) anything outside ``allowed_modules``.
+
+    With an allowlist, the name must be the object's own "module:qualname" in an allowed
+    module: ``app:os.system`` (an allowed module's import of ``os``) or
+    ``app:client.flushall`` (a method of an object in it) are refused.
+    """
+    if allowed_modules is None:
+        return import_qualified(name)
+    if not is_allowed(name, allowed_modules):
+        raise TaskImportError(
+            f"{name!r} is outside Config.allowed_task_modules; refusing to import it"
+        )
+    target = import_qualified(name)
+    real: object = getattr(target, "__wrapped__", target)
+    own = f"{getattr(real, '__module__', None)}:{getattr(real, '__qualname__', None)}"
+    if own != name or not is_allowed(own, allowed_modules):
+        raise TaskImportError(
+            f"{name!r} leads to {own!r}, which is not defined there; refusing it under "
+            "Config.allowed_task_modules"
+        )
     return target

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Final
 
 import attrs
 
 from typedtiger._names import is_allowed
 from typedtiger.backends.base import TaskState
-from typedtiger.exceptions import StopRetry
+from typedtiger.exceptions import StopRetry, TaskImportError
 from typedtiger.executor import Failed
 from typedtiger.serialization import JOB_TIMEOUT_NAME, JOB_TIMEOUT_NAMES, TaskPayload
 from typedtiger.spec import Custom, RetryPolicy
@@ -35,6 +36,29 @@ def matches_retry_on(exception_mro: Sequence[str], retry_on: Sequence[str]) -> b
     """Whether the failure's class (or a base of it) is one of ``retry_on``."""
     wanted = {_normalised(name) for name in retry_on}
     return any(_normalised(name) in wanted for name in exception_mro)
+
+
+#: Exception modules a ``retry_on`` may always name under an allowlist (nothing is imported).
+_ALWAYS_ALLOWED_EXCEPTIONS: Final = ("builtins", "typedtiger.exceptions", "tasktiger.exceptions")
+
+
+def check_names(payload: TaskPayload, allowed_modules: Sequence[str] | None) -> None:
+    """TaskImportError when a name in ``payload`` besides its function (checked on import) is
+    outside ``allowed_modules``: its runner class, custom retry function, retry_on classes."""
+    if allowed_modules is None:
+        return
+    named = [("runner_class", payload.runner_class)]
+    if isinstance(payload.retry_method, Custom):
+        named.append(("retry function", payload.retry_method.func))
+    exceptions = (*allowed_modules, *_ALWAYS_ALLOWED_EXCEPTIONS)
+    named += [
+        ("retry_on", name) for name in payload.retry_on or () if not is_allowed(name, exceptions)
+    ]
+    for field, name in named:
+        if name is not None and not is_allowed(name, allowed_modules):
+            raise TaskImportError(
+                f"the task's {field} {name!r} is outside Config.allowed_task_modules"
+            )
 
 
 def decide(
@@ -66,12 +90,11 @@ def decide(
     )
     if policy is None:
         return give_up
-    if isinstance(policy, Custom) and not is_allowed(policy.func, allowed_modules):
-        return attrs.evolve(
-            give_up, reason=f"retry function {policy.func!r} is outside allowed_task_modules"
-        )
     try:
-        delay = policy.delay_for(retry_number)
+        if isinstance(policy, Custom):
+            delay = policy.delay_for(retry_number, allowed_modules)
+        else:
+            delay = policy.delay_for(retry_number)
     except StopRetry:
         return give_up
     except Exception as exc:  # a custom policy that cannot be imported or fails

@@ -13,7 +13,7 @@ import attrs
 
 from typedtiger._cron import CronExpression
 from typedtiger._json import JSONValue, json_args, json_kwargs
-from typedtiger._names import import_qualified, qualified_name
+from typedtiger._names import import_allowed, import_qualified, qualified_name
 from typedtiger.exceptions import StopRetry
 
 if TYPE_CHECKING:
@@ -111,9 +111,9 @@ class Custom:
         """A Custom policy calling ``func`` (which must be importable by workers)."""
         return cls(qualified_name(func), args)
 
-    def delay_for(self, retry_number: int) -> float:
-        """Call the function; StopRetry propagates."""
-        func = import_qualified(self.func)
+    def delay_for(self, retry_number: int, allowed_modules: Sequence[str] | None = None) -> float:
+        """Call the function (refused outside ``allowed_modules``); StopRetry propagates."""
+        func = import_allowed(self.func, allowed_modules)
         if not callable(func):
             raise TypeError(f"custom retry function {self.func!r} is not callable")
         delay = func(retry_number, *self.args)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Literal, ParamSpec, TypeVar, overload
 import attrs
 
 from typedtiger import _context
-from typedtiger._names import import_qualified, qualified_name
+from typedtiger._names import import_allowed, qualified_name
 from typedtiger._queues import queue_matches
 from typedtiger._registry import BatchTaskFunction, Registration, TaskFunction
 from typedtiger.backends.base import Backend, Enqueued, EnqueueMode, NewTask, TaskState
@@ -429,19 +429,10 @@ class Tiger:
         TaskImportError if it cannot be imported, is not callable, or is outside
         ``Config.allowed_task_modules`` (registered tasks are always allowed).
         """
-        from typedtiger._names import is_allowed
-
         registration = self._registry.get(serialized_func)
-        if registration is None and not is_allowed(
-            serialized_func, self.config.allowed_task_modules
-        ):
-            raise TaskImportError(
-                f"{serialized_func!r} is not a registered task and its module is not in "
-                "Config.allowed_task_modules; refusing to import it"
-            )
         if registration is not None:
             return registration.func, registration.batch
-        target = import_qualified(serialized_func)
+        target = import_allowed(serialized_func, self.config.allowed_task_modules)
         if isinstance(target, TaskFunction | BatchTaskFunction):
             return target, target.registration.batch
         if not callable(target):
@@ -452,13 +443,7 @@ class Tiger:
         """An instance of the runner class a payload names (DefaultRunner if none)."""
         if runner_class is None:
             return DefaultRunner(self)
-        from typedtiger._names import is_allowed
-
-        if not is_allowed(runner_class, self.config.allowed_task_modules):
-            raise TaskImportError(
-                f"runner class {runner_class!r} is outside Config.allowed_task_modules"
-            )
-        cls = import_qualified(runner_class)
+        cls = import_allowed(runner_class, self.config.allowed_task_modules)
         if not isinstance(cls, type) or not issubclass(cls, BaseRunner):
             raise TaskImportError(f"runner class {runner_class!r} is not a BaseRunner subclass")
         return cls(self)

@@ -25,7 +25,7 @@ import attrs
 import structlog
 
 from typedtiger._queues import queue_matches
-from typedtiger._retry import decide
+from typedtiger._retry import check_names, decide
 from typedtiger.backends.base import (
     Claimed,
     Completion,
@@ -242,6 +242,9 @@ class Worker:
             except BackendUnavailable as exc:
                 backoff = min(_MAX_BACKOFF, max(0.1, backoff * 2))
                 self._log.warning("backend unavailable", error=str(exc), retry_in=backoff)
+                # Every heartbeat went stale during the outage: give running tasks' workers
+                # a full timeout to refresh theirs before requeueing anything as lost.
+                self._next_requeue = self._clock.now() + self._config.active_task_update_timeout
                 time.sleep(backoff)
 
     def _idle(self) -> None:
@@ -402,6 +405,9 @@ class Worker:
         if self._stop_requested and self._ran_in_claim:
             self._release_unstarted(queue, [task for task, _ in group])
             return
+        group = self._refuse_disallowed(queue, group)
+        if not group:
+            return
         try:
             func, batch = self._tiger.resolve_function(func_name)
         except TaskImportError as exc:
@@ -414,6 +420,21 @@ class Worker:
                 continue
             self._ran_in_claim = True
             self._run_job(queue, job, func, batch=batch)
+
+    def _refuse_disallowed(
+        self, queue: str, group: list[tuple[Task, int]]
+    ) -> list[tuple[Task, int]]:
+        """Fail, before anything runs, the tasks whose payload names what the allowlist
+        refuses (runner class, retry function, retry_on)."""
+        allowed = []
+        for item in group:
+            try:
+                check_names(item[0].payload, self._config.allowed_task_modules)
+            except TaskImportError as exc:
+                self._fail_unrunnable(queue, [item[0]], exc)
+            else:
+                allowed.append(item)
+        return allowed
 
     def _release_unstarted(self, queue: str, tasks: Sequence[Task]) -> None:
         now = self._clock.now()

@@ -160,35 +160,32 @@ class RedisBackend:
 
     @_redis_call
     def enqueue(self, tasks: Sequence[NewTask], now: float, publish: bool) -> list[Enqueued]:
-        if len(tasks) == 1:
-            replies = [self._run("enqueue", self._enqueue_args(tasks[0], now, publish))]
-        else:
-            pipe = self._client.pipeline(transaction=False)
-            for task in tasks:
-                self._run("enqueue", self._enqueue_args(task, now, publish), client=pipe)
-            replies = pipe.execute()
-        results = []
-        for task, (status, detail, *rest) in zip(tasks, replies, strict=True):
+        args: list[object] = [_num(now), int(publish)]
+        for task in tasks:
+            args += [
+                task.id,
+                task.queue,
+                task.payload,
+                _num(task.due),
+                task.mode.value,
+                task.max_queue_size or 0,
+            ]
+        replies = self._run("enqueue", args) if tasks else []
+        if replies and replies[0][0] in ("full", "wrongtype"):
+            status, number, detail = replies[0]
+            task = tasks[int(number) - 1]
             if status == "full":
                 raise QueueFullException(
                     f"queue {task.queue!r} holds {detail} tasks (max_queue_size "
-                    f"{task.max_queue_size}); task {task.id} was not enqueued"
+                    f"{task.max_queue_size}); nothing was enqueued"
                 )
-            existing = rest[1] if status == "exists" and len(rest) > 1 else None
-            results.append(Enqueued(TaskState(detail), float(rest[0]), existing))
-        return results
-
-    @staticmethod
-    def _enqueue_args(task: NewTask, now: float, publish: bool) -> list[object]:
+            raise TypedTigerError(
+                f"WRONGTYPE: Redis key {detail!r} holds another type of value; nothing was "
+                "enqueued"
+            )
         return [
-            _num(now),
-            int(publish),
-            task.id,
-            task.queue,
-            task.payload,
-            _num(task.due),
-            task.mode.value,
-            task.max_queue_size or 0,
+            Enqueued(TaskState(state), float(score), rest[0] if status == "exists" else None)
+            for status, state, score, *rest in replies
         ]
 
     # --- consuming ----------------------------------------------------------------------

@@ -1,0 +1,74 @@
+"""SIGTERM mid-task: the worker finishes the running task, records it, exits 0; it is restarted.
+
+No worker is lost here (a first SIGTERM is a graceful stop), so no task may run twice: a
+duplicate would mean the stopping worker dropped or re-released a task it had started.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+
+import pytest
+
+from tests import chaos_tasks
+from tests.chaos.conftest import Report
+from tests.chaos.harness import (
+    STOP_TIMEOUT,
+    Ledger,
+    WorkerPool,
+    error_details,
+    measure,
+    parent_pid,
+    pending,
+)
+from typedtiger import TaskSpec, Tiger
+
+pytestmark = [pytest.mark.chaos, pytest.mark.redis]
+
+QUEUE = "default"
+WORKERS = 3
+BOUND_S = 90.0
+
+
+def _busy_worker(pool: WorkerPool, ledger: Ledger) -> subprocess.Popen[bytes] | None:
+    """A ready worker whose forked child is running a task right now."""
+    by_pid = {process.pid: process for process in pool.alive() if pool.is_ready(process)}
+    for mark in ledger.running():
+        parent = parent_pid(mark.pid)
+        if parent in by_pid:
+            return by_pid[parent]
+    return None
+
+
+def test_sigterm_mid_task(tiger: Tiger, ledger: Ledger, pool: WorkerPool, report: Report) -> None:
+    items = [f"s{n}" for n in range(60)]
+    tiger.enqueue_many(
+        [TaskSpec.of(chaos_tasks.run, str(ledger.path), item, 0.3) for item in items]
+    )
+    for _ in range(WORKERS):
+        pool.start()
+    started = time.monotonic()
+    exit_codes: list[int] = []
+    while pending(tiger, QUEUE) and time.monotonic() - started < BOUND_S:
+        time.sleep(0.5)
+        worker = _busy_worker(pool, ledger)
+        if worker is None:
+            continue
+        worker.send_signal(signal.SIGTERM)
+        exit_codes.append(worker.wait(timeout=STOP_TIMEOUT))
+        pool.start()
+    drain_s = time.monotonic() - started
+    exit_codes += [code if code is not None else -1 for code in pool.stop_all()]
+
+    figures = measure("sigterm_mid_task", tiger, QUEUE, ledger, items, drain_s)
+    report(figures)
+    detail = (
+        f"{figures.line} sigterms={len(exit_codes) - WORKERS} exit_codes={exit_codes}\n"
+        f"{error_details(tiger, QUEUE)}\n{pool.log_tail()}"
+    )
+    assert len(exit_codes) - WORKERS >= 5, detail
+    assert figures.lost == 0 and figures.stuck == 0 and figures.errors == 0, detail
+    assert figures.duplicated == 0, detail
+    assert set(exit_codes) == {0}, detail
