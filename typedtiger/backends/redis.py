@@ -180,8 +180,7 @@ class RedisBackend:
                     f"{task.max_queue_size}); nothing was enqueued"
                 )
             raise TypedTigerError(
-                f"WRONGTYPE: Redis key {detail!r} holds another type of value; nothing was "
-                "enqueued"
+                f"WRONGTYPE: Redis key {detail!r} holds another type of value; nothing was enqueued"
             )
         return [
             Enqueued(TaskState(state), float(score), rest[0] if status == "exists" else None)
