@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
+import gc
 import math
 import os
 import select
@@ -21,7 +22,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Final, NoReturn
 
 import structlog
-from structlog.typing import FilteringBoundLogger
 
 from typedtiger._outcome import Outcome
 from typedtiger.exceptions import ChildProcessDied
@@ -195,19 +195,23 @@ class ForkedJob:
         watch: _ChildWatch | None = None
         try:
             watch = _ChildWatch(self.pid, self._read_fd)
-            log = _log.bind(pid=self.pid, queue=job.queue, func=job.serialized_func)
+            # (binding a logger costs more than a short task: context goes in at each call)
+            log = {"pid": self.pid, "queue": job.queue, "func": job.serialized_func}
             if not watch.wait(deadline, heartbeat, heartbeat_interval, log):
-                log.warning(
+                _log.warning(
                     "hard timeout: killing child",
                     hard_timeout=job.hard_timeout,
                     kill_grace=self._executor.kill_grace,
+                    **log,
                 )
                 watch.kill()
                 return timeout_failure(self._started, job.clock.now(), job.hard_timeout)
             outcome = _decode(watch.data(), log)
             if outcome is not None:
                 if watch.status is not None and watch.status != 0:
-                    log.warning("child reported, then exited abnormally", reason=watch.reason())
+                    _log.warning(
+                        "child reported, then exited abnormally", reason=watch.reason(), **log
+                    )
                 exiting = watch.detach()
                 if exiting is not None:
                     self._executor._exited_later(exiting)
@@ -215,7 +219,7 @@ class ForkedJob:
             if not watch.wait(deadline, heartbeat, heartbeat_interval, log, until_exit=True):
                 watch.kill()
             reason = watch.reason()
-            log.error("child died", reason=reason)
+            _log.error("child died", reason=reason, **log)
             return failed_from_exception(
                 ChildProcessDied(reason), self._started, job.clock.now(), store_traceback=False
             )
@@ -249,7 +253,7 @@ class _ChildWatch:
         deadline: float,
         heartbeat: Callable[[], None],
         interval: float,
-        log: FilteringBoundLogger,
+        log: dict[str, object],
         until_exit: bool = False,
     ) -> bool:
         """Read the pipe until the child has reported (EOF after its outcome) or exited (True),
@@ -373,6 +377,9 @@ def _child_main(
                 ctypes.c_ulong(0),
             )
         if os.getppid() == parent_pid:  # else the worker died before PDEATHSIG was set
+            # The child's garbage collections skip what it inherited: scanning those objects
+            # would copy (fault in) the worker's pages for nothing.
+            gc.freeze()
             os.close(read_fd)
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -417,21 +424,21 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
-def _decode(data: bytes, log: FilteringBoundLogger) -> Outcome | None:
+def _decode(data: bytes, log: dict[str, object]) -> Outcome | None:
     if not data:
         return None
     try:
         return decode_outcome(data)
     except Exception as exc:
-        log.error("child sent an undecodable outcome", error=str(exc), size=len(data))
+        _log.error("child sent an undecodable outcome", error=str(exc), size=len(data), **log)
         return None
 
 
-def _call_heartbeat(heartbeat: Callable[[], None], log: FilteringBoundLogger) -> None:
+def _call_heartbeat(heartbeat: Callable[[], None], log: dict[str, object]) -> None:
     try:
         heartbeat()
     except Exception:
-        log.exception("heartbeat failed")
+        _log.exception("heartbeat failed", **log)
 
 
 @functools.cache

@@ -47,5 +47,5 @@ def setup_structlog(level: int = stdlib_logging.INFO, stream: TextIO | None = No
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=structlog.PrintLoggerFactory(stream if stream is not None else sys.stderr),
-        cache_logger_on_first_use=False,
+        cache_logger_on_first_use=False,  # tests reconfigure (capture_logs)
     )
