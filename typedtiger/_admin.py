@@ -97,7 +97,7 @@ def make_tiger(
 
 
 def connection_options(command: Callable[..., None]) -> Callable[..., None]:
-    """The connection options of ``typedtiger worker`` (used when cli.py passes none)."""
+    """The connection options every command takes (``typedtiger worker`` too)."""
     options = [
         click.option("--url", envvar="TYPEDTIGER_URL", help="Redis URL (redis://host:port/db)."),
         click.option("-h", "--host", default="localhost", show_default=True, help="Redis host."),
@@ -354,7 +354,7 @@ def register_admin_commands(
     ``pause`` and ``unpause`` to ``group``.
 
     ``make_tiger`` builds the Tiger from the connection options that ``connection_options``
-    adds (pass cli.py's own so that every command takes the same options as ``worker``).
+    adds (the defaults are the ones ``typedtiger worker`` uses too).
     """
     env = _Env(make_tiger)
     for build in (

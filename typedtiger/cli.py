@@ -11,11 +11,8 @@ from typing import Any
 
 import attrs
 import click
-import redis
 
-from typedtiger._admin import register_admin_commands
-from typedtiger.backends.redis import RedisBackend
-from typedtiger.config import Config
+from typedtiger._admin import connection_options, make_tiger, register_admin_commands
 from typedtiger.executor import Executor, ForkExecutor, SyncExecutor
 from typedtiger.logging import setup_structlog
 from typedtiger.tiger import Tiger
@@ -45,13 +42,6 @@ def _adopt_registrations(tiger: Tiger, modules: Sequence[ModuleType]) -> None:
                 tiger.adopt(value)
 
 
-def _backend(url: str | None, host: str, port: int, password: str | None, db: int) -> RedisBackend:
-    if url is not None:
-        return RedisBackend.from_url(url)
-    client = redis.Redis(host=host, port=port, password=password, db=db, decode_responses=True)
-    return RedisBackend(client)
-
-
 class _ExitAfter(click.ParamType):  # type: ignore[type-arg]
     name = "SECONDS|idle"
 
@@ -67,20 +57,6 @@ class _ExitAfter(click.ParamType):  # type: ignore[type-arg]
         if seconds <= 0:
             self.fail("must be > 0 seconds", param, ctx)
         return seconds
-
-
-def _connection_options(command: Callable[..., None]) -> Callable[..., None]:
-    options = [
-        click.option("--url", envvar="TYPEDTIGER_URL", help="Redis URL (redis://host:port/db)."),
-        click.option("-h", "--host", default="localhost", show_default=True, help="Redis host."),
-        click.option("-p", "--port", default=6379, show_default=True, help="Redis port."),
-        click.option("-a", "--password", default=None, help="Redis password."),
-        click.option("-n", "--db", default=0, show_default=True, help="Redis database number."),
-        click.option("--prefix", default=None, help="Key prefix (default: Config's, 't')."),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
 
 
 @click.group(context_settings={"help_option_names": ["--help"]})
@@ -158,7 +134,7 @@ def _worker_options(command: Callable[..., None]) -> Callable[..., None]:
 
 
 @main.command(context_settings={"help_option_names": ["--help"]})
-@_connection_options
+@connection_options
 @_worker_options
 def worker(
     url: str | None,
@@ -175,8 +151,7 @@ def worker(
     (the task is requeued when its heartbeat expires).
     """
     setup_structlog()
-    config = Config() if prefix is None else Config(prefix=prefix)
-    _run_worker(Tiger(_backend(url, host, port, password, db), config), **options)
+    _run_worker(make_tiger(url, host, port, password, db, prefix), **options)
 
 
 def _run_worker(
@@ -235,7 +210,7 @@ def run_worker_command(tiger: Tiger, args: list[str]) -> None:
     command.main(args=args, standalone_mode=False)
 
 
-register_admin_commands(main, connection_options=_connection_options)
+register_admin_commands(main)
 
 
 if __name__ == "__main__":  # pragma: no cover
