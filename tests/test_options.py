@@ -640,7 +640,8 @@ def _register(**options: object) -> Callable[[], object]:
         (_register(unique_key=["user"]), ValueError, "unique_key names 'user'"),
         (_register(lock_key=["account"]), ValueError, "lock_key names 'account'"),
         (
-            lambda: TaskSpec.of(option_tasks.keyed, 1).evolve(unique_key="user_id"),
+            # untyped callers can still pass a string: refused at run time too
+            lambda: TaskSpec.of(option_tasks.keyed, 1).evolve(unique_key="user_id"),  # type: ignore[arg-type]
             TypeError,
             "unique_key/lock_key take a sequence",
         ),

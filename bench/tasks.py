@@ -1,0 +1,21 @@
+"""Task functions both systems run. Plain functions: no typedtiger, no tasktiger import."""
+
+from __future__ import annotations
+
+import os
+import time
+
+
+def noop() -> None:
+    """Does nothing: what is measured is the queue's own cost."""
+
+
+def stamp(path: str, enqueued_at: float) -> None:
+    """Append ``enqueued_at started_at`` to ``path``; started_at is taken first thing."""
+    started_at = time.time()
+    line = f"{enqueued_at!r} {started_at!r}\n".encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line)
+    finally:
+        os.close(fd)
