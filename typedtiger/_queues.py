@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import random
+from collections.abc import Iterable, Iterator, Sequence
 
-__all__ = ["queue_matches"]
+__all__ = ["QueueSet", "queue_matches"]
 
 
 def _prefixes(queue: str) -> list[str]:
@@ -25,3 +26,43 @@ def queue_matches(queue: str, only: Sequence[str], exclude: Sequence[str]) -> bo
         if prefix in only:
             return True
     return not only
+
+
+class QueueSet:
+    """Queue names with O(1) add, discard and random choice (a worker may know thousands)."""
+
+    def __init__(self, names: Iterable[str] = ()) -> None:
+        self._names: list[str] = []
+        self._index: dict[str, int] = {}
+        self.update(names)
+
+    def add(self, name: str) -> None:
+        if name not in self._index:
+            self._index[name] = len(self._names)
+            self._names.append(name)
+
+    def update(self, names: Iterable[str]) -> None:
+        for name in names:
+            self.add(name)
+
+    def discard(self, name: str) -> None:
+        index = self._index.pop(name, None)
+        if index is None:
+            return
+        last = self._names.pop()
+        if index < len(self._names):
+            self._names[index] = last
+            self._index[last] = index
+
+    def choice(self) -> str:
+        """A name picked uniformly at random (IndexError when empty)."""
+        return self._names[random.randrange(len(self._names))]
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._names))
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._index

@@ -9,7 +9,6 @@ import functools
 import itertools
 import os
 import queue as queue_module
-import random
 import signal
 import socket
 import threading
@@ -24,7 +23,7 @@ from typing import TYPE_CHECKING, TypeVar
 import attrs
 import structlog
 
-from typedtiger._queues import queue_matches
+from typedtiger._queues import QueueSet, queue_matches
 from typedtiger._retry import check_names, decide
 from typedtiger.backends.base import (
     Claimed,
@@ -154,7 +153,7 @@ class Worker:
         self._exit_after = exit_after
         self.id = str(uuid.uuid4())
         self._log = structlog.get_logger("typedtiger.worker").bind(worker_id=self.id)
-        self._queues: set[str] = set()
+        self._queues = QueueSet()
         self._stop_requested = False
         self._next_scheduled_move = 0.0
         self._next_requeue = 0.0
@@ -259,7 +258,7 @@ class Worker:
 
     def _refresh_queues(self) -> None:
         queued = self._backend.queues_with_tasks(TaskState.QUEUED)
-        self._queues = {queue for queue in queued if self.serves(queue)}
+        self._queues = QueueSet(queue for queue in queued if self.serves(queue))
         self._next_queue_refresh = self._clock.now() + self._config.poll_task_queues_interval
 
     def _maintain(self, force: bool) -> None:
@@ -314,7 +313,7 @@ class Worker:
         self._next_stats = now + self._config.stats_interval
 
     def _process_next(self) -> bool:
-        queue = random.choice(tuple(self._queues))
+        queue = self._queues.choice()
         if self._process_queue(queue):
             return True
         self._queues.discard(queue)
@@ -359,6 +358,8 @@ class Worker:
         if pending is not None:  # the previous job's success was recorded by the same script
             self._pending_done = None
             pending.log.info("done", duration=pending.duration)
+        if claimed.queue_empty:  # don't come back for nothing (an activity message re-adds it)
+            self._queues.discard(queue)
         if claimed:
             self._handle_claimed(queue, claimed)
         return bool(claimed)

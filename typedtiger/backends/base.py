@@ -18,6 +18,7 @@ from typedtiger.clock import Clock
 __all__ = [
     "Backend",
     "Claimed",
+    "Claims",
     "Completion",
     "EnqueueMode",
     "Enqueued",
@@ -82,6 +83,13 @@ class Claimed:
     payload: str | None
     #: How many failed executions the task has had before this one.
     executions_count: int = 0
+
+
+class Claims(list[Claimed]):
+    """The tasks a claim moved to active; ``queue_empty`` says whether any are left queued
+    (so a worker need not come back to an empty queue)."""
+
+    queue_empty: bool = False
 
 
 @attrs.frozen
@@ -170,7 +178,7 @@ class Backend(Protocol):
         limit: int,
         lock_retry: float = 1.0,
         done: Completion | None = None,
-    ) -> list[Claimed]:
+    ) -> Claims:
         """Move up to ``limit`` queued tasks of ``queue`` (oldest first) to active.
 
         Nothing is claimed while the queue's system lock is held. A task that is already

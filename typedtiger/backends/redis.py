@@ -21,6 +21,7 @@ from redis.commands.core import Script
 
 from typedtiger.backends.base import (
     Claimed,
+    Claims,
     Completion,
     Enqueued,
     Failure,
@@ -228,13 +229,18 @@ class RedisBackend:
         limit: int,
         lock_retry: float = 1.0,
         done: Completion | None = None,
-    ) -> list[Claimed]:
+    ) -> Claims:
         claim = [queue, _num(now), _num(lock_retry), limit]
         if done is None:
             reply = self._run("claim", claim)
         else:
             reply = self._run("complete_claim", [*_completion_args(done), *claim])
-        return [Claimed(reply[i], reply[i + 1], int(reply[i + 2])) for i in range(0, len(reply), 3)]
+        left, *tasks = reply
+        claims = Claims(
+            Claimed(tasks[i], tasks[i + 1], int(tasks[i + 2])) for i in range(0, len(tasks), 3)
+        )
+        claims.queue_empty = int(left) <= 0  # -1: paused, nothing to claim now
+        return claims
 
     @_redis_call
     def acquire_locks(

@@ -95,13 +95,13 @@ end
 -- Move up to `limit` queued tasks of a queue to active. From ARGV[first]: queue, now,
 -- lock_retry, limit. A task that is already active (a unique task queued again while it runs)
 -- is put back in scheduled at now + lock_retry instead. Nothing is claimed under a queue
--- system lock. Returns {id, payload or false, executions count, ...}.
+-- system lock. Returns {tasks left queued, id, payload or false, executions count, ...}.
 local function claim_from(first)
   local queue, now = ARGV[first], tonumber(ARGV[first + 1])
   local lock_retry, limit = tonumber(ARGV[first + 2]), tonumber(ARGV[first + 3])
   local system_lock = redis.call('zscore', P .. ':qslock:' .. queue, 'SYSTEM_LOCK')
-  if system_lock and tonumber(system_lock) > now then return {} end
-  local result = {}
+  if system_lock and tonumber(system_lock) > now then return {-1} end
+  local result = {0}
   for _, id in ipairs(redis.call('zrange', state_key('queued', queue), 0, limit - 1)) do
     unfile('queued', queue, id)
     if in_state('active', queue, id) then
@@ -113,5 +113,6 @@ local function claim_from(first)
       result[#result + 1] = tonumber(redis.call('get', task_key(id) .. ':executions_count') or '0')
     end
   end
+  result[1] = redis.call('zcard', state_key('queued', queue))
   return result
 end
