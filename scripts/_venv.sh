@@ -23,9 +23,9 @@ typedtiger_ensure_venv() {
     fi
 
     if [[ ! -f "$stamp" || pyproject.toml -nt "$stamp" ]]; then
-        echo "==> installing typedtiger[dev,flask] into .venv (editable)"
+        echo "==> installing typedtiger[dev,flask,rollbar] into .venv (editable)"
         rm -f "$stamp"
-        "$venv/bin/python" -m pip install -q -e '.[dev,flask]'
+        "$venv/bin/python" -m pip install -q -e '.[dev,flask,rollbar]'
         touch "$stamp"
     fi
 }
