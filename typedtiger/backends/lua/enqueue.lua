@@ -6,9 +6,14 @@
 local now, publish = tonumber(ARGV[2]), ARGV[3] == '1'
 local FIELDS = 6
 
+-- SET replaces a value of any type; the sorted set and the set of queue names must be right
+-- before anything is written (checked once per key and batch).
+local checked = {}
 local function has_type(key, wanted)
+  if checked[key] then return true end
   local kind = redis.call('type', key)['ok']
-  return kind == 'none' or kind == wanted
+  checked[key] = kind == 'none' or kind == wanted
+  return checked[key]
 end
 
 -- First pass: decide every task, write nothing.
@@ -38,10 +43,10 @@ for i = 1, (#ARGV - 3) / FIELDS do
   if existing then
     replies[i] = existing
   else
-    for _, key in ipairs({state_key(state, queue), P .. ':' .. state, task_key(id)}) do
-      local wanted = key == task_key(id) and 'string' or (key == P .. ':' .. state and 'set' or 'zset')
-      if not has_type(key, wanted) then return {{'wrongtype', i, key}} end
+    if not has_type(state_key(state, queue), 'zset') then
+      return {{'wrongtype', i, state_key(state, queue)}}
     end
+    if not has_type(P .. ':' .. state, 'set') then return {{'wrongtype', i, P .. ':' .. state}} end
     if max_size > 0 then
       local size = adding[queue] or 0
       for _, counted in ipairs({'queued', 'active', 'scheduled'}) do
