@@ -8,7 +8,6 @@ from __future__ import annotations
 import functools
 import itertools
 import os
-import queue as queue_module
 import signal
 import socket
 import threading
@@ -25,6 +24,7 @@ import structlog
 
 from typedtiger._queues import QueueSet, queue_matches
 from typedtiger._retry import check_names, decide
+from typedtiger._slots import JobSlots
 from typedtiger.backends.base import (
     Claimed,
     Completion,
@@ -35,13 +35,11 @@ from typedtiger.backends.base import (
 )
 from typedtiger.exceptions import BackendUnavailable, PayloadError, TaskImportError
 from typedtiger.executor import (
-    ConcurrentExecutor,
     Executor,
     Failed,
     Job,
     Outcome,
     SyncExecutor,
-    failed_from_exception,
 )
 from typedtiger.serialization import (
     WORKER_LOST_NAME,
@@ -119,8 +117,6 @@ class Worker:
         exit_after: float | None = None,
     ) -> None:
         config = tiger.config
-        if concurrency < 1:
-            raise ValueError(f"concurrency must be >= 1, got {concurrency}")
         if max_workers_per_queue is not None and max_workers_per_queue < 1:
             raise ValueError(f"max_workers_per_queue must be >= 1, got {max_workers_per_queue}")
         self._tiger = tiger
@@ -133,16 +129,7 @@ class Worker:
         )
         self._max_workers = max_workers_per_queue
         self._executor = executor if executor is not None else _default_executor(tiger)
-        if concurrency > 1 and not isinstance(self._executor, ConcurrentExecutor):
-            raise ValueError(
-                f"concurrency {concurrency} needs an executor that can run jobs side by side "
-                f"(ForkExecutor); {type(self._executor).__name__} cannot"
-            )
-        self._concurrency = concurrency
-        self._inflight = 0
-        self._results: queue_module.SimpleQueue[tuple[Callable[[Outcome], None], Outcome]] = (
-            queue_module.SimpleQueue()
-        )
+        self._slots = JobSlots(self._executor, concurrency, config.active_task_update_timer)
         self._lease: _SlotLease | None = None
         #: A successful job whose completion rides on the next claim (one round trip less).
         self._pending_done: _Done | None = None
@@ -194,8 +181,7 @@ class Worker:
                     self._loop()
         finally:
             try:
-                while self._inflight:
-                    self._collect(timeout=None)
+                self._slots.drain()
                 self._flush_done()
             finally:
                 self._executor.close()
@@ -208,13 +194,12 @@ class Worker:
         while not self._stop_requested:
             self._maintain(force=True)
             self._refresh_queues()
-            if not self._queues and not self._inflight:
+            if not self._queues and not self._slots.running:
                 return
             claimed = False
             while self._queues and not self._stop_requested:
                 claimed = self._process_next() or claimed
-            while self._inflight:  # what they record or enqueue may make more work due
-                self._collect(timeout=None)
+            self._slots.drain()  # what they record or enqueue may make more work due
             if not claimed:
                 return  # what is queued cannot be claimed now (paused queue, no free slot)
 
@@ -227,12 +212,12 @@ class Worker:
                 return
             try:
                 self._maintain(force=False)
-                while self._inflight and self._collect(timeout=0):
+                while self._slots.running and self._slots.collect(timeout=0):
                     pass
                 if self._queues:
                     self._process_next()
-                elif self._inflight:
-                    self._collect(timeout=0.05)
+                elif self._slots.running:
+                    self._slots.collect(timeout=0.05)
                     woken = self._backend.wait_for_activity(0)
                     self._queues.update(queue for queue in woken if self.serves(queue))
                 else:
@@ -328,7 +313,7 @@ class Worker:
         limit = self._slot_limit(queue)
         if limit is None:
             return self._claim_and_run(queue)
-        holder = self.id if self._concurrency == 1 else f"{self.id}:{next(self._leases)}"
+        holder = f"{self.id}:{next(self._leases)}" if self._slots.side_by_side else self.id
         timeout = self._config.active_task_update_timeout
         if not self._backend.acquire_queue_slot(queue, holder, limit, self._clock.now(), timeout):
             return False
@@ -536,28 +521,10 @@ class Worker:
             self._busy_seconds += time.monotonic() - started
             self._record(queue, group, lock_ids, runner, outcome, log)
 
-        if self._concurrency == 1:
-            record(self._executor.execute(job, heartbeat, self._config.active_task_update_timer))
-        else:
-            self._dispatch(job, heartbeat, record)
-
-    # --- running jobs side by side ------------------------------------------------------
-
-    def _dispatch(
-        self, job: Job, heartbeat: Callable[[], None], record: Callable[[Outcome], None]
-    ) -> None:
-        """Start ``job`` in a free slot (waiting for one); a thread waits for its outcome and
-        hands it back to this thread, which records it (``_collect``)."""
-        assert isinstance(self._executor, ConcurrentExecutor)
-        while self._inflight >= self._concurrency:
-            self._collect(timeout=None)
-        lease = self._lease
-        running = self._executor.start(job)
-        self._inflight += 1
         if lease is not None:
             lease.running += 1
 
-        def done(outcome: Outcome) -> None:
+        def record_and_release(outcome: Outcome) -> None:
             try:
                 record(outcome)
             finally:
@@ -565,25 +532,7 @@ class Worker:
                     lease.running -= 1
                     self._release_if_done(lease)
 
-        def wait() -> None:
-            interval = self._config.active_task_update_timer
-            try:
-                outcome = running.wait(heartbeat, interval)
-            except BaseException as exc:  # the child was killed and reaped: report, don't lose
-                outcome = failed_from_exception(exc, job.clock.now(), job.clock.now(), True)
-            self._results.put((done, outcome))
-
-        threading.Thread(target=wait, name="typedtiger-job", daemon=True).start()
-
-    def _collect(self, timeout: float | None) -> bool:
-        """Record one finished job's outcome; False if none finished within ``timeout``."""
-        try:
-            done, outcome = self._results.get(timeout=timeout)
-        except queue_module.Empty:
-            return False
-        self._inflight -= 1
-        done(outcome)
-        return True
+        self._slots.run(job, heartbeat, record_and_release)
 
     def _hard_timeout(self, tasks: Sequence[Task], registration: Registration | None) -> float:
         own = [task.payload.hard_timeout for task in tasks if task.payload.hard_timeout]
@@ -640,7 +589,7 @@ class Worker:
             self._flush_done()
             done = Completion(queue, tuple(ids), tuple(lock_ids))
             self._pending_done = _Done(done, log, duration)
-            if self._concurrency > 1 or self._stop_requested:
+            if self._slots.side_by_side or self._stop_requested:
                 self._flush_done()
             return
         first, count = group[0]
