@@ -47,15 +47,13 @@ def check_names(payload: TaskPayload, allowed_modules: Sequence[str] | None) -> 
     outside ``allowed_modules``: its runner class, custom retry function, retry_on classes."""
     if allowed_modules is None:
         return
-    named = [("runner_class", payload.runner_class)]
+    named = [("runner_class", payload.runner_class, allowed_modules)]
     if isinstance(payload.retry_method, Custom):
-        named.append(("retry function", payload.retry_method.func))
+        named.append(("retry function", payload.retry_method.func, allowed_modules))
     exceptions = (*allowed_modules, *_ALWAYS_ALLOWED_EXCEPTIONS)
-    named += [
-        ("retry_on", name) for name in payload.retry_on or () if not is_allowed(name, exceptions)
-    ]
-    for field, name in named:
-        if name is not None and not is_allowed(name, allowed_modules):
+    named += [("retry_on", name, exceptions) for name in payload.retry_on or ()]
+    for field, name, allowed in named:
+        if name is not None and not is_allowed(name, allowed):
             raise TaskImportError(
                 f"the task's {field} {name!r} is outside Config.allowed_task_modules"
             )

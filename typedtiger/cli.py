@@ -177,12 +177,9 @@ def _run_worker(
         restricted.adopt(tiger)
         tiger = restricted
     _adopt_registrations(tiger, _import_modules(modules))
-    executors: dict[str | None, Executor | None] = {
-        "fork": ForkExecutor(),
-        "sync": SyncExecutor(),
-        None: None,
-    }
-    executor = executors[executor_name]
+    executor: Executor | None = None  # None: the Worker picks by backend
+    if executor_name is not None:
+        executor = ForkExecutor() if executor_name == "fork" else SyncExecutor()
     try:
         worker = Worker(
             tiger,

@@ -10,7 +10,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-__all__ = ["Clock", "ManualClock", "SystemClock", "to_timestamp"]
+__all__ = ["Clock", "ManualClock", "SystemClock", "due_at", "duration_seconds", "to_timestamp"]
 
 _DEFAULT_MANUAL_START = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -39,6 +39,20 @@ def to_timestamp(when: datetime | float) -> float:
     return float(when)
 
 
+def duration_seconds(duration: float | timedelta) -> float:
+    """A duration in seconds."""
+    return duration.total_seconds() if isinstance(duration, timedelta) else float(duration)
+
+
+def due_at(when: datetime | timedelta | None, now: float) -> float:
+    """Epoch seconds of ``when``: now (None), now + a delay (timedelta), or a datetime."""
+    if when is None:
+        return now
+    if isinstance(when, timedelta):
+        return now + when.total_seconds()
+    return to_timestamp(when)
+
+
 class ManualClock:
     """A clock that stands still until ``advance`` or ``set`` moves it."""
 
@@ -50,10 +64,10 @@ class ManualClock:
 
     def advance(self, by: float | timedelta) -> None:
         """Move forward by ``by`` seconds (or a timedelta); moving backwards is refused."""
-        seconds = by.total_seconds() if isinstance(by, timedelta) else float(by)
-        if seconds < 0:
-            raise ValueError(f"a ManualClock cannot go backwards (advance by {seconds})")
-        self._now += seconds
+        delta = duration_seconds(by)
+        if delta < 0:
+            raise ValueError(f"a ManualClock cannot go backwards (advance by {delta})")
+        self._now += delta
 
     def set(self, when: datetime | float) -> None:
         """Jump to ``when`` (a naive datetime is read as UTC)."""

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from typedtiger import _context
 from typedtiger.backends.base import StoredTask, TaskState
-from typedtiger.clock import to_timestamp
+from typedtiger.clock import due_at
 from typedtiger.exceptions import PayloadError, TaskNotFound
 from typedtiger.serialization import (
     ExecutionRecord,
@@ -238,9 +238,7 @@ class Task:
     def update_scheduled_time(self, when: datetime | timedelta) -> None:
         """Move a scheduled task to another time."""
         self._require_state(TaskState.SCHEDULED)
-        now = self._tiger.clock.now()
-        due = now + when.total_seconds() if isinstance(when, timedelta) else to_timestamp(when)
-        self._move_to(TaskState.SCHEDULED, due)
+        self._move_to(TaskState.SCHEDULED, due_at(when, self._tiger.clock.now()))
 
     def _move_to(self, to_state: TaskState, when: float) -> None:
         assert self._state is not None

@@ -36,7 +36,7 @@ import attrs
 from typedtiger._json import JSONValue
 from typedtiger._names import import_qualified, qualified_name
 from typedtiger.backends.base import StoredTask, TaskState
-from typedtiger.clock import ManualClock, to_timestamp
+from typedtiger.clock import ManualClock, duration_seconds, to_timestamp
 from typedtiger.config import Config
 from typedtiger.exceptions import NotInitialized
 from typedtiger.executor import Failed, Job, Outcome, SyncExecutor
@@ -389,12 +389,10 @@ class TigerHarness:
         every one of its times; it ends at ``now + by``. ``harness.clock.advance`` moves time
         without running anything.
         """
-        seconds = by.total_seconds() if isinstance(by, timedelta) else float(by)
-        if seconds < 0:
-            raise ValueError(f"cannot advance by a negative time ({seconds} s)")
-        return self._run_passes(
-            self.clock.now() + seconds, raise_errors, queues, _Budget(max_tasks)
-        )
+        delta = duration_seconds(by)
+        if delta < 0:
+            raise ValueError(f"cannot advance by a negative time ({delta} s)")
+        return self._run_passes(self.clock.now() + delta, raise_errors, queues, _Budget(max_tasks))
 
     def run_until(
         self,

@@ -15,7 +15,7 @@ from typedtiger._names import import_allowed, qualified_name
 from typedtiger._queues import queue_matches
 from typedtiger._registry import BatchTaskFunction, Registration, TaskFunction
 from typedtiger.backends.base import Backend, Enqueued, EnqueueMode, NewTask, TaskState
-from typedtiger.clock import Clock, to_timestamp
+from typedtiger.clock import Clock, due_at, to_timestamp
 from typedtiger.config import Config
 from typedtiger.exceptions import (
     ArgumentError,
@@ -323,17 +323,18 @@ class Tiger:
         built: Sequence[tuple[TaskPayload, str]],
         *,
         when: datetime | timedelta | None = None,
+        mode: EnqueueMode | None = None,
     ) -> list[Task]:
         """Store built payloads (see ``build``), or run them now in eager mode."""
         now = self.clock.now()
-        due = _due(when, now)
+        due = due_at(when, now)
         timed = [
             (attrs.evolve(payload, time_last_queued=now, scheduled_at=max(due, now)), queue)
             for payload, queue in built
         ]
         if self.config.always_eager and due <= now:
             return [self._run_eagerly(payload, queue) for payload, queue in timed]
-        new_tasks = [self._new_task(payload, queue, due) for payload, queue in timed]
+        new_tasks = [self._new_task(payload, queue, due, mode) for payload, queue in timed]
         results = self.backend.enqueue(new_tasks, now, self.config.publish_queued_tasks)
         return [
             self._stored_handle(payload, queue, result)
@@ -347,7 +348,9 @@ class Tiger:
                 payload = decode_stored_payload(payload.id, result.existing_payload)
         return Task(self, payload=payload, queue=queue, state=result.state, score=result.score)
 
-    def _new_task(self, payload: TaskPayload, queue: str, due: float) -> NewTask:
+    def _new_task(
+        self, payload: TaskPayload, queue: str, due: float, mode: EnqueueMode | None
+    ) -> NewTask:
         encoded = encode_payload(payload)
         size = len(encoded.encode("utf8"))
         limit = self.config.max_payload_bytes
@@ -362,7 +365,7 @@ class Tiger:
             queue=queue,
             payload=encoded,
             due=due,
-            mode=EnqueueMode.UNIQUE if payload.unique else EnqueueMode.PLAIN,
+            mode=mode or (EnqueueMode.UNIQUE if payload.unique else EnqueueMode.PLAIN),
             max_queue_size=payload.max_queue_size,
         )
 
@@ -561,14 +564,6 @@ class Tiger:
                 break
             purged += self.backend.purge_errors(queue, before, remaining)
         return purged
-
-
-def _due(when: datetime | timedelta | None, now: float) -> float:
-    if when is None:
-        return now
-    if isinstance(when, timedelta):
-        return now + when.total_seconds()
-    return to_timestamp(when)
 
 
 def _interoperable_names(exception_names: tuple[str, ...] | None) -> tuple[str, ...] | None:

@@ -30,7 +30,6 @@ from typedtiger.backends.base import (
     Completion,
     EnqueueMode,
     Failure,
-    NewTask,
     TaskState,
 )
 from typedtiger.exceptions import BackendUnavailable, PayloadError, TaskImportError
@@ -47,7 +46,6 @@ from typedtiger.serialization import (
     TaskPayload,
     decode_stored_payload,
     encode_execution,
-    encode_payload,
     unique_task_id,
 )
 from typedtiger.task import Task
@@ -370,19 +368,7 @@ class Worker:
             payload = decode_stored_payload(item.id, item.payload)
         except PayloadError as exc:
             self._log.error("broken task quarantined", queue=queue, task_id=item.id, error=str(exc))
-            self._record_failure(
-                queue,
-                [item.id],
-                [],
-                ExecutionRecord(
-                    time_failed=self._clock.now(),
-                    exception_name="typedtiger.exceptions:PayloadError",
-                    exception=str(exc),
-                    host=_HOST,
-                ),
-                TaskState.ERROR,
-                None,
-            )
+            self._record_failure(queue, [item.id], [], self._not_run(exc), TaskState.ERROR, None)
             return None
         return Task(self._tiger, payload=payload, queue=queue, state=TaskState.ACTIVE)
 
@@ -438,13 +424,18 @@ class Worker:
             task_ids=[task.id for task in tasks],
             error=str(exc),
         )
-        record = ExecutionRecord(
+        self._record_failure(
+            queue, [t.id for t in tasks], [], self._not_run(exc), TaskState.ERROR, None
+        )
+
+    def _not_run(self, exc: Exception) -> ExecutionRecord:
+        """The execution record of a task refused before it ran."""
+        return ExecutionRecord(
             time_failed=self._clock.now(),
             exception_name=f"{type(exc).__module__}:{type(exc).__qualname__}",
             exception=str(exc),
             host=_HOST,
         )
-        self._record_failure(queue, [t.id for t in tasks], [], record, TaskState.ERROR, None)
 
     def _take_locks(
         self, queue: str, group: list[tuple[Task, int]]
@@ -551,18 +542,7 @@ class Worker:
         next_run = registration.schedule.next_run(datetime.fromtimestamp(now, UTC))
         if next_run is None:
             return
-        payload, queue = self._tiger.build(registration.defaults)
-        due = next_run.timestamp()
-        payload = attrs.evolve(payload, time_last_queued=now, scheduled_at=due)
-        self._backend.enqueue(
-            [
-                NewTask(
-                    id=payload.id, queue=queue, payload=encode_payload(payload), due=due, mode=mode
-                )
-            ],
-            now,
-            self._config.publish_queued_tasks,
-        )
+        self._tiger.store([self._tiger.build(registration.defaults)], when=next_run, mode=mode)
 
     def _register_periodic_tasks(self) -> None:
         for registration in self._tiger.registrations.values():

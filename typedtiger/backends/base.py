@@ -289,10 +289,6 @@ class Backend(Protocol):
         """Move the task to another state with score ``when``; False if it is not there."""
         ...
 
-    def reschedule(self, queue: str, task_id: str, when: float) -> bool:
-        """Change a scheduled task's time; False if it is not scheduled."""
-        ...
-
     def set_queue_system_lock(self, queue: str, until: float) -> None:
         """Pause ``queue`` until ``until`` (epoch seconds)."""
         ...

@@ -413,9 +413,6 @@ class RedisBackend:
         args = [queue, from_state.value, task_id, to_state.value, _num(when), int(publish)]
         return bool(self._run("move", args))
 
-    def reschedule(self, queue: str, task_id: str, when: float) -> bool:
-        return self.move(queue, TaskState.SCHEDULED, task_id, TaskState.SCHEDULED, when, False)
-
     @_redis_call
     def set_queue_system_lock(self, queue: str, until: float) -> None:
         key = self._key("qslock", queue)
