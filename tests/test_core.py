@@ -176,6 +176,34 @@ def test_enqueue_many_stores_every_task(tiger: Tiger) -> None:
     assert sorted(call[1] for call in tasks.CALLS) == [0, 1, 2, 3, 4]  # type: ignore[type-var]
 
 
+def test_enqueue_many_handles_match_storage_exactly(
+    tiger: Tiger, backend: RedisBackend, clock: ManualClock
+) -> None:
+    clock.advance(0.123456789)  # a time whose every digit must survive the round trip
+    already = tiger.enqueue(TaskSpec.of(tasks.simple, "u").evolve(unique=True))
+    clock.advance(1.5)
+    later = datetime.fromtimestamp(clock.now() + 3600.987654321, UTC)
+    specs = [
+        TaskSpec.of(tasks.simple, 1),
+        TaskSpec.of(tasks.simple, 2).evolve(queue="other"),
+        TaskSpec.of(tasks.simple, 3),
+        TaskSpec.of(tasks.simple, "u").evolve(unique=True),  # equal to one already stored
+        TaskSpec.of(tasks.simple, "v").evolve(unique=True),
+        TaskSpec.of(tasks.simple, "v").evolve(unique=True),  # equal to one earlier in the batch
+    ]
+    created = tiger.enqueue_many(specs) + tiger.enqueue_many(specs[:2], when=later)
+
+    expected_states = [TaskState.QUEUED] * 6 + [TaskState.SCHEDULED] * 2
+    assert [task.state for task in created] == expected_states
+    assert created[3].id == already.id and created[3].ts == already.ts
+    assert created[5].id == created[4].id
+    assert created[6].ts == later
+    for task in created:
+        stored = backend.client.zscore(f"t:{task.state.value}:{task.queue}", task.id)
+        assert stored is not None and task.ts == datetime.fromtimestamp(stored, UTC), task
+    assert tiger.get_queue_sizes("default")[TaskState.QUEUED] == 4
+
+
 def test_decorated_task_delay_and_spec(tiger: Tiger) -> None:
     spec = tasks.Holder.static_task.spec(3)
     assert spec.queue == "static"

@@ -8,6 +8,7 @@ loaded once and run by EVALSHA (redis-py reloads it on NOSCRIPT). Only this modu
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -24,6 +25,7 @@ from typedtiger.backends.base import (
     Claims,
     Completion,
     Enqueued,
+    EnqueueMode,
     Failure,
     NewTask,
     StoredTask,
@@ -84,6 +86,10 @@ def _redis_call(method: Callable[P, R]) -> Callable[P, R]:
             return method(*args, **kwargs)
 
     return wrapper
+
+
+def _enqueue_options(task: NewTask) -> tuple[str, float, EnqueueMode, int | None]:
+    return task.queue, task.due, task.mode, task.max_queue_size
 
 
 def _num(value: float) -> str:
@@ -161,19 +167,17 @@ class RedisBackend:
 
     @_redis_call
     def enqueue(self, tasks: Sequence[NewTask], now: float, publish: bool) -> list[Enqueued]:
-        args: list[object] = [_num(now), int(publish)]
-        for task in tasks:
-            args += [
-                task.id,
-                task.queue,
-                task.payload,
-                _num(task.due),
-                task.mode.value,
-                task.max_queue_size or 0,
-            ]
-        replies = self._run("enqueue", args) if tasks else []
-        if replies and replies[0][0] in ("full", "wrongtype"):
-            status, number, detail = replies[0]
+        if not tasks:
+            return []
+        now_arg = _num(now)
+        args: list[object] = [now_arg, int(publish)]
+        # Neighbours sharing their options travel as one group: two arguments per task.
+        for (queue, due, mode, max_size), group in itertools.groupby(tasks, _enqueue_options):
+            pairs = [item for task in group for item in (task.id, task.payload)]
+            args += [queue, _num(due), mode.value, max_size or 0, len(pairs) // 2, *pairs]
+        status, *rest = self._run("enqueue", args)
+        if status != "ok":
+            number, detail = rest
             task = tasks[int(number) - 1]
             if status == "full":
                 raise QueueFullException(
@@ -183,10 +187,16 @@ class RedisBackend:
             raise TypedTigerError(
                 f"WRONGTYPE: Redis key {detail!r} holds another type of value; nothing was enqueued"
             )
-        return [
-            Enqueued(TaskState(state), float(score), rest[0] if status == "exists" else None)
-            for status, state, score, *rest in replies
+        results = [
+            Enqueued(TaskState.QUEUED, now)
+            if task.due <= now
+            else Enqueued(TaskState.SCHEDULED, task.due)
+            for task in tasks
         ]
+        for at in range(0, len(rest), 4):
+            number, state, score, payload = rest[at : at + 4]
+            results[int(number) - 1] = Enqueued(TaskState(state), float(score), payload)
+        return results
 
     # --- consuming ----------------------------------------------------------------------
 
