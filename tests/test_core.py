@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import types
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
+import redis
 
 from tests import tasks
-from tests.conftest import run_worker
-from typedtiger import Task, TaskSpec, TaskState, Tiger
+from tests.conftest import REDIS_URL, run_worker
+from typedtiger import Config, Task, TaskSpec, TaskState, Tiger
+from typedtiger.backends import redis as redis_backend
 from typedtiger.backends.redis import RedisBackend
 from typedtiger.clock import ManualClock
 from typedtiger.exceptions import ArgumentError
@@ -199,9 +202,51 @@ def test_enqueue_many_handles_match_storage_exactly(
     assert created[5].id == created[4].id
     assert created[6].ts == later
     for task in created:
+        assert task.state is not None
         stored = backend.client.zscore(f"t:{task.state.value}:{task.queue}", task.id)
         assert stored is not None and task.ts == datetime.fromtimestamp(stored, UTC), task
     assert tiger.get_queue_sizes("default")[TaskState.QUEUED] == 4
+
+
+def test_a_script_the_server_does_not_know_is_loaded(
+    tiger: Tiger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # (SCRIPT FLUSH would be server-wide: an unknown sha gets the same NOSCRIPT reply)
+    monkeypatch.setitem(redis_backend._SHAS, "enqueue", "0" * 40)
+    tiger.enqueue(TaskSpec.of(tasks.simple, 1))
+    tiger.enqueue(TaskSpec.of(tasks.simple, 2))
+    assert tiger.get_queue_sizes("default")[TaskState.QUEUED] == 2
+
+
+class _DroppingConnection(redis.Connection):
+    """Loses the next reply (and its socket) while ``drops`` is positive."""
+
+    drops = 0
+
+    def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        reply = super().read_response(*args, **kwargs)
+        if type(self).drops > 0:
+            type(self).drops -= 1
+            self.disconnect()
+            raise redis.exceptions.ConnectionError("connection lost (test)")
+        return reply
+
+
+def test_a_connection_lost_before_the_reply_is_replaced(redis_db: redis.Redis[str]) -> None:
+    pool = redis.ConnectionPool.from_url(
+        REDIS_URL, decode_responses=True, connection_class=_DroppingConnection
+    )
+    client: redis.Redis[str] = redis.Redis(connection_pool=pool, decode_responses=True)
+    tiger = Tiger(RedisBackend(client), Config())
+    tiger.enqueue(TaskSpec.of(tasks.simple, 1))
+    _DroppingConnection.drops = 1
+
+    tiger.enqueue(TaskSpec.of(tasks.simple, 2))  # the script ran, its reply was lost: retried
+
+    assert _DroppingConnection.drops == 0
+    # The retry sent the same task id: stored once.
+    assert tiger.get_queue_sizes("default")[TaskState.QUEUED] == 2
+    client.close()
 
 
 def test_decorated_task_delay_and_spec(tiger: Tiger) -> None:
