@@ -106,7 +106,8 @@ def _evalsha_direct(pool: redis.ConnectionPool, sha: str, args: Sequence[object]
     # (types-redis lags redis-py: since 5.3 the arguments are deprecated and unused)
     conn = pool.get_connection()  # type: ignore[call-arg]
     try:
-        conn.send_command("EVALSHA", sha, 0, *args)
+        # (types-redis lags redis-py, which sends each bytes item of the list as it is)
+        conn.send_packed_command([_pack_evalsha(sha, args)])  # type: ignore[list-item]
         return conn.read_response()
     except redis.exceptions.NoScriptError:
         return _RETRY
@@ -120,6 +121,20 @@ def _evalsha_direct(pool: redis.ConnectionPool, sha: str, args: Sequence[object]
         raise
     finally:
         pool.release(conn)
+
+
+def _pack_evalsha(sha: str, args: Sequence[object]) -> bytes:
+    """``EVALSHA sha 0 *args`` in RESP (a tenth of redis-py's general packer's time)."""
+    parts = [b"*%d\r\n$7\r\nEVALSHA\r\n$40\r\n%s\r\n$1\r\n0\r\n" % (len(args) + 3, sha.encode())]
+    for arg in args:
+        if isinstance(arg, str):
+            data = arg.encode("utf8")
+        elif isinstance(arg, int | float) and not isinstance(arg, bool):
+            data = repr(arg).encode("ascii")
+        else:
+            raise TypeError(f"a script argument must be a str, int or float, not {arg!r}")
+        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(parts)
 
 
 def _enqueue_options(task: NewTask) -> tuple[str, float, EnqueueMode, int | None]:
