@@ -14,10 +14,12 @@ from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
 from types import FrameType
 
+import attrs
 import pytest
 from structlog.testing import capture_logs
 
 from typedtiger import _fork
+from typedtiger._job_wire import JobWire
 from typedtiger._json import JSONValue
 from typedtiger._outcome import Failed, Outcome, Succeeded
 from typedtiger.backends.base import TaskState
@@ -130,6 +132,41 @@ def no_beat() -> None:
     pass
 
 
+class RegistryWire:
+    """Test codec: jobs travel as keys of a registry filled before the spare is forked
+    (``start`` encodes the job first, then forks its first spare)."""
+
+    def __init__(self) -> None:
+        self.jobs: dict[bytes, Job] = {}
+
+    def encode(self, job: Job) -> bytes:
+        key = str(len(self.jobs)).encode()
+        self.jobs[key] = job
+        return key
+
+    def decode(self, data: bytes) -> Job:
+        return self.jobs[data]
+
+
+@pytest.fixture(autouse=True, params=["fork per job", "spare"])
+def fork_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs twice: forking at start, and through a spare forked ahead."""
+    mode: str = request.param
+    monkeypatch.setattr(sys.modules[__name__], "SPARES", mode == "spare")
+    return mode
+
+
+SPARES = False
+
+
+def fork_executor(kill_grace: float = 5.0) -> ForkExecutor:
+    """A ForkExecutor in this test's mode (see ``fork_mode``)."""
+    executor = ForkExecutor(kill_grace=kill_grace)
+    if SPARES:
+        executor.use_spares(RegistryWire())
+    return executor
+
+
 def run(
     job: Job,
     *,
@@ -137,7 +174,7 @@ def run(
     heartbeat: Callable[[], None] = no_beat,
     interval: float = 10.0,
 ) -> Outcome:
-    executor = ForkExecutor(kill_grace=kill_grace)
+    executor = fork_executor(kill_grace=kill_grace)
     outcome = executor.execute(job, heartbeat, interval)
     executor.close()
     assert_no_child_left()
@@ -399,7 +436,7 @@ def test_child_dies_with_its_worker(tmp_path: Path) -> None:
     worker = os.fork()
     if worker == 0:
         try:
-            ForkExecutor().execute(job, no_beat, 10.0)
+            fork_executor().execute(job, no_beat, 10.0)
         finally:
             os._exit(0)
     try:
@@ -438,3 +475,72 @@ def test_without_pidfd(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     assert failed(run(make_job(exit_with, 3))).message == "the task's process exited with code 3"
     assert failed(run(make_job(fail_with_size, 1 << 20))).message == "x" * (1 << 20)
     test_lingering_grandchild_does_not_delay_the_outcome(tmp_path)
+
+
+# --- spares: children forked ahead of their job -----------------------------------------------
+
+
+def spare_executor() -> ForkExecutor:
+    executor = ForkExecutor()
+    executor.use_spares(JobWire(TIGER, store_traceback=True))
+    return executor
+
+
+def spare_pid(executor: ForkExecutor) -> int:
+    spare = executor._spare
+    assert spare is not None, "no spare was forked ahead"
+    return spare.pid
+
+
+def test_job_wire_rebuilds_the_job() -> None:
+    job = make_job(fail, "boom", hard_timeout=7.5)
+    wire = JobWire(TIGER, store_traceback=False)
+    rebuilt = wire.decode(wire.encode(job))
+    assert rebuilt.func is fail
+    assert [task.payload for task in rebuilt.tasks] == [task.payload for task in job.tasks]
+    assert (rebuilt.queue, rebuilt.batch, rebuilt.hard_timeout) == ("q", False, 7.5)
+    assert rebuilt.serialized_func == job.serialized_func
+    assert rebuilt.store_traceback is False
+    assert rebuilt.clock is TIGER.clock
+
+
+def test_the_next_job_runs_in_the_spare_forked_after_the_last(tmp_path: Path) -> None:
+    executor = spare_executor()
+    first_path, second_path = tmp_path / "first", tmp_path / "second"
+    assert isinstance(
+        executor.execute(make_job(record_pid, str(first_path)), no_beat, 10), Succeeded
+    )
+    waiting = spare_pid(executor)
+    assert alive(waiting)
+    assert isinstance(
+        executor.execute(make_job(record_pid, str(second_path)), no_beat, 10), Succeeded
+    )
+    assert int(second_path.read_text()) == waiting
+    assert int(first_path.read_text()) != waiting
+    executor.close()
+    assert not alive(waiting)
+    assert_no_child_left()
+
+
+def test_a_dead_spare_is_replaced(tmp_path: Path) -> None:
+    executor = spare_executor()
+    executor.execute(make_job(ok), no_beat, 10)
+    dead = spare_pid(executor)
+    os.kill(dead, signal.SIGTERM)
+    assert wait_until(lambda: not alive(dead), 2.0)
+    path = tmp_path / "pid"
+    assert isinstance(executor.execute(make_job(record_pid, str(path)), no_beat, 10), Succeeded)
+    assert int(path.read_text()) != dead
+    executor.close()
+    assert_no_child_left()
+
+
+def test_a_job_the_spare_cannot_rebuild_fails_with_the_reason() -> None:
+    executor = spare_executor()
+    job = attrs.evolve(make_job(ok), serialized_func="tests.no_such_module:gone")
+    outcome = failed(executor.execute(job, no_beat, 10))
+    executor.close()
+    assert outcome.exception_name == "typedtiger.exceptions:TaskImportError"
+    assert "tests.no_such_module" in outcome.message
+    assert outcome.traceback is not None
+    assert_no_child_left()

@@ -18,9 +18,10 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Final, NoReturn
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Final, NoReturn, Protocol
 
+import attrs
 import structlog
 
 from typedtiger._outcome import Outcome
@@ -30,7 +31,7 @@ from typedtiger.serialization import decode_outcome, encode_outcome
 if TYPE_CHECKING:
     from typedtiger.executor import Job
 
-__all__ = ["ForkExecutor", "ForkedJob"]
+__all__ = ["ForkExecutor", "ForkedJob", "JobCodec"]
 
 _log = structlog.get_logger("typedtiger.executor")
 
@@ -87,6 +88,8 @@ class ForkExecutor:
         #: Children that reported their outcome and are exiting: (pid, when it reported).
         self._exiting: list[tuple[int, float]] = []
         self._lock = threading.Lock()
+        self._wire: JobCodec | None = None
+        self._spare: _Spare | None = None
 
     @property
     def kill_grace(self) -> float:
@@ -97,7 +100,11 @@ class ForkExecutor:
         return f"ForkExecutor(kill_grace={self._kill_grace:g})"
 
     def close(self) -> None:
-        """Reap every child that is still exiting (the worker calls this when it stops)."""
+        """Let the spare child go and reap every child still exiting (the worker calls this
+        when it stops)."""
+        spare, self._spare = self._spare, None
+        if spare is not None:
+            spare.discard()
         self._reap_exiting(block=True)
 
     def _reap_exiting(self, block: bool) -> None:
@@ -133,18 +140,73 @@ class ForkExecutor:
             raise ValueError(f"heartbeat_interval must be > 0, not {heartbeat_interval!r}")
         return self.start(job).wait(heartbeat, heartbeat_interval)
 
-    def start(self, job: Job) -> ForkedJob:
-        """Fork the child that runs ``job`` and return at once; ``wait`` on the result.
+    def use_spares(self, wire: JobCodec) -> None:
+        """Keep one child forked ahead of the next job, waiting for it (the Worker does this).
 
-        Fork from the thread that owns the worker's state (the child inherits it); the
+        The fork then happens while the previous job runs or the worker waits, off the path
+        from claim to start. The worker sends each job through a pipe with ``wire.encode``;
+        the spare rebuilds it with ``wire.decode`` and runs it like any child.
+        """
+        self._wire = wire
+
+    def start(self, job: Job) -> ForkedJob:
+        """Start the child that runs ``job`` and return at once; ``wait`` on the result.
+
+        Call from the thread that owns the worker's state (children are forked from it); the
         ``wait`` may happen in another thread.
         """
         self._reap_exiting(block=False)
+        wire = self._wire
+        if wire is None:
+            pid, read_fd = self._fork(functools.partial(_run_in_child, job), ())
+            return self._started(job, pid, read_fd)
+        data = wire.encode(job)
+        spare, self._spare = self._spare, None
+        if spare is None:
+            spare = self._fork_spare(wire)
+        try:
+            _write_all(spare.job_fd, data)
+        except OSError:  # the spare died (e.g. a signal sent to the worker's process group)
+            spare.discard()
+            spare = self._fork_spare(wire)
+            try:
+                _write_all(spare.job_fd, data)
+            except BaseException:
+                spare.discard()
+                raise
+        os.close(spare.job_fd)
+        forked = self._started(job, spare.pid, spare.outcome_fd)
+        try:
+            self._spare = self._fork_spare(wire)
+        except OSError as exc:  # no spare this time (too many processes?): the job runs on
+            _log.warning("could not fork a spare child", error=str(exc))
+        return forked
+
+    def _started(self, job: Job, pid: int, read_fd: int) -> ForkedJob:
+        deadline = time.monotonic() + job.hard_timeout + self._kill_grace
+        return ForkedJob(self, job, pid, read_fd, job.clock.now(), deadline)
+
+    def _fork_spare(self, wire: JobCodec) -> _Spare:
+        job_read, job_write = os.pipe()
+        try:
+            pid, outcome_fd = self._fork(
+                functools.partial(_run_sent_job, job_read, wire), (job_write,)
+            )
+        except BaseException:
+            os.close(job_write)
+            raise
+        finally:
+            os.close(job_read)
+        return _Spare(pid, job_write, outcome_fd)
+
+    def _fork(
+        self, run: Callable[[], Outcome | None], close_in_child: Sequence[int]
+    ) -> tuple[int, int]:
+        """Fork a child that calls ``run`` and reports its outcome; its pid and the read end
+        of its outcome pipe."""
         prctl = _load_prctl()  # resolved before the fork: the child only calls it
         parent_pid = os.getpid()
         _flush_std_streams()  # or buffered output would be written twice, once by the child
-        started = job.clock.now()
-        deadline = time.monotonic() + job.hard_timeout + self._kill_grace
         read_fd, write_fd = os.pipe()
         try:
             # Signals stay blocked across the fork so that no Python signal handler can run in
@@ -153,7 +215,8 @@ class ForkExecutor:
             try:
                 pid = os.fork()
                 if pid == 0:
-                    _child_main(job, read_fd, write_fd, parent_pid, mask, prctl)
+                    close = (read_fd, *close_in_child)
+                    _child_main(run, close, write_fd, parent_pid, mask, prctl)
             finally:
                 signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         except BaseException:
@@ -161,11 +224,35 @@ class ForkExecutor:
             raise
         finally:
             os.close(write_fd)
-        return ForkedJob(self, job, pid, read_fd, started, deadline)
+        return pid, read_fd
 
     def _exited_later(self, pid: int) -> None:
         with self._lock:
             self._exiting.append((pid, time.monotonic()))
+
+
+class JobCodec(Protocol):
+    """How a job travels to a spare child: encoded in the worker, rebuilt in the child."""
+
+    def encode(self, job: Job) -> bytes: ...
+
+    def decode(self, data: bytes) -> Job: ...
+
+
+@attrs.frozen
+class _Spare:
+    """A child forked ahead, blocked reading its job from ``job_fd``."""
+
+    pid: int
+    job_fd: int  # the write end of its job pipe
+    outcome_fd: int  # the read end of its outcome pipe
+
+    def discard(self) -> None:
+        """Kill and reap it; close its pipes (the job pipe may already be closed)."""
+        _kill_and_reap(self.pid)
+        with contextlib.suppress(OSError):
+            os.close(self.job_fd)
+        os.close(self.outcome_fd)
 
 
 class ForkedJob:
@@ -358,14 +445,14 @@ class _ChildWatch:
 
 
 def _child_main(
-    job: Job,
-    read_fd: int,
+    run: Callable[[], Outcome | None],
+    close_fds: Sequence[int],
     write_fd: int,
     parent_pid: int,
     mask: set[int | signal.Signals],
     prctl: _Prctl | None,
 ) -> NoReturn:
-    """The child's whole life: run the job, send its outcome, exit. Never returns."""
+    """The child's whole life: ``run``, send its outcome (if any), exit. Never returns."""
     code = 1
     try:
         if prctl is not None:
@@ -380,13 +467,16 @@ def _child_main(
             # The child's garbage collections skip what it inherited: scanning those objects
             # would copy (fault in) the worker's pages for nothing.
             gc.freeze()
-            os.close(read_fd)
+            for fd in close_fds:
+                os.close(fd)
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             with contextlib.suppress(ValueError):
                 signal.set_wakeup_fd(-1)  # the worker's wakeup fd is not ours to write to
             signal.pthread_sigmask(signal.SIG_SETMASK, mask - {signal.SIGALRM, signal.SIGTERM})
-            _write_all(write_fd, encode_outcome(_run_in_child(job)).encode("utf-8"))
+            outcome = run()
+            if outcome is not None:
+                _write_all(write_fd, encode_outcome(outcome).encode("utf-8"))
             os.close(write_fd)  # EOF now: the parent need not wait for the exit to finish
             code = 0
     except BaseException:
@@ -397,6 +487,23 @@ def _child_main(
             _flush_std_streams()
         finally:
             os._exit(code)
+
+
+def _run_sent_job(job_fd: int, wire: JobCodec) -> Outcome | None:
+    """A spare child's job: read it from the worker, rebuild it and run it (None: the worker
+    closed the pipe without sending one, it no longer needs this spare)."""
+    from typedtiger.executor import failed_from_exception
+
+    data = _read_all(job_fd)
+    os.close(job_fd)
+    if not data:
+        return None
+    try:
+        job = wire.decode(data)
+    except Exception as exc:  # e.g. its function's module fails to import here
+        now = time.time()
+        return failed_from_exception(exc, now, now, store_traceback=True)
+    return _run_in_child(job)
 
 
 def _run_in_child(job: Job) -> Outcome:
@@ -422,6 +529,13 @@ def _write_all(fd: int, data: bytes) -> None:
     while view:
         written = os.write(fd, view)
         view = view[written:]
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while chunk := os.read(fd, _READ_SIZE):
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _decode(data: bytes, log: dict[str, object]) -> Outcome | None:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, TypeVar
 import attrs
 import structlog
 
+from typedtiger._job_wire import JobWire
 from typedtiger._queues import QueueSet, queue_matches
 from typedtiger._retry import check_names, decide
 from typedtiger._slots import JobSlots
@@ -36,6 +37,7 @@ from typedtiger.exceptions import BackendUnavailable, PayloadError, TaskImportEr
 from typedtiger.executor import (
     Executor,
     Failed,
+    ForkExecutor,
     Job,
     Outcome,
     SyncExecutor,
@@ -135,6 +137,8 @@ class Worker:
         self._store_tracebacks = (
             config.store_tracebacks if store_tracebacks is None else store_tracebacks
         )
+        if isinstance(self._executor, ForkExecutor):
+            self._executor.use_spares(JobWire(tiger, self._store_tracebacks))
         self._exit_after = exit_after
         self.id = str(uuid.uuid4())
         self._log = structlog.get_logger("typedtiger.worker").bind(worker_id=self.id)
@@ -689,7 +693,5 @@ class Worker:
 
 def _default_executor(tiger: Tiger) -> Executor:
     if tiger.backend.forks_safely:
-        from typedtiger.executor import ForkExecutor
-
         return ForkExecutor()
     return SyncExecutor()
