@@ -53,6 +53,11 @@ def record_pid(path: str) -> None:
     Path(path).write_text(str(os.getpid()))
 
 
+def append_pid(path: str) -> None:
+    with open(path, "a") as file:
+        file.write(f"{os.getpid()}\n")
+
+
 def sleep_for(seconds: float) -> None:
     time.sleep(seconds)
 
@@ -543,4 +548,14 @@ def test_a_job_the_spare_cannot_rebuild_fails_with_the_reason() -> None:
     assert outcome.exception_name == "typedtiger.exceptions:TaskImportError"
     assert "tests.no_such_module" in outcome.message
     assert outcome.traceback is not None
+    assert_no_child_left()
+
+
+def test_the_spare_rehearses_the_last_job_without_running_it(tmp_path: Path) -> None:
+    executor = spare_executor()
+    path = tmp_path / "pids"
+    assert isinstance(executor.execute(make_job(append_pid, str(path)), no_beat, 10), Succeeded)
+    time.sleep(0.2)  # the spare rebuilds the job it was forked after, right away
+    executor.close()
+    assert len(path.read_text().splitlines()) == 1
     assert_no_child_left()
