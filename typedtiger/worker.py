@@ -213,16 +213,19 @@ class Worker:
                 self._log.info("exit_after reached", seconds=self._exit_after)
                 return
             try:
-                self._maintain(force=False)
                 while self._slots.running and self._slots.collect(timeout=0):
                     pass
+                # Work that woke the worker is claimed first; upkeep comes after it.
                 if self._queues:
                     self._process_next()
+                    self._maintain(force=False)
                 elif self._slots.running:
+                    self._maintain(force=False)
                     self._slots.collect(timeout=0.05)
                     woken = self._backend.wait_for_activity(0)
                     self._queues.update(queue for queue in woken if self.serves(queue))
                 else:
+                    self._maintain(force=False)
                     self._idle()
                 backoff = 0.0
             except BackendUnavailable as exc:
