@@ -26,6 +26,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -263,9 +264,17 @@ class Bench:
         with open(log_path, "wb") as log:
             cpu = _children_cpu()
             started = time.perf_counter()
-            done = subprocess.run(
-                argv, cwd=self.root, env=ENV, stdout=log, stderr=log, timeout=600, check=False
-            )
+            # Not subprocess.run(timeout=...): with a timeout, Popen.wait polls with sleeps that
+            # double up to 50 ms, so the exit is seen up to 50 ms late (a worker that exits after
+            # 130 ms was timed at 163.5 ms). A blocking wait sees it at once; a timer kills a
+            # worker that hangs.
+            done = subprocess.Popen(argv, cwd=self.root, env=ENV, stdout=log, stderr=log)
+            watchdog = threading.Timer(600, done.kill)
+            watchdog.start()
+            try:
+                done.wait()
+            finally:
+                watchdog.cancel()
             seconds = time.perf_counter() - started
             cpu = _children_cpu() - cpu
         if done.returncode != 0:

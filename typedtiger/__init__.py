@@ -5,30 +5,69 @@ The everyday API is re-exported here; see ``typedtiger.backends.redis``/``fake``
 ``typedtiger.testing`` and ``typedtiger.spec`` for the rest.
 """
 
-from typedtiger.backends.base import TaskState
-from typedtiger.config import Config
-from typedtiger.exceptions import (
-    JobTimeoutException,
-    QueueFullException,
-    RetryException,
-    StopRetry,
-    TaskImportError,
-    TaskNotFound,
-)
-from typedtiger.runner import BatchCall
-from typedtiger.spec import (
-    RetryPolicy,
-    Schedule,
-    TaskSpec,
-    cron,
-    exponential,
-    fixed,
-    linear,
-    periodic,
-)
-from typedtiger.task import Task
-from typedtiger.tiger import Tiger
-from typedtiger.worker import Worker
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from typedtiger.backends.base import TaskState
+    from typedtiger.config import Config
+    from typedtiger.exceptions import (
+        JobTimeoutException,
+        QueueFullException,
+        RetryException,
+        StopRetry,
+        TaskImportError,
+        TaskNotFound,
+    )
+    from typedtiger.runner import BatchCall
+    from typedtiger.spec import (
+        RetryPolicy,
+        Schedule,
+        TaskSpec,
+        cron,
+        exponential,
+        fixed,
+        linear,
+        periodic,
+    )
+    from typedtiger.task import Task
+    from typedtiger.tiger import Tiger
+    from typedtiger.worker import Worker
+
+#: Where each name is defined: imported on first access (PEP 562), so that ``python -m
+#: typedtiger.cli`` starts in cli.py, which loads everything with the cyclic GC paused.
+_EXPORTS = {
+    "TaskState": "typedtiger.backends.base",
+    "Config": "typedtiger.config",
+    "JobTimeoutException": "typedtiger.exceptions",
+    "QueueFullException": "typedtiger.exceptions",
+    "RetryException": "typedtiger.exceptions",
+    "StopRetry": "typedtiger.exceptions",
+    "TaskImportError": "typedtiger.exceptions",
+    "TaskNotFound": "typedtiger.exceptions",
+    "BatchCall": "typedtiger.runner",
+    "RetryPolicy": "typedtiger.spec",
+    "Schedule": "typedtiger.spec",
+    "TaskSpec": "typedtiger.spec",
+    "cron": "typedtiger.spec",
+    "exponential": "typedtiger.spec",
+    "fixed": "typedtiger.spec",
+    "linear": "typedtiger.spec",
+    "periodic": "typedtiger.spec",
+    "Task": "typedtiger.task",
+    "Tiger": "typedtiger.tiger",
+    "Worker": "typedtiger.worker",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'typedtiger' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "BatchCall",

@@ -23,12 +23,10 @@ from typing import Any, Final
 
 import attrs
 import click
-import redis
 
+from typedtiger._connection import connection_options, make_tiger
 from typedtiger._queues import queue_matches
 from typedtiger.backends.base import StoredTask, TaskState
-from typedtiger.backends.redis import RedisBackend
-from typedtiger.config import Config
 from typedtiger.exceptions import PayloadError, TaskNotFound, TypedTigerError
 from typedtiger.serialization import (
     ExecutionRecord,
@@ -76,39 +74,6 @@ _BULK_PAGE: Final = 500
 
 
 # --- connection ----------------------------------------------------------------------------
-
-
-def make_tiger(
-    url: str | None,
-    host: str,
-    port: int,
-    password: str | None,
-    db: int,
-    prefix: str | None,
-) -> Tiger:
-    """The default factory: a Tiger on the Redis the options name."""
-    config = Config() if prefix is None else Config(prefix=prefix)
-    if url is not None:
-        backend = RedisBackend.from_url(url)
-    else:
-        client = redis.Redis(host=host, port=port, password=password, db=db, decode_responses=True)
-        backend = RedisBackend(client)
-    return Tiger(backend, config)
-
-
-def connection_options(command: Callable[..., None]) -> Callable[..., None]:
-    """The connection options every command takes (``typedtiger worker`` too)."""
-    options = [
-        click.option("--url", envvar="TYPEDTIGER_URL", help="Redis URL (redis://host:port/db)."),
-        click.option("-h", "--host", default="localhost", show_default=True, help="Redis host."),
-        click.option("-p", "--port", default=6379, show_default=True, help="Redis port."),
-        click.option("-a", "--password", default=None, help="Redis password."),
-        click.option("-n", "--db", default=0, show_default=True, help="Redis database number."),
-        click.option("--prefix", default=None, help="Key prefix (default: Config's, 't')."),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
 
 
 _CONNECTION_NAMES: Final = ("url", "host", "port", "password", "db", "prefix")

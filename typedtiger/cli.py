@@ -3,20 +3,33 @@ logging; nothing imports it but the console script and ``Tiger.run_worker_with_a
 
 from __future__ import annotations
 
-import importlib
-import sys
-from collections.abc import Callable, Sequence
-from types import ModuleType
-from typing import Any
+import gc
 
-import attrs
-import click
+# Load everything with the cyclic GC paused, then freeze what was loaded (moved to the permanent
+# generation: never scanned again). Measured on a worker start: the ~90 collections that loading
+# triggers cost ~10 ms, and the collections of interpreter finalization over the same ~40k objects
+# ~30 ms, and both free next to nothing. (Forked children inherit the frozen heap.)
+_gc_was_enabled = gc.isenabled()
+gc.disable()
+try:
+    import importlib
+    import sys
+    from collections.abc import Callable, Sequence
+    from types import ModuleType
+    from typing import Any
 
-from typedtiger._admin import connection_options, make_tiger, register_admin_commands
-from typedtiger.executor import Executor, ForkExecutor, SyncExecutor
-from typedtiger.logging import setup_structlog
-from typedtiger.tiger import Tiger
-from typedtiger.worker import Worker
+    import attrs
+    import click
+
+    from typedtiger._connection import connection_options, make_tiger
+    from typedtiger.executor import Executor, ForkExecutor, SyncExecutor
+    from typedtiger.logging import setup_structlog
+    from typedtiger.tiger import Tiger
+    from typedtiger.worker import Worker
+finally:
+    gc.freeze()
+    if _gc_was_enabled:
+        gc.enable()
 
 __all__ = ["main", "run_worker_command"]
 
@@ -59,7 +72,29 @@ class _ExitAfter(click.ParamType):  # type: ignore[type-arg]
         return seconds
 
 
-@click.group(context_settings={"help_option_names": ["--help"]})
+class _Main(click.Group):
+    """The admin commands are registered on first lookup of a command other than ``worker``."""
+
+    _admin_registered = False
+
+    def _register_admin(self) -> None:
+        if not self._admin_registered:
+            self._admin_registered = True
+            from typedtiger._admin import register_admin_commands
+
+            register_admin_commands(self)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands:
+            self._register_admin()
+        return super().get_command(ctx, cmd_name)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._register_admin()
+        return super().list_commands(ctx)
+
+
+@click.group(cls=_Main, context_settings={"help_option_names": ["--help"]})
 def main() -> None:
     """typedtiger: a typed task queue on Redis."""
 
@@ -205,9 +240,6 @@ def run_worker_command(tiger: Tiger, args: list[str]) -> None:
         _run_worker(tiger, **options)
 
     command.main(args=args, standalone_mode=False)
-
-
-register_admin_commands(main)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -6,22 +6,24 @@ stored in TaskTiger's encoding, ``["tasktiger.retry:_exponential", [60, 2, 5]]``
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import types
 import typing
 from collections.abc import Callable, Mapping
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import attrs
-import cattrs
-from cattrs.gen import make_dict_unstructure_fn, override
 
 from typedtiger._json import JSONValue, to_json_value
 from typedtiger._outcome import Failed, Outcome, Succeeded
 from typedtiger.exceptions import PayloadError
 from typedtiger.spec import Custom, Exponential, Fixed, Linear, RetryPolicy
+
+if TYPE_CHECKING:
+    import cattrs
 
 __all__ = [
     "JOB_TIMEOUT_NAMES",
@@ -148,7 +150,23 @@ def _is_homogeneous_tuple(cls: object) -> bool:
     return typing.get_origin(cls) is tuple and typing.get_args(cls)[1:] == (Ellipsis,)
 
 
+def _unstructure_execution(record: ExecutionRecord) -> dict[str, object]:
+    # By hand, not through cattrs: the worker encodes one at every requeue_expired pass, and an
+    # idle worker should not have to import cattrs. Same output as omit_if_default would give.
+    data: dict[str, object] = {"success": record.success}  # first, as cattrs put it
+    for field in attrs.fields(ExecutionRecord):
+        value = getattr(record, field.name)
+        if field.name != "success" and value != field.default:
+            data[field.name] = (
+                _unstructure_optional_retry(value) if field.name == "retry_method" else value
+            )
+    return data
+
+
 def _make_converter() -> cattrs.Converter:
+    import cattrs
+    from cattrs.gen import make_dict_unstructure_fn
+
     converter = cattrs.Converter(forbid_extra_keys=False)
     # JSON data is taken as it is: no str(3), no tuple("abc"), no int(True).
     for cls, accepted in ((str, (str,)), (bool, (bool,)), (int, (int,)), (float, (int, float))):
@@ -169,32 +187,27 @@ def _make_converter() -> cattrs.Converter:
     converter.register_unstructure_hook(
         TaskPayload, make_dict_unstructure_fn(TaskPayload, converter, _cattrs_omit_if_default=True)
     )
-    converter.register_unstructure_hook(
-        ExecutionRecord,
-        make_dict_unstructure_fn(
-            ExecutionRecord,
-            converter,
-            _cattrs_omit_if_default=True,
-            success=override(omit_if_default=False),
-        ),
-    )
+    converter.register_unstructure_hook(ExecutionRecord, _unstructure_execution)
     return converter
 
 
-_converter: Final = _make_converter()
-
-# Build every hook now, at import: cattrs generates them on first use, and a forked child
-# that had to generate its own would pay for it on every task.
-_SAMPLES: Final = (
-    TaskPayload(id="", func=""),
-    ExecutionRecord(),
-    Succeeded(time_started=0, time_finished=0),
-    Failed(time_started=0, time_failed=0, exception_name="", exception_mro=(), message=""),
-)
-for _sample in _SAMPLES:
-    _converter.structure(_converter.unstructure(_sample), type(_sample))
-for _sample in _SAMPLES:  # structuring may register hooks lazily, which clears the caches
-    _converter.unstructure(_sample)
+@functools.cache
+def _converter() -> cattrs.Converter:
+    """The converter, built on first use with every hook generated: cattrs generates them on
+    first use, and a forked child that had to generate its own would pay for it on every task.
+    (The parent decodes a payload before it forks, so this runs there.)"""
+    converter = _make_converter()
+    samples = (
+        TaskPayload(id="", func=""),
+        ExecutionRecord(),
+        Succeeded(time_started=0, time_finished=0),
+        Failed(time_started=0, time_failed=0, exception_name="", exception_mro=(), message=""),
+    )
+    for sample in samples:
+        converter.structure(converter.unstructure(sample), type(sample))
+    for sample in samples:  # structuring may register hooks lazily, which clears the caches
+        converter.unstructure(sample)
+    return converter
 
 
 def _dumps(data: object) -> str:
@@ -212,8 +225,10 @@ def _loads(text: str | bytes, what: str) -> dict[str, Any]:
 
 
 def _structure(data: dict[str, Any], cls: type[T], what: str) -> T:
+    import cattrs
+
     try:
-        return _converter.structure(data, cls)
+        return _converter().structure(data, cls)
     except cattrs.ClassValidationError as exc:
         problems = "; ".join(cattrs.transform_error(exc, path=what))
         raise PayloadError(problems) from None
@@ -223,7 +238,7 @@ def _structure(data: dict[str, Any], cls: type[T], what: str) -> T:
 
 def encode_payload(payload: TaskPayload) -> str:
     """The JSON stored for ``payload``."""
-    return _dumps(_converter.unstructure(payload))
+    return _dumps(_converter().unstructure(payload))
 
 
 def decode_payload(text: str | bytes) -> TaskPayload:
@@ -243,7 +258,7 @@ def decode_stored_payload(task_id: str, text: str | bytes | None) -> TaskPayload
 
 def encode_execution(record: ExecutionRecord) -> str:
     """The JSON stored for ``record``."""
-    return _dumps(_converter.unstructure(record))
+    return _dumps(_unstructure_execution(record))
 
 
 def decode_execution(text: str | bytes) -> ExecutionRecord:
@@ -253,7 +268,7 @@ def decode_execution(text: str | bytes) -> ExecutionRecord:
 
 def payload_as_dict(payload: TaskPayload) -> dict[str, Any]:
     """The payload as plain JSON data (what ``Task.data`` shows)."""
-    data: dict[str, Any] = _converter.unstructure(payload)
+    data: dict[str, Any] = _converter().unstructure(payload)
     return data
 
 
@@ -273,7 +288,7 @@ def unique_task_id(
 def encode_outcome(outcome: Outcome) -> str:
     """An executor's outcome as JSON (how a forked child reports to its parent)."""
     kind = "succeeded" if isinstance(outcome, Succeeded) else "failed"
-    return _dumps({"kind": kind, "outcome": _converter.unstructure(outcome)})
+    return _dumps({"kind": kind, "outcome": _converter().unstructure(outcome)})
 
 
 def decode_outcome(text: str | bytes) -> Outcome:

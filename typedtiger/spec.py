@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeAlias
 
 import attrs
 
-from typedtiger._cron import CronExpression
 from typedtiger._json import JSONValue, json_args, json_kwargs
 from typedtiger._names import import_allowed, import_qualified, qualified_name
 from typedtiger.exceptions import StopRetry
 
 if TYPE_CHECKING:
+    from typedtiger._cron import CronExpression
     from typedtiger.runner import BaseRunner
 
 __all__ = [
@@ -192,6 +192,8 @@ class Cron:
     _parsed: CronExpression = attrs.field(init=False, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
+        from typedtiger._cron import CronExpression  # only cron schedules need it (~2 ms)
+
         object.__setattr__(self, "_parsed", CronExpression.parse(self.expr))
 
     def next_run(self, after: datetime) -> datetime | None:
