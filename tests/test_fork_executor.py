@@ -30,6 +30,7 @@ from typedtiger.runner import BatchCall, DefaultRunner
 from typedtiger.serialization import TaskPayload
 from typedtiger.task import Task
 from typedtiger.tiger import Tiger
+from typedtiger.worker import Worker
 
 JOB_TIMEOUT = "tasktiger.exceptions:JobTimeoutException"
 CHILD_DIED = "typedtiger.exceptions:ChildProcessDied"
@@ -559,3 +560,11 @@ def test_the_spare_rehearses_the_last_job_without_running_it(tmp_path: Path) -> 
     executor.close()
     assert len(path.read_text().splitlines()) == 1
     assert_no_child_left()
+
+
+def test_a_worker_uses_spares_one_task_at_a_time_only() -> None:
+    one, two = ForkExecutor(), ForkExecutor()
+    Worker(TIGER, executor=one)
+    Worker(TIGER, executor=two, concurrency=2)
+    assert isinstance(one._wire, JobWire)
+    assert two._wire is None

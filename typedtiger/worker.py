@@ -137,7 +137,10 @@ class Worker:
         self._store_tracebacks = (
             config.store_tracebacks if store_tracebacks is None else store_tracebacks
         )
-        if isinstance(self._executor, ForkExecutor):
+        if isinstance(self._executor, ForkExecutor) and concurrency == 1:
+            # A spare takes the fork off the claim-to-start path, for ~1 ms more CPU per task
+            # (the worker's pages always have a sharer): worth it one task at a time, not
+            # when several children already keep both cores busy (measured: -c 2 lost 20%).
             self._executor.use_spares(JobWire(tiger, self._store_tracebacks))
         self._exit_after = exit_after
         self.id = str(uuid.uuid4())
