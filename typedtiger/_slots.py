@@ -32,9 +32,7 @@ class JobSlots:
             )
         self._executor = executor
         #: Decided once: an isinstance check against a runtime-checkable Protocol costs ~20 µs.
-        self._starter = (
-            executor if isinstance(executor, ConcurrentExecutor) and concurrency > 1 else None
-        )
+        self._starter = executor if isinstance(executor, ConcurrentExecutor) else None
         self._concurrency = concurrency
         self._interval = heartbeat_interval
         self._running = 0
@@ -50,15 +48,33 @@ class JobSlots:
         """How many started jobs have not been recorded yet."""
         return self._running
 
-    def run(self, job: Job, heartbeat: Callable[[], None], record: Record) -> None:
-        """Run ``job`` (waiting for a free slot first); ``record`` gets its outcome."""
+    def run(
+        self,
+        job: Job,
+        heartbeat: Callable[[], None],
+        record: Record,
+        on_start: Callable[[], None] = lambda: None,
+    ) -> None:
+        """Run ``job`` (waiting for a free slot first); ``record`` gets its outcome.
+
+        ``on_start`` is called once the job has started when the executor can start jobs
+        (after the fork: what it does is off the path to the task's first line), else just
+        before the job runs.
+        """
         if self._starter is None:
+            on_start()
             record(self._executor.execute(job, heartbeat, self._interval))
+            return
+        if self._concurrency == 1:
+            running = self._starter.start(job)
+            on_start()
+            record(running.wait(heartbeat, self._interval))
             return
         while self._running >= self._concurrency:
             self.collect(timeout=None)
         started = self._starter.start(job)
         self._running += 1
+        on_start()
 
         def wait() -> None:
             try:

@@ -501,11 +501,15 @@ class Worker:
         log = self._log.bind(queue=queue, func=first.serialized_func, task_id=ids[0])
         if batch:
             log = log.bind(task_ids=ids)
-        log.info(
-            "processing",
-            args=_shorten(list(first.args), self._config.log_args_max_chars),
-            kwargs=_shorten(first.kwargs, self._config.log_args_max_chars),
-        )
+        max_chars = self._config.log_args_max_chars
+
+        def log_processing() -> None:  # once the job has started (a child: after the fork)
+            log.info(
+                "processing",
+                args=_shorten(list(first.args), max_chars),
+                kwargs=_shorten(first.kwargs, max_chars),
+            )
+
         started = time.monotonic()
 
         lease = self._lease
@@ -533,7 +537,7 @@ class Worker:
                     lease.running -= 1
                     self._release_if_done(lease)
 
-        self._slots.run(job, heartbeat, record_and_release)
+        self._slots.run(job, heartbeat, record_and_release, on_start=log_processing)
 
     def _hard_timeout(self, tasks: Sequence[Task], registration: Registration | None) -> float:
         own = [task.payload.hard_timeout for task in tasks if task.payload.hard_timeout]
