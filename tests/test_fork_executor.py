@@ -25,6 +25,7 @@ from typedtiger._outcome import Failed, Outcome, Succeeded
 from typedtiger.backends.base import TaskState
 from typedtiger.backends.fake import FakeBackend
 from typedtiger.clock import SystemClock
+from typedtiger.config import Config
 from typedtiger.executor import ForkExecutor, Job
 from typedtiger.runner import BatchCall, DefaultRunner
 from typedtiger.serialization import TaskPayload
@@ -553,12 +554,24 @@ def test_a_job_the_spare_cannot_rebuild_fails_with_the_reason() -> None:
 
 
 def test_the_spare_rehearses_the_last_job_without_running_it(tmp_path: Path) -> None:
-    executor = spare_executor()
+    entered = tmp_path / "entered"
+
+    @contextmanager
+    def record_entry() -> Iterator[None]:
+        with entered.open("a") as file:
+            file.write(f"{os.getpid()}\n")
+        yield
+
+    tiger = Tiger(FakeBackend(), Config(child_context_managers=(record_entry,)))
+    executor = ForkExecutor()
+    executor.use_spares(JobWire(tiger, store_traceback=True))
     path = tmp_path / "pids"
-    assert isinstance(executor.execute(make_job(append_pid, str(path)), no_beat, 10), Succeeded)
-    time.sleep(0.2)  # the spare rebuilds the job it was forked after, right away
+    job = attrs.evolve(make_job(append_pid, str(path)), context_managers=(record_entry,))
+    assert isinstance(executor.execute(job, no_beat, 10), Succeeded)
+    time.sleep(0.2)  # the spare rehearses the job it was forked after, right away
     executor.close()
-    assert len(path.read_text().splitlines()) == 1
+    assert len(path.read_text().splitlines()) == 1  # the task ran once
+    assert len(entered.read_text().splitlines()) == 1  # and its context manager was entered once
     assert_no_child_left()
 
 

@@ -495,14 +495,17 @@ def _run_sent_job(job_fd: int, wire: JobCodec, rehearsal: bytes) -> Outcome | No
     """A spare child's job: read it from the worker, rebuild it and run it (None: the worker
     closed the pipe without sending one, it no longer needs this spare).
 
-    While it waits, the spare rebuilds (never runs) ``rehearsal``, the job sent before: the
-    worker's pages that rebuilding writes to are copied now rather than when the job is due.
+    While it waits, the spare rehearses ``rehearsal``, the job sent before: it rebuilds it and
+    runs typedtiger's side of it (runner, hard-timeout alarm, outcome) around a function that
+    does nothing, so that the worker's pages all this writes to are copied now rather than when
+    its own job is due. The task itself never runs, nor application code (context managers, a
+    custom runner class).
     """
     from typedtiger.executor import failed_from_exception
 
     if rehearsal:
         with contextlib.suppress(Exception):
-            wire.decode(rehearsal)
+            _rehearse(wire.decode(rehearsal))
     data = _read_all(job_fd)
     os.close(job_fd)
     if not data:
@@ -513,6 +516,17 @@ def _run_sent_job(job_fd: int, wire: JobCodec, rehearsal: bytes) -> Outcome | No
         now = time.time()
         return failed_from_exception(exc, now, now, store_traceback=True)
     return _run_in_child(job)
+
+
+def _rehearse(job: Job) -> None:
+    from typedtiger.runner import DefaultRunner
+
+    if type(job.runner) is DefaultRunner:
+        encode_outcome(_run_in_child(attrs.evolve(job, func=_do_nothing, context_managers=())))
+
+
+def _do_nothing(*_args: object, **_kwargs: object) -> None:
+    pass
 
 
 def _run_in_child(job: Job) -> Outcome:
