@@ -149,22 +149,31 @@ def run_job(job: Job) -> Outcome:
     return Succeeded(time_started=started, time_finished=job.clock.now())
 
 
+#: The hard timeout armed now, if any: what ``_on_alarm`` reports.
+_armed: list[float] = []
+
+
+def _on_alarm(_signum: int, _frame: FrameType | None) -> None:
+    if _armed:
+        raise JobTimeoutException(f"the task exceeded its hard timeout of {_armed[0]:g} s")
+
+
 @contextmanager
 def _hard_timeout_alarm(seconds: float) -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield  # signals only reach the main thread: no hard timeout here
         return
-
-    def on_alarm(_signum: int, _frame: FrameType | None) -> None:
-        raise JobTimeoutException(f"the task exceeded its hard timeout of {seconds:g} s")
-
-    previous = signal.signal(signal.SIGALRM, on_alarm)
+    # The handler stays installed between jobs (it raises only while a timeout is armed): two
+    # sigaction calls less per job. A task that installed its own is overridden at the next.
+    if signal.getsignal(signal.SIGALRM) is not _on_alarm:
+        signal.signal(signal.SIGALRM, _on_alarm)
+    _armed[:] = [seconds]
     signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
         yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        _armed.clear()
 
 
 class _Heartbeats:
@@ -179,6 +188,9 @@ class _Heartbeats:
         self._interval = 0.0
         self._next = 0.0
         self._thread: threading.Thread | None = None
+        #: How long the idle thread waits (None: until told): it wakes at least once per
+        #: interval, so a job's start need not wake it (a thread switch on the task's path).
+        self._idle_wait: float | None = None
 
     @contextmanager
     def during(self, heartbeat: Callable[[], None], interval: float) -> Iterator[None]:
@@ -191,7 +203,8 @@ class _Heartbeats:
                     target=self._run, name="typedtiger-heartbeat", daemon=True
                 )
                 self._thread.start()
-            self._condition.notify()
+            if self._idle_wait is None or self._idle_wait > interval:
+                self._condition.notify()  # else it wakes by itself before the first beat
         try:
             yield
         finally:
@@ -202,7 +215,10 @@ class _Heartbeats:
         while True:
             with self._condition:
                 while self._beat is None or time.monotonic() < self._next:
-                    timeout = None if self._beat is None else self._next - time.monotonic()
+                    if self._beat is None:
+                        timeout = self._idle_wait = self._interval or None
+                    else:
+                        timeout = self._next - time.monotonic()
                     self._condition.wait(timeout)
                 beat = self._beat
                 self._next = time.monotonic() + self._interval
