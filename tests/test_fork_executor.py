@@ -143,6 +143,8 @@ class RegistryWire:
     """Test codec: jobs travel as keys of a registry filled before the spare is forked
     (``start`` encodes the job first, then forks its first spare)."""
 
+    clock = SystemClock()
+
     def __init__(self) -> None:
         self.jobs: dict[bytes, Job] = {}
 
@@ -549,6 +551,7 @@ def test_a_job_the_spare_cannot_rebuild_fails_with_the_reason() -> None:
     executor.close()
     assert outcome.exception_name == "typedtiger.exceptions:TaskImportError"
     assert "tests.no_such_module" in outcome.message
+    assert outcome.time_failed == TIGER.clock.now()  # timed by the Tiger's (manual) clock
     assert outcome.traceback is not None
     assert_no_child_left()
 

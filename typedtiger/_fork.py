@@ -29,6 +29,7 @@ from typedtiger.exceptions import ChildProcessDied
 from typedtiger.serialization import decode_outcome, encode_outcome
 
 if TYPE_CHECKING:
+    from typedtiger.clock import Clock
     from typedtiger.executor import Job
 
 __all__ = ["ForkExecutor", "ForkedJob", "JobCodec"]
@@ -235,6 +236,11 @@ class ForkExecutor:
 
 class JobCodec(Protocol):
     """How a job travels to a spare child: encoded in the worker, rebuilt in the child."""
+
+    @property
+    def clock(self) -> Clock:
+        """The jobs' clock (it times a job that cannot be rebuilt)."""
+        ...
 
     def encode(self, job: Job) -> bytes: ...
 
@@ -513,7 +519,7 @@ def _run_sent_job(job_fd: int, wire: JobCodec, rehearsal: bytes) -> Outcome | No
     try:
         job = wire.decode(data)
     except Exception as exc:  # e.g. its function's module fails to import here
-        now = time.time()
+        now = wire.clock.now()
         return failed_from_exception(exc, now, now, store_traceback=True)
     return _run_in_child(job)
 

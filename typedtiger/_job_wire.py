@@ -19,6 +19,7 @@ from typedtiger.serialization import decode_stored_payload, encode_payload
 from typedtiger.task import Task
 
 if TYPE_CHECKING:
+    from typedtiger.clock import Clock
     from typedtiger.tiger import Tiger
 
 __all__ = ["JobWire"]
@@ -30,6 +31,11 @@ class JobWire:
 
     tiger: Tiger
     store_traceback: bool
+
+    @property
+    def clock(self) -> Clock:
+        """The Tiger's clock, which the worker's jobs use."""
+        return self.tiger.clock
 
     def encode(self, job: Job) -> bytes:
         """The job as JSON: queue, function name, batch flag, hard timeout and payloads."""
