@@ -208,3 +208,12 @@ def test_enqueue_options_are_not_task_arguments() -> None:
 def test_pickle_and_copy_keep_the_task_like_a_function() -> None:
     assert pickle.loads(pickle.dumps(add)) is add
     assert copy.deepcopy(add) is add
+
+
+def test_the_package_lists_and_gives_its_lazy_exports() -> None:
+    import typedtiger
+
+    assert set(typedtiger.__all__) <= set(dir(typedtiger))
+    assert all(getattr(typedtiger, name) is not None for name in typedtiger.__all__)
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        typedtiger.Nope  # type: ignore[attr-defined]  # noqa: B018  (and mypy says so)
