@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import ClassVar
 
 import redis
@@ -26,26 +28,47 @@ class RecordingConnection(CountingConnection):
     def send_packed_command(self, command: object, check_health: bool = True) -> None:
         packed = b"".join(command) if isinstance(command, list) else command
         if isinstance(packed, bytes) and b"EVALSHA" in packed[:40]:
-            names = {sha: name for name, sha in redis_backend._SHAS.items()}
             RecordingConnection.scripts += [
-                name for sha, name in names.items() if sha.encode() in packed[:80]
+                name for name, sha in redis_backend._SHAS.items() if sha.encode() in packed[:80]
             ]
         super().send_packed_command(command, check_health)
+
+
+@contextmanager
+def _running_worker(
+    redis_db: redis.Redis[str],
+    connection_class: type[redis.Connection],
+    prefix: str,
+    clock: ManualClock | None = None,
+    exit_after: float | None = None,
+) -> Iterator[Tiger]:
+    """A sync worker serving ``prefix`` in a thread, its client sending through
+    ``connection_class``; stopped and joined on exit. Pub/sub channels are server-wide, not
+    per database: a prefix of its own keeps other tests' activity off this worker's channel."""
+    kwargs = redis_db.connection_pool.connection_kwargs
+    pool = redis.ConnectionPool(connection_class=connection_class, **kwargs)
+    client: redis.Redis[str] = redis.Redis(connection_pool=pool, decode_responses=True)
+    tiger = Tiger(RedisBackend(client, clock=clock), Config(prefix=prefix))
+    worker = Worker(tiger, executor=SyncExecutor(), exit_after=exit_after)
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    try:
+        yield tiger
+    finally:
+        worker.stop()
+        thread.join(timeout=10)
+
+
+def _wait_for_a_call(timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not tasks.CALLS and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 def test_idle_worker_makes_few_redis_calls_and_wakes_on_activity(
     redis_db: redis.Redis[str],
 ) -> None:
-    kwargs = redis_db.connection_pool.connection_kwargs
-    pool = redis.ConnectionPool(connection_class=CountingConnection, **kwargs)
-    # Pub/sub channels are server-wide, not per database: a prefix of its own keeps other
-    # tests' activity off this worker's channel.
-    client: redis.Redis[str] = redis.Redis(connection_pool=pool, decode_responses=True)
-    tiger = Tiger(RedisBackend(client), Config(prefix="idle"))
-    worker = Worker(tiger, executor=SyncExecutor(), exit_after=30)
-    thread = threading.Thread(target=worker.run)
-    thread.start()
-    try:
+    with _running_worker(redis_db, CountingConnection, "idle", exit_after=30) as tiger:
         # This test measures a rate over real time, so it has to let real time pass: 1.5 s for
         # the worker to start (load its scripts, subscribe), then 3 s of idling.
         time.sleep(1.5)
@@ -57,37 +80,21 @@ def test_idle_worker_makes_few_redis_calls_and_wakes_on_activity(
 
         woke = time.monotonic()
         tiger.enqueue(TaskSpec.of(tasks.simple, "wake up"))
-        while not tasks.CALLS and time.monotonic() - woke < 5:
-            time.sleep(0.01)
+        _wait_for_a_call(5)
         assert tasks.CALLS == [("simple", "wake up")]
         assert time.monotonic() - woke < 0.5, "the worker was not woken by the activity channel"
-    finally:
-        worker.stop()
-        thread.join(timeout=10)
     print(f"idle worker: {rate:.2f} Redis calls per second")
 
 
 def test_the_task_that_wakes_a_worker_is_claimed_before_upkeep(
     redis_db: redis.Redis[str],
 ) -> None:
-    kwargs = redis_db.connection_pool.connection_kwargs
-    pool = redis.ConnectionPool(connection_class=RecordingConnection, **kwargs)
-    client: redis.Redis[str] = redis.Redis(connection_pool=pool, decode_responses=True)
     clock = ManualClock()
-    tiger = Tiger(RedisBackend(client, clock=clock), Config(prefix="wake"))
-    worker = Worker(tiger, executor=SyncExecutor())
-    thread = threading.Thread(target=worker.run)
-    thread.start()
-    try:
+    with _running_worker(redis_db, RecordingConnection, "wake", clock=clock) as tiger:
         time.sleep(0.5)  # the worker starts and waits on the activity channel
         clock.advance(3600)  # every kind of upkeep is due now
         RecordingConnection.scripts = []
         tiger.enqueue(TaskSpec.of(tasks.simple, "wake up"))
-        deadline = time.monotonic() + 5
-        while not tasks.CALLS and time.monotonic() < deadline:
-            time.sleep(0.01)
+        _wait_for_a_call(5)
         assert tasks.CALLS == [("simple", "wake up")]
         assert RecordingConnection.scripts[:2] == ["enqueue", "claim"]
-    finally:
-        worker.stop()
-        thread.join(timeout=10)

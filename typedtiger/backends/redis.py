@@ -217,13 +217,13 @@ class RedisBackend:
     def _key(self, *parts: str) -> str:
         return ":".join((self._prefix, *parts))
 
-    def _run(self, name: str, args: Sequence[object], client: Any = None) -> Any:
-        script = self._scripts[name]
-        if client is None and self._pool is not None:
-            reply = _evalsha_direct(self._pool, _SHAS[name], [self._prefix, *args])
+    def _run(self, name: str, args: Sequence[object]) -> Any:
+        args = [self._prefix, *args]
+        if self._pool is not None:
+            reply = _evalsha_direct(self._pool, _SHAS[name], args)
             if reply is not _RETRY:
                 return reply
-        return script(keys=[], args=[self._prefix, *args], client=client)
+        return self._scripts[name](keys=[], args=args)
 
     # --- producing ----------------------------------------------------------------------
 

@@ -1,0 +1,131 @@
+"""Spare children: forked ahead of their job, which the worker sends them (ForkExecutor with a
+JobCodec; the executor's other behaviour, run both ways, is in test_fork_executor)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import attrs
+
+from tests.test_fork_executor import (
+    TIGER,
+    alive,
+    append_pid,
+    assert_no_child_left,
+    fail,
+    failed,
+    make_job,
+    no_beat,
+    ok,
+    record_pid,
+    wait_until,
+)
+from typedtiger._job_wire import JobWire
+from typedtiger._outcome import Succeeded
+from typedtiger.backends.fake import FakeBackend
+from typedtiger.config import Config
+from typedtiger.executor import ForkExecutor
+from typedtiger.tiger import Tiger
+from typedtiger.worker import Worker
+
+
+def spare_executor() -> ForkExecutor:
+    executor = ForkExecutor()
+    executor.use_spares(JobWire(TIGER, store_traceback=True))
+    return executor
+
+
+def spare_pid(executor: ForkExecutor) -> int:
+    spare = executor._spare
+    assert spare is not None, "no spare was forked ahead"
+    return spare.pid
+
+
+def test_job_wire_rebuilds_the_job() -> None:
+    job = make_job(fail, "boom", hard_timeout=7.5)
+    wire = JobWire(TIGER, store_traceback=False)
+    rebuilt = wire.decode(wire.encode(job))
+    assert rebuilt.func is fail
+    assert [task.payload for task in rebuilt.tasks] == [task.payload for task in job.tasks]
+    assert (rebuilt.queue, rebuilt.batch, rebuilt.hard_timeout) == ("q", False, 7.5)
+    assert rebuilt.serialized_func == job.serialized_func
+    assert rebuilt.store_traceback is False
+    assert rebuilt.clock is TIGER.clock
+
+
+def test_the_next_job_runs_in_the_spare_forked_after_the_last(tmp_path: Path) -> None:
+    executor = spare_executor()
+    first_path, second_path = tmp_path / "first", tmp_path / "second"
+    assert isinstance(
+        executor.execute(make_job(record_pid, str(first_path)), no_beat, 10), Succeeded
+    )
+    waiting = spare_pid(executor)
+    assert alive(waiting)
+    assert isinstance(
+        executor.execute(make_job(record_pid, str(second_path)), no_beat, 10), Succeeded
+    )
+    assert int(second_path.read_text()) == waiting
+    assert int(first_path.read_text()) != waiting
+    executor.close()
+    assert not alive(waiting)
+    assert_no_child_left()
+
+
+def test_a_dead_spare_is_replaced(tmp_path: Path) -> None:
+    executor = spare_executor()
+    executor.execute(make_job(ok), no_beat, 10)
+    dead = spare_pid(executor)
+    os.kill(dead, signal.SIGTERM)
+    assert wait_until(lambda: not alive(dead), 2.0)
+    path = tmp_path / "pid"
+    assert isinstance(executor.execute(make_job(record_pid, str(path)), no_beat, 10), Succeeded)
+    assert int(path.read_text()) != dead
+    executor.close()
+    assert_no_child_left()
+
+
+def test_a_job_the_spare_cannot_rebuild_fails_with_the_reason() -> None:
+    executor = spare_executor()
+    job = attrs.evolve(make_job(ok), serialized_func="tests.no_such_module:gone")
+    outcome = failed(executor.execute(job, no_beat, 10))
+    executor.close()
+    assert outcome.exception_name == "typedtiger.exceptions:TaskImportError"
+    assert "tests.no_such_module" in outcome.message
+    assert outcome.time_failed == TIGER.clock.now()  # timed by the Tiger's (manual) clock
+    assert outcome.traceback is not None
+    assert_no_child_left()
+
+
+def test_the_spare_rehearses_the_last_job_without_running_it(tmp_path: Path) -> None:
+    entered = tmp_path / "entered"
+
+    @contextmanager
+    def record_entry() -> Iterator[None]:
+        with entered.open("a") as file:
+            file.write(f"{os.getpid()}\n")
+        yield
+
+    tiger = Tiger(FakeBackend(), Config(child_context_managers=(record_entry,)))
+    executor = ForkExecutor()
+    executor.use_spares(JobWire(tiger, store_traceback=True))
+    path = tmp_path / "pids"
+    job = attrs.evolve(make_job(append_pid, str(path)), context_managers=(record_entry,))
+    assert isinstance(executor.execute(job, no_beat, 10), Succeeded)
+    time.sleep(0.2)  # the spare rehearses the job it was forked after, right away
+    executor.close()
+    assert len(path.read_text().splitlines()) == 1  # the task ran once
+    assert len(entered.read_text().splitlines()) == 1  # and its context manager was entered once
+    assert_no_child_left()
+
+
+def test_a_worker_uses_spares_one_task_at_a_time_only() -> None:
+    one, two = ForkExecutor(), ForkExecutor()
+    Worker(TIGER, executor=one)
+    Worker(TIGER, executor=two, concurrency=2)
+    assert isinstance(one._wire, JobWire)
+    assert two._wire is None
