@@ -56,6 +56,11 @@ def append_pid(path: str) -> None:
         file.write(f"{os.getpid()}\n")
 
 
+def append_length(path: str, text: str) -> None:
+    with open(path, "a") as file:
+        file.write(f"{len(text)}\n")
+
+
 def sleep_for(seconds: float) -> None:
     time.sleep(seconds)
 
@@ -180,8 +185,10 @@ def run(
     interval: float = 10.0,
 ) -> Outcome:
     executor = fork_executor(kill_grace=kill_grace)
-    outcome = executor.execute(job, heartbeat, interval)
-    executor.close()
+    try:
+        outcome = executor.execute(job, heartbeat, interval)
+    finally:
+        executor.close()
     assert_no_child_left()
     return outcome
 

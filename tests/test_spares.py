@@ -5,16 +5,21 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import attrs
+import pytest
+from structlog.testing import capture_logs
 
 from tests.test_fork_executor import (
+    CHILD_DIED,
     TIGER,
     alive,
+    append_length,
     append_pid,
     assert_no_child_left,
     fail,
@@ -22,9 +27,13 @@ from tests.test_fork_executor import (
     make_job,
     no_beat,
     ok,
+    read_pid,
     record_pid,
+    record_pid_and_sleep,
     wait_until,
 )
+from typedtiger import _fork
+from typedtiger._fork_server import ForkServer, ServedSpare
 from typedtiger._job_wire import JobWire
 from typedtiger._outcome import Succeeded
 from typedtiger.backends.fake import FakeBackend
@@ -129,3 +138,127 @@ def test_a_worker_uses_spares_one_task_at_a_time_only() -> None:
     Worker(TIGER, executor=two, concurrency=2)
     assert isinstance(one._wire, JobWire)
     assert two._wire is None
+
+
+# --- the fork server --------------------------------------------------------------------------
+
+
+def server_pid(executor: ForkExecutor) -> int:
+    server = executor._server
+    assert server is not None, "no fork server was started"
+    return server.pid
+
+
+def parent_of(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1])
+
+
+def test_spares_are_forked_by_the_fork_server_not_the_worker(tmp_path: Path) -> None:
+    executor = spare_executor()
+    path = tmp_path / "pid"
+    assert isinstance(executor.execute(make_job(record_pid, str(path)), no_beat, 10), Succeeded)
+    server = server_pid(executor)
+    assert parent_of(server) == os.getpid()
+    assert parent_of(spare_pid(executor)) == server
+    assert int(path.read_text()) not in (os.getpid(), server)
+    executor.execute(make_job(ok), no_beat, 10)
+    assert server_pid(executor) == server  # forked once, at the first job
+    executor.close()
+    assert not alive(server)
+    assert_no_child_left()
+
+
+def test_the_fork_server_ignores_the_signals_meant_for_its_worker() -> None:
+    executor = spare_executor()
+    executor.execute(make_job(ok), no_beat, 10)
+    server = server_pid(executor)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        os.kill(server, signum)
+    time.sleep(0.1)
+    assert alive(server)
+    assert isinstance(executor.execute(make_job(ok), no_beat, 10), Succeeded)
+    executor.close()
+    assert_no_child_left()
+
+
+def test_a_dead_fork_server_is_replaced(tmp_path: Path) -> None:
+    executor = spare_executor()
+    executor.execute(make_job(ok), no_beat, 10)
+    dead, its_spare = server_pid(executor), spare_pid(executor)
+    os.kill(dead, signal.SIGKILL)
+    assert wait_until(lambda: not alive(its_spare), 2.0)  # the spare dies with its server
+    path = tmp_path / "pid"
+    with capture_logs() as logs:
+        outcome = executor.execute(make_job(record_pid, str(path)), no_beat, 10)
+    assert isinstance(outcome, Succeeded)
+    assert server_pid(executor) != dead
+    assert parent_of(spare_pid(executor)) == server_pid(executor)
+    assert any(log["event"] == "the fork server is gone: starting another" for log in logs)
+    executor.close()
+    assert_no_child_left()
+
+
+def test_a_job_whose_fork_server_dies_fails_with_an_unknown_exit(tmp_path: Path) -> None:
+    executor = spare_executor()
+    path = tmp_path / "pid"
+    outcomes = []
+    thread = threading.Thread(
+        target=lambda: outcomes.append(
+            executor.start(make_job(record_pid_and_sleep, str(path), 30.0)).wait(no_beat, 10)
+        )
+    )
+    thread.start()
+    child = read_pid(path)
+    os.kill(server_pid(executor), signal.SIGKILL)
+    thread.join(5)
+    outcome = failed(outcomes[0])
+    assert outcome.exception_name == CHILD_DIED
+    assert outcome.message == (
+        "the task's process ended, but its exit status is unknown (its fork server exited)"
+    )
+    assert not alive(child)
+    executor.close()
+    assert_no_child_left()
+
+
+def test_a_job_too_large_to_rehearse_runs_unrehearsed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rehearsed: list[int] = []
+    spawn = ForkServer.spawn
+
+    def recording_spawn(server: ForkServer, rehearsal: bytes, load: bool) -> ServedSpare:
+        rehearsed.append(len(rehearsal))
+        return spawn(server, rehearsal, load)
+
+    monkeypatch.setattr(ForkServer, "spawn", recording_spawn)
+    executor = spare_executor()
+    path = tmp_path / "lengths"
+    big = "x" * _fork._REHEARSAL_MAX
+    for text in ("small", big, "small"):
+        outcome = executor.execute(make_job(append_length, str(path), text), no_beat, 10)
+        assert isinstance(outcome, Succeeded)
+    executor.close()
+    assert path.read_text().split() == ["5", str(len(big)), "5"]
+    # the first spare has nothing to rehearse, the one after the big job is not sent it
+    assert rehearsed[0] == 0 and rehearsed[1] > 0 and rehearsed[2] == 0 and rehearsed[3] > 0
+    assert_no_child_left()
+
+
+def test_without_a_fork_server_the_job_is_forked_from_the_worker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def cannot_fork(_wire: object) -> ForkServer:
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(ForkServer, "start", cannot_fork)
+    executor = spare_executor()
+    path = tmp_path / "pid"
+    with capture_logs() as logs:
+        outcome = executor.execute(make_job(record_pid, str(path)), no_beat, 10)
+    assert isinstance(outcome, Succeeded)
+    assert int(path.read_text()) != os.getpid()
+    assert executor._server is None
+    assert any(log["event"] == "no spare child: forking the job from the worker" for log in logs)
+    executor.close()
+    assert_no_child_left()

@@ -2,62 +2,59 @@
 
 ``typedtiger.executor`` imports this module at its end and re-exports ``ForkExecutor``. The names
 this module needs from ``executor`` are therefore imported inside functions, so that importing
-either module first works.
+either module first works. The children's side is in ``_child``, the fork server (which forks
+spare children) in ``_fork_server``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import functools
-import gc
 import math
 import os
 import select
 import signal
-import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Final, NoReturn, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, ClassVar, Final
 
-import attrs
 import structlog
 
+from typedtiger._child import (
+    OUTCOME_END,
+    READ_SIZE,
+    JobCodec,
+    fork_job_child,
+    run_in_child,
+    write_all,
+)
+from typedtiger._fork_server import (
+    STATUS_MARK,
+    STATUS_SIZE,
+    ForkServer,
+    ForkServerGone,
+    ServedSpare,
+)
 from typedtiger._outcome import Outcome
 from typedtiger.exceptions import ChildProcessDied
-from typedtiger.serialization import decode_outcome, encode_outcome
+from typedtiger.serialization import decode_outcome
 
 if TYPE_CHECKING:
-    from typedtiger.clock import Clock
     from typedtiger.executor import Job
 
 __all__ = ["ForkExecutor", "ForkedJob", "JobCodec"]
 
 _log = structlog.get_logger("typedtiger.executor")
 
-_PR_SET_PDEATHSIG = 1
-_READ_SIZE = 1 << 16
 #: Without a pidfd, how often the parent checks whether the child exited while the pipe is open
 #: (a grandchild may hold its write end) and once the pipe has reached EOF.
 _EXIT_CHECK_OPEN = 0.5
-#: Signals a worker may have Python handlers for: blocked across the fork (blocking every
-#: signal would cost a round of enum conversions per task for nothing).
-_GUARDED_SIGNALS: Final = frozenset(
-    {
-        signal.SIGTERM,
-        signal.SIGINT,
-        signal.SIGALRM,
-        signal.SIGHUP,
-        signal.SIGQUIT,
-        signal.SIGUSR1,
-        signal.SIGUSR2,
-        signal.SIGCHLD,
-    }
-)
 _EXIT_CHECK_EOF = 0.01
-
-_Prctl = Callable[..., int]
+#: A job larger than this is not sent to the fork server for the next spare to rehearse.
+_REHEARSAL_MAX: Final = 1 << 16
+#: How long a kill waits for the fork server to report the killed spare's exit.
+_STATUS_WAIT: Final = 5.0
 
 
 class ForkExecutor:
@@ -67,17 +64,21 @@ class ForkExecutor:
 
     - One child per job (a single task or a batch), forked with ``os.fork``; the worker's
       imported modules and registrations are simply inherited.
+    - With ``use_spares`` (a worker running one task at a time), each child is forked ahead of
+      its job by a fork server: a copy of the worker forked once, at the first job. The worker
+      then sends each job to the waiting child through a pipe.
     - The child never outlives its worker: on Linux it asks for ``PR_SET_PDEATHSIG`` = SIGKILL
-      right after the fork (and exits if the worker is already gone). It takes SIGTERM's default
-      action and ignores SIGINT: a Ctrl-C sent to the process group stops the worker (which then
-      finishes the current task), not the task itself.
+      right after the fork (and exits if its parent is already gone; the fork server does the
+      same). It takes SIGTERM's default action and ignores SIGINT: a Ctrl-C sent to the process
+      group stops the worker (which then finishes the current task), not the task itself.
     - Hard timeout: in the child a SIGALRM raises ``JobTimeoutException`` inside the task after
       ``hard_timeout`` seconds, so the recorded traceback shows where the task was. A task that
       does not stop (it ignores the signal or is stuck in C) is SIGKILLed by the parent
       ``kill_grace`` seconds later and reported as a timeout without a traceback.
     - The child reports its outcome to the parent through a pipe, as JSON (never pickle), and
       then exits; it never writes to storage. The parent calls ``heartbeat`` every
-      ``heartbeat_interval`` seconds while it waits, and always reaps the child.
+      ``heartbeat_interval`` seconds while it waits, and every child is reaped (by the fork
+      server for the children it forked, which reports their exit status).
     - A child that exits or dies without reporting (``os._exit``, a segfault, the OOM killer)
       becomes a ``ChildProcessDied`` failure naming its exit code or signal.
     """
@@ -90,8 +91,12 @@ class ForkExecutor:
         self._exiting: list[tuple[int, float]] = []
         self._lock = threading.Lock()
         self._wire: JobCodec | None = None
-        self._spare: _Spare | None = None
+        self._server: ForkServer | None = None
+        self._spare: ServedSpare | None = None
         self._last_sent = b""
+        self._last_func = ""
+        #: The functions of the jobs shown to the fork server (it has loaded them).
+        self._server_loaded: set[str] = set()
 
     @property
     def kill_grace(self) -> float:
@@ -102,11 +107,12 @@ class ForkExecutor:
         return f"ForkExecutor(kill_grace={self._kill_grace:g})"
 
     def close(self) -> None:
-        """Let the spare child go and reap every child still exiting (the worker calls this
-        when it stops)."""
+        """Let the spare child and the fork server go and reap every child still exiting (the
+        worker calls this when it stops)."""
         spare, self._spare = self._spare, None
         if spare is not None:
             spare.discard()
+        self._stop_server()
         self._reap_exiting(block=True)
 
     def _reap_exiting(self, block: bool) -> None:
@@ -143,11 +149,13 @@ class ForkExecutor:
         return self.start(job).wait(heartbeat, heartbeat_interval)
 
     def use_spares(self, wire: JobCodec) -> None:
-        """Keep one child forked ahead of the next job, waiting for it (the Worker does this).
+        """Keep one child forked ahead of the next job, waiting for it (the Worker does this
+        when it runs one task at a time).
 
-        The fork then happens while the previous job runs or the worker waits, off the path
-        from claim to start. The worker sends each job through a pipe with ``wire.encode``;
-        the spare rebuilds it with ``wire.decode`` and runs it like any child.
+        A fork server, forked from this process at the first job, forks the spares: neither
+        the fork nor its copy-on-write page faults are paid by this process. The worker sends
+        each job through a pipe with ``wire.encode``; the spare rebuilds it with
+        ``wire.decode`` and runs it like any child.
         """
         self._wire = wire
 
@@ -160,107 +168,78 @@ class ForkExecutor:
         self._reap_exiting(block=False)
         wire = self._wire
         if wire is None:
-            pid, read_fd = self._fork(functools.partial(_run_in_child, job), ())
-            return self._started(job, pid, read_fd)
+            return self._fork_here(job)
         data = wire.encode(job)
-        self._last_sent = data
-        spare, self._spare = self._spare, None
-        if spare is None:
-            spare = self._fork_spare(wire)
         try:
-            _write_all(spare.job_fd, data)
-        except OSError:  # the spare died (e.g. a signal sent to the worker's process group)
-            spare.discard()
-            spare = self._fork_spare(wire)
-            try:
-                _write_all(spare.job_fd, data)
-            except BaseException:
-                spare.discard()
-                raise
-        os.close(spare.job_fd)
-        forked = self._started(job, spare.pid, spare.outcome_fd)
+            spare = self._hand_over(data, wire)
+        except OSError as exc:  # no fork server can be had: the job must run all the same
+            _log.error("no spare child: forking the job from the worker", error=str(exc))
+            return self._fork_here(job)
+        forked = self._started(job, spare.pid, spare.outcome_fd, served=True)
+        self._last_sent, self._last_func = data, job.serialized_func
         try:
-            self._spare = self._fork_spare(wire)
-        except OSError as exc:  # no spare this time (too many processes?): the job runs on
-            _log.warning("could not fork a spare child", error=str(exc))
+            self._spare = self._spawn(wire)
+        except OSError as exc:  # no spare this time: the next job waits for its own
+            _log.warning("could not ask the fork server for a spare child", error=str(exc))
         return forked
 
-    def _started(self, job: Job, pid: int, read_fd: int) -> ForkedJob:
-        deadline = time.monotonic() + job.hard_timeout + self._kill_grace
-        return ForkedJob(self, job, pid, read_fd, job.clock.now(), deadline)
-
-    def _fork_spare(self, wire: JobCodec) -> _Spare:
-        job_read, job_write = os.pipe()
-        try:
-            pid, outcome_fd = self._fork(
-                functools.partial(_run_sent_job, job_read, wire, self._last_sent), (job_write,)
-            )
-        except BaseException:
-            os.close(job_write)
-            raise
-        finally:
-            os.close(job_read)
-        return _Spare(pid, job_write, outcome_fd)
-
-    def _fork(
-        self, run: Callable[[], Outcome | None], close_in_child: Sequence[int]
-    ) -> tuple[int, int]:
-        """Fork a child that calls ``run`` and reports its outcome; its pid and the read end
-        of its outcome pipe."""
-        prctl = _load_prctl()  # resolved before the fork: the child only calls it
-        parent_pid = os.getpid()
-        _flush_std_streams()  # or buffered output would be written twice, once by the child
+    def _fork_here(self, job: Job) -> ForkedJob:
         read_fd, write_fd = os.pipe()
         try:
-            # Signals stay blocked across the fork so that no Python signal handler can run in
-            # the child before it has set up its own dispositions (and raise into our caller).
-            mask = signal.pthread_sigmask(signal.SIG_BLOCK, _GUARDED_SIGNALS)
-            try:
-                pid = os.fork()
-                if pid == 0:
-                    close = (read_fd, *close_in_child)
-                    _child_main(run, close, write_fd, parent_pid, mask, prctl)
-            finally:
-                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            pid = fork_job_child(functools.partial(run_in_child, job), write_fd, (read_fd,))
         except BaseException:
             os.close(read_fd)
             raise
         finally:
             os.close(write_fd)
-        return pid, read_fd
+        return self._started(job, pid, read_fd, served=False)
+
+    def _hand_over(self, data: bytes, wire: JobCodec) -> ServedSpare:
+        """Send a job to the spare, or to a new one if it (or its fork server) is gone."""
+        spare, self._spare = self._spare, None
+        for attempt in (1, 2):
+            try:
+                if spare is None:
+                    spare = self._spawn(wire)
+                _pid = spare.pid  # ForkServerGone if the server exited
+                write_all(spare.job_fd, data)
+            except OSError as exc:  # e.g. a signal sent to the worker's process group
+                if spare is not None:
+                    spare.discard()
+                    spare = None
+                server = self._server
+                if isinstance(exc, ForkServerGone) or (server is not None and server.exited()):
+                    _log.warning("the fork server is gone: starting another", error=str(exc))
+                    self._stop_server()
+                if attempt == 2:
+                    raise
+                continue
+            os.close(spare.job_fd)
+            return spare
+        raise AssertionError("unreachable")
+
+    def _spawn(self, wire: JobCodec) -> ServedSpare:
+        if self._server is None:
+            self._server = ForkServer.start(wire)
+            self._server_loaded = set()
+        rehearsal = self._last_sent if len(self._last_sent) <= _REHEARSAL_MAX else b""
+        load = bool(rehearsal) and self._last_func not in self._server_loaded
+        if load:
+            self._server_loaded.add(self._last_func)
+        return self._server.spawn(rehearsal, load)
+
+    def _stop_server(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+
+    def _started(self, job: Job, pid: int, read_fd: int, served: bool) -> ForkedJob:
+        deadline = time.monotonic() + job.hard_timeout + self._kill_grace
+        return ForkedJob(self, job, pid, read_fd, job.clock.now(), deadline, served)
 
     def _exited_later(self, pid: int) -> None:
         with self._lock:
             self._exiting.append((pid, time.monotonic()))
-
-
-class JobCodec(Protocol):
-    """How a job travels to a spare child: encoded in the worker, rebuilt in the child."""
-
-    @property
-    def clock(self) -> Clock:
-        """The jobs' clock (it times a job that cannot be rebuilt)."""
-        ...
-
-    def encode(self, job: Job) -> bytes: ...
-
-    def decode(self, data: bytes) -> Job: ...
-
-
-@attrs.frozen
-class _Spare:
-    """A child forked ahead, blocked reading its job from ``job_fd``."""
-
-    pid: int
-    job_fd: int  # the write end of its job pipe
-    outcome_fd: int  # the read end of its outcome pipe
-
-    def discard(self) -> None:
-        """Kill and reap it; close its pipes (the job pipe may already be closed)."""
-        _kill_and_reap(self.pid)
-        with contextlib.suppress(OSError):
-            os.close(self.job_fd)
-        os.close(self.outcome_fd)
 
 
 class ForkedJob:
@@ -274,6 +253,7 @@ class ForkedJob:
         read_fd: int,
         started: float,
         deadline: float,
+        served: bool = False,
     ) -> None:
         self.pid = pid
         self._executor = executor
@@ -281,15 +261,16 @@ class ForkedJob:
         self._read_fd = read_fd
         self._started = started
         self._deadline = deadline
+        self._served = served
 
     def wait(self, heartbeat: Callable[[], None], heartbeat_interval: float) -> Outcome:
         """Wait for the outcome, calling ``heartbeat`` meanwhile; the child is dealt with."""
         from typedtiger.executor import failed_from_exception, timeout_failure
 
         job, deadline = self._job, self._deadline
-        watch: _ChildWatch | None = None
+        watch: _Watch | None = None
         try:
-            watch = _ChildWatch(self.pid, self._read_fd)
+            watch = (_ServedWatch if self._served else _ChildWatch)(self.pid, self._read_fd)
             # (binding a logger costs more than a short task: context goes in at each call)
             log = {"pid": self.pid, "queue": job.queue, "func": job.serialized_func}
             if not watch.wait(deadline, heartbeat, heartbeat_interval, log):
@@ -327,21 +308,18 @@ class ForkedJob:
             os.close(self._read_fd)
 
 
-class _ChildWatch:
-    """The parent's view of one child: its pipe, its pidfd when there is one, its exit status."""
+class _Watch:
+    """The parent's view of one child: its outcome pipe and, once known, its exit status."""
+
+    #: What ``reason`` says when the child is gone but its exit status is unknown.
+    unknown_status: ClassVar[str]
 
     def __init__(self, pid: int, read_fd: int) -> None:
         self.pid = pid
-        self.status: int | None = None  # the wait status, once reaped (None: unknown)
+        self.status: int | None = None  # the wait status, once known (None: unknown)
         self._read_fd = read_fd
-        self._chunks: list[bytes] = []
-        self._eof = False
-        self._reaped = False
         self._poller = select.poll()
         self._poller.register(read_fd, select.POLLIN)
-        self._pidfd = _open_pidfd(pid)
-        if self._pidfd is not None:
-            self._poller.register(self._pidfd, select.POLLIN)
 
     def wait(
         self,
@@ -351,8 +329,8 @@ class _ChildWatch:
         log: dict[str, object],
         until_exit: bool = False,
     ) -> bool:
-        """Read the pipe until the child has reported (EOF after its outcome) or exited (True),
-        or ``deadline`` passes (False). With ``until_exit``, wait for the exit itself."""
+        """Read the pipe until the child has reported or exited (True), or ``deadline``
+        passes (False). With ``until_exit``, wait for the exit itself."""
         next_beat = time.monotonic() + interval
         while True:
             now = time.monotonic()
@@ -365,23 +343,72 @@ class _ChildWatch:
                 if next_beat <= now:  # the heartbeat itself took longer than the interval
                     next_beat = now + interval
                 continue  # re-check the deadline
-            timeout = min(next_beat, deadline) - now
-            if self._pidfd is None:
-                timeout = min(timeout, _EXIT_CHECK_EOF if self._eof else _EXIT_CHECK_OPEN)
-            exited = self._pidfd is None
-            for fd, _event in self._poller.poll(math.ceil(timeout * 1000)):
-                if fd == self._read_fd:
-                    self._read()
-                else:
-                    exited = True
-            if exited and self._reap(os.WNOHANG):
-                self._drain()
+            if self._poll(min(next_beat, deadline) - now, until_exit):
                 return True
-            if self._eof and self._chunks and not until_exit:
-                return True
+
+    def reason(self) -> str:
+        """How the child ended, in words."""
+        status = self.status
+        if status is None:
+            return self.unknown_status
+        if os.WIFSIGNALED(status):
+            number = os.WTERMSIG(status)
+            return f"the task's process was killed by signal {_signal_label(number)}"
+        if os.WIFEXITED(status):
+            return f"the task's process exited with code {os.WEXITSTATUS(status)}"
+        return f"the task's process ended with wait status {status}"
+
+    def _poll(self, timeout: float, until_exit: bool) -> bool:
+        """Wait up to ``timeout`` seconds for the pipe or the exit; whether ``wait`` is done."""
+        raise NotImplementedError
+
+    def data(self) -> bytes:
+        """What the child reported (empty if nothing complete)."""
+        raise NotImplementedError
 
     def detach(self) -> int | None:
         """Stop watching a child that has reported; its pid if it still has to be reaped."""
+        raise NotImplementedError
+
+    def kill(self) -> None:
+        """SIGKILL the child if it is still there, and wait for its exit."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Kill the child if needed; release what the watch holds (the pipe is the caller's)."""
+        raise NotImplementedError
+
+
+class _ChildWatch(_Watch):
+    """A child of this process: its pipe, its pidfd when there is one; reaped here."""
+
+    unknown_status = "the task's process ended, but its exit status was collected elsewhere"
+
+    def __init__(self, pid: int, read_fd: int) -> None:
+        super().__init__(pid, read_fd)
+        self._chunks: list[bytes] = []
+        self._eof = False
+        self._reaped = False
+        self._pidfd = _open_pidfd(pid)
+        if self._pidfd is not None:
+            self._poller.register(self._pidfd, select.POLLIN)
+
+    def _poll(self, timeout: float, until_exit: bool) -> bool:
+        # Done once the child has exited, or it reported (EOF after its outcome).
+        if self._pidfd is None:
+            timeout = min(timeout, _EXIT_CHECK_EOF if self._eof else _EXIT_CHECK_OPEN)
+        exited = self._pidfd is None
+        for fd, _event in self._poller.poll(math.ceil(timeout * 1000)):
+            if fd == self._read_fd:
+                self._read()
+            else:
+                exited = True
+        if exited and self._reap(os.WNOHANG):
+            self._drain()
+            return True
+        return self._eof and bool(self._chunks) and not until_exit
+
+    def detach(self) -> int | None:
         if self._pidfd is not None:
             os.close(self._pidfd)
             self._pidfd = None
@@ -391,7 +418,6 @@ class _ChildWatch:
         return self.pid
 
     def kill(self) -> None:
-        """SIGKILL the child if it has not been reaped yet, and reap it."""
         if self._reaped:
             return
         with contextlib.suppress(ProcessLookupError):
@@ -399,7 +425,6 @@ class _ChildWatch:
         self._reap(0)
 
     def close(self) -> None:
-        """Kill and reap the child if needed; release the pidfd (the pipe is the caller's)."""
         try:
             self.kill()
         finally:
@@ -410,20 +435,8 @@ class _ChildWatch:
     def data(self) -> bytes:
         return b"".join(self._chunks)
 
-    def reason(self) -> str:
-        """How the child ended, in words."""
-        status = self.status
-        if status is None:
-            return "the task's process ended, but its exit status was collected elsewhere"
-        if os.WIFSIGNALED(status):
-            number = os.WTERMSIG(status)
-            return f"the task's process was killed by signal {_signal_label(number)}"
-        if os.WIFEXITED(status):
-            return f"the task's process exited with code {os.WEXITSTATUS(status)}"
-        return f"the task's process ended with wait status {status}"
-
     def _read(self) -> None:
-        chunk = os.read(self._read_fd, _READ_SIZE)
+        chunk = os.read(self._read_fd, READ_SIZE)
         if chunk:
             self._chunks.append(chunk)
         else:
@@ -452,98 +465,80 @@ class _ChildWatch:
         return True
 
 
-def _child_main(
-    run: Callable[[], Outcome | None],
-    close_fds: Sequence[int],
-    write_fd: int,
-    parent_pid: int,
-    mask: set[int | signal.Signals],
-    prctl: _Prctl | None,
-) -> NoReturn:
-    """The child's whole life: ``run``, send its outcome (if any), exit. Never returns."""
-    code = 1
-    try:
-        if prctl is not None:
-            prctl(
-                ctypes.c_int(_PR_SET_PDEATHSIG),
-                ctypes.c_ulong(signal.SIGKILL),
-                ctypes.c_ulong(0),
-                ctypes.c_ulong(0),
-                ctypes.c_ulong(0),
-            )
-        if os.getppid() == parent_pid:  # else the worker died before PDEATHSIG was set
-            # The child's garbage collections skip what it inherited: scanning those objects
-            # would copy (fault in) the worker's pages for nothing.
-            gc.freeze()
-            for fd in close_fds:
-                os.close(fd)
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-            with contextlib.suppress(ValueError):
-                signal.set_wakeup_fd(-1)  # the worker's wakeup fd is not ours to write to
-            signal.pthread_sigmask(signal.SIG_SETMASK, mask - {signal.SIGALRM, signal.SIGTERM})
-            outcome = run()
-            if outcome is not None:
-                _write_all(write_fd, encode_outcome(outcome).encode("utf-8"))
-            os.close(write_fd)  # EOF now: the parent need not wait for the exit to finish
-            code = 0
-    except BaseException:
-        with contextlib.suppress(BaseException):
-            _log.exception("child failed to run its job or to report")
-    finally:
+class _ServedWatch(_Watch):
+    """A child of the fork server: done when its outcome (up to OUTCOME_END) is in, or when
+    the server has appended its exit status (or closed the pipe: the server is gone)."""
+
+    unknown_status = (
+        "the task's process ended, but its exit status is unknown (its fork server exited)"
+    )
+
+    def __init__(self, pid: int, read_fd: int) -> None:
+        super().__init__(pid, read_fd)
+        self._buffer = bytearray()
+        self._exited = False
+        self._pidfd = _open_pidfd(pid)  # signals it without racing a reuse of its pid
+
+    def _poll(self, timeout: float, until_exit: bool) -> bool:
+        if not self._exited:
+            for _fd, _event in self._poller.poll(math.ceil(timeout * 1000)):
+                self._read()
+        return self._exited or (not until_exit and self._reported())
+
+    def _reported(self) -> bool:
+        end = self._buffer.find(OUTCOME_END)
+        return end >= 0 and not 0 <= self._buffer.find(STATUS_MARK) < end
+
+    def data(self) -> bytes:
+        if not self._reported():
+            return b""
+        return bytes(self._buffer[: self._buffer.find(OUTCOME_END)])
+
+    def detach(self) -> int | None:
+        self._close_pidfd()
+        return None  # the fork server reaps it
+
+    def kill(self) -> None:
+        if self._exited:
+            return
+        if self._pidfd is not None:
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
+        else:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+        give_up = time.monotonic() + _STATUS_WAIT
+        while not self._exited and (left := give_up - time.monotonic()) > 0:
+            for _fd, _event in self._poller.poll(math.ceil(left * 1000)):
+                self._read()
+
+    def close(self) -> None:
         try:
-            _flush_std_streams()
+            self.kill()
         finally:
-            os._exit(code)
+            self._close_pidfd()
 
+    def _read(self) -> None:
+        chunk = os.read(self._read_fd, READ_SIZE)
+        if not chunk:  # the server closed its end without a status: it is gone
+            self._exit()
+            return
+        self._buffer += chunk
+        mark = self._buffer.find(STATUS_MARK)
+        if mark >= 0 and len(self._buffer) >= mark + 1 + STATUS_SIZE:
+            self.status = int.from_bytes(
+                self._buffer[mark + 1 : mark + 1 + STATUS_SIZE], "big", signed=True
+            )
+            self._exit()
 
-def _run_sent_job(job_fd: int, wire: JobCodec, rehearsal: bytes) -> Outcome | None:
-    """A spare child's job: read it from the worker, rebuild it and run it (None: the worker
-    closed the pipe without sending one, it no longer needs this spare).
+    def _exit(self) -> None:
+        self._exited = True
+        self._poller.unregister(self._read_fd)
 
-    While it waits, the spare rehearses ``rehearsal``, the job sent before: it rebuilds it and
-    runs typedtiger's side of it (runner, hard-timeout alarm, outcome) around a function that
-    does nothing, so that the worker's pages all this writes to are copied now rather than when
-    its own job is due. The task itself never runs, nor application code (context managers, a
-    custom runner class).
-    """
-    from typedtiger.executor import failed_from_exception
-
-    if rehearsal:
-        with contextlib.suppress(Exception):
-            _rehearse(wire.decode(rehearsal))
-    data = _read_all(job_fd)
-    os.close(job_fd)
-    if not data:
-        return None
-    try:
-        job = wire.decode(data)
-    except Exception as exc:  # e.g. its function's module fails to import here
-        now = wire.clock.now()
-        return failed_from_exception(exc, now, now, store_traceback=True)
-    return _run_in_child(job)
-
-
-def _rehearse(job: Job) -> None:
-    from typedtiger.runner import DefaultRunner
-
-    if type(job.runner) is DefaultRunner:
-        encode_outcome(_run_in_child(attrs.evolve(job, func=_do_nothing, context_managers=())))
-
-
-def _do_nothing(*_args: object, **_kwargs: object) -> None:
-    pass
-
-
-def _run_in_child(job: Job) -> Outcome:
-    from typedtiger.executor import _hard_timeout_alarm, failed_from_exception, run_job
-
-    started = job.clock.now()
-    try:
-        with _hard_timeout_alarm(job.hard_timeout):
-            return run_job(job)
-    except BaseException as exc:  # the alarm fired just outside run_job, or a BaseException
-        return failed_from_exception(exc, started, job.clock.now(), job.store_traceback)
+    def _close_pidfd(self) -> None:
+        if self._pidfd is not None:
+            os.close(self._pidfd)
+            self._pidfd = None
 
 
 def _kill_and_reap(pid: int) -> None:
@@ -551,20 +546,6 @@ def _kill_and_reap(pid: int) -> None:
         os.kill(pid, signal.SIGKILL)
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, 0)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
-
-
-def _read_all(fd: int) -> bytes:
-    chunks = []
-    while chunk := os.read(fd, _READ_SIZE):
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _decode(data: bytes, log: dict[str, object]) -> Outcome | None:
@@ -584,17 +565,6 @@ def _call_heartbeat(heartbeat: Callable[[], None], log: dict[str, object]) -> No
         _log.exception("heartbeat failed", **log)
 
 
-@functools.cache
-def _load_prctl() -> _Prctl | None:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        prctl: _Prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    return prctl
-
-
 def _open_pidfd(pid: int) -> int | None:
     pidfd_open = getattr(os, "pidfd_open", None)
     if pidfd_open is None:
@@ -612,10 +582,3 @@ def _signal_label(number: int) -> str:
         return f"{signal.Signals(number).name} ({number})"
     except ValueError:
         return str(number)
-
-
-def _flush_std_streams() -> None:
-    for stream in (sys.stdout, sys.stderr):
-        if stream is not None:
-            with contextlib.suppress(Exception):
-                stream.flush()

@@ -118,6 +118,16 @@ def parent_pid(pid: int) -> int | None:
     return int(stat.rpartition(")")[2].split()[1])
 
 
+def worker_of(pid: int, workers: set[int]) -> int | None:
+    """The worker among ``workers`` whose task ``pid`` runs: its parent, or its grandparent
+    when the worker's fork server forked it (one task at a time); None if neither."""
+    parent = parent_pid(pid)
+    if parent in workers:
+        return parent
+    grandparent = parent_pid(parent) if parent is not None else None
+    return grandparent if grandparent in workers else None
+
+
 def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -128,8 +138,8 @@ def alive(pid: int) -> bool:
     return True
 
 
-def kill_child_of(pid: int, parents: set[int]) -> bool:
-    """SIGKILL ``pid`` only if it is (still) a child of one of ``parents``.
+def kill_child_of(pid: int, workers: set[int]) -> bool:
+    """SIGKILL ``pid`` only if it (still) runs a task of one of ``workers`` (``worker_of``).
 
     The pid is pinned with a pidfd before its parent is checked, so a recycled pid (another
     user's process) can never be signalled.
@@ -139,7 +149,7 @@ def kill_child_of(pid: int, parents: set[int]) -> bool:
     except OSError:
         return False
     try:
-        if parent_pid(pid) not in parents:
+        if worker_of(pid, workers) is None:
             return False
         try:
             signal.pidfd_send_signal(pidfd, signal.SIGKILL)

@@ -26,9 +26,9 @@ from tests.chaos.harness import (
     error_details,
     kill_child_of,
     measure,
-    parent_pid,
     pending,
     wait_until,
+    worker_of,
 )
 from typedtiger import TaskSpec, Tiger, fixed
 from typedtiger.exceptions import ChildProcessDied
@@ -106,7 +106,7 @@ def test_kill9_storm_on_forked_children(
         children = [
             mark
             for mark in ledger.running()
-            if kills[mark.item] < MAX_KILLS_PER_TASK and parent_pid(mark.pid) in parents
+            if kills[mark.item] < MAX_KILLS_PER_TASK and worker_of(mark.pid, parents) is not None
         ]
         if children:
             victim = random.choice(children)

@@ -20,8 +20,8 @@ from tests.chaos.harness import (
     WorkerPool,
     error_details,
     measure,
-    parent_pid,
     pending,
+    worker_of,
 )
 from typedtiger import TaskSpec, Tiger
 
@@ -36,9 +36,9 @@ def _busy_worker(pool: WorkerPool, ledger: Ledger) -> subprocess.Popen[bytes] | 
     """A ready worker whose forked child is running a task right now."""
     by_pid = {process.pid: process for process in pool.alive() if pool.is_ready(process)}
     for mark in ledger.running():
-        parent = parent_pid(mark.pid)
-        if parent in by_pid:
-            return by_pid[parent]
+        worker = worker_of(mark.pid, set(by_pid))
+        if worker is not None:
+            return by_pid[worker]
     return None
 
 

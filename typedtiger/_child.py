@@ -1,0 +1,229 @@
+"""The forked processes' side of ForkExecutor: forking one, a job child's life, a spare's job.
+
+Used by the executor (``_fork``), which forks job children itself, and by the fork server
+(``_fork_server``), which forks spare children for it. Names from ``executor`` are imported
+inside functions (``executor`` imports ``_fork``, which imports this module, at its end).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import functools
+import gc
+import os
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Final, NoReturn, Protocol
+
+import attrs
+import structlog
+
+from typedtiger.serialization import encode_outcome
+
+if TYPE_CHECKING:
+    from typedtiger._outcome import Outcome
+    from typedtiger.clock import Clock
+    from typedtiger.executor import Job
+
+__all__ = ["JobCodec", "fork_job_child", "fork_process", "run_sent_job"]
+
+_log = structlog.get_logger("typedtiger.executor")
+
+_PR_SET_PDEATHSIG = 1
+READ_SIZE: Final = 1 << 16
+#: Ends a child's outcome (JSON text, which never holds a raw newline) on its pipe.
+OUTCOME_END: Final = b"\n"
+#: Signals a worker may have Python handlers for: blocked across the fork (blocking every
+#: signal would cost a round of enum conversions per task for nothing).
+GUARDED_SIGNALS: Final = frozenset(
+    {
+        signal.SIGTERM,
+        signal.SIGINT,
+        signal.SIGALRM,
+        signal.SIGHUP,
+        signal.SIGQUIT,
+        signal.SIGUSR1,
+        signal.SIGUSR2,
+        signal.SIGCHLD,
+    }
+)
+
+_Prctl = Callable[..., int]
+
+
+class JobCodec(Protocol):
+    """How a job travels to a spare child: encoded in the worker, rebuilt in the child."""
+
+    @property
+    def clock(self) -> Clock:
+        """The jobs' clock (it times a job that cannot be rebuilt)."""
+        ...
+
+    def encode(self, job: Job) -> bytes: ...
+
+    def decode(self, data: bytes) -> Job: ...
+
+
+def fork_process(main: Callable[[], int], close_in_child: Sequence[int]) -> int:
+    """Fork a process that sets itself up as a child of this one, calls ``main`` and exits
+    with what it returns; its pid.
+
+    The child dies with this process (``PR_SET_PDEATHSIG`` on Linux; it exits at once if this
+    process is already gone), closes ``close_in_child``, takes SIGTERM's and SIGCHLD's default
+    actions and ignores SIGINT.
+    """
+    prctl = _load_prctl()  # resolved before the fork: the child only calls it
+    parent_pid = os.getpid()
+    flush_std_streams()  # or buffered output would be written twice, once by the child
+    # Signals stay blocked across the fork so that no Python signal handler can run in the
+    # child before it has set up its own dispositions (and raise into our caller).
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, GUARDED_SIGNALS)
+    try:
+        pid = os.fork()
+        if pid == 0:
+            _process_main(main, close_in_child, parent_pid, mask, prctl)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    return pid
+
+
+def fork_job_child(
+    run: Callable[[], Outcome | None], write_fd: int, close_in_child: Sequence[int]
+) -> int:
+    """Fork a child that calls ``run`` and writes its outcome (if any) to ``write_fd``,
+    followed by OUTCOME_END; its pid."""
+    return fork_process(functools.partial(_report, run, write_fd), close_in_child)
+
+
+def _report(run: Callable[[], Outcome | None], write_fd: int) -> int:
+    outcome = run()
+    if outcome is not None:
+        write_all(write_fd, encode_outcome(outcome).encode("utf-8") + OUTCOME_END)
+    os.close(write_fd)  # EOF now: the parent need not wait for the exit to finish
+    return 0
+
+
+def _process_main(
+    main: Callable[[], int],
+    close_fds: Sequence[int],
+    parent_pid: int,
+    mask: set[int | signal.Signals],
+    prctl: _Prctl | None,
+) -> NoReturn:
+    """A forked process's whole life: set up, ``main``, exit. Never returns."""
+    code = 1
+    try:
+        if prctl is not None:
+            prctl(
+                ctypes.c_int(_PR_SET_PDEATHSIG),
+                ctypes.c_ulong(signal.SIGKILL),
+                ctypes.c_ulong(0),
+                ctypes.c_ulong(0),
+                ctypes.c_ulong(0),
+            )
+        if os.getppid() == parent_pid:  # else the parent died before PDEATHSIG was set
+            # The child's garbage collections skip what it inherited: scanning those objects
+            # would copy (fault in) the parent's pages for nothing.
+            gc.freeze()
+            for fd in close_fds:
+                os.close(fd)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            if signal.getsignal(signal.SIGCHLD) is not signal.SIG_DFL:
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            with contextlib.suppress(ValueError):
+                signal.set_wakeup_fd(-1)  # the parent's wakeup fd is not ours to write to
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask - {signal.SIGALRM, signal.SIGTERM})
+            code = main()
+    except BaseException:
+        with contextlib.suppress(BaseException):
+            _log.exception("child failed to run its job or to report")
+    finally:
+        try:
+            flush_std_streams()
+        finally:
+            os._exit(code)
+
+
+def run_sent_job(job_fd: int, wire: JobCodec, rehearsal: bytes) -> Outcome | None:
+    """A spare child's job: read it from the worker, rebuild it and run it (None: the worker
+    closed the pipe without sending one, it no longer needs this spare).
+
+    While it waits, the spare rehearses ``rehearsal``, the job sent before: it rebuilds it and
+    runs typedtiger's side of it (runner, hard-timeout alarm, outcome) around a function that
+    does nothing, so that the pages all this writes to are copied now rather than when its own
+    job is due. The task itself never runs, nor application code (context managers, a custom
+    runner class).
+    """
+    from typedtiger.executor import failed_from_exception
+
+    if rehearsal:
+        with contextlib.suppress(Exception):
+            _rehearse(wire.decode(rehearsal))
+    data = read_all(job_fd)
+    os.close(job_fd)
+    if not data:
+        return None
+    try:
+        job = wire.decode(data)
+    except Exception as exc:  # e.g. its function's module fails to import here
+        now = wire.clock.now()
+        return failed_from_exception(exc, now, now, store_traceback=True)
+    return run_in_child(job)
+
+
+def _rehearse(job: Job) -> None:
+    from typedtiger.runner import DefaultRunner
+
+    if type(job.runner) is DefaultRunner:
+        encode_outcome(run_in_child(attrs.evolve(job, func=_do_nothing, context_managers=())))
+
+
+def _do_nothing(*_args: object, **_kwargs: object) -> None:
+    pass
+
+
+def run_in_child(job: Job) -> Outcome:
+    """Run ``job`` under its hard-timeout alarm; how it ended."""
+    from typedtiger.executor import _hard_timeout_alarm, failed_from_exception, run_job
+
+    started = job.clock.now()
+    try:
+        with _hard_timeout_alarm(job.hard_timeout):
+            return run_job(job)
+    except BaseException as exc:  # the alarm fired just outside run_job, or a BaseException
+        return failed_from_exception(exc, started, job.clock.now(), job.store_traceback)
+
+
+def write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def read_all(fd: int) -> bytes:
+    chunks = []
+    while chunk := os.read(fd, READ_SIZE):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def flush_std_streams() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None:
+            with contextlib.suppress(Exception):
+                stream.flush()
+
+
+@functools.cache
+def _load_prctl() -> _Prctl | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl: _Prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    return prctl
