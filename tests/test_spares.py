@@ -132,12 +132,12 @@ def test_the_spare_rehearses_the_last_job_without_running_it(tmp_path: Path) -> 
     assert_no_child_left()
 
 
-def test_a_worker_uses_spares_one_task_at_a_time_only() -> None:
+def test_a_worker_uses_spares_at_any_concurrency() -> None:
     one, two = ForkExecutor(), ForkExecutor()
     Worker(TIGER, executor=one)
     Worker(TIGER, executor=two, concurrency=2)
     assert isinstance(one._wire, JobWire)
-    assert two._wire is None
+    assert isinstance(two._wire, JobWire)
 
 
 # --- the fork server --------------------------------------------------------------------------
@@ -260,5 +260,18 @@ def test_without_a_fork_server_the_job_is_forked_from_the_worker(
     assert int(path.read_text()) != os.getpid()
     assert executor._server is None
     assert any(log["event"] == "no spare child: forking the job from the worker" for log in logs)
+    executor.close()
+    assert_no_child_left()
+
+
+def test_jobs_running_at_once_each_get_a_spare(tmp_path: Path) -> None:
+    executor = spare_executor()
+    paths = [tmp_path / "one", tmp_path / "two"]
+    running = [executor.start(make_job(record_pid_and_sleep, str(path), 1.0)) for path in paths]
+    pids = {read_pid(path) for path in paths}  # both run now, for a second
+    assert len(pids) == 2
+    assert {parent_of(pid) for pid in pids} == {server_pid(executor)}
+    outcomes = [job.wait(no_beat, 10) for job in running]
+    assert all(isinstance(outcome, Succeeded) for outcome in outcomes)
     executor.close()
     assert_no_child_left()
