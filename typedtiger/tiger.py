@@ -273,8 +273,15 @@ class Tiger:
         registration = self._registry.get(spec.func)
         return spec.inherit(registration.defaults) if registration is not None else spec
 
-    def build(self, spec: TaskSpec) -> tuple[TaskPayload, str]:
-        """The payload (with its id) and queue ``spec`` resolves to, before timing is added."""
+    def build(
+        self,
+        spec: TaskSpec,
+        *,
+        time_last_queued: float | None = None,
+        scheduled_at: float | None = None,
+    ) -> tuple[TaskPayload, str]:
+        """The payload (with its id) and queue ``spec`` resolves to; ``store`` sets its times
+        unless they are given here."""
         config = self.config
         spec = self.resolve(spec)
         unique = bool(spec.unique or spec.unique_key)
@@ -300,6 +307,8 @@ class Tiger:
             max_queue_size=spec.max_queue_size,
             max_stored_executions=spec.max_stored_executions,
             runner_class=spec.runner_class,
+            time_last_queued=time_last_queued,
+            scheduled_at=scheduled_at,
         )
         return payload, spec.queue or config.default_queue
 
@@ -310,13 +319,19 @@ class Tiger:
         QueueFullException when ``max_queue_size`` is reached (nothing is written). With
         ``Config.always_eager`` a task due now runs here and now instead.
         """
-        return self.store([self.build(spec)], when=when)[0]
+        return self.enqueue_many([spec], when=when)[0]
 
     def enqueue_many(
         self, specs: Sequence[TaskSpec], *, when: datetime | timedelta | None = None
     ) -> list[Task]:
         """Queue many specs in one pipelined round trip; the same rules as ``enqueue``."""
-        return self.store([self.build(spec) for spec in specs], when=when)
+        now = self.clock.now()
+        due = due_at(when, now)
+        scheduled_at = max(due, now)
+        timed = [
+            self.build(spec, time_last_queued=now, scheduled_at=scheduled_at) for spec in specs
+        ]
+        return self._store_timed(timed, now, due, None)
 
     def store(
         self,
@@ -332,6 +347,15 @@ class Tiger:
             (attrs.evolve(payload, time_last_queued=now, scheduled_at=max(due, now)), queue)
             for payload, queue in built
         ]
+        return self._store_timed(timed, now, due, mode)
+
+    def _store_timed(
+        self,
+        timed: Sequence[tuple[TaskPayload, str]],
+        now: float,
+        due: float,
+        mode: EnqueueMode | None,
+    ) -> list[Task]:
         if self.config.always_eager and due <= now:
             return [self._run_eagerly(payload, queue) for payload, queue in timed]
         new_tasks = [self._new_task(payload, queue, due, mode) for payload, queue in timed]
