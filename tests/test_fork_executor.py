@@ -108,6 +108,24 @@ def fork_lingering_grandchild(path: str) -> None:
     Path(path).write_text(str(pid))
 
 
+class _SlowFlush:
+    """A stdout whose flush, the child's last step after reporting, takes a while."""
+
+    def __init__(self, path: str, seconds: float) -> None:
+        self.path, self.seconds = path, seconds
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+    def flush(self) -> None:
+        time.sleep(self.seconds)
+        Path(self.path).write_text("flushed")
+
+
+def exit_slowly(path: str, seconds: float) -> None:
+    sys.stdout = _SlowFlush(path, seconds)
+
+
 def batch_count(calls: list[BatchCall]) -> None:
     raise ValueError(f"{len(calls)} calls: {[call['args'] for call in calls]}")
 
@@ -397,6 +415,18 @@ def test_lingering_grandchild_does_not_delay_the_outcome(tmp_path: Path) -> None
     finally:
         if path.exists():
             os.kill(int(path.read_text()), signal.SIGKILL)
+
+
+def test_a_child_that_reported_is_left_to_exit_by_itself(tmp_path: Path) -> None:
+    path = tmp_path / "flushed"
+    executor = fork_executor()
+    start = time.monotonic()
+    outcome = executor.execute(make_job(exit_slowly, str(path), 0.5), no_beat, 10)
+    assert isinstance(outcome, Succeeded)
+    assert time.monotonic() - start < 0.4  # the outcome did not wait for the exit
+    assert wait_until(path.exists, 3.0), "the child was killed after it reported"
+    executor.close()
+    assert_no_child_left()
 
 
 # --- heartbeats -----------------------------------------------------------------------------

@@ -496,7 +496,8 @@ class _ServedWatch(_Watch):
 
     def detach(self) -> int | None:
         self._close_pidfd()
-        return None  # the fork server reaps it
+        self._exited = True  # as far as we care: it exits by itself, the fork server reaps it
+        return None
 
     def kill(self) -> None:
         if self._exited:
