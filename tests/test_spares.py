@@ -50,9 +50,8 @@ def spare_executor() -> ForkExecutor:
 
 
 def spare_pid(executor: ForkExecutor) -> int:
-    spare = executor._spare
-    assert spare is not None, "no spare was forked ahead"
-    return spare.pid
+    assert executor._spares, "no spare was forked ahead"
+    return executor._spares[0].pid
 
 
 def test_job_wire_rebuilds_the_job() -> None:
@@ -275,3 +274,24 @@ def test_jobs_running_at_once_each_get_a_spare(tmp_path: Path) -> None:
     assert all(isinstance(outcome, Succeeded) for outcome in outcomes)
     executor.close()
     assert_no_child_left()
+
+
+def test_as_many_spares_wait_as_jobs_may_run_at_once(tmp_path: Path) -> None:
+    executor = ForkExecutor()
+    executor.use_spares(JobWire(TIGER, store_traceback=True), count=2)
+    executor.execute(make_job(ok), no_beat, 10)
+    waiting = [spare.pid for spare in executor._spares]
+    assert len(set(waiting)) == 2 and all(alive(pid) for pid in waiting)
+    paths = [tmp_path / "one", tmp_path / "two"]
+    running = [executor.start(make_job(record_pid_and_sleep, str(path), 0.2)) for path in paths]
+    assert all(isinstance(job.wait(no_beat, 10), Succeeded) for job in running)
+    assert [read_pid(path) for path in paths] == waiting  # oldest spare first
+    assert len(executor._spares) == 2
+    executor.close()
+    assert not any(alive(pid) for pid in waiting)
+    assert_no_child_left()
+
+
+def test_use_spares_needs_at_least_one() -> None:
+    with pytest.raises(ValueError, match="count"):
+        ForkExecutor().use_spares(JobWire(TIGER, store_traceback=True), count=0)

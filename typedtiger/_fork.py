@@ -16,6 +16,7 @@ import select
 import signal
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, ClassVar, Final
 
@@ -92,7 +93,9 @@ class ForkExecutor:
         self._lock = threading.Lock()
         self._wire: JobCodec | None = None
         self._server: ForkServer | None = None
-        self._spare: ServedSpare | None = None
+        #: Children forked ahead, oldest first, and how many to keep.
+        self._spares: deque[ServedSpare] = deque()
+        self._spare_count = 0
         self._last_sent = b""
         self._last_func = ""
         #: The functions of the jobs shown to the fork server (it has loaded them).
@@ -109,9 +112,6 @@ class ForkExecutor:
     def close(self) -> None:
         """Let the spare child and the fork server go and reap every child still exiting (the
         worker calls this when it stops)."""
-        spare, self._spare = self._spare, None
-        if spare is not None:
-            spare.discard()
         self._stop_server()
         self._reap_exiting(block=True)
 
@@ -148,16 +148,18 @@ class ForkExecutor:
             raise ValueError(f"heartbeat_interval must be > 0, not {heartbeat_interval!r}")
         return self.start(job).wait(heartbeat, heartbeat_interval)
 
-    def use_spares(self, wire: JobCodec) -> None:
-        """Keep one child forked ahead of the next job, waiting for it (the Worker does this
-        when it runs one task at a time).
+    def use_spares(self, wire: JobCodec, count: int = 1) -> None:
+        """Keep ``count`` children forked ahead of the next jobs, waiting for them (the Worker
+        does this, one per job it may run at once).
 
         A fork server, forked from this process at the first job, forks the spares: neither
         the fork nor its copy-on-write page faults are paid by this process. The worker sends
         each job through a pipe with ``wire.encode``; the spare rebuilds it with
         ``wire.decode`` and runs it like any child.
         """
-        self._wire = wire
+        if count < 1:
+            raise ValueError(f"count must be >= 1, not {count!r}")
+        self._wire, self._spare_count = wire, count
 
     def start(self, job: Job) -> ForkedJob:
         """Start the child that runs ``job`` and return at once; ``wait`` on the result.
@@ -178,7 +180,8 @@ class ForkExecutor:
         forked = self._started(job, spare.pid, spare.outcome_fd, served=True)
         self._last_sent, self._last_func = data, job.serialized_func
         try:
-            self._spare = self._spawn(wire)
+            while len(self._spares) < self._spare_count:
+                self._spares.append(self._spawn(wire))
         except OSError as exc:  # no spare this time: the next job waits for its own
             _log.warning("could not ask the fork server for a spare child", error=str(exc))
         return forked
@@ -195,8 +198,9 @@ class ForkExecutor:
         return self._started(job, pid, read_fd, served=False)
 
     def _hand_over(self, data: bytes, wire: JobCodec) -> ServedSpare:
-        """Send a job to the spare, or to a new one if it (or its fork server) is gone."""
-        spare, self._spare = self._spare, None
+        """Send a job to the oldest spare, or to a new one if it (or its fork server) is
+        gone."""
+        spare = self._spares.popleft() if self._spares else None
         for attempt in (1, 2):
             try:
                 if spare is None:
@@ -229,6 +233,9 @@ class ForkExecutor:
         return self._server.spawn(rehearsal, load)
 
     def _stop_server(self) -> None:
+        """Let the spares go, then their server."""
+        while self._spares:
+            self._spares.popleft().discard()
         server, self._server = self._server, None
         if server is not None:
             server.close()

@@ -31,6 +31,7 @@ import select
 import signal
 import socket
 import struct
+from collections import deque
 from typing import TYPE_CHECKING, Final
 
 import structlog
@@ -65,6 +66,9 @@ class ForkServer:
         self.pid = pid
         self._sock = sock
         self._reaped = False
+        #: Spares asked for whose pid has not been read yet, oldest first (answers come in
+        #: the order of the requests).
+        self._unanswered: deque[ServedSpare] = deque()
 
     @classmethod
     def start(cls, wire: JobCodec) -> ForkServer:
@@ -95,10 +99,18 @@ class ForkServer:
         finally:
             os.close(job_read)
             os.close(outcome_write)
-        return ServedSpare(self, job_write, outcome_read)
+        spare = ServedSpare(self, job_write, outcome_read)
+        self._unanswered.append(spare)
+        return spare
 
-    def read_pid(self) -> int:
-        """The pid of the oldest spare whose pid has not been read yet."""
+    def read_pid(self, spare: ServedSpare) -> int:
+        """``spare``'s pid, read (with those of the spares asked for before it) from the
+        server's answers."""
+        while spare.known_pid is None:
+            self._unanswered.popleft().known_pid = self._read_answer()
+        return spare.known_pid
+
+    def _read_answer(self) -> int:
         data = b""
         while len(data) < _INT.size:
             try:
@@ -135,15 +147,15 @@ class ServedSpare:
     def __init__(self, server: ForkServer, job_fd: int, outcome_fd: int) -> None:
         self.job_fd = job_fd  # the write end of its job pipe
         self.outcome_fd = outcome_fd  # the read end of its outcome pipe
+        self.known_pid: int | None = None
         self._server = server
-        self._pid: int | None = None
 
     @property
     def pid(self) -> int:
         """Its pid (read from the server the first time: ForkServerGone if it exited)."""
-        if self._pid is None:
-            self._pid = self._server.read_pid()
-        return self._pid
+        if self.known_pid is None:
+            return self._server.read_pid(self)
+        return self.known_pid
 
     def discard(self) -> None:
         """Kill it (the server reaps it); close its pipes (the job pipe may be closed)."""

@@ -140,7 +140,7 @@ class Worker:
         if isinstance(self._executor, ForkExecutor):
             # Spares, forked by a fork server, take the fork off the claim-to-start path and
             # out of this process (measured: fork -c 1 CPU per task -15%, -c 2 +25-45% tasks/s).
-            self._executor.use_spares(JobWire(tiger, self._store_tracebacks))
+            self._executor.use_spares(JobWire(tiger, self._store_tracebacks), concurrency)
         self._exit_after = exit_after
         self.id = str(uuid.uuid4())
         self._log = structlog.get_logger("typedtiger.worker").bind(worker_id=self.id)
