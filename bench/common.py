@@ -14,6 +14,7 @@ import json
 import os
 import pstats
 import resource
+import sys
 import time
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
@@ -49,7 +50,7 @@ class CountingConnection(redis.Connection):
 
     def send_packed_command(self, command: Any, check_health: bool = True) -> None:
         CountingConnection.sends += 1
-        CountingConnection.by_label[self._pending or "?"] += 1
+        CountingConnection.by_label[self._pending or _label_packed(command)] += 1
         self._pending = None
         super().send_packed_command(command, check_health)
 
@@ -67,6 +68,17 @@ def _label(args: Any) -> str:
         sha = str(args[1])
         return f"EVALSHA {CountingConnection.script_names.get(sha, sha[:8])}"
     return name
+
+
+def _label_packed(command: Any) -> str:
+    """The label of a command packed by its sender (typedtiger packs its EVALSHA calls)."""
+    first = command[0] if isinstance(command, list) and command else command
+    if not isinstance(first, bytes) or not first.startswith(b"*"):
+        return "?"
+    fields = first.split(b"\r\n")  # *N, $len, name, $len, first argument, ...
+    if len(fields) < 3:
+        return "?"
+    return _label([field.decode("utf8", "replace") for field in fields[2:5:2]])
 
 
 def counting_client(host: str, port: int, db: int) -> redis.Redis:
@@ -91,6 +103,9 @@ def learn_script_names(owner: object, *, depth: int = 2) -> None:
                 visit(key, item, level + 1)
 
     visit("", owner, 0)
+    shas = getattr(sys.modules.get(type(owner).__module__), "_SHAS", None)
+    if isinstance(shas, dict):  # typedtiger's backend: script name -> sha
+        CountingConnection.script_names.update({sha: name for name, sha in shas.items()})
 
 
 def counts() -> dict[str, Any]:
