@@ -12,6 +12,8 @@ import functools
 import hashlib
 import itertools
 import json
+import os
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from importlib import resources
@@ -94,33 +96,60 @@ def _redis_call(method: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
-#: _evalsha_direct's answer when redis-py's own path must run the script instead.
+#: _DirectScripts.call's answer when redis-py's own path must run the script instead.
 _RETRY: Final = object()
 
 
-def _evalsha_direct(pool: redis.ConnectionPool, sha: str, args: Sequence[object]) -> Any:
-    """EVALSHA on a pooled connection, without redis-py's per-command machinery (a fifth of an
-    enqueue's client time). Returns ``_RETRY`` when the script is not loaded or the connection
-    failed: redis-py's path then loads the script, reconnects and retries per the client's
-    policy (which may run a script twice after a lost reply, as redis-py itself would)."""
-    # (types-redis lags redis-py: since 5.3 the arguments are deprecated and unused)
-    conn = pool.get_connection()  # type: ignore[call-arg]
+class _DirectScripts:
+    """Sends EVALSHA straight on a connection, without redis-py's per-command machinery (a
+    fifth of an enqueue's client time).
+
+    One connection, taken from the pool once per process, is kept for these calls: a call that
+    finds it in use by another thread takes a pooled connection for itself instead. ``call``
+    returns ``_RETRY`` when the script is not loaded or the connection failed: redis-py's path
+    then loads the script, reconnects and retries per the client's policy (which may run a
+    script twice after a lost reply, as redis-py itself would).
+    """
+
+    def __init__(self, pool: redis.ConnectionPool) -> None:
+        self._pool = pool
+        self._lock = threading.Lock()
+        self._held: redis.connection.AbstractConnection | None = None
+        self._held_pid = 0
+
+    def call(self, sha: str, args: Sequence[object]) -> Any:
+        command = _pack_evalsha(sha, args)
+        if not self._lock.acquire(blocking=False):  # another thread is using the held one
+            # (types-redis lags redis-py: since 5.3 the arguments are deprecated and unused)
+            conn = self._pool.get_connection()  # type: ignore[call-arg]
+            try:
+                return _send(conn, command)
+            finally:
+                self._pool.release(conn)
+        try:
+            if self._held is None or self._held_pid != os.getpid():  # none yet, or forked
+                self._held = self._pool.get_connection()  # type: ignore[call-arg]
+                self._held_pid = os.getpid()
+            return _send(self._held, command)
+        finally:
+            self._lock.release()
+
+
+def _send(conn: redis.connection.AbstractConnection, command: bytes) -> Any:
     try:
         # (types-redis lags redis-py, which sends each bytes item of the list as it is)
-        conn.send_packed_command([_pack_evalsha(sha, args)])  # type: ignore[list-item]
+        conn.send_packed_command([command])  # type: ignore[list-item]
         return conn.read_response()
     except redis.exceptions.NoScriptError:
         return _RETRY
     except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
-        conn.disconnect()
+        conn.disconnect()  # the next send reconnects
         return _RETRY
     except redis.exceptions.ResponseError:
         raise  # the script's own error: the connection is in step
     except BaseException:
         conn.disconnect()  # interrupted mid-reply: the connection is out of step
         raise
-    finally:
-        pool.release(conn)
 
 
 def _pack_evalsha(sha: str, args: Sequence[object]) -> bytes:
@@ -182,13 +211,15 @@ class RedisBackend:
             name: client.register_script(source) for name, source in _SOURCES.items()
         }
         self._pubsub: PubSub | None = None
-        #: The pool scripts are sent through directly (see _evalsha_direct); None: a client
+        #: Sends scripts directly (see _DirectScripts); None: a client
         #: with a connection of its own (or another kind of pool) goes through redis-py's path.
         # (types-redis lags redis-py: it lacks Redis.connection, the single connection)
         own_connection = client.connection  # type: ignore[attr-defined]
         pool = client.connection_pool
-        self._pool = (
-            pool if own_connection is None and isinstance(pool, redis.ConnectionPool) else None
+        self._direct = (
+            _DirectScripts(pool)
+            if own_connection is None and isinstance(pool, redis.ConnectionPool)
+            else None
         )
 
     @classmethod
@@ -219,8 +250,8 @@ class RedisBackend:
 
     def _run(self, name: str, args: Sequence[object]) -> Any:
         args = [self._prefix, *args]
-        if self._pool is not None:
-            reply = _evalsha_direct(self._pool, _SHAS[name], args)
+        if self._direct is not None:
+            reply = self._direct.call(_SHAS[name], args)
             if reply is not _RETRY:
                 return reply
         return self._scripts[name](keys=[], args=args)
