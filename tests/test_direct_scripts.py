@@ -91,3 +91,25 @@ def test_a_forked_child_uses_a_connection_of_its_own(tiger: Tiger) -> None:
     tiger.enqueue(TaskSpec.of(tasks.simple, 3))  # the parent's connection is still in step
     assert direct(tiger)._held is parents
     assert queued(tiger) == 3
+
+
+@pytest.mark.parametrize(
+    "pool",
+    [
+        redis.BlockingConnectionPool.from_url(REDIS_URL, decode_responses=True, max_connections=2),
+        redis.ConnectionPool.from_url(REDIS_URL, decode_responses=True, max_connections=2),
+    ],
+    ids=["blocking", "small"],
+)
+def test_no_connection_is_held_from_a_pool_that_may_run_short(
+    redis_db: redis.Redis[str], pool: redis.ConnectionPool
+) -> None:
+    client: redis.Redis[str] = redis.Redis(connection_pool=pool, decode_responses=True)
+    tiger = Tiger(RedisBackend(client))
+    tiger.enqueue(TaskSpec.of(tasks.simple, 1))
+    tiger.backend.wait_for_activity(0)  # the subscription takes a connection of its own
+    tiger.enqueue(TaskSpec.of(tasks.simple, 2))
+    assert direct(tiger)._held is None
+    assert queued(tiger) == 2  # a plain command still finds a connection
+    tiger.backend.close()
+    client.close()

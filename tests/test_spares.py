@@ -3,11 +3,12 @@ JobCodec; the executor's other behaviour, run both ways, is in test_fork_executo
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -32,10 +33,10 @@ from tests.test_fork_executor import (
     record_pid_and_sleep,
     wait_until,
 )
-from typedtiger import _fork
+from typedtiger import _child, _fork, _fork_server
 from typedtiger._fork_server import ForkServer, ServedSpare
 from typedtiger._job_wire import JobWire
-from typedtiger._outcome import Succeeded
+from typedtiger._outcome import Outcome, Succeeded
 from typedtiger.backends.fake import FakeBackend
 from typedtiger.config import Config
 from typedtiger.executor import ForkExecutor
@@ -295,3 +296,70 @@ def test_as_many_spares_wait_as_jobs_may_run_at_once(tmp_path: Path) -> None:
 def test_use_spares_needs_at_least_one() -> None:
     with pytest.raises(ValueError, match="count"):
         ForkExecutor().use_spares(JobWire(TIGER, store_traceback=True), count=0)
+
+
+def test_a_spare_the_server_cannot_fork_leaves_the_running_task_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    forks = 0
+
+    def fails_second(run: Callable[[], Outcome | None], fd: int, close: Sequence[int]) -> int:
+        nonlocal forks
+        forks += 1
+        if forks == 2:  # the spare asked for while the first job runs
+            raise BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")
+        return _child.fork_job_child(run, fd, close)
+
+    monkeypatch.setattr(_fork_server, "fork_job_child", fails_second)  # before the server forks
+    executor = spare_executor()
+    path = tmp_path / "pid"
+    with capture_logs():
+        outcome = executor.start(make_job(record_pid_and_sleep, str(path), 0.5)).wait(no_beat, 10)
+        assert isinstance(outcome, Succeeded)
+        assert isinstance(executor.execute(make_job(ok), no_beat, 10), Succeeded)
+    executor.close()
+    assert_no_child_left()
+
+
+def test_answers_left_unread_never_block_the_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_fork(_run: Callable[[], Outcome | None], _fd: int, _close: Sequence[int]) -> int:
+        return 4_000_000  # beyond any pid_max: answered at once, never a process
+
+    monkeypatch.setattr(_fork_server, "fork_job_child", no_fork)
+    server = ForkServer.start(JobWire(TIGER, store_traceback=True))
+    spares: list[ServedSpare] = []
+
+    def spawn_many() -> None:
+        for _ in range(400):  # the answers would fill the socket's buffer ~280 in
+            spares.append(server.spawn(b"x" * 60_000, False))
+
+    thread = threading.Thread(target=spawn_many, daemon=True)
+    thread.start()
+    thread.join(20)
+    assert not thread.is_alive(), f"blocked after {len(spares)} requests"
+    for spare in spares:
+        spare.discard()
+    server.close()
+
+
+def test_a_spare_already_reaped_is_not_signalled_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    executor = spare_executor()
+    executor.execute(make_job(ok), no_beat, 10)
+    dead = spare_pid(executor)
+    os.kill(dead, signal.SIGKILL)
+    assert wait_until(lambda: _fork_server._readable(executor._spares[0].outcome_fd), 2.0)
+    signalled: list[int] = []
+    kill = os.kill
+
+    def recording_kill(pid: int, signum: int) -> None:
+        signalled.append(pid)
+        kill(pid, signum)
+
+    monkeypatch.setattr(os, "kill", recording_kill)
+    path = tmp_path / "pid"
+    assert isinstance(executor.execute(make_job(record_pid, str(path)), no_beat, 10), Succeeded)
+    assert dead not in signalled  # its pid may belong to another process by now
+    executor.close()
+    assert_no_child_left()

@@ -188,8 +188,11 @@ class ForkExecutor:
 
     def _fork_here(self, job: Job) -> ForkedJob:
         read_fd, write_fd = os.pipe()
+        # (the spares' pipes too: a job pipe held open here would never reach EOF there)
+        spares = [fd for spare in self._spares for fd in (spare.job_fd, spare.outcome_fd)]
         try:
-            pid = fork_job_child(functools.partial(run_in_child, job), write_fd, (read_fd,))
+            run = functools.partial(run_in_child, job)
+            pid = fork_job_child(run, write_fd, (read_fd, *spares))
         except BaseException:
             os.close(read_fd)
             raise

@@ -25,6 +25,7 @@ Protocol, over a Unix stream socket pair:
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import os
 import select
@@ -50,6 +51,9 @@ _HEADER: Final = struct.Struct("!I?")  # the rehearsal's length, whether to rebu
 #: Starts the wait status the server appends to a spare's outcome pipe (JSON has no NUL).
 STATUS_MARK: Final = b"\0"
 STATUS_SIZE: Final = _INT.size
+#: Spares asked for whose pid has not been read, at most: each answer waits in the socket's
+#: buffer, and a server whose answers fill it stops reading requests.
+_MAX_UNANSWERED: Final = 32
 #: Signals the server ignores: sent to the worker's process group (a Ctrl-C, a service
 #: manager's stop), they are the worker's to handle; the server goes when the worker does.
 _IGNORED: Final = (signal.SIGTERM, signal.SIGINT)
@@ -86,6 +90,8 @@ class ForkServer:
     def spawn(self, rehearsal: bytes, load: bool) -> ServedSpare:
         """Ask for a spare child that rehearses ``rehearsal`` (and with ``load``, for the
         server to rebuild it first, loading its function); returns at once."""
+        if len(self._unanswered) >= _MAX_UNANSWERED:  # or the server may block answering
+            self.read_pid(self._unanswered[0])
         job_read, job_write = os.pipe()
         outcome_read, outcome_write = os.pipe()
         try:
@@ -105,7 +111,7 @@ class ForkServer:
 
     def read_pid(self, spare: ServedSpare) -> int:
         """``spare``'s pid, read (with those of the spares asked for before it) from the
-        server's answers."""
+        server's answers: minus an errno if the server could not fork it."""
         while spare.known_pid is None:
             self._unanswered.popleft().known_pid = self._read_answer()
         return spare.known_pid
@@ -152,15 +158,23 @@ class ServedSpare:
 
     @property
     def pid(self) -> int:
-        """Its pid (read from the server the first time: ForkServerGone if it exited)."""
-        if self.known_pid is None:
-            return self._server.read_pid(self)
-        return self.known_pid
+        """Its pid, read from the server the first time: ForkServerGone if the server exited,
+        OSError if it could not fork this spare."""
+        pid = self.known_pid if self.known_pid is not None else self._server.read_pid(self)
+        if pid < 0:
+            raise OSError(-pid, f"the fork server could not fork a spare: {os.strerror(-pid)}")
+        return pid
 
     def discard(self) -> None:
         """Kill it (the server reaps it); close its pipes (the job pipe may be closed)."""
-        with contextlib.suppress(ForkServerGone, ProcessLookupError):
-            os.kill(self.pid, signal.SIGKILL)
+        try:
+            pid: int | None = self.pid
+        except OSError:  # never forked, or its server is gone (and it with it)
+            pid = None
+        # Its outcome pipe readable: the server has reaped it (and its pid may be reused).
+        if pid is not None and not _readable(self.outcome_fd):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         with contextlib.suppress(OSError):
             os.close(self.job_fd)
         os.close(self.outcome_fd)
@@ -197,17 +211,22 @@ def _serve(sock: socket.socket, wire: JobCodec) -> int:
                 return 0
             job_read, outcome_write, rehearsal, load = request
             if load:  # imports its function here once, not in every spare
-                with contextlib.suppress(Exception):
+                with contextlib.suppress(Exception, SystemExit):
                     wire.decode(rehearsal)
+                # (an imported module may have set its own: exits must still wake us)
+                signal.set_wakeup_fd(wake_write)
+                signal.signal(signal.SIGCHLD, _note_child_exit)
             close = (sock.fileno(), wake_read, wake_write, *spares.values())
             run = functools.partial(run_sent_job, job_read, wire, rehearsal)
             try:
                 pid = fork_job_child(run, outcome_write, close)
-            except OSError as exc:
+            except OSError as exc:  # e.g. EAGAIN: the worker is told, we serve on (exiting
+                # would kill the children running tasks)
                 _log.error("fork server could not fork a spare", error=str(exc))
                 os.close(job_read)
                 os.close(outcome_write)
-                return 1  # the worker sees us gone and starts another server
+                sock.sendall(_INT.pack(-(exc.errno or errno.EIO)))
+                continue
             os.close(job_read)
             spares[pid] = outcome_write
             sock.sendall(_INT.pack(pid))
@@ -245,6 +264,12 @@ def _recv_exactly(sock: socket.socket, size: int) -> bytes:
     return b"".join(chunks)
 
 
+def _readable(fd: int) -> bool:
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))
+
+
 def _tell_status(outcome_write: int, status: int) -> None:
     # Never blocks the server: a pipe with room for PIPE_BUF bytes takes these 5 at once, and
     # one without room belongs to a worker that stopped reading (it then sees EOF alone).
@@ -260,7 +285,10 @@ def _reap(spares: dict[int, int], block: bool = False) -> None:
     while True:
         try:
             pid, status = os.waitpid(-1, 0 if block else os.WNOHANG)
-        except ChildProcessError:
+        except ChildProcessError:  # none left (reaped elsewhere: SIGCHLD set to be ignored)
+            for write_end in spares.values():
+                os.close(write_end)
+            spares.clear()
             return
         if pid == 0:
             return

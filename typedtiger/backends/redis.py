@@ -104,22 +104,26 @@ class _DirectScripts:
     """Sends EVALSHA straight on a connection, without redis-py's per-command machinery (a
     fifth of an enqueue's client time).
 
-    One connection, taken from the pool once per process, is kept for these calls: a call that
-    finds it in use by another thread takes a pooled connection for itself instead. ``call``
-    returns ``_RETRY`` when the script is not loaded or the connection failed: redis-py's path
-    then loads the script, reconnects and retries per the client's policy (which may run a
-    script twice after a lost reply, as redis-py itself would).
+    With ``hold`` (a non-blocking pool of at least _HOLD_FROM_POOL_SIZE connections: a held
+    connection must not take a slot another caller waits for), one connection, taken from the
+    pool once per process, is kept for these calls: a call that finds it in use by another
+    thread takes a pooled connection for itself instead. Without, each call takes a pooled
+    connection and gives it back. ``call`` returns ``_RETRY`` when the script is not loaded or
+    the connection failed: redis-py's path then loads the script, reconnects and retries per
+    the client's policy (which may run a script twice after a lost reply, as redis-py itself
+    would).
     """
 
-    def __init__(self, pool: redis.ConnectionPool) -> None:
+    def __init__(self, pool: redis.ConnectionPool, hold: bool) -> None:
         self._pool = pool
+        self._hold = hold
         self._lock = threading.Lock()
         self._held: redis.connection.AbstractConnection | None = None
         self._held_pid = 0
 
     def call(self, sha: str, args: Sequence[object]) -> Any:
         command = _pack_evalsha(sha, args)
-        if not self._lock.acquire(blocking=False):  # another thread is using the held one
+        if not self._hold or not self._lock.acquire(blocking=False):  # (or it is in use)
             # (types-redis lags redis-py: since 5.3 the arguments are deprecated and unused)
             conn = self._pool.get_connection()  # type: ignore[call-arg]
             try:
@@ -133,6 +137,16 @@ class _DirectScripts:
             return _send(self._held, command)
         finally:
             self._lock.release()
+
+
+#: The smallest pool a connection is held from (see _DirectScripts): in a smaller one, the
+#: slot it takes may be one another caller needs.
+_HOLD_FROM_POOL_SIZE: Final = 32
+
+
+def _may_hold_from(pool: redis.ConnectionPool) -> bool:
+    """Non-blocking (a BlockingConnectionPool waits for a slot) and large enough."""
+    return type(pool) is redis.ConnectionPool and pool.max_connections >= _HOLD_FROM_POOL_SIZE
 
 
 def _send(conn: redis.connection.AbstractConnection, command: bytes) -> Any:
@@ -217,7 +231,7 @@ class RedisBackend:
         own_connection = client.connection  # type: ignore[attr-defined]
         pool = client.connection_pool
         self._direct = (
-            _DirectScripts(pool)
+            _DirectScripts(pool, hold=_may_hold_from(pool))
             if own_connection is None and isinstance(pool, redis.ConnectionPool)
             else None
         )
