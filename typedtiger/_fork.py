@@ -65,9 +65,9 @@ class ForkExecutor:
 
     - One child per job (a single task or a batch), forked with ``os.fork``; the worker's
       imported modules and registrations are simply inherited.
-    - With ``use_spares`` (a worker running one task at a time), each child is forked ahead of
-      its job by a fork server: a copy of the worker forked once, at the first job. The worker
-      then sends each job to the waiting child through a pipe.
+    - With ``use_spares`` (as a Worker sets it up), each child is forked ahead of its job by a
+      fork server: a copy of the worker forked once, at the first job. The worker then sends
+      each job to a waiting child through a pipe.
     - The child never outlives its worker: on Linux it asks for ``PR_SET_PDEATHSIG`` = SIGKILL
       right after the fork (and exits if its parent is already gone; the fork server does the
       same). It takes SIGTERM's default action and ignores SIGINT: a Ctrl-C sent to the process
@@ -110,8 +110,8 @@ class ForkExecutor:
         return f"ForkExecutor(kill_grace={self._kill_grace:g})"
 
     def close(self) -> None:
-        """Let the spare child and the fork server go and reap every child still exiting (the
-        worker calls this when it stops)."""
+        """Let the spare children and the fork server go and reap every child still exiting
+        (the worker calls this when it stops)."""
         self._stop_server()
         self._reap_exiting(block=True)
 
