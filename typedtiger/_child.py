@@ -37,7 +37,7 @@ READ_SIZE: Final = 1 << 16
 OUTCOME_END: Final = b"\n"
 #: Signals a worker may have Python handlers for: blocked across the fork (blocking every
 #: signal would cost a round of enum conversions per task for nothing).
-GUARDED_SIGNALS: Final = frozenset(
+_GUARDED_SIGNALS: Final = frozenset(
     {
         signal.SIGTERM,
         signal.SIGINT,
@@ -79,7 +79,7 @@ def fork_process(main: Callable[[], int], close_in_child: Sequence[int]) -> int:
     flush_std_streams()  # or buffered output would be written twice, once by the child
     # Signals stay blocked across the fork so that no Python signal handler can run in the
     # child before it has set up its own dispositions (and raise into our caller).
-    mask = signal.pthread_sigmask(signal.SIG_BLOCK, GUARDED_SIGNALS)
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, _GUARDED_SIGNALS)
     try:
         pid = os.fork()
         if pid == 0:

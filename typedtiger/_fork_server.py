@@ -264,18 +264,21 @@ def _recv_exactly(sock: socket.socket, size: int) -> bytes:
     return b"".join(chunks)
 
 
-def _readable(fd: int) -> bool:
+def _ready(fd: int, event: int) -> bool:
+    """Whether ``fd`` is ready for ``event`` (or in error) right now."""
     poller = select.poll()
-    poller.register(fd, select.POLLIN)
+    poller.register(fd, event)
     return bool(poller.poll(0))
+
+
+def _readable(fd: int) -> bool:
+    return _ready(fd, select.POLLIN)
 
 
 def _tell_status(outcome_write: int, status: int) -> None:
     # Never blocks the server: a pipe with room for PIPE_BUF bytes takes these 5 at once, and
     # one without room belongs to a worker that stopped reading (it then sees EOF alone).
-    writable = select.poll()
-    writable.register(outcome_write, select.POLLOUT)
-    if writable.poll(0):
+    if _ready(outcome_write, select.POLLOUT):
         with contextlib.suppress(OSError):  # the worker closed its end
             os.write(outcome_write, STATUS_MARK + _INT.pack(status))
 

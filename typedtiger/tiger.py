@@ -325,9 +325,7 @@ class Tiger:
         self, specs: Sequence[TaskSpec], *, when: datetime | timedelta | None = None
     ) -> list[Task]:
         """Queue many specs in one pipelined round trip; the same rules as ``enqueue``."""
-        now = self.clock.now()
-        due = due_at(when, now)
-        scheduled_at = max(due, now)
+        now, due, scheduled_at = self._timing(when)
         timed = [
             self.build(spec, time_last_queued=now, scheduled_at=scheduled_at) for spec in specs
         ]
@@ -341,13 +339,18 @@ class Tiger:
         mode: EnqueueMode | None = None,
     ) -> list[Task]:
         """Store built payloads (see ``build``), or run them now in eager mode."""
-        now = self.clock.now()
-        due = due_at(when, now)
+        now, due, scheduled_at = self._timing(when)
         timed = [
-            (attrs.evolve(payload, time_last_queued=now, scheduled_at=max(due, now)), queue)
+            (attrs.evolve(payload, time_last_queued=now, scheduled_at=scheduled_at), queue)
             for payload, queue in built
         ]
         return self._store_timed(timed, now, due, mode)
+
+    def _timing(self, when: datetime | timedelta | None) -> tuple[float, float, float]:
+        """Now, when the task is due, and its ``scheduled_at`` (never before now)."""
+        now = self.clock.now()
+        due = due_at(when, now)
+        return now, due, max(due, now)
 
     def _store_timed(
         self,
