@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 
@@ -12,9 +13,29 @@ from typedtiger.spec import Fixed, RetryPolicy, _valid_queue_name
 __all__ = ["Config"]
 
 
-def _positive(_: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if isinstance(value, bool) or value <= 0:
-        raise ValueError(f"Config.{attribute.name} must be > 0, got {value!r}")
+#: The longest time setting accepted (a year): past it a typo, not a setting.
+MAX_SECONDS = 365 * 24 * 3600.0
+
+
+def _seconds_check(*, zero_ok: bool) -> Callable[[object, attrs.Attribute[float], float], None]:
+    """A validator of a time setting: finite, at most MAX_SECONDS, > 0 (or >= 0)."""
+    bound = ">= 0" if zero_ok else "> 0"
+
+    def check(_: object, attribute: attrs.Attribute[float], value: float) -> None:
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if not (number and math.isfinite(value) and 0 <= value <= MAX_SECONDS) or (
+            value == 0 and not zero_ok
+        ):
+            raise ValueError(
+                f"Config.{attribute.name} must be a number of seconds {bound} and "
+                f"<= {MAX_SECONDS:g}, got {value!r}"
+            )
+
+    return check
+
+
+_seconds = _seconds_check(zero_ok=False)
+_grace_seconds = _seconds_check(zero_ok=True)
 
 
 def _non_negative_int(_: object, attribute: attrs.Attribute[int], value: int) -> None:
@@ -47,7 +68,13 @@ def _optional_prefixes(value: Sequence[str] | None) -> tuple[str, ...] | None:
         return None
     if isinstance(value, str):
         raise TypeError("allowed_task_modules takes a sequence of module names")
-    return tuple(value)
+    names = tuple(value)
+    if not names or not all(names):
+        raise ValueError(
+            "allowed_task_modules must name at least one module (and no empty name); "
+            "use allow_any_module=True to run any importable function"
+        )
+    return names
 
 
 def _valid_prefix(_: object, attribute: attrs.Attribute[str], value: str) -> None:
@@ -78,21 +105,21 @@ class Config:
     #: Retry policy of tasks with ``retry=True`` or ``retry_on`` and no policy of their own.
     default_retry: RetryPolicy = attrs.field(factory=lambda: Fixed(60, 3))
     #: A task that cannot take its lock runs again this much later.
-    lock_retry: float = attrs.field(default=1.0, validator=_positive)
+    lock_retry: float = attrs.field(default=1.0, validator=_seconds)
     #: Hard timeout of tasks that set none.
-    default_hard_timeout: float = attrs.field(default=300.0, validator=_positive)
+    default_hard_timeout: float = attrs.field(default=300.0, validator=_seconds)
     #: How often a worker refreshes the heartbeat of the tasks it runs.
-    active_task_update_timer: float = attrs.field(default=5.0, validator=_positive)
+    active_task_update_timer: float = attrs.field(default=5.0, validator=_seconds)
     #: A task whose heartbeat is older than this is considered lost with its worker.
-    active_task_update_timeout: float = attrs.field(default=20.0, validator=_positive)
+    active_task_update_timeout: float = attrs.field(default=20.0, validator=_seconds)
     #: How often a worker looks for lost tasks to requeue.
-    requeue_expired_tasks_interval: float = attrs.field(default=5.0, validator=_positive)
+    requeue_expired_tasks_interval: float = attrs.field(default=5.0, validator=_seconds)
     #: How many lost tasks one requeue pass moves.
     requeue_expired_tasks_batch_size: int = attrs.field(default=100, validator=_non_negative_int)
     #: How many due scheduled tasks one pass moves to queued, per queue.
     scheduled_task_batch_size: int = attrs.field(default=1000, validator=_non_negative_int)
     #: How long an idle worker waits for activity before looking again.
-    select_timeout: float = attrs.field(default=1.0, validator=_positive)
+    select_timeout: float = attrs.field(default=1.0, validator=_seconds)
     #: Store the traceback of failed tasks in their execution records.
     store_tracebacks: bool = True
     #: Context managers entered around every task, in the process that runs it.
@@ -100,18 +127,27 @@ class Config:
     #: Queues that at most one worker processes at a time.
     single_worker_queues: tuple[str, ...] = attrs.field(default=(), converter=_queue_names)
     #: How often an idle worker re-reads the list of non-empty queues.
-    poll_task_queues_interval: float = attrs.field(default=5.0, validator=_positive)
+    poll_task_queues_interval: float = attrs.field(default=5.0, validator=_seconds)
     #: Publish the queue name on the activity channel when a task is queued (wakes workers).
     publish_queued_tasks: bool = True
     #: How often a worker logs a ``stats`` line.
-    stats_interval: float = attrs.field(default=60.0, validator=_positive)
+    stats_interval: float = attrs.field(default=60.0, validator=_seconds)
     #: How many times a task whose worker was lost is run again before it fails.
     max_worker_loss_retries: int = attrs.field(default=3, validator=_non_negative_int)
-    #: When set, workers only import task functions, runner classes, retry functions and
-    #: exception classes from these modules (and their submodules) or registered tasks.
+    #: Modules (and their submodules) whose functions, runner classes, retry functions and
+    #: exception classes a worker may import from a payload, besides registered tasks and the
+    #: modules its command line names (``--app``, ``-m``). None: no other module.
     allowed_task_modules: tuple[str, ...] | None = attrs.field(
         default=None, converter=_optional_prefixes
     )
+    #: Import any function a payload names (TaskTiger's behaviour): an explicit opt-out of the
+    #: allowlist above, logged as a warning when a worker starts.
+    allow_any_module: bool = False
+    #: After a hard timeout's SIGALRM, how long a task's child has before SIGKILL.
+    hard_timeout_kill_grace: float = attrs.field(default=2.0, validator=_grace_seconds)
+    #: How long a worker keeps retrying an unreachable storage before it exits non-zero
+    #: (its in-flight tasks are then requeued by other workers when their heartbeat expires).
+    storage_retry_deadline: float = attrs.field(default=300.0, validator=_seconds)
     #: Largest accepted task payload (JSON bytes); 0 disables the check.
     max_payload_bytes: int = attrs.field(default=16 * 1024 * 1024, validator=_non_negative_int)
     #: Longest rendering of task arguments put into a log line.
