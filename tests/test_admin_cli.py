@@ -23,6 +23,7 @@ from tests import tasks
 from tests.conftest import REDIS_URL, run_worker
 from typedtiger import Config, Task, TaskSpec, TaskState, Tiger
 from typedtiger._admin import make_tiger, parse_duration, register_admin_commands
+from typedtiger._connection import ConnectionSettings
 from typedtiger.backends.fake import FakeBackend
 from typedtiger.backends.redis import RedisBackend
 from typedtiger.clock import ManualClock
@@ -692,7 +693,7 @@ def test_end_to_end_on_real_redis_with_host_port_db(
 
 
 def test_make_tiger_builds_a_redis_tiger() -> None:
-    tiger = make_tiger(None, "localhost", 6379, None, 3, "pfx")
+    tiger = make_tiger(ConnectionSettings(db=3, prefix="pfx"))
     assert isinstance(tiger.backend, RedisBackend)
     assert tiger.backend.prefix == "pfx"
     assert tiger.backend.client.connection_pool.connection_kwargs["db"] == 3

@@ -24,7 +24,7 @@ from typing import Any, Final
 import attrs
 import click
 
-from typedtiger._connection import connection_options, make_tiger
+from typedtiger._connection import ConnectionSettings, connection_options, make_tiger
 from typedtiger._queues import queue_matches
 from typedtiger.backends.base import StoredTask, TaskState
 from typedtiger.exceptions import PayloadError, TaskNotFound, TypedTigerError
@@ -48,10 +48,10 @@ __all__ = [
     "register_admin_commands",
 ]
 
-#: Builds the Tiger a command works on from the connection options:
-#: ``(url, host, port, password, db, prefix) -> Tiger``.
-TigerFactory = Callable[[str | None, str, int, str | None, int, str | None], Tiger]
-#: A decorator adding the connection options (``--url``, ``-h/-p/-a/-n``, ``--prefix``).
+#: Builds the Tiger a command works on from the connection options.
+TigerFactory = Callable[[ConnectionSettings], Tiger]
+#: A decorator adding the connection options (``--app``, ``--url``, ``-h/-p/-a/-n``,
+#: ``--prefix``).
 ConnectionOptions = Callable[[Callable[..., None]], Callable[..., None]]
 
 _STATES: Final = tuple(state.value for state in TaskState)
@@ -76,9 +76,6 @@ _BULK_PAGE: Final = 500
 # --- connection ----------------------------------------------------------------------------
 
 
-_CONNECTION_NAMES: Final = ("url", "host", "port", "password", "db", "prefix")
-
-
 @attrs.frozen
 class _Env:
     """What each command needs: how to get the Tiger."""
@@ -86,19 +83,12 @@ class _Env:
     make_tiger: TigerFactory
 
     def tiger(self, options: dict[str, Any]) -> Tiger:
-        connection = {name: options.pop(name) for name in _CONNECTION_NAMES if name in options}
+        connection = ConnectionSettings.pop_from(options)
         injected = click.get_current_context().find_object(Tiger)
         if injected is not None:
             return injected
         try:
-            return self.make_tiger(
-                connection.get("url"),
-                connection.get("host", "localhost"),
-                connection.get("port", 6379),
-                connection.get("password"),
-                connection.get("db", 0),
-                connection.get("prefix"),
-            )
+            return self.make_tiger(connection)
         except ValueError as exc:
             raise click.ClickException(str(exc)) from exc
 

@@ -12,16 +12,24 @@ import gc
 _gc_was_enabled = gc.isenabled()
 gc.disable()
 try:
-    import importlib
+    import json
+    import math
     import sys
-    from collections.abc import Callable, Sequence
-    from types import ModuleType
+    from collections.abc import Callable, Iterator, Sequence
+    from contextlib import contextmanager
     from typing import Any
 
     import attrs
     import click
 
-    from typedtiger._connection import connection_options, make_tiger
+    from typedtiger._config_options import config_options, pop_config_overrides
+    from typedtiger._connection import (
+        ConnectionSettings,
+        connection_options,
+        import_module,
+        open_tiger,
+    )
+    from typedtiger.config import Config
     from typedtiger.executor import Executor, ForkExecutor, SyncExecutor
     from typedtiger.logging import setup_structlog
     from typedtiger.tiger import Tiger
@@ -31,28 +39,11 @@ finally:
     if _gc_was_enabled:
         gc.enable()
 
-__all__ = ["main", "run_worker_command"]
+__all__ = ["MAX_CONCURRENCY", "main", "run_worker_command"]
 
-
-def _split(values: Sequence[str]) -> list[str]:
-    return [name.strip() for value in values for name in value.split(",") if name.strip()]
-
-
-def _import_modules(names: Sequence[str]) -> list[ModuleType]:
-    modules = []
-    for name in names:
-        try:
-            modules.append(importlib.import_module(name))
-        except Exception as exc:
-            raise click.ClickException(f"cannot import module {name!r}: {exc!r}") from exc
-    return modules
-
-
-def _adopt_registrations(tiger: Tiger, modules: Sequence[ModuleType]) -> None:
-    for module in modules:
-        for value in vars(module).values():
-            if isinstance(value, Tiger) and value is not tiger:
-                tiger.adopt(value)
+#: The largest ``-c``: each slot is a process (fork) or a task in memory (sync), and past a few
+#: hundred a worker spends more on its children than on tasks; run more workers instead.
+MAX_CONCURRENCY = 256
 
 
 class _ExitAfter(click.ParamType):  # type: ignore[type-arg]
@@ -67,8 +58,8 @@ class _ExitAfter(click.ParamType):  # type: ignore[type-arg]
             seconds = float(str(value))
         except ValueError:
             self.fail(f"{value!r} is neither a number of seconds nor 'idle'", param, ctx)
-        if seconds <= 0:
-            self.fail("must be > 0 seconds", param, ctx)
+        if not math.isfinite(seconds) or seconds <= 0:
+            self.fail(f"{value!r}: must be a finite number of seconds > 0, or 'idle'", param, ctx)
         return seconds
 
 
@@ -95,6 +86,7 @@ class _Main(click.Group):
 
 
 @click.group(cls=_Main, context_settings={"help_option_names": ["--help"]})
+@click.version_option(package_name="typedtiger", prog_name="typedtiger")
 def main() -> None:
     """typedtiger: a typed task queue on Redis."""
 
@@ -110,44 +102,41 @@ def demo() -> None:
 def _worker_options(command: Callable[..., None]) -> Callable[..., None]:
     options = [
         click.option(
-            "-q",
-            "--queues",
+            "-m",
+            "--module",
+            "modules",
             multiple=True,
-            help="Queues to serve (comma-separated; with subqueues).",
-        ),
-        click.option(
-            "-e", "--exclude-queues", multiple=True, help="Queues (and subqueues) to skip."
-        ),
-        click.option(
-            "-m", "--module", "modules", multiple=True, help="Module to import before starting."
+            envvar="TYPEDTIGER_MODULES",
+            help="Module to import before starting (repeatable, comma-separated); its functions "
+            "may run as tasks. [env: TYPEDTIGER_MODULES]",
         ),
         click.option(
             "-M",
             "--max-workers-per-queue",
             type=click.IntRange(min=1),
+            envvar="TYPEDTIGER_MAX_WORKERS_PER_QUEUE",
             default=None,
-            help="At most this many workers process one queue at once.",
-        ),
-        click.option(
-            "--store-tracebacks/--no-store-tracebacks",
-            default=None,
-            help="Store tracebacks in execution records (default: Config's, on).",
+            help="At most this many workers process one queue at once. "
+            "[env: TYPEDTIGER_MAX_WORKERS_PER_QUEUE]",
         ),
         click.option(
             "--executor",
             "executor_name",
             type=click.Choice(["fork", "sync"]),
+            envvar="TYPEDTIGER_EXECUTOR",
             default=None,
             help="fork: one child process per task (the default on Redis); sync: in-process "
-            "(the default on FakeBackend).",
+            "(the default on FakeBackend). [env: TYPEDTIGER_EXECUTOR]",
         ),
         click.option(
             "-c",
             "--concurrency",
-            type=click.IntRange(min=1),
+            type=click.IntRange(1, MAX_CONCURRENCY),
+            envvar="TYPEDTIGER_CONCURRENCY",
             default=1,
             show_default=True,
-            help="Run up to this many tasks at once, each in its own child (fork executor).",
+            help=f"Run up to this many tasks at once (at most {MAX_CONCURRENCY}). "
+            "[env: TYPEDTIGER_CONCURRENCY]",
         ),
         click.option(
             "--exit-after",
@@ -156,79 +145,128 @@ def _worker_options(command: Callable[..., None]) -> Callable[..., None]:
             help="Stop after SECONDS, or 'idle' to stop once nothing is due.",
         ),
         click.option(
-            "--allow-module",
-            "allowed_modules",
-            multiple=True,
-            help="Only import task functions, runner, retry and exception classes from these "
-            "modules (and their submodules) or registered tasks; repeatable, comma-separated.",
+            "--print-config",
+            is_flag=True,
+            help="Print the effective settings as JSON (no secrets) and exit.",
         ),
     ]
     for option in reversed(options):
         command = option(command)
-    return command
+    return config_options(command)
 
 
 @main.command(context_settings={"help_option_names": ["--help"]})
 @connection_options
 @_worker_options
-def worker(
-    url: str | None,
-    host: str,
-    port: int,
-    password: str | None,
-    db: int,
-    prefix: str | None,
-    **options: Any,
-) -> None:
+def worker(**options: Any) -> None:
     """Run a worker: claim tasks of the served queues and run them until SIGTERM/SIGINT.
+
+    Give it your application's Tiger with --app (its backend and Config), or name a Redis
+    (--url, TYPEDTIGER_URL or REDIS_URL) and the task modules (-m). Every setting can also come
+    from the environment; precedence: flag > environment > the app's Config > default.
 
     The first SIGTERM/SIGINT lets the running task finish and exits 0; a second exits at once
     (the task is requeued when its heartbeat expires).
     """
     setup_structlog()
-    _run_worker(make_tiger(url, host, port, password, db, prefix), **options)
+    connection = ConnectionSettings.pop_from(options)
+    tiger, app_module = open_tiger(connection)
+    if connection.prefix is not None:
+        options["prefix_override"] = connection.prefix
+    _run_worker(tiger, app_module, **options)
+
+
+def _import_modules(names: Sequence[str]) -> list[str]:
+    imported = []
+    for name in names:
+        imported.append(import_module(name, f"-m {name}").__name__)
+    return imported
+
+
+def _adopt_registrations(tiger: Tiger, module_names: Sequence[str]) -> None:
+    for name in module_names:
+        for value in vars(sys.modules[name]).values():
+            if isinstance(value, Tiger) and value is not tiger:
+                tiger.adopt(value)
+
+
+def _effective_config(config: Config, overrides: dict[str, Any], vouched: Sequence[str]) -> Config:
+    """The app's Config with the overrides, and the modules the command line named allowed."""
+    try:
+        config = attrs.evolve(config, **overrides)
+        if vouched and not config.allow_any_module:
+            allowed = (*(config.allowed_task_modules or ()), *vouched)
+            config = attrs.evolve(config, allowed_task_modules=tuple(dict.fromkeys(allowed)))
+    except (ValueError, TypeError) as exc:
+        raise click.UsageError(str(exc)) from exc
+    return config
+
+
+@contextmanager
+def _configured(tiger: Tiger, config: Config) -> Iterator[None]:
+    original = tiger.config
+    tiger.reconfigure(config)
+    try:
+        yield
+    finally:
+        tiger.reconfigure(original)
 
 
 def _run_worker(
     tiger: Tiger,
+    app_module: str | None,
     *,
-    queues: Sequence[str],
-    exclude_queues: Sequence[str],
     modules: Sequence[str],
     max_workers_per_queue: int | None,
-    store_tracebacks: bool | None,
     executor_name: str | None,
     concurrency: int,
     exit_after: float | None,
-    allowed_modules: Sequence[str],
+    print_config: bool,
+    prefix_override: str | None = None,
+    **config_options: Any,
 ) -> None:
-    allowed = _split(allowed_modules)
-    if allowed:
-        restricted = Tiger(
-            tiger.backend,
-            attrs.evolve(tiger.config, allowed_task_modules=allowed),
-            clock=tiger.clock,
+    overrides: dict[str, Any] = pop_config_overrides(config_options)
+    if prefix_override is not None:
+        overrides["prefix"] = prefix_override
+    module_names = _import_modules(_split(modules))
+    _adopt_registrations(tiger, module_names)
+    vouched = [name for name in (app_module, *module_names) if name is not None]
+    config = _effective_config(tiger.config, overrides, vouched)
+    if print_config:
+        click.echo(
+            json.dumps(
+                {
+                    "storage": repr(tiger.backend.with_prefix(config.prefix)),
+                    "app": app_module,
+                    "modules": module_names,
+                    "executor": executor_name or "default",
+                    "concurrency": concurrency,
+                    "max_workers_per_queue": max_workers_per_queue,
+                    "config": config.settings(),
+                },
+                indent=2,
+            )
         )
-        restricted.adopt(tiger)
-        tiger = restricted
-    _adopt_registrations(tiger, _import_modules(modules))
+        return
     executor: Executor | None = None  # None: the Worker picks by backend
     if executor_name is not None:
         executor = ForkExecutor() if executor_name == "fork" else SyncExecutor()
-    try:
-        worker = Worker(
-            tiger,
-            queues=_split(queues) or None,
-            exclude_queues=_split(exclude_queues) or None,
-            max_workers_per_queue=max_workers_per_queue,
-            executor=executor,
-            concurrency=concurrency,
-            store_tracebacks=store_tracebacks,
-            exit_after=exit_after if exit_after is not None and exit_after > 0 else None,
-        )
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from exc
-    worker.run(once=exit_after is not None and exit_after < 0)
+    with _configured(tiger, config):
+        try:
+            worker = Worker(
+                tiger,
+                max_workers_per_queue=max_workers_per_queue,
+                executor=executor,
+                concurrency=concurrency,
+                exit_after=exit_after if exit_after is not None and exit_after > 0 else None,
+            )
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from exc
+        worker.run(once=exit_after is not None and exit_after < 0)
+
+
+def _split(values: Sequence[str]) -> list[str]:
+    return [name.strip() for value in values for name in value.split(",") if name.strip()]
 
 
 def run_worker_command(tiger: Tiger, args: list[str]) -> None:
@@ -237,7 +275,7 @@ def run_worker_command(tiger: Tiger, args: list[str]) -> None:
     @click.command()
     @_worker_options
     def command(**options: Any) -> None:
-        _run_worker(tiger, **options)
+        _run_worker(tiger, None, **options)
 
     command.main(args=args, standalone_mode=False)
 

@@ -162,6 +162,23 @@ class Config:
                 f"got {self.active_task_update_timeout} <= {self.active_task_update_timer}"
             )
 
+    def settings(self) -> dict[str, object]:
+        """Every setting as a JSON value (for the worker's ``ready`` line and
+        ``typedtiger worker --print-config``); callables and policies by name."""
+        described: dict[str, object] = {}
+        for field in attrs.fields(Config):
+            value = getattr(self, field.name)
+            if field.name == "child_context_managers":
+                value = [getattr(cm, "__qualname__", repr(cm)) for cm in value]
+            elif field.name == "default_retry":
+                value = repr(value)
+            elif isinstance(value, tuple):
+                value = list(value)
+            elif isinstance(value, Mapping):
+                value = dict(value)
+            described[field.name] = value
+        return described
+
     def batch_size_for(self, queue: str) -> int:
         """The batch size of ``queue``: its most specific entry in ``batch_queues``, else 1."""
         parts = queue.split(".")

@@ -35,6 +35,7 @@ from flask import Flask, current_app
 from flask.cli import AppGroup
 
 from typedtiger._admin import register_admin_commands
+from typedtiger._connection import ConnectionSettings
 from typedtiger.config import Config
 from typedtiger.exceptions import NotInitialized
 from typedtiger.tiger import Tiger
@@ -161,14 +162,7 @@ def init_app(
 
     if admin:
 
-        def app_tiger(
-            _url: str | None,
-            _host: str,
-            _port: int,
-            _password: str | None,
-            _db: int,
-            _prefix: str | None,
-        ) -> Tiger:
+        def app_tiger(_connection: ConnectionSettings) -> Tiger:
             return initialised_tiger()
 
         register_admin_commands(group, make_tiger=app_tiger, connection_options=_no_options)

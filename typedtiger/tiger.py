@@ -103,6 +103,17 @@ class Tiger:
             clock if clock is not None else backend.clock,
         )
 
+    @property
+    def initialised(self) -> bool:
+        """Whether this Tiger has a backend (``init`` was called)."""
+        return self._bound is not None
+
+    def reconfigure(self, config: Config) -> None:
+        """Apply ``config`` to this initialised Tiger, keeping its backend and clock (the
+        ``typedtiger`` commands apply their overrides to the application's Tiger this way)."""
+        bound = self._require()
+        self._bound = _Bound(bound.backend.with_prefix(config.prefix), config, bound.clock)
+
     @contextmanager
     def bound_to(
         self, backend: Backend, config: Config | None = None, *, clock: Clock | None = None

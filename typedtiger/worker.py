@@ -130,6 +130,7 @@ class Worker:
         self._max_workers = max_workers_per_queue
         self._executor = executor if executor is not None else _default_executor(tiger)
         self._slots = JobSlots(self._executor, concurrency, config.active_task_update_timer)
+        self._concurrency = concurrency
         self._lease: _SlotLease | None = None
         #: A successful job whose completion rides on the next claim (one round trip less).
         self._pending_done: _Done | None = None
@@ -175,6 +176,10 @@ class Worker:
             queues=list(self._only),
             exclude_queues=list(self._exclude),
             executor=type(self._executor).__name__,
+            concurrency=self._concurrency,
+            max_workers_per_queue=self._max_workers,
+            storage=repr(self._backend),
+            settings=self._config.settings(),
         )
         try:
             with self._signal_handlers(enabled=not once):

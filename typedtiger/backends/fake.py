@@ -33,6 +33,9 @@ class FakeBackend(RedisBackend):
         client = fakeredis.FakeRedis(server=self._server, decode_responses=True)
         super().__init__(client, prefix=prefix, clock=self._manual_clock)
 
+    def __repr__(self) -> str:
+        return f"FakeBackend(prefix={self.prefix!r})"
+
     @property
     def clock(self) -> ManualClock:
         return self._manual_clock

@@ -236,6 +236,16 @@ class RedisBackend:
             else None
         )
 
+    def __repr__(self) -> str:
+        # The location only: never the password.
+        kwargs = self._client.connection_pool.connection_kwargs
+        if "path" in kwargs:
+            where = f"unix://{kwargs['path']}?db={kwargs.get('db', 0)}"
+        else:
+            where = f"redis://{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}"
+            where += f"/{kwargs.get('db', 0)}"
+        return f"{type(self).__name__}({where}, prefix={self._prefix!r})"
+
     @classmethod
     def from_url(cls, url: str, *, prefix: str = "t") -> RedisBackend:
         """A backend on the Redis at ``url`` (redis://, rediss:// or unix://)."""
