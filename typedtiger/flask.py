@@ -150,9 +150,12 @@ def init_app(
           -e, --exclude-queues NAMES    queues (and subqueues) to skip
           -m, --module NAME             module to import before starting
           -M, --max-workers-per-queue N at most N workers process one queue at once
-          --store-tracebacks / --no-store-tracebacks
           --executor [fork|sync]        fork (default): a child process per task
+          -c, --concurrency N           run up to N tasks at once
           --exit-after SECONDS|idle     stop after SECONDS, or once nothing is due
+          --print-config                print the effective settings and exit
+          and a flag per Config setting (`typedtiger worker --help`; flag > environment >
+          the app's Config)
         """
         running = worker_tiger(app, initialised_tiger())
         try:
