@@ -90,7 +90,7 @@ class _Env:
         try:
             return self.make_tiger(connection)
         except ValueError as exc:
-            raise click.ClickException(str(exc)) from exc
+            raise click.UsageError(str(exc)) from exc
 
 
 @contextmanager
