@@ -634,7 +634,7 @@ def test_unreachable_redis_is_a_clear_error(group: click.Group) -> None:
 
 def test_bad_prefix_is_a_clear_error(group: click.Group) -> None:
     result = CliRunner().invoke(group, ["queues", "--url", REDIS_URL, "--prefix", "a b"])
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # a usage error
     assert "Error: Config.prefix must be a non-empty key prefix" in result.output
 
 
