@@ -14,6 +14,7 @@ from typedtiger import _context
 from typedtiger._names import import_allowed, qualified_name
 from typedtiger._queues import queue_matches
 from typedtiger._registry import BatchTaskFunction, Registration, TaskFunction
+from typedtiger._sync_only import refuse_async, sync_only
 from typedtiger.backends.base import Backend, Enqueued, EnqueueMode, NewTask, TaskState
 from typedtiger.clock import Clock, due_at, to_timestamp
 from typedtiger.config import Config
@@ -93,9 +94,13 @@ class Tiger:
     def init(
         self, *, backend: Backend, config: Config | None = None, clock: Clock | None = None
     ) -> None:
-        """Attach storage and settings; once only."""
-        if self._bound is not None:
-            raise RuntimeError("this Tiger is already initialised; init() may be called once")
+        """Attach storage and settings.
+
+        Called again (an application factory run once per test), it replaces them: from then
+        on this Tiger, its tasks' ``.delay()`` and its Task handles use the new backend and
+        Config. The previous backend is left as it is, not closed (it may be shared; close it
+        if nothing else uses it), and a Worker already made keeps the binding it was made with.
+        """
         config = config if config is not None else Config()
         self._bound = _Bound(
             backend.with_prefix(config.prefix),
@@ -217,6 +222,7 @@ class Tiger:
         """
 
         def register(target: Callable[..., object]) -> object:
+            refuse_async(target)
             name = qualified_name(target)
             if schedule is not None and not isinstance(target, type):
                 _check_no_required_args(target, name)
@@ -417,6 +423,7 @@ class Tiger:
         runner_class: type[BaseRunner] | None = None,
     ) -> Task:
         """TaskTiger-style, untyped: queue ``func(*args, **kwargs)`` with these options."""
+        refuse_async(func)
         spec = TaskSpec(
             func=qualified_name(func),
             args=tuple(args or ()),
@@ -448,7 +455,7 @@ class Tiger:
         func, batch = self.resolve_function(payload.func)
         runner = self.runner_for(payload.runner_class)
         with _context.running([task], batch, payload.func):
-            runner.run_eager_task(task, func, batch)
+            runner.run_eager_task(task, sync_only(func, payload.func), batch)
         return task
 
     # --- running ------------------------------------------------------------------------
