@@ -304,10 +304,9 @@ def periodic(
     end_date: datetime | None = None,
 ) -> Periodic:
     """Every ``seconds + minutes + ... + weeks``, aligned on ``start_date`` (default 2000-01-01)."""
-    period = timedelta(seconds=seconds, minutes=minutes, hours=hours, days=days, weeks=weeks)
-    return Periodic(
-        period.total_seconds(), start_date if start_date is not None else _EPOCH_2000, end_date
-    )
+    # a plain sum (not a timedelta, which refuses NaN and overflows): Periodic checks the total
+    period = seconds + 60 * minutes + 3600 * hours + 86400 * days + 604800 * weeks
+    return Periodic(period, start_date if start_date is not None else _EPOCH_2000, end_date)
 
 
 def cron(expr: str, start_date: datetime | None = None, end_date: datetime | None = None) -> Cron:
