@@ -12,7 +12,9 @@ from pathlib import Path
 
 import attrs
 import pytest
+import redis
 
+from tests.conftest import REDIS_URL
 from typedtiger import Config, RetryException, Tiger, exponential, fixed, periodic
 from typedtiger.backends.fake import FakeBackend
 from typedtiger.clock import ManualClock, SystemClock
@@ -438,13 +440,18 @@ def test_a_harness_needs_a_fake_backend_and_a_manual_clock() -> None:
 # --- the pytest plugin -----------------------------------------------------------------------
 
 
-def test_the_harness_fixture_is_a_fresh_tiger(typedtiger_harness: TigerHarness) -> None:
-    assert typedtiger_harness.tiger is not tiger
-    assert typedtiger_harness.tiger.registrations == {}
-    assert typedtiger_harness.now == START
-    typedtiger_harness.tiger.enqueue(TaskSpec.of(not_registered))
-    assert typedtiger_harness.run_until_idle().ran == 1
-    assert CALLS == [("not_registered", None)]
+class TestAStandaloneTiger:
+    @pytest.fixture
+    def typedtiger_app(self) -> Tiger | None:
+        return None  # asked for explicitly: a fresh Tiger of the test's own
+
+    def test_the_harness_fixture_is_a_fresh_tiger(self, typedtiger_harness: TigerHarness) -> None:
+        assert typedtiger_harness.tiger is not tiger
+        assert typedtiger_harness.tiger.registrations == {}
+        assert typedtiger_harness.now == START
+        typedtiger_harness.tiger.enqueue(TaskSpec.of(not_registered))
+        assert typedtiger_harness.run_until_idle().ran == 1
+        assert CALLS == [("not_registered", None)]
 
 
 def _plugin_args(request: pytest.FixtureRequest) -> list[str]:
@@ -496,6 +503,55 @@ def test_the_ini_option_binds_the_application_tiger(
     result = pytester.runpytest(*_plugin_args(request))
 
     result.assert_outcomes(passed=2)
+
+
+@pytest.mark.redis
+def test_without_configuration_the_plugin_never_writes_to_the_apps_redis(
+    pytester: pytest.Pytester, request: pytest.FixtureRequest, redis_db: redis.Redis[str]
+) -> None:
+    # an application whose Tiger points at a real Redis (the test database), no typedtiger_app
+    pytester.makepyfile(
+        plugin_redis_app=f"""
+            from typedtiger import Tiger
+            tiger = Tiger.from_url({REDIS_URL!r})
+
+            @tiger.task
+            def greet(name: str) -> None:
+                pass
+        """,
+        test_unit="""
+            import plugin_redis_app
+
+            def test_delay_in_a_unit_test(typedtiger_harness):
+                plugin_redis_app.greet.delay("ada")
+                plugin_redis_app.tiger.delay(plugin_redis_app.greet, ["bob"])
+                typedtiger_harness.run_until_idle()
+        """,
+    )
+    pytester.syspathinsert()
+
+    result = pytester.runpytest(*_plugin_args(request))
+
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*typedtiger_harness does not know your application's Tiger*",
+            '*typedtiger_app = "myapp.tasks:tiger"*',
+        ]
+    )
+    assert redis_db.keys("*") == []
+
+    # the control: the same app, outside the harness, does write to that database
+    pytester.makepyfile(
+        test_unit="""
+            import plugin_redis_app
+
+            def test_delay_outside_the_harness():
+                plugin_redis_app.greet.delay("ada")
+        """
+    )
+    pytester.runpytest(*_plugin_args(request)).assert_outcomes(passed=1)
+    assert redis_db.keys("t:queued") == ["t:queued"]
 
 
 def test_an_ini_option_naming_something_else_is_a_usage_error(
