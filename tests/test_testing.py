@@ -421,6 +421,29 @@ def test_fake_tiger_rebinds_an_initialised_tiger_and_restores_it() -> None:
         assert [r.queue for r in harness.queued()] == ["other"]
 
 
+def test_an_app_factory_run_inside_the_harness_cannot_take_the_tiger_to_other_storage() -> None:
+    with fake_tiger(tiger) as harness:
+        elsewhere = FakeBackend()  # stands for the real Redis a factory would connect to
+        with pytest.raises(RuntimeError, match=r"init\(\) would replace it"):
+            tiger.init(backend=elsewhere)
+        record.delay("still fake")
+        assert len(harness.queued(record)) == 1 and elsewhere.client.keys("*") == []
+
+        # the factory given the harness's backend (and its own Config) is welcome
+        tiger.init(backend=harness.backend, config=Config(default_queue="factory"))
+        tiger.enqueue(TaskSpec.of(not_registered))
+        assert [r.queue for r in harness.queued(not_registered)] == ["factory"]
+        assert harness.run_until_idle(raise_errors=True).ran == 2
+
+    with pytest.raises(NotInitialized):  # the block's end restores the lazy Tiger
+        record.delay("after")
+    app = Tiger()
+    with fake_tiger(app):
+        pass
+    app.init(backend=FakeBackend())  # outside the harness, init is free again
+    app.init(backend=FakeBackend())
+
+
 def test_fake_tiger_takes_a_clock_and_a_prefix() -> None:
     clock = ManualClock(datetime(2030, 6, 1, tzinfo=UTC))
     with fake_tiger(config=Config(prefix="{app}"), clock=clock) as harness:

@@ -81,6 +81,8 @@ class Tiger:
         setup_structlog: bool = False,
     ) -> None:
         self._bound: _Bound | None = None
+        #: The backends ``bound_to`` holds this Tiger to, while its block runs.
+        self._held: tuple[Backend, ...] = ()
         self._registry: dict[str, Registration] = {}
         if setup_structlog:
             from typedtiger.logging import setup_structlog as configure
@@ -100,7 +102,19 @@ class Tiger:
         on this Tiger, its tasks' ``.delay()`` and its Task handles use the new backend and
         Config. The previous backend is left as it is, not closed (it may be shared; close it
         if nothing else uses it), and a Worker already made keeps the binding it was made with.
+
+        Inside ``bound_to`` (the test harness) only the backend bound there is accepted: an
+        application factory run by a test must not take the Tiger back to real storage.
         """
+        if self._held and not any(backend is held for held in self._held):
+            raise RuntimeError(
+                f"this Tiger is bound to {self._held[0]!r} for now (Tiger.bound_to, the test "
+                f"harness); init() would replace it with {backend!r}. Give the application "
+                "factory that backend (e.g. harness.backend) instead"
+            )
+        self._bind(backend, config, clock)
+
+    def _bind(self, backend: Backend, config: Config | None, clock: Clock | None) -> None:
         config = config if config is not None else Config()
         self._bound = _Bound(
             backend.with_prefix(config.prefix),
@@ -116,13 +130,13 @@ class Tiger:
 
         Meant for tests: point an application's Tiger at a FakeBackend.
         """
-        previous = self._bound
-        self._bound = None
-        self.init(backend=backend, config=config, clock=clock)
+        previous, held = self._bound, self._held
+        self._bind(backend, config, clock)
+        self._held = (backend, self._require().backend)
         try:
             yield self
         finally:
-            self._bound = previous
+            self._bound, self._held = previous, held
 
     @classmethod
     def from_url(cls, url: str, config: Config | None = None) -> Tiger:
