@@ -32,7 +32,7 @@ def test_the_bounds() -> None:
     assert MAX_COUNT == 2**31 - 1
 
 
-@pytest.mark.parametrize("value", [1e308, INF, NAN, 0, -1, A_YEAR + 1, True, "5"])
+@pytest.mark.parametrize("value", [1e308, INF, NAN, 0, -1, A_YEAR + 1, 10**400, True, "5"])
 def test_a_hard_timeout_out_of_range_is_refused_wherever_it_is_given(value: object) -> None:
     makers: list[Callable[[], object]] = [
         lambda: TaskSpec.of(option_tasks.keyed, 1).evolve(hard_timeout=value),  # type: ignore[arg-type]
@@ -99,6 +99,7 @@ def test_tiger_delay_refuses_bad_numbers_and_writes_nothing(
         (lambda: exponential(60, NAN, 3), "factor must be a finite number >= 0"),
         (lambda: exponential(60, INF, 3), "factor must be a finite number >= 0"),
         (lambda: exponential(60, -2, 3), "factor must be a finite number >= 0"),
+        (lambda: fixed(10**400, 3), "delay must be >= 0"),
         (lambda: exponential(INF, 2, 3), "delay must be >= 0"),
     ],
 )
@@ -164,6 +165,7 @@ def test_a_custom_retry_delay_out_of_range_gives_the_task_up(func: Callable[[int
         lambda: periodic(days=366),
         lambda: Periodic(INF),
         lambda: Periodic(1e-300),
+        lambda: periodic(weeks=10**400),
     ],
 )
 def test_a_periodic_interval_out_of_range_is_refused(make: Callable[[], object]) -> None:
@@ -174,3 +176,4 @@ def test_a_periodic_interval_out_of_range_is_refused(make: Callable[[], object])
 def test_periodic_intervals_in_range_are_taken() -> None:
     assert periodic(seconds=1).period == 1
     assert periodic(days=365).period == MAX_SECONDS
+    assert periodic(minutes=0.1).period == 6  # to the microsecond, not 6.000000000000001

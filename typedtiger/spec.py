@@ -62,11 +62,10 @@ def _is_number(value: object) -> bool:
 def _seconds_in_range(
     _: object, attribute: attrs.Attribute[Any], value: float, *, zero_ok: bool = True
 ) -> None:
-    """A number of seconds: finite, in [0, MAX_SECONDS] (or (0, MAX_SECONDS])."""
+    """A number of seconds in [0, MAX_SECONDS] (or (0, MAX_SECONDS]): NaN and infinities are
+    out of range (a comparison, not math.isfinite, which overflows on a huge int)."""
     low = ">= 0" if zero_ok else "> 0"
-    if not (_is_number(value) and math.isfinite(value) and 0 <= value <= MAX_SECONDS) or (
-        value == 0 and not zero_ok
-    ):
+    if not (_is_number(value) and 0 <= value <= MAX_SECONDS) or (value == 0 and not zero_ok):
         raise ValueError(
             f"{attribute.name} must be {low} and <= {MAX_SECONDS:.0f} seconds (a year), "
             f"got {value!r}"
@@ -90,7 +89,7 @@ def _max_retries(_: object, attribute: attrs.Attribute[int], value: int) -> None
 
 
 def _factor(_: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if not (_is_number(value) and math.isfinite(value) and value >= 0):
+    if not (_is_number(value) and 0 <= value < math.inf):
         raise ValueError(f"{attribute.name} must be a finite number >= 0, got {value!r}")
 
 
@@ -118,9 +117,8 @@ class Fixed:
 
 @attrs.frozen
 class Linear:
-    """Retry after ``delay``, then ``delay + increment``, ``delay + 2*increment``, ...
-
-    (at most MAX_SECONDS)."""
+    """Retry after ``delay``, then ``delay + increment``, ``delay + 2*increment``, ... (a delay
+    stops growing at MAX_SECONDS)."""
 
     delay: float = attrs.field(validator=_delay)
     increment: float = attrs.field(validator=_delay)
@@ -135,9 +133,8 @@ class Linear:
 
 @attrs.frozen
 class Exponential:
-    """Retry after ``delay``, then ``delay * factor``, ``delay * factor**2``, ...
-
-    (at most MAX_SECONDS)."""
+    """Retry after ``delay``, then ``delay * factor``, ``delay * factor**2``, ... (a delay stops
+    growing at MAX_SECONDS)."""
 
     delay: float = attrs.field(validator=_delay)
     factor: float = attrs.field(validator=_factor)
@@ -178,7 +175,7 @@ class Custom:
             raise TypeError(f"custom retry function {self.func!r} is not callable")
         delay = func(retry_number, *self.args)
         refuse_awaitable(delay, f"retry function {self.func}")
-        if not (_is_number(delay) and math.isfinite(delay) and 0 <= delay <= MAX_SECONDS):
+        if not (_is_number(delay) and 0 <= delay <= MAX_SECONDS):
             raise ValueError(
                 f"custom retry function {self.func!r} returned {delay!r}, not a number of "
                 f"seconds >= 0 and <= {MAX_SECONDS:.0f}"
@@ -221,7 +218,7 @@ def _optional_utc(when: datetime | None) -> datetime | None:
 
 
 def _period(_: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if not (_is_number(value) and math.isfinite(value) and 1 <= value <= MAX_SECONDS):
+    if not (_is_number(value) and 1 <= value <= MAX_SECONDS):
         raise ValueError(
             f"a periodic schedule needs a period of at least 1 second and at most "
             f"{MAX_SECONDS:.0f} (a year), got {value!r}"
@@ -304,8 +301,12 @@ def periodic(
     end_date: datetime | None = None,
 ) -> Periodic:
     """Every ``seconds + minutes + ... + weeks``, aligned on ``start_date`` (default 2000-01-01)."""
-    # a plain sum (not a timedelta, which refuses NaN and overflows): Periodic checks the total
+    # Summed plainly first: a timedelta refuses NaN and overflows; Periodic explains the range.
     period = seconds + 60 * minutes + 3600 * hours + 86400 * days + 604800 * weeks
+    if 1 <= period <= MAX_SECONDS:  # in range: counted to the microsecond, as timedelta does
+        period = timedelta(
+            seconds=seconds, minutes=minutes, hours=hours, days=days, weeks=weeks
+        ).total_seconds()
     return Periodic(period, start_date if start_date is not None else _EPOCH_2000, end_date)
 
 
