@@ -27,9 +27,9 @@ from structlog.typing import EventDict
 
 from tests import integration_app
 from tests.conftest import REDIS_URL
-from typedtiger import Config, TaskState, Tiger
+from typedtiger import Config, Task, TaskState, Tiger
 from typedtiger.backends.fake import FakeBackend
-from typedtiger.exceptions import NotInitialized
+from typedtiger.exceptions import NotInitialized, TaskNotFound
 from typedtiger.executor import ForkExecutor, SyncExecutor
 from typedtiger.logging import setup_structlog, typedtiger_processor
 
@@ -248,14 +248,30 @@ def test_a_lazy_tiger_refuses_work_before_init_but_registers_tasks() -> None:
 
 
 @pytest.mark.usefixtures("app_module")
-def test_init_may_be_called_once() -> None:
-    first = FakeBackend()
+def test_init_again_rebinds_the_tiger_and_leaves_the_old_backend_alone() -> None:
+    # an application factory run once per test: each run initialises the module's Tiger
+    first, second = FakeBackend(), FakeBackend()
     app = integration_app.create_app(integration_app.Settings(backend=first))
-    with pytest.raises(RuntimeError, match="already initialised"):
-        integration_app.create_app(integration_app.Settings(backend=FakeBackend()))
-    with pytest.raises(RuntimeError, match="already initialised"):
-        app.tiger.init(backend=FakeBackend())
-    assert app.tiger.backend is first  # the first init stays in force
+    before = integration_app.greet.delay("ada")
+
+    again = integration_app.create_app(
+        integration_app.Settings(backend=second, queue_config=Config(prefix="second"))
+    )
+    after = integration_app.greet.delay("bob")
+
+    assert again.tiger is app.tiger
+    assert app.tiger.config.prefix == "second"
+    assert second.client.keys("t:*") == []  # the new Config's prefix is in force
+    assert app.tiger.get_queue_sizes("app")[TaskState.QUEUED] == 1
+    with pytest.raises(TaskNotFound):  # a handle made before now looks in the new backend
+        before.cancel()
+    # the old backend is neither closed nor changed: its task is still there, readable
+    _, stored = Task.tasks_from_queue(Tiger(first), "app", TaskState.QUEUED)
+    assert [task.id for task in stored] == [before.id]
+    assert after.id != before.id
+
+    app.tiger.run_worker_with_args(["--executor", "sync", "--exit-after", "idle"])
+    assert integration_app.CALLS == [("greet", "bob")]
 
 
 @pytest.mark.usefixtures("app_module")
@@ -314,6 +330,34 @@ def test_flask_worker_command_runs_tasks_inside_the_app_context() -> None:
     assert seen == per_task * 2  # a fresh app context around each task
     assert flask_app.tiger.get_queue_stats() == {}
     assert not flask.has_app_context()
+
+
+@needs_flask
+@pytest.mark.usefixtures("flask_app_module")
+def test_the_flask_factory_creates_one_app_after_another() -> None:
+    # one app per test, as the docs recommend: the factory initialises the Tiger each time
+    from tests import integration_flask_app as flask_app
+
+    first_backend, second_backend = FakeBackend(), FakeBackend()
+    first = flask_app.create_app({"GREETING": "first"}, backend=first_backend)
+    flask_app.record_config.delay("GREETING")
+    ran_first = first.test_cli_runner().invoke(
+        args=["typedtiger", "worker", "--exit-after", "idle", "--executor", "sync"]
+    )
+    assert ran_first.exit_code == 0, (ran_first.output, ran_first.exception)
+
+    second = flask_app.create_app({"GREETING": "second"}, backend=second_backend)
+    task = flask_app.record_config.delay("GREETING")
+    assert second_backend.client.exists(f"t:task:{task.id}")
+    assert not first_backend.client.exists(f"t:task:{task.id}")
+    ran_second = second.test_cli_runner().invoke(
+        args=["typedtiger", "worker", "--exit-after", "idle", "--executor", "sync"]
+    )
+
+    assert ran_second.exit_code == 0, (ran_second.output, ran_second.exception)
+    configs = [value for kind, value in flask_app.SEEN if kind == "config"]
+    assert configs == ["first", "second"]  # each task ran in its own app's context
+    assert flask_app.tiger.get_queue_stats() == {}
 
 
 @needs_flask

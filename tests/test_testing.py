@@ -12,7 +12,9 @@ from pathlib import Path
 
 import attrs
 import pytest
+import redis
 
+from tests.conftest import REDIS_URL
 from typedtiger import Config, RetryException, Tiger, exponential, fixed, periodic
 from typedtiger.backends.fake import FakeBackend
 from typedtiger.clock import ManualClock, SystemClock
@@ -419,6 +421,29 @@ def test_fake_tiger_rebinds_an_initialised_tiger_and_restores_it() -> None:
         assert [r.queue for r in harness.queued()] == ["other"]
 
 
+def test_an_app_factory_run_inside_the_harness_cannot_take_the_tiger_to_other_storage() -> None:
+    with fake_tiger(tiger) as harness:
+        elsewhere = FakeBackend()  # stands for the real Redis a factory would connect to
+        with pytest.raises(RuntimeError, match=r"init\(\) would replace it"):
+            tiger.init(backend=elsewhere)
+        record.delay("still fake")
+        assert len(harness.queued(record)) == 1 and elsewhere.client.keys("*") == []
+
+        # the factory given the harness's backend (and its own Config) is welcome
+        tiger.init(backend=harness.backend, config=Config(default_queue="factory"))
+        tiger.enqueue(TaskSpec.of(not_registered))
+        assert [r.queue for r in harness.queued(not_registered)] == ["factory"]
+        assert harness.run_until_idle(raise_errors=True).ran == 2
+
+    with pytest.raises(NotInitialized):  # the block's end restores the lazy Tiger
+        record.delay("after")
+    app = Tiger()
+    with fake_tiger(app):
+        pass
+    app.init(backend=FakeBackend())  # outside the harness, init is free again
+    app.init(backend=FakeBackend())
+
+
 def test_fake_tiger_takes_a_clock_and_a_prefix() -> None:
     clock = ManualClock(datetime(2030, 6, 1, tzinfo=UTC))
     with fake_tiger(config=Config(prefix="{app}"), clock=clock) as harness:
@@ -438,13 +463,18 @@ def test_a_harness_needs_a_fake_backend_and_a_manual_clock() -> None:
 # --- the pytest plugin -----------------------------------------------------------------------
 
 
-def test_the_harness_fixture_is_a_fresh_tiger(typedtiger_harness: TigerHarness) -> None:
-    assert typedtiger_harness.tiger is not tiger
-    assert typedtiger_harness.tiger.registrations == {}
-    assert typedtiger_harness.now == START
-    typedtiger_harness.tiger.enqueue(TaskSpec.of(not_registered))
-    assert typedtiger_harness.run_until_idle().ran == 1
-    assert CALLS == [("not_registered", None)]
+class TestAStandaloneTiger:
+    @pytest.fixture
+    def typedtiger_app(self) -> Tiger | None:
+        return None  # asked for explicitly: a fresh Tiger of the test's own
+
+    def test_the_harness_fixture_is_a_fresh_tiger(self, typedtiger_harness: TigerHarness) -> None:
+        assert typedtiger_harness.tiger is not tiger
+        assert typedtiger_harness.tiger.registrations == {}
+        assert typedtiger_harness.now == START
+        typedtiger_harness.tiger.enqueue(TaskSpec.of(not_registered))
+        assert typedtiger_harness.run_until_idle().ran == 1
+        assert CALLS == [("not_registered", None)]
 
 
 def _plugin_args(request: pytest.FixtureRequest) -> list[str]:
@@ -496,6 +526,55 @@ def test_the_ini_option_binds_the_application_tiger(
     result = pytester.runpytest(*_plugin_args(request))
 
     result.assert_outcomes(passed=2)
+
+
+@pytest.mark.redis
+def test_without_configuration_the_plugin_never_writes_to_the_apps_redis(
+    pytester: pytest.Pytester, request: pytest.FixtureRequest, redis_db: redis.Redis[str]
+) -> None:
+    # an application whose Tiger points at a real Redis (the test database), no typedtiger_app
+    pytester.makepyfile(
+        plugin_redis_app=f"""
+            from typedtiger import Tiger
+            tiger = Tiger.from_url({REDIS_URL!r})
+
+            @tiger.task
+            def greet(name: str) -> None:
+                pass
+        """,
+        test_unit="""
+            import plugin_redis_app
+
+            def test_delay_in_a_unit_test(typedtiger_harness):
+                plugin_redis_app.greet.delay("ada")
+                plugin_redis_app.tiger.delay(plugin_redis_app.greet, ["bob"])
+                typedtiger_harness.run_until_idle()
+        """,
+    )
+    pytester.syspathinsert()
+
+    result = pytester.runpytest(*_plugin_args(request))
+
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*typedtiger_harness does not know your application's Tiger*",
+            '*typedtiger_app = "myapp.tasks:tiger"*',
+        ]
+    )
+    assert redis_db.keys("*") == []
+
+    # the control: the same app, outside the harness, does write to that database
+    pytester.makepyfile(
+        test_unit="""
+            import plugin_redis_app
+
+            def test_delay_outside_the_harness():
+                plugin_redis_app.greet.delay("ada")
+        """
+    )
+    pytester.runpytest(*_plugin_args(request)).assert_outcomes(passed=1)
+    assert redis_db.keys("t:queued") == ["t:queued"]
 
 
 def test_an_ini_option_naming_something_else_is_a_usage_error(

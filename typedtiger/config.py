@@ -8,13 +8,9 @@ from contextlib import AbstractContextManager
 
 import attrs
 
-from typedtiger.spec import Fixed, RetryPolicy, _valid_queue_name
+from typedtiger.spec import MAX_SECONDS, Fixed, RetryPolicy, _valid_queue_name
 
 __all__ = ["Config"]
-
-
-#: The longest time setting accepted (a year): past it a typo, not a setting.
-MAX_SECONDS = 365 * 24 * 3600.0
 
 
 def _seconds_check(*, zero_ok: bool) -> Callable[[object, attrs.Attribute[float], float], None]:

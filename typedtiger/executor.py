@@ -21,6 +21,7 @@ import structlog
 
 from typedtiger._context import running
 from typedtiger._outcome import Failed, Outcome, Succeeded
+from typedtiger._sync_only import sync_only
 from typedtiger.clock import Clock
 from typedtiger.exceptions import JobTimeoutException, RetryException
 from typedtiger.serialization import JOB_TIMEOUT_NAME
@@ -139,10 +140,11 @@ def run_job(job: Job) -> Outcome:
             for factory in job.context_managers:
                 stack.enter_context(factory())
             stack.enter_context(running(job.tasks, job.batch, job.serialized_func))
+            func = sync_only(job.func, job.serialized_func)
             if job.batch:
-                job.runner.run_batch_tasks(job.tasks, job.func)
+                job.runner.run_batch_tasks(job.tasks, func)
             else:
-                job.runner.run_single_task(job.tasks[0], job.func)
+                job.runner.run_single_task(job.tasks[0], func)
     except (Exception, SystemExit) as exc:
         _log.debug("task raised", task_ids=task_ids, exception=type(exc).__name__)
         return failed_from_exception(exc, started, job.clock.now(), job.store_traceback)

@@ -28,7 +28,9 @@ class BaseRunner:
 
     ``run_single_task`` and ``run_batch_tasks`` run where the task runs (the forked child or
     the worker itself, under the hard timeout); ``on_permanent_error`` runs in the worker after
-    the task has failed for good.
+    the task has failed for good. The ``func`` they receive raises TypeError when the task
+    returns an awaitable (async tasks are not supported yet): such a task fails, never passes
+    for done.
     """
 
     def __init__(self, tiger: Tiger) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from enum import Enum
@@ -13,6 +14,7 @@ import attrs
 
 from typedtiger._json import JSONValue, json_args, json_kwargs
 from typedtiger._names import import_allowed, import_qualified, qualified_name
+from typedtiger._sync_only import refuse_async, refuse_awaitable
 from typedtiger.exceptions import StopRetry
 
 if TYPE_CHECKING:
@@ -20,6 +22,8 @@ if TYPE_CHECKING:
     from typedtiger.runner import BaseRunner
 
 __all__ = [
+    "MAX_COUNT",
+    "MAX_SECONDS",
     "Cron",
     "Custom",
     "CustomSchedule",
@@ -44,9 +48,54 @@ P = ParamSpec("P")
 KeyNames: TypeAlias = list[str] | tuple[str, ...]
 
 
-def _non_negative(_: object, attribute: attrs.Attribute[Any], value: float) -> None:
-    if value < 0:
-        raise ValueError(f"{attribute.name} must be >= 0, got {value!r}")
+#: The longest time a task option or setting accepts (a year): past it a typo, not a setting.
+MAX_SECONDS: Final = 365 * 24 * 3600.0
+#: The largest count a task option accepts (max_queue_size, max_stored_executions,
+#: max_retries): a 32-bit signed integer's maximum.
+MAX_COUNT: Final = 2**31 - 1
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _seconds_in_range(
+    _: object, attribute: attrs.Attribute[Any], value: float, *, zero_ok: bool = True
+) -> None:
+    """A number of seconds in [0, MAX_SECONDS] (or (0, MAX_SECONDS]): NaN and infinities are
+    out of range (a comparison, not math.isfinite, which overflows on a huge int)."""
+    low = ">= 0" if zero_ok else "> 0"
+    if not (_is_number(value) and 0 <= value <= MAX_SECONDS) or (value == 0 and not zero_ok):
+        raise ValueError(
+            f"{attribute.name} must be {low} and <= {MAX_SECONDS:.0f} seconds (a year), "
+            f"got {value!r}"
+        )
+
+
+def _count_in_range(_: object, attribute: attrs.Attribute[Any], value: int, *, low: int) -> None:
+    """An integer in [low, MAX_COUNT]."""
+    if not (isinstance(value, int) and not isinstance(value, bool) and low <= value <= MAX_COUNT):
+        raise ValueError(
+            f"{attribute.name} must be an integer >= {low} and <= {MAX_COUNT}, got {value!r}"
+        )
+
+
+def _delay(_: object, attribute: attrs.Attribute[float], value: float) -> None:
+    _seconds_in_range(_, attribute, value)
+
+
+def _max_retries(_: object, attribute: attrs.Attribute[int], value: int) -> None:
+    _count_in_range(_, attribute, value, low=0)
+
+
+def _factor(_: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if not (_is_number(value) and 0 <= value < math.inf):
+        raise ValueError(f"{attribute.name} must be a finite number >= 0, got {value!r}")
+
+
+def _capped(delay: float) -> float:
+    """A computed retry delay, at most MAX_SECONDS."""
+    return min(float(delay), MAX_SECONDS)
 
 
 # --- retry policies -------------------------------------------------------------------------
@@ -56,8 +105,8 @@ def _non_negative(_: object, attribute: attrs.Attribute[Any], value: float) -> N
 class Fixed:
     """Retry after the same ``delay`` every time, at most ``max_retries`` times."""
 
-    delay: float = attrs.field(validator=_non_negative)
-    max_retries: int = attrs.field(validator=_non_negative)
+    delay: float = attrs.field(validator=_delay)
+    max_retries: int = attrs.field(validator=_max_retries)
 
     def delay_for(self, retry_number: int) -> float:
         """Seconds before retry ``retry_number`` (1-based); StopRetry past ``max_retries``."""
@@ -68,32 +117,39 @@ class Fixed:
 
 @attrs.frozen
 class Linear:
-    """Retry after ``delay``, then ``delay + increment``, ``delay + 2*increment``, ..."""
+    """Retry after ``delay``, then ``delay + increment``, ``delay + 2*increment``, ... (a delay
+    stops growing at MAX_SECONDS)."""
 
-    delay: float = attrs.field(validator=_non_negative)
-    increment: float = attrs.field(validator=_non_negative)
-    max_retries: int = attrs.field(validator=_non_negative)
+    delay: float = attrs.field(validator=_delay)
+    increment: float = attrs.field(validator=_delay)
+    max_retries: int = attrs.field(validator=_max_retries)
 
     def delay_for(self, retry_number: int) -> float:
         """Seconds before retry ``retry_number`` (1-based); StopRetry past ``max_retries``."""
         if retry_number > self.max_retries:
             raise StopRetry
-        return float(self.delay + self.increment * (retry_number - 1))
+        return _capped(self.delay + self.increment * (retry_number - 1))
 
 
 @attrs.frozen
 class Exponential:
-    """Retry after ``delay``, then ``delay * factor``, ``delay * factor**2``, ..."""
+    """Retry after ``delay``, then ``delay * factor``, ``delay * factor**2``, ... (a delay stops
+    growing at MAX_SECONDS)."""
 
-    delay: float = attrs.field(validator=_non_negative)
-    factor: float = attrs.field(validator=_non_negative)
-    max_retries: int = attrs.field(validator=_non_negative)
+    delay: float = attrs.field(validator=_delay)
+    factor: float = attrs.field(validator=_factor)
+    max_retries: int = attrs.field(validator=_max_retries)
 
     def delay_for(self, retry_number: int) -> float:
         """Seconds before retry ``retry_number`` (1-based); StopRetry past ``max_retries``."""
         if retry_number > self.max_retries:
             raise StopRetry
-        return float(self.delay * self.factor ** (retry_number - 1))
+        if self.delay == 0:
+            return 0.0
+        try:
+            return _capped(self.delay * float(self.factor) ** (retry_number - 1))
+        except OverflowError:  # factor ** n past a float: far past the cap
+            return MAX_SECONDS
 
 
 @attrs.frozen
@@ -109,6 +165,7 @@ class Custom:
     @classmethod
     def of(cls, func: Callable[..., float], *args: JSONValue) -> Custom:
         """A Custom policy calling ``func`` (which must be importable by workers)."""
+        refuse_async(func)
         return cls(qualified_name(func), args)
 
     def delay_for(self, retry_number: int, allowed_modules: Sequence[str] | None = None) -> float:
@@ -117,8 +174,12 @@ class Custom:
         if not callable(func):
             raise TypeError(f"custom retry function {self.func!r} is not callable")
         delay = func(retry_number, *self.args)
-        if not isinstance(delay, int | float):
-            raise TypeError(f"custom retry function {self.func!r} returned {delay!r}, not seconds")
+        refuse_awaitable(delay, f"retry function {self.func}")
+        if not (_is_number(delay) and 0 <= delay <= MAX_SECONDS):
+            raise ValueError(
+                f"custom retry function {self.func!r} returned {delay!r}, not a number of "
+                f"seconds >= 0 and <= {MAX_SECONDS:.0f}"
+            )
         return float(delay)
 
 
@@ -156,17 +217,21 @@ def _optional_utc(when: datetime | None) -> datetime | None:
     return None if when is None else as_utc(when)
 
 
+def _period(_: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if not (_is_number(value) and 1 <= value <= MAX_SECONDS):
+        raise ValueError(
+            f"a periodic schedule needs a period of at least 1 second and at most "
+            f"{MAX_SECONDS:.0f} (a year), got {value!r}"
+        )
+
+
 @attrs.frozen
 class Periodic:
     """Runs at ``start_date + k * period`` for every whole k, until ``end_date``."""
 
-    period: float
+    period: float = attrs.field(validator=_period)
     start_date: datetime = attrs.field(default=_EPOCH_2000, converter=as_utc)
     end_date: datetime | None = attrs.field(default=None, converter=_optional_utc)
-
-    def __attrs_post_init__(self) -> None:
-        if self.period <= 0:
-            raise ValueError(f"a periodic schedule needs a period > 0 seconds, got {self.period}")
 
     def next_run(self, after: datetime) -> datetime | None:
         """The first run time strictly after ``after``, or None once past ``end_date``."""
@@ -209,9 +274,12 @@ class Cron:
 
 @attrs.frozen
 class CustomSchedule:
-    """A schedule computed by ``func(after) -> datetime | None``."""
+    """A schedule computed by ``func(after) -> datetime | None`` (a plain function)."""
 
     func: Callable[[datetime], datetime | None]
+
+    def __attrs_post_init__(self) -> None:
+        refuse_async(self.func)
 
     def next_run(self, after: datetime) -> datetime | None:
         """What the function answers, as aware UTC."""
@@ -233,10 +301,13 @@ def periodic(
     end_date: datetime | None = None,
 ) -> Periodic:
     """Every ``seconds + minutes + ... + weeks``, aligned on ``start_date`` (default 2000-01-01)."""
-    period = timedelta(seconds=seconds, minutes=minutes, hours=hours, days=days, weeks=weeks)
-    return Periodic(
-        period.total_seconds(), start_date if start_date is not None else _EPOCH_2000, end_date
-    )
+    # Summed plainly first: a timedelta refuses NaN and overflows; Periodic explains the range.
+    period = seconds + 60 * minutes + 3600 * hours + 86400 * days + 604800 * weeks
+    if 1 <= period <= MAX_SECONDS:  # in range: counted to the microsecond, as timedelta does
+        period = timedelta(
+            seconds=seconds, minutes=minutes, hours=hours, days=days, weeks=weeks
+        ).total_seconds()
+    return Periodic(period, start_date if start_date is not None else _EPOCH_2000, end_date)
 
 
 def cron(expr: str, start_date: datetime | None = None, end_date: datetime | None = None) -> Cron:
@@ -284,16 +355,16 @@ def _key_names(value: Sequence[str] | None) -> tuple[str, ...] | None:
     return tuple(value)
 
 
-def _positive_or_none(
+def _timeout_or_none(
     _: object, attribute: attrs.Attribute[float | None], value: float | None
 ) -> None:
-    if value is not None and value <= 0:
-        raise ValueError(f"{attribute.name} must be > 0 seconds, got {value!r}")
+    if value is not None:
+        _seconds_in_range(_, attribute, value, zero_ok=False)
 
 
 def _count_or_none(_: object, attribute: attrs.Attribute[int | None], value: int | None) -> None:
-    if value is not None and (isinstance(value, bool) or value < 1):
-        raise ValueError(f"{attribute.name} must be a positive integer, got {value!r}")
+    if value is not None:
+        _count_in_range(_, attribute, value, low=1)
 
 
 @attrs.frozen(kw_only=True)
@@ -309,7 +380,7 @@ class TaskSpec:
     args: tuple[JSONValue, ...] = attrs.field(default=(), converter=json_args)
     kwargs: dict[str, JSONValue] = attrs.field(factory=dict, converter=json_kwargs)
     queue: str | None = None
-    hard_timeout: float | None = attrs.field(default=None, validator=_positive_or_none)
+    hard_timeout: float | None = attrs.field(default=None, validator=_timeout_or_none)
     unique: bool | None = None
     unique_key: tuple[str, ...] | None = attrs.field(default=None, converter=_key_names)
     lock: bool | None = None
@@ -327,7 +398,11 @@ class TaskSpec:
 
     @classmethod
     def of(cls, func: Callable[P, object], /, *args: P.args, **kwargs: P.kwargs) -> TaskSpec:
-        """A spec calling ``func(*args, **kwargs)``; arguments are checked against ``func``."""
+        """A spec calling ``func(*args, **kwargs)``; arguments are checked against ``func``.
+
+        TypeError for an async function (async tasks are not supported yet).
+        """
+        refuse_async(func)
         _check_call(func, args, kwargs)
         return cls(func=qualified_name(func), args=args, kwargs=kwargs)
 

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from typedtiger import _context
+from typedtiger._sync_only import sync_only
 from typedtiger.backends.base import StoredTask, TaskState
 from typedtiger.clock import due_at
 from typedtiger.exceptions import PayloadError, TaskNotFound
@@ -266,4 +267,4 @@ class Task:
         func, batch = self._tiger.resolve_function(self._payload.func)
         runner = self._tiger.runner_for(self._payload.runner_class)
         with _context.running([self], batch, self._payload.func):
-            return runner.run_eager_task(self, func, batch)
+            return runner.run_eager_task(self, sync_only(func, self._payload.func), batch)

@@ -15,7 +15,9 @@ scripts; only the executor is in-process (``SyncExecutor``) and time moves when 
 
 The pytest plugin (registered through the ``pytest11`` entry point; without the package
 installed, load it with ``-p typedtiger.testing``) offers the fixtures ``typedtiger_harness``,
-``typedtiger_app`` and ``typedtiger_config`` and the ini option ``typedtiger_app``.
+``typedtiger_app`` and ``typedtiger_config`` and the ini option ``typedtiger_app``. It never
+leaves the application's Tiger on its real backend: ``typedtiger_harness`` fails a test when the
+application's Tiger is named neither by the ini option nor by an override of ``typedtiger_app``.
 
 This module is imported by every pytest run of an environment where typedtiger is installed: it
 has no import side effects, imports fakeredis only when a harness is made, and works without
@@ -640,23 +642,37 @@ except ImportError:  # pragma: no cover - the helpers above work without pytest
 else:
     _HAVE_PYTEST = True
 
+_NOT_CONFIGURED = """\
+typedtiger_harness does not know your application's Tiger, and will not guess: unbound, the
+Tiger would send your tasks' .delay() to its real backend from inside a unit test. Name it in
+your pytest configuration (pyproject.toml):
+
+    [tool.pytest.ini_options]
+    typedtiger_app = "myapp.tasks:tiger"
+
+or override the typedtiger_app fixture (in a conftest.py) to return it; return None for a
+fresh, empty Tiger of the test's own."""
+
 if _HAVE_PYTEST:
 
     def pytest_addoption(parser: pytest.Parser) -> None:
         parser.addini(
             "typedtiger_app",
             'The application\'s Tiger as "module:attribute" (e.g. "shop.tasks:tiger"): the '
-            "typedtiger_harness fixture binds it to a FakeBackend for each test.",
+            "typedtiger_harness fixture binds it to a FakeBackend for each test (and fails "
+            "tests when neither this nor an override of the typedtiger_app fixture names it).",
             default="",
         )
 
     @pytest.fixture
     def typedtiger_app(request: pytest.FixtureRequest) -> Tiger | None:
         """The application Tiger ``typedtiger_harness`` binds: the ``typedtiger_app`` ini
-        option, or None (a fresh Tiger). Override this fixture to return your Tiger."""
+        option. Override this fixture to return your Tiger, or None for a fresh Tiger of the
+        test's own. Neither configured nor overridden, it fails the test: the harness would
+        otherwise leave the application's Tiger on its real backend."""
         name = str(request.config.getini("typedtiger_app") or "")
         if not name:
-            return None
+            pytest.fail(_NOT_CONFIGURED, pytrace=False)
         app = import_qualified(name)
         if not isinstance(app, Tiger):
             raise pytest.UsageError(f"typedtiger_app = {name!r} is a {type(app)!r}, not a Tiger")
@@ -672,6 +688,7 @@ if _HAVE_PYTEST:
     def typedtiger_harness(
         typedtiger_app: Tiger | None, typedtiger_config: Config | None
     ) -> Iterator[TigerHarness]:
-        """A TigerHarness on a fresh FakeBackend and ManualClock, for one test."""
+        """A TigerHarness on a fresh FakeBackend and ManualClock, for one test: the
+        ``typedtiger_app`` Tiger bound to it (a fresh Tiger if that fixture returns None)."""
         with fake_tiger(typedtiger_app, typedtiger_config) as harness:
             yield harness

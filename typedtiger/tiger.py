@@ -14,6 +14,7 @@ from typedtiger import _context
 from typedtiger._names import import_allowed, qualified_name
 from typedtiger._queues import queue_matches
 from typedtiger._registry import BatchTaskFunction, Registration, TaskFunction
+from typedtiger._sync_only import refuse_async, sync_only
 from typedtiger.backends.base import Backend, Enqueued, EnqueueMode, NewTask, TaskState
 from typedtiger.clock import Clock, due_at, to_timestamp
 from typedtiger.config import Config
@@ -80,6 +81,8 @@ class Tiger:
         setup_structlog: bool = False,
     ) -> None:
         self._bound: _Bound | None = None
+        #: The backends ``bound_to`` holds this Tiger to, while its block runs.
+        self._held: tuple[Backend, ...] = ()
         self._registry: dict[str, Registration] = {}
         if setup_structlog:
             from typedtiger.logging import setup_structlog as configure
@@ -93,9 +96,25 @@ class Tiger:
     def init(
         self, *, backend: Backend, config: Config | None = None, clock: Clock | None = None
     ) -> None:
-        """Attach storage and settings; once only."""
-        if self._bound is not None:
-            raise RuntimeError("this Tiger is already initialised; init() may be called once")
+        """Attach storage and settings.
+
+        Called again (an application factory run once per test), it replaces them: from then
+        on this Tiger, its tasks' ``.delay()`` and its Task handles use the new backend and
+        Config. The previous backend is left as it is, not closed (it may be shared; close it
+        if nothing else uses it), and a Worker already made keeps the binding it was made with.
+
+        Inside ``bound_to`` (the test harness) only the backend bound there is accepted: an
+        application factory run by a test must not take the Tiger back to real storage.
+        """
+        if self._held and not any(backend is held for held in self._held):
+            raise RuntimeError(
+                f"this Tiger is bound to {self._held[0]!r} for now (Tiger.bound_to, the test "
+                f"harness); init() would replace it with {backend!r}. Give the application "
+                "factory that backend (e.g. harness.backend) instead"
+            )
+        self._bind(backend, config, clock)
+
+    def _bind(self, backend: Backend, config: Config | None, clock: Clock | None) -> None:
         config = config if config is not None else Config()
         self._bound = _Bound(
             backend.with_prefix(config.prefix),
@@ -122,13 +141,13 @@ class Tiger:
 
         Meant for tests: point an application's Tiger at a FakeBackend.
         """
-        previous = self._bound
-        self._bound = None
-        self.init(backend=backend, config=config, clock=clock)
+        previous, held = self._bound, self._held
+        self._bind(backend, config, clock)
+        self._held = (backend, self._require().backend)
         try:
             yield self
         finally:
-            self._bound = previous
+            self._bound, self._held = previous, held
 
     @classmethod
     def from_url(cls, url: str, config: Config | None = None) -> Tiger:
@@ -228,6 +247,7 @@ class Tiger:
         """
 
         def register(target: Callable[..., object]) -> object:
+            refuse_async(target)
             name = qualified_name(target)
             if schedule is not None and not isinstance(target, type):
                 _check_no_required_args(target, name)
@@ -428,6 +448,7 @@ class Tiger:
         runner_class: type[BaseRunner] | None = None,
     ) -> Task:
         """TaskTiger-style, untyped: queue ``func(*args, **kwargs)`` with these options."""
+        refuse_async(func)
         spec = TaskSpec(
             func=qualified_name(func),
             args=tuple(args or ()),
@@ -459,7 +480,7 @@ class Tiger:
         func, batch = self.resolve_function(payload.func)
         runner = self.runner_for(payload.runner_class)
         with _context.running([task], batch, payload.func):
-            runner.run_eager_task(task, func, batch)
+            runner.run_eager_task(task, sync_only(func, payload.func), batch)
         return task
 
     # --- running ------------------------------------------------------------------------
