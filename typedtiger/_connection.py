@@ -23,10 +23,10 @@ __all__ = [
     "CONNECTION_NAMES",
     "ConnectionSettings",
     "connection_options",
-    "import_app_modules",
     "load_app",
     "make_tiger",
     "open_tiger",
+    "put_cwd_on_path",
     "redacted_url",
 ]
 
@@ -86,7 +86,7 @@ def redacted_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
 
 
-def import_app_modules() -> None:
+def put_cwd_on_path() -> None:
     """Put the current directory on ``sys.path``, as ``python -m`` does (and RQ, Celery,
     Dramatiq and arq do for their workers), so ``-m``/``--app`` find the application."""
     if "" not in sys.path and os.getcwd() not in sys.path:
@@ -95,7 +95,7 @@ def import_app_modules() -> None:
 
 def import_module(name: str, what: str) -> Any:
     """Import ``name`` for ``what`` (an option), as a usage error if it cannot be imported."""
-    import_app_modules()
+    put_cwd_on_path()
     try:
         return importlib.import_module(name)
     except Exception as exc:
