@@ -1,19 +1,24 @@
 """Fixtures shared by the suite: every conformance test runs on FakeBackend and on real Redis.
 
 Real Redis is at $TYPEDTIGER_TEST_REDIS_URL (default redis://127.0.0.1:6379/15), flushed around
-each test. When it cannot be reached the redis-backed tests fail if $TYPEDTIGER_REQUIRE_REDIS is
-set (scripts/test sets it) and are skipped otherwise.
+each test: name a database the tests may empty. When it cannot be reached the redis-backed tests
+fail if $TYPEDTIGER_REQUIRE_REDIS is set (scripts/test sets it) and are skipped otherwise. Tests
+that restart Redis get a redis-server of their own (``own_redis``, tests/redis_server.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
+from pathlib import Path
+from typing import NoReturn
 
 import pytest
 import redis
 
 from tests import tasks
+from tests.redis_server import RedisServer, RedisServerError, own_redis_server
 from typedtiger import Config, Tiger
 from typedtiger.backends.fake import FakeBackend
 from typedtiger.backends.redis import RedisBackend
@@ -23,17 +28,33 @@ from typedtiger.executor import SyncExecutor
 REDIS_URL = os.environ.get("TYPEDTIGER_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 
-def redis_client() -> redis.Redis[str]:
-    """A client on the test database, or a failure/skip when Redis is unreachable."""
-    client: redis.Redis[str] = redis.Redis.from_url(REDIS_URL, decode_responses=True)
+def unavailable(message: str) -> NoReturn:
+    """Fail when $TYPEDTIGER_REQUIRE_REDIS is set (scripts/test sets it), else skip."""
+    if os.environ.get("TYPEDTIGER_REQUIRE_REDIS"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def redis_client(url: str = REDIS_URL) -> redis.Redis[str]:
+    """A client on ``url``, or a failure/skip when Redis is unreachable."""
+    client: redis.Redis[str] = redis.Redis.from_url(url, decode_responses=True)
     try:
         client.ping()
     except redis.exceptions.ConnectionError as exc:
-        message = f"no Redis at {REDIS_URL}: {exc}"
-        if os.environ.get("TYPEDTIGER_REQUIRE_REDIS"):
-            pytest.fail(message)
-        pytest.skip(message)
+        client.close()
+        unavailable(f"no Redis at {url}: {exc}")
     return client
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of this test's own (AOF, fsync everysec), stopped at the end."""
+    with contextlib.ExitStack() as stack:
+        try:
+            server = stack.enter_context(own_redis_server(tmp_path / "redis", appendonly=True))
+        except RedisServerError as exc:
+            unavailable(f"this test needs a redis-server of its own: {exc}")
+        yield server
 
 
 @pytest.fixture

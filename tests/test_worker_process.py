@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -22,6 +21,8 @@ import redis
 
 from tests import worker_tasks
 from tests.conftest import REDIS_URL
+from tests.redis_server import RedisServer
+from tests.waiting import scaled, wait_until
 from tests.worker_main import FAST
 from typedtiger import Config, Task, TaskSpec, TaskState, Tiger, fixed
 from typedtiger.backends.redis import RedisBackend
@@ -29,15 +30,7 @@ from typedtiger.exceptions import ChildProcessDied
 from typedtiger.executor import ForkExecutor
 
 REPO = Path(__file__).resolve().parent.parent
-pytestmark = pytest.mark.redis
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)
+pytestmark = [pytest.mark.redis, pytest.mark.timeout(240)]
 
 
 def lines(ledger: Path) -> list[str]:
@@ -75,7 +68,7 @@ def workers(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
     for process in started:
         if process.poll() is None:
             process.kill()
-        process.wait(timeout=10)
+        process.wait(timeout=scaled(10))
 
 
 def fork_worker(tiger: Tiger, **options: object) -> None:
@@ -108,7 +101,7 @@ def test_hard_timeout_precedence_task_over_decorator_over_config(tiger: Tiger) -
 
     started = time.monotonic()
     fork_worker(config_default)
-    assert time.monotonic() - started < 4
+    assert time.monotonic() - started < scaled(4)
 
     assert last_execution(tiger, decorated)[0] == "tasktiger.exceptions:JobTimeoutException"
     assert last_execution(tiger, plain)[0] == "tasktiger.exceptions:JobTimeoutException"
@@ -170,7 +163,7 @@ def test_sigterm_lets_the_running_task_finish_and_claims_nothing_more(
     wait_until(lambda: any(line.startswith("started first") for line in lines(ledger)), 30, "start")
 
     worker.send_signal(signal.SIGTERM)
-    assert worker.wait(timeout=10) == 0
+    assert worker.wait(timeout=scaled(10)) == 0
 
     assert lines(ledger)[-1] == "first"
     assert not any("second" in line for line in lines(ledger))
@@ -187,7 +180,7 @@ def test_sigkilled_worker_takes_its_child_along_and_the_task_runs_again(
     child = int(lines(ledger)[0].split()[2])
 
     first.kill()
-    first.wait(timeout=5)
+    first.wait(timeout=scaled(5))
 
     def child_gone() -> bool:
         try:
@@ -200,7 +193,7 @@ def test_sigkilled_worker_takes_its_child_along_and_the_task_runs_again(
     second = workers()
     wait_until(lambda: "a" in lines(ledger), 15, "the requeued task to finish")
     second.send_signal(signal.SIGTERM)
-    assert second.wait(timeout=10) == 0
+    assert second.wait(timeout=scaled(10)) == 0
     assert tiger.get_queue_stats() == {}
 
 
@@ -220,7 +213,7 @@ def test_kill_9_storm_loses_nothing(
         return tiger.get_total_queue_size("default") == 0
 
     while not drained():
-        assert time.monotonic() - started < 50, "the storm did not drain in time"
+        assert time.monotonic() - started < scaled(50), "the storm did not drain in time"
         time.sleep(0.5)
         if victim.poll() is None and not drained():
             victim.kill()
@@ -230,7 +223,7 @@ def test_kill_9_storm_loses_nothing(
     drain_s = time.monotonic() - started
     for process in (steady, victim):
         process.send_signal(signal.SIGTERM)
-        process.wait(timeout=10)
+        process.wait(timeout=scaled(10))
 
     finished = Counter(line for line in lines(ledger) if not line.startswith("started"))
     lost = [f"t{n}" for n in range(n_tasks) if f"t{n}" not in finished]
@@ -247,60 +240,24 @@ def test_kill_9_storm_loses_nothing(
 # --- Redis restart --------------------------------------------------------------------------
 
 
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[Callable[[], None]]:
-    """A redis-server with AOF on port 6391; calling the yielded function restarts it."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.fail("redis-server is needed for the restart test")
-    port = 6391
-    data = tmp_path / "redis-data"
-    data.mkdir()
-    command = [
-        binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data),
-        "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
-    ]  # fmt: skip
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
-    client: redis.Redis[str] = redis.Redis(port=port, decode_responses=True)
-
-    def ready() -> bool:
-        try:
-            return bool(client.ping())
-        except redis.exceptions.ConnectionError:
-            return False
-
-    wait_until(ready, 10, "redis-server to start")
-
-    def restart() -> None:
-        nonlocal process
-        client.shutdown()  # fsyncs the AOF
-        process.wait(timeout=10)
-        time.sleep(2)
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
-        wait_until(ready, 10, "redis-server to restart")
-
-    yield restart
-    if process.poll() is None:
-        process.terminate()
-        process.wait(timeout=10)
-
-
 def test_outcome_is_recorded_after_a_redis_restart(
-    own_redis: Callable[[], None], ledger: Path, workers: Callable[..., subprocess.Popen[bytes]]
+    own_redis: RedisServer, ledger: Path, workers: Callable[..., subprocess.Popen[bytes]]
 ) -> None:
-    url = "redis://127.0.0.1:6391/0"
-    tiger = Tiger(RedisBackend.from_url(url), FAST)
+    assert own_redis.client is not None
+    tiger = Tiger(RedisBackend(own_redis.client), FAST)
     tiger.enqueue(TaskSpec.of(worker_tasks.record, str(ledger), "a", 1.5))
-    worker = workers(url=url)
+    worker = workers(url=own_redis.url())
     wait_until(lambda: len(lines(ledger)) == 1, 30, "the task to start")
 
-    own_redis()  # down for 2 s while the task runs
+    own_redis.shutdown()  # fsyncs the AOF; down for 2 s while the task runs
+    time.sleep(2)
+    own_redis.start()
 
     wait_until(lambda: "a" in lines(ledger), 10, "the task to finish")
     wait_until(lambda: tiger.get_queue_stats() == {}, 15, "the outcome to be recorded")
     assert worker.poll() is None, "the worker exited during the outage"
     worker.send_signal(signal.SIGTERM)
-    assert worker.wait(timeout=10) == 0
+    assert worker.wait(timeout=scaled(10)) == 0
 
 
 def test_locked_tasks_with_the_same_key_never_overlap(
@@ -319,7 +276,7 @@ def test_locked_tasks_with_the_same_key_never_overlap(
     wait_until(lambda: len(lines(ledger)) == n_tasks, 50, "every locked task to run")
     for process in (first, second):
         process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=10) == 0
+        assert process.wait(timeout=scaled(10)) == 0
 
     spans: dict[str, list[tuple[float, float]]] = {}
     for line in lines(ledger):
@@ -338,15 +295,17 @@ def test_concurrency_runs_tasks_side_by_side(
     tiger: Tiger, ledger: Path, workers: Callable[..., subprocess.Popen[bytes]]
 ) -> None:
     tiger.enqueue_many(
-        [TaskSpec.of(worker_tasks.record, str(ledger), f"t{n}", 1.0) for n in range(4)]
+        [
+            TaskSpec.of(worker_tasks.record_span, str(ledger), key="k", item=f"t{n}", seconds=1.0)
+            for n in range(4)
+        ]
     )
-    started = time.monotonic()
     worker = workers("-c", "4", "--exit-after", "idle")
-    assert worker.wait(timeout=30) == 0
-    elapsed = time.monotonic() - started
-    finished = [line for line in lines(ledger) if not line.startswith("started")]
-    pids = {line.split()[2] for line in lines(ledger) if line.startswith("started")}
-    assert sorted(finished) == ["t0", "t1", "t2", "t3"]
-    assert len(pids) == 4
-    assert elapsed < 3.5, f"four 1 s tasks took {elapsed:.1f} s with -c 4"
+    assert worker.wait(timeout=scaled(30)) == 0
+    spans = [line.split() for line in lines(ledger)]
+    assert sorted(item for _key, item, _start, _end in spans) == ["t0", "t1", "t2", "t3"]
+    # Side by side: every task started before any of them ended (one by one, none would).
+    last_start = max(float(start) for _key, _item, start, _end in spans)
+    first_end = min(float(end) for _key, _item, _start, end in spans)
+    assert last_start < first_end, spans
     assert tiger.get_queue_stats() == {}

@@ -8,14 +8,16 @@ from __future__ import annotations
 import sys
 
 from tests import worker_tasks
+from tests.waiting import scaled
 from typedtiger import Config, Tiger
 from typedtiger.backends.redis import RedisBackend
 from typedtiger.logging import setup_structlog
 
-#: Timings that make lost-worker recovery take about a second.
+#: Timings that make lost-worker recovery take about a second (more with
+#: $TYPEDTIGER_TEST_TIME_SCALE: a heartbeat late on a loaded machine must not requeue a live task).
 FAST = Config(
     active_task_update_timer=0.2,
-    active_task_update_timeout=1.0,
+    active_task_update_timeout=scaled(1.0),
     requeue_expired_tasks_interval=0.3,
     select_timeout=0.2,
     poll_task_queues_interval=0.5,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import signal
 import time
@@ -44,6 +45,7 @@ def exit_with(code: int) -> None:
 
 
 def kill_self(signum: int) -> None:
+    faulthandler.disable()  # pytest's dump of a deliberate SIGSEGV is noise in the test log
     os.kill(os.getpid(), signum)
 
 

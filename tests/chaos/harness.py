@@ -17,27 +17,20 @@ import subprocess
 import sys
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 
 import attrs
 
+from tests.waiting import scaled, wait_until
 from typedtiger import TaskState, Tiger
 
 REPO = Path(__file__).resolve().parents[2]
 
-#: Bounds for waits on a loaded 2-core machine shared with other test runs.
+#: Bounds for waits on a loaded 2-core machine shared with other test runs (scaled by
+#: $TYPEDTIGER_TEST_TIME_SCALE, tests/waiting.py).
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 30.0
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll ``condition`` every 20 ms; AssertionError naming ``what`` after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)
 
 
 # --- the ledger --------------------------------------------------------------------------
@@ -222,7 +215,7 @@ class WorkerPool:
 
     def kill(self, process: subprocess.Popen[bytes]) -> None:
         process.kill()
-        process.wait(timeout=STOP_TIMEOUT)
+        process.wait(timeout=scaled(STOP_TIMEOUT))
 
     def stop_all(self) -> list[int | None]:
         """SIGTERM every live worker and wait; their exit codes (None: had to be killed)."""
@@ -233,7 +226,7 @@ class WorkerPool:
             process.send_signal(signal.SIGTERM)
         for process in running:
             try:
-                codes.append(process.wait(timeout=STOP_TIMEOUT))
+                codes.append(process.wait(timeout=scaled(STOP_TIMEOUT)))
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
@@ -245,7 +238,7 @@ class WorkerPool:
             if process.poll() is None:
                 process.kill()
             with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=STOP_TIMEOUT)
+                process.wait(timeout=scaled(STOP_TIMEOUT))
 
     def log_tail(self, lines: int = 15) -> str:
         """The last lines of every worker log (for assertion messages)."""

@@ -27,13 +27,13 @@ from tests.chaos.harness import (
     kill_child_of,
     measure,
     pending,
-    wait_until,
     worker_of,
 )
+from tests.waiting import wait_until
 from typedtiger import TaskSpec, Tiger, fixed
 from typedtiger.exceptions import ChildProcessDied
 
-pytestmark = [pytest.mark.chaos, pytest.mark.redis]
+pytestmark = [pytest.mark.chaos, pytest.mark.redis, pytest.mark.timeout(300)]
 
 QUEUE = "default"
 WORKERS = 3

@@ -16,12 +16,14 @@ from pathlib import Path
 import pytest
 
 from tests import chaos_tasks
-from tests.chaos.conftest import OwnRedis, Report
-from tests.chaos.harness import Ledger, WorkerPool, error_details, measure, pending, wait_until
+from tests.chaos.conftest import Report
+from tests.chaos.harness import Ledger, WorkerPool, error_details, measure, pending
+from tests.redis_server import RedisServer
+from tests.waiting import wait_until
 from typedtiger import TaskSpec, Tiger
 from typedtiger.exceptions import BackendUnavailable
 
-pytestmark = [pytest.mark.chaos, pytest.mark.redis]
+pytestmark = [pytest.mark.chaos, pytest.mark.redis, pytest.mark.timeout(300)]
 
 QUEUE = "default"
 WORKERS = 3
@@ -37,13 +39,13 @@ def _pending_or_none(tiger: Tiger) -> int | None:
 
 
 def test_redis_restart_mid_run(
-    own_redis: OwnRedis, own_tiger: Tiger, ledger: Ledger, tmp_path: Path, report: Report
+    own_redis: RedisServer, own_tiger: Tiger, ledger: Ledger, tmp_path: Path, report: Report
 ) -> None:
     items = [f"r{n}" for n in range(150)]
     own_tiger.enqueue_many(
         [TaskSpec.of(chaos_tasks.run, str(ledger.path), item, 0.05) for item in items]
     )
-    pool = WorkerPool(own_redis.url, tmp_path)
+    pool = WorkerPool(own_redis.url(), tmp_path)
     try:
         for _ in range(WORKERS):
             pool.start()

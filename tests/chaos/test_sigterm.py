@@ -25,7 +25,7 @@ from tests.chaos.harness import (
 )
 from typedtiger import TaskSpec, Tiger
 
-pytestmark = [pytest.mark.chaos, pytest.mark.redis]
+pytestmark = [pytest.mark.chaos, pytest.mark.redis, pytest.mark.timeout(300)]
 
 QUEUE = "default"
 WORKERS = 3

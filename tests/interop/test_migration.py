@@ -22,7 +22,7 @@ from tests.interop.conftest import (
 from typedtiger import Task, TaskSpec, TaskState, Tiger
 from typedtiger.executor import ForkExecutor
 
-pytestmark = [pytest.mark.interop, pytest.mark.redis]
+pytestmark = [pytest.mark.interop, pytest.mark.redis, pytest.mark.timeout(300)]
 
 
 def test_a_queue_is_taken_over_with_nothing_lost(

@@ -24,7 +24,7 @@ from tests.interop.conftest import (
 )
 from typedtiger import Task, TaskSpec, TaskState, Tiger, fixed
 
-pytestmark = [pytest.mark.interop, pytest.mark.redis]
+pytestmark = [pytest.mark.interop, pytest.mark.redis, pytest.mark.timeout(300)]
 
 
 def tasktiger_id(func: str, args: list[object] | None, kwargs: Mapping[str, object]) -> str:

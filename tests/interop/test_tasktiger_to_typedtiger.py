@@ -25,7 +25,7 @@ from typedtiger import Task, TaskState, Tiger
 from typedtiger.executor import ForkExecutor, SyncExecutor
 from typedtiger.spec import Exponential
 
-pytestmark = [pytest.mark.interop, pytest.mark.redis]
+pytestmark = [pytest.mark.interop, pytest.mark.redis, pytest.mark.timeout(300)]
 
 
 def test_delayed_and_decorated_tasks_run_on_typedtiger(

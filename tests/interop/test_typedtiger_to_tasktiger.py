@@ -32,7 +32,7 @@ from typedtiger import (
     linear,
 )
 
-pytestmark = [pytest.mark.interop, pytest.mark.redis]
+pytestmark = [pytest.mark.interop, pytest.mark.redis, pytest.mark.timeout(300)]
 
 
 def test_enqueued_tasks_run_on_tasktiger(
