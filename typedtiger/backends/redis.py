@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import itertools
-import json
 import os
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -37,7 +36,6 @@ from typedtiger.backends.base import (
 )
 from typedtiger.clock import Clock, SystemClock
 from typedtiger.exceptions import BackendUnavailable, QueueFullException, TypedTigerError
-from typedtiger.serialization import WORKER_LOST_NAME
 
 __all__ = ["RedisBackend"]
 
@@ -423,8 +421,7 @@ class RedisBackend:
         publish: bool = True,
     ) -> tuple[int, int]:
         args = [_num(now), _num(timeout), limit, max_losses, lost_execution, _num(lock_for)]
-        marker = json.dumps(WORKER_LOST_NAME)
-        requeued, failed, _busy = self._run("requeue_expired", [*args, int(publish), marker])
+        requeued, failed, _busy = self._run("requeue_expired", [*args, int(publish)])
         return int(requeued), int(failed)
 
     @_redis_call

@@ -36,11 +36,11 @@ local function unfile(state, queue, id)
 end
 
 -- Delete a task's keys unless it is still filed in another state of its queue. The
--- executions survive while the task is in the error state.
+-- executions (and the worker-loss counter) survive while the task is in the error state.
 local function forget(queue, id)
   local base = task_key(id)
   if not in_state('error', queue, id) then
-    redis.call('del', base .. ':executions', base .. ':executions_count')
+    redis.call('del', base .. ':executions', base .. ':executions_count', base .. ':worker_losses')
   end
   for _, state in ipairs(STATES) do
     if in_state(state, queue, id) then return end

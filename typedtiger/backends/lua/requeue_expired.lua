@@ -1,18 +1,22 @@
 -- Requeue active tasks whose heartbeat is older than the timeout (their worker is lost).
--- ARGV: prefix, now, timeout, limit, max losses, lost execution JSON, lock seconds, publish,
--- the exception name that marks lost-worker records. Runs under the lock
--- P:lockv2:queue_expired_tasks. Each loss appends the lost execution record (so the count
--- lives in keys every TaskTiger-compatible reader cleans up); a task lost more than max
--- losses times goes to error instead. Returns {requeued, failed, busy (0/1)}.
+-- ARGV: prefix, now, timeout, limit, max losses, lost execution JSON, lock seconds, publish.
+-- Runs under the lock P:lockv2:queue_expired_tasks. Each loss appends the lost execution
+-- record and counts in P:task:<id>:worker_losses (a counter, not the records: those may be
+-- trimmed by max_stored_executions); a task lost more than max losses times goes to error
+-- instead. Returns {requeued, failed, busy (0/1)}.
 local now, timeout, limit = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local max_losses, lost_execution = tonumber(ARGV[5]), ARGV[6]
-local lock_for, publish, lost_marker = tonumber(ARGV[7]), ARGV[8] == '1', ARGV[9]
+local lock_for, publish = tonumber(ARGV[7]), ARGV[8] == '1'
 
-local function losses_of(id)
-  local losses = 0
-  for _, record in ipairs(redis.call('lrange', task_key(id) .. ':executions', 0, -1)) do
-    if string.find(record, lost_marker, 1, true) then losses = losses + 1 end
-  end
+-- typedtiger deletes the counter with the task; a TaskTiger worker that finishes the task
+-- does not, so it also expires a week after the last loss.
+local LOSSES_TTL = 7 * 24 * 3600
+
+local function count_loss(id)
+  local key = task_key(id) .. ':worker_losses'
+  -- GET/SET rather than INCR: a value that is not a number restarts the count, not the script.
+  local losses = (tonumber(redis.call('get', key) or '0') or 0) + 1
+  redis.call('set', key, losses, 'EX', LOSSES_TTL)
   return losses
 end
 
@@ -29,7 +33,7 @@ for _, queue in ipairs(redis.call('smembers', P .. ':active')) do
   for _, id in ipairs(ids) do
     unfile('active', queue, id)
     local stored = redis.call('exists', task_key(id)) == 1  -- else the claim quarantines it
-    local losses = stored and losses_of(id) + 1 or 0
+    local losses = stored and count_loss(id) or 0
     if stored then record_execution(id, lost_execution, 0) end
     if losses > max_losses then
       file('error', queue, id, now, '')
