@@ -3,41 +3,28 @@ logging; nothing imports it but the console script and ``Tiger.run_worker_with_a
 
 from __future__ import annotations
 
-import gc
+import json
+import math
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
 
-# Load everything with the cyclic GC paused, then freeze what was loaded (moved to the permanent
-# generation: never scanned again). Measured on a worker start: the ~90 collections that loading
-# triggers cost ~10 ms, and the collections of interpreter finalization over the same ~40k objects
-# ~30 ms, and both free next to nothing. (Forked children inherit the frozen heap.)
-_gc_was_enabled = gc.isenabled()
-gc.disable()
-try:
-    import json
-    import math
-    import sys
-    from collections.abc import Callable, Iterator, Sequence
-    from contextlib import contextmanager
-    from typing import Any
+import attrs
+import click
 
-    import attrs
-    import click
-
-    from typedtiger._config_options import config_options, pop_config_overrides
-    from typedtiger._connection import (
-        ConnectionSettings,
-        connection_options,
-        import_module,
-        open_tiger,
-    )
-    from typedtiger.config import Config
-    from typedtiger.executor import Executor, ForkExecutor, SyncExecutor
-    from typedtiger.logging import setup_structlog
-    from typedtiger.tiger import Tiger
-    from typedtiger.worker import Worker
-finally:
-    gc.freeze()
-    if _gc_was_enabled:
-        gc.enable()
+from typedtiger._config_options import config_options, pop_config_overrides
+from typedtiger._connection import (
+    ConnectionSettings,
+    connection_options,
+    import_module,
+    open_tiger,
+)
+from typedtiger.config import Config
+from typedtiger.executor import Executor, ForkExecutor, SyncExecutor
+from typedtiger.logging import setup_structlog
+from typedtiger.tiger import Tiger
+from typedtiger.worker import Worker
 
 __all__ = ["MAX_CONCURRENCY", "main", "run_worker_command"]
 
