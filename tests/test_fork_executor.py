@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import faulthandler
+import math
 import os
 import signal
 import subprocess
@@ -17,7 +18,7 @@ from types import FrameType
 import pytest
 from structlog.testing import capture_logs
 
-from typedtiger import _fork
+from typedtiger import Config, _fork
 from typedtiger._json import JSONValue
 from typedtiger._outcome import Failed, Outcome, Succeeded
 from typedtiger.backends.base import TaskState
@@ -517,3 +518,15 @@ def test_without_pidfd(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     assert failed(run(make_job(exit_with, 3))).message == "the task's process exited with code 3"
     assert failed(run(make_job(fail_with_size, 1 << 20))).message == "x" * (1 << 20)
     test_lingering_grandchild_does_not_delay_the_outcome(tmp_path)
+
+
+def test_kill_grace_defaults_to_configs() -> None:
+    assert ForkExecutor().kill_grace == Config().hard_timeout_kill_grace
+    configured = ForkExecutor()
+    configured.use_config_grace(0.7)
+    assert configured.kill_grace == 0.7
+    given = ForkExecutor(kill_grace=0.4)
+    given.use_config_grace(0.7)  # what the constructor was given wins
+    assert given.kill_grace == 0.4
+    with pytest.raises(ValueError, match="kill_grace"):
+        configured.use_config_grace(math.inf)

@@ -56,6 +56,14 @@ _EXIT_CHECK_EOF = 0.01
 _REHEARSAL_MAX: Final = 1 << 16
 #: How long a kill waits for the fork server to report the killed spare's exit.
 _STATUS_WAIT: Final = 5.0
+#: Without a worker's Config (an executor used alone): Config's own default.
+_DEFAULT_KILL_GRACE: Final = 2.0
+
+
+def _check_grace(seconds: float) -> float:
+    if not seconds >= 0 or math.isinf(seconds):
+        raise ValueError(f"kill_grace must be a finite number >= 0, not {seconds!r}")
+    return float(seconds)
 
 
 class ForkExecutor:
@@ -75,7 +83,8 @@ class ForkExecutor:
     - Hard timeout: in the child a SIGALRM raises ``JobTimeoutException`` inside the task after
       ``hard_timeout`` seconds, so the recorded traceback shows where the task was. A task that
       does not stop (it ignores the signal or is stuck in C) is SIGKILLed by the parent
-      ``kill_grace`` seconds later and reported as a timeout without a traceback.
+      ``kill_grace`` seconds later and reported as a timeout without a traceback. Unless given
+      here, ``kill_grace`` is the worker's ``Config.hard_timeout_kill_grace`` (2 s by default).
     - The child reports its outcome to the parent through a pipe, as JSON (never pickle), and
       then exits; it never writes to storage. The parent calls ``heartbeat`` every
       ``heartbeat_interval`` seconds while it waits, and every child is reaped (by the fork
@@ -84,10 +93,9 @@ class ForkExecutor:
       becomes a ``ChildProcessDied`` failure naming its exit code or signal.
     """
 
-    def __init__(self, *, kill_grace: float = 5.0) -> None:
-        if not kill_grace >= 0 or math.isinf(kill_grace):
-            raise ValueError(f"kill_grace must be a finite number >= 0, not {kill_grace!r}")
-        self._kill_grace = float(kill_grace)
+    def __init__(self, *, kill_grace: float | None = None) -> None:
+        self._kill_grace_given = kill_grace is not None
+        self._kill_grace = _check_grace(_DEFAULT_KILL_GRACE if kill_grace is None else kill_grace)
         #: Children that reported their outcome and are exiting: (pid, when it reported).
         self._exiting: list[tuple[int, float]] = []
         self._lock = threading.Lock()
@@ -105,6 +113,12 @@ class ForkExecutor:
     def kill_grace(self) -> float:
         """Seconds between the in-task SIGALRM and the parent's SIGKILL."""
         return self._kill_grace
+
+    def use_config_grace(self, seconds: float) -> None:
+        """Take the worker's ``Config.hard_timeout_kill_grace``, unless one was given to the
+        constructor (the Worker calls this)."""
+        if not self._kill_grace_given:
+            self._kill_grace = _check_grace(seconds)
 
     def __repr__(self) -> str:
         return f"ForkExecutor(kill_grace={self._kill_grace:g})"
