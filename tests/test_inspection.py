@@ -116,7 +116,7 @@ def test_from_id_reads_every_field(tiger: Tiger, clock: ManualClock) -> None:
         "time_last_queued": queued_at,
         "scheduled_at": queued_at,
     }
-    assert loaded.executions == ()
+    assert loaded.executions == ()  # none yet (read from storage: loaded without them)
     assert loaded.time_last_queued == _utc(queued_at)
     assert loaded.scheduled_at == _utc(queued_at)
     # The state may be given as a string, as in TaskTiger.
@@ -173,8 +173,9 @@ def test_tasks_from_queue_loads_the_latest_executions(tiger: Tiger, clock: Manua
     run_worker(tiger)
     assert tasks.CALLS == [("failing", "first"), ("failing", "first")]
 
+    # Read without executions, the handle reads them from storage when asked.
     _, (without,) = Task.tasks_from_queue(tiger, "default", TaskState.ERROR)
-    assert without.executions == ()
+    assert [r.time_failed for r in without.executions] == [clock.now() - 10, clock.now()]
 
     _, (last_only,) = Task.tasks_from_queue(tiger, "default", TaskState.ERROR, load_executions=1)
     (record,) = last_only.executions
@@ -206,14 +207,14 @@ def test_a_payload_naming_another_id_is_listed_as_broken(
 # --- cancel / delete / retry / update_scheduled_time ---------------------------------------
 
 
-def test_cancel_a_queued_task(tiger: Tiger, backend: RedisBackend) -> None:
-    task = tiger.enqueue(TaskSpec.of(tasks.simple, "never"))
-    task.cancel()
-    assert task.state is None
-    assert tiger.get_queue_stats() == {}
-    assert backend.client.keys("t:task:*") == []
+def test_cancel_leaves_a_queued_task_alone(tiger: Tiger) -> None:
+    # TaskTiger's cancel() removes scheduled tasks only.
+    task = tiger.enqueue(TaskSpec.of(tasks.simple, "runs"))
+    with pytest.raises(TaskNotFound, match="not scheduled"):
+        task.cancel()
+    assert task.state is TaskState.QUEUED
     run_worker(tiger)
-    assert tasks.CALLS == []
+    assert tasks.CALLS == [("simple", "runs")]
 
 
 def test_cancel_a_scheduled_task(tiger: Tiger, clock: ManualClock, backend: RedisBackend) -> None:
@@ -230,10 +231,10 @@ def test_cancel_refuses_other_states_and_stale_handles(tiger: Tiger) -> None:
     errored = _error_task(tiger)
     with pytest.raises(TaskNotFound):
         errored.cancel()
-    assert tiger.get_queue_sizes("default")[TaskState.ERROR] == 1
+    assert tiger.get_queue_stats() == {"default": {TaskState.ERROR: 1}}
 
-    task = tiger.enqueue(TaskSpec.of(tasks.simple))
-    stale = Task.from_id(tiger, "default", TaskState.QUEUED, task.id)
+    task = tiger.enqueue(TaskSpec.of(tasks.simple), when=timedelta(minutes=1))
+    stale = Task.from_id(tiger, "default", TaskState.SCHEDULED, task.id)
     task.cancel()
     with pytest.raises(TaskNotFound):
         stale.cancel()
@@ -410,6 +411,64 @@ def test_unique_task_rebuilt_from_its_arguments_can_be_cancelled(
     clock.advance(600)
     run_worker(tiger)
     assert tasks.CALLS == []
+
+
+# --- the handle reads storage, not its memory (TaskTiger's behaviour) --------------------------
+
+
+def test_handle_from_delay_follows_the_task_into_error(tiger: Tiger, clock: ManualClock) -> None:
+    # The most common pattern of TaskTiger users' tests: delay, run a worker, ask the handle.
+    task = tiger.delay(tasks.failing, args=["x"])
+    run_worker(tiger)
+
+    assert task.n_executions() == 1
+    (record,) = task.executions
+    assert record.exception_name == "builtins:ValueError"
+    clock.advance(1)
+    task.retry()
+    assert task.state is TaskState.QUEUED
+    run_worker(tiger)
+    assert task.n_executions() == 2
+    assert len(task.executions) == 2
+    task.delete()
+    assert tiger.get_queue_stats() == {}
+    with pytest.raises(TaskNotFound):
+        task.n_executions()
+    with pytest.raises(TaskNotFound):
+        _ = task.executions
+
+
+def test_handle_of_a_queued_task_cancels_and_reschedules_once_it_is_scheduled(
+    tiger: Tiger, clock: ManualClock
+) -> None:
+    # Queued when the handle was made; rescheduled by a failure's retry since.
+    task = tiger.delay(tasks.failing, args=["y"], retry=True)
+    run_worker(tiger)
+    assert tiger.get_queue_stats() == {"default": {TaskState.SCHEDULED: 1}}
+
+    task.update_scheduled_time(timedelta(hours=2))
+    assert Task.from_id(tiger, "default", "scheduled", task.id).ts == _utc(clock.now() + 7200)
+    task.cancel()
+    assert tiger.get_queue_stats() == {}
+
+
+def test_handle_of_a_succeeded_task_is_not_found(tiger: Tiger) -> None:
+    task = tiger.delay(tasks.simple, args=["ok"])
+    run_worker(tiger)
+    for act in (task.n_executions, task.delete, task.retry, task.cancel):
+        with pytest.raises(TaskNotFound):
+            act()
+    with pytest.raises(TaskNotFound):
+        task.update_scheduled_time(timedelta(minutes=1))
+
+
+def test_handle_loaded_with_executions_keeps_what_it_read(tiger: Tiger) -> None:
+    errored = _error_task(tiger, "z")
+    loaded = Task.from_id(tiger, "default", TaskState.ERROR, errored.id, load_executions=5)
+    loaded.retry()
+    run_worker(tiger)
+    assert len(loaded.executions) == 1  # a snapshot, as in TaskTiger
+    assert loaded.n_executions() == 2  # always read now
 
 
 # --- the running task -------------------------------------------------------------------------

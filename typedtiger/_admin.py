@@ -566,15 +566,31 @@ class _Action:
     name: str
     past: str
     states: tuple[TaskState, ...]
-    apply: Callable[[Task], None]
+    apply: Callable[[Tiger, Task], None]
     #: Whether a task with a broken payload may be acted on.
     broken_ok: bool
 
 
-_RETRY: Final = _Action("retry", "retried", (TaskState.ERROR,), Task.retry, broken_ok=False)
-_DELETE: Final = _Action("delete", "deleted", (TaskState.ERROR,), Task.delete, broken_ok=True)
+def _retry(_tiger: Tiger, task: Task) -> None:
+    task.retry()
+
+
+def _delete(_tiger: Tiger, task: Task) -> None:
+    task.delete()
+
+
+def _cancel(tiger: Tiger, task: Task) -> None:
+    """Remove a queued or scheduled task (``Task.cancel``, as TaskTiger's, only removes
+    scheduled ones; the command removes queued ones too)."""
+    assert task.state is not None
+    if not tiger.backend.remove(task.queue, task.state, task.id):
+        raise TaskNotFound(f"task {task.id} is not {task.state} in queue {task.queue!r}")
+
+
+_RETRY: Final = _Action("retry", "retried", (TaskState.ERROR,), _retry, broken_ok=False)
+_DELETE: Final = _Action("delete", "deleted", (TaskState.ERROR,), _delete, broken_ok=True)
 _CANCEL: Final = _Action(
-    "cancel", "cancelled", (TaskState.QUEUED, TaskState.SCHEDULED), Task.cancel, broken_ok=True
+    "cancel", "cancelled", (TaskState.QUEUED, TaskState.SCHEDULED), _cancel, broken_ok=True
 )
 _ACTION_HELP: Final = {
     "retry": "Queue errored tasks again: TASK_IDS, or every errored task of --queue.\n\n"
@@ -627,7 +643,7 @@ def _act_on(tiger: Tiger, action: _Action, stored: StoredTask, report: _Report) 
         score=stored.score,
     )
     try:
-        action.apply(handle)
+        action.apply(tiger, handle)
     except TaskNotFound as exc:
         report.error(stored.id, stored.queue, f"task {stored.id} moved meanwhile: {exc}")
         return True

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from typedtiger import _context
 from typedtiger._sync_only import sync_only
-from typedtiger.backends.base import StoredTask, TaskState
+from typedtiger.backends.base import StoredTask, TaskExecutions, TaskState
 from typedtiger.clock import due_at
 from typedtiger.exceptions import PayloadError, TaskNotFound
 from typedtiger.serialization import (
@@ -47,7 +47,7 @@ class Task:
         queue: str,
         state: TaskState | None,
         score: float | None = None,
-        executions: tuple[ExecutionRecord, ...] = (),
+        executions: tuple[ExecutionRecord, ...] | None = None,
         executions_count: int | None = None,
         broken: str | None = None,
     ) -> None:
@@ -66,12 +66,19 @@ class Task:
     # --- reading ------------------------------------------------------------------------
 
     @classmethod
-    def from_stored(cls, tiger: Tiger, stored: StoredTask) -> Task:
-        """The handle of a task read from the backend (broken payloads included)."""
+    def from_stored(
+        cls, tiger: Tiger, stored: StoredTask, *, executions_loaded: bool = True
+    ) -> Task:
+        """The handle of a task read from the backend (broken payloads included).
+
+        ``executions_loaded``: whether ``stored`` was read with its executions (the handle
+        then holds them; otherwise it reads them from storage when asked)."""
         broken: str | None = None
+        executions: tuple[ExecutionRecord, ...] | None = None
         try:
             payload = decode_stored_payload(stored.id, stored.payload)
-            executions = tuple(decode_execution(text) for text in stored.executions)
+            if executions_loaded:
+                executions = tuple(decode_execution(text) for text in stored.executions)
         except PayloadError as exc:
             broken = str(exc)
             payload = TaskPayload(id=stored.id, func="<broken>")
@@ -100,7 +107,7 @@ class Task:
         stored = tiger.backend.get_task(queue, TaskState(state), task_id, load_executions)
         if stored is None:
             raise TaskNotFound(f"task {task_id} is not {state} in queue {queue!r}")
-        return cls.from_stored(tiger, stored)
+        return cls.from_stored(tiger, stored, executions_loaded=load_executions > 0)
 
     @classmethod
     def tasks_from_queue(
@@ -116,7 +123,8 @@ class Task:
         total, stored = tiger.backend.list_tasks(
             queue, TaskState(state), skip, limit, load_executions
         )
-        return total, [cls.from_stored(tiger, item) for item in stored]
+        loaded = load_executions > 0
+        return total, [cls.from_stored(tiger, item, executions_loaded=loaded) for item in stored]
 
     @classmethod
     def from_spec(cls, tiger: Tiger, spec: TaskSpec) -> Task:
@@ -172,8 +180,16 @@ class Task:
 
     @property
     def executions(self) -> tuple[ExecutionRecord, ...]:
-        """The failed executions loaded with this handle (oldest first)."""
-        return self._executions
+        """The task's failed executions, oldest first.
+
+        A handle read with ``load_executions`` (``from_id``, ``tasks_from_queue``) holds the
+        latest ones read with it, as in TaskTiger. Any other handle (from ``delay``,
+        ``enqueue``, or read without executions) reads every stored one at each access:
+        TaskNotFound once the task is no longer stored.
+        """
+        if self._executions is not None:
+            return self._executions
+        return tuple(decode_execution(text) for text in self._read_executions(None).records)
 
     @property
     def scheduled_at(self) -> datetime | None:
@@ -193,38 +209,27 @@ class Task:
 
     # --- acting -------------------------------------------------------------------------
 
-    def _require_state(self, *states: TaskState) -> TaskState:
-        if self._state not in states:
-            wanted = " or ".join(state.value for state in states)
-            raise TaskNotFound(f"task {self.id} is {self._state}, not {wanted}")
-        assert self._state is not None
-        return self._state
+    def _read_executions(self, load: int | None) -> TaskExecutions:
+        read = self._tiger.backend.task_executions(self.id, load)
+        if read is None:
+            raise TaskNotFound(f"task {self.id} is no longer stored")
+        return read
 
     def n_executions(self) -> int:
-        """How many times the task has failed so far (all of them, even trimmed ones)."""
-        state = self._require_state(*TaskState)
-        stored = self._tiger.backend.get_task(self._queue, state, self.id, 0)
-        if stored is None:
-            raise TaskNotFound(f"task {self.id} is no longer {state} in {self._queue!r}")
-        return stored.executions_count
+        """How many times the task has failed so far (all of them, even trimmed ones), read
+        from storage now, whatever state the task is in; TaskNotFound once it is gone."""
+        return self._read_executions(0).count
 
     def cancel(self) -> None:
-        """Remove a queued or scheduled task.
-
-        On a handle that was not read from storage (``from_spec``: a unique task rebuilt from
-        its arguments), the task is looked up by its id in its queue.
-        """
-        if self._state is None:
-            for state in (TaskState.QUEUED, TaskState.SCHEDULED):
-                if self._tiger.backend.remove(self._queue, state, self.id):
-                    return
-            raise TaskNotFound(f"task {self.id} is neither queued nor scheduled in {self._queue!r}")
-        state = self._require_state(TaskState.QUEUED, TaskState.SCHEDULED)
-        self._remove(state)
+        """Remove the task from the scheduled state of its queue (TaskTiger's ``cancel``);
+        TaskNotFound if it is not scheduled there now. A queued task is removed with
+        ``typedtiger cancel``. Works on a handle rebuilt with ``from_spec`` (a unique task)."""
+        self._remove(TaskState.SCHEDULED)
 
     def delete(self) -> None:
-        """Remove an errored task."""
-        self._remove(self._require_state(TaskState.ERROR))
+        """Remove the task from the error state of its queue; TaskNotFound if it is not
+        errored there now."""
+        self._remove(TaskState.ERROR)
 
     def _remove(self, state: TaskState) -> None:
         if not self._tiger.backend.remove(self._queue, state, self.id):
@@ -232,27 +237,27 @@ class Task:
         self._state = None
 
     def retry(self) -> None:
-        """Queue an errored task again."""
-        self._require_state(TaskState.ERROR)
-        self._move_to(TaskState.QUEUED, self._tiger.clock.now())
+        """Queue the task again from the error state of its queue; TaskNotFound if it is not
+        errored there now."""
+        self._move(TaskState.ERROR, TaskState.QUEUED, self._tiger.clock.now())
 
     def update_scheduled_time(self, when: datetime | timedelta) -> None:
-        """Move a scheduled task to another time."""
-        self._require_state(TaskState.SCHEDULED)
-        self._move_to(TaskState.SCHEDULED, due_at(when, self._tiger.clock.now()))
+        """Move the task, scheduled in its queue, to another time; TaskNotFound if it is not
+        scheduled there now."""
+        due = due_at(when, self._tiger.clock.now())
+        self._move(TaskState.SCHEDULED, TaskState.SCHEDULED, due)
 
-    def _move_to(self, to_state: TaskState, when: float) -> None:
-        assert self._state is not None
+    def _move(self, from_state: TaskState, to_state: TaskState, when: float) -> None:
         moved = self._tiger.backend.move(
             self._queue,
-            self._state,
+            from_state,
             self.id,
             to_state,
             when,
             self._tiger.config.publish_queued_tasks,
         )
         if not moved:
-            raise TaskNotFound(f"task {self.id} is not {self._state} in queue {self._queue!r}")
+            raise TaskNotFound(f"task {self.id} is not {from_state} in queue {self._queue!r}")
         self._state, self._score = to_state, when
 
     def delay(self, when: datetime | timedelta | None = None) -> None:

@@ -105,6 +105,22 @@ def test_failure_on_tasktiger_is_read_by_typedtiger(
     assert errored.n_executions() == 1
 
 
+def test_handle_follows_a_task_a_tasktiger_worker_failed(
+    tt: TaskTigerSide, tiger: Tiger, ledger: Path
+) -> None:
+    # The handle typedtiger's delay() returned reads storage, whoever moved the task since.
+    task = tiger.delay(interop_tasks.fail, args=[str(ledger), "handle", "CustomError"])
+    tt.work()
+    assert task.n_executions() == 1
+    assert task.executions[-1].exception_name == fn("CustomError")
+    task.retry()
+    assert [t["id"] for t in tt.tasks("default", "queued")] == [task.id]
+    tt.work()
+    assert task.n_executions() == 2
+    task.delete()
+    assert tiger.get_queue_stats() == {}
+
+
 def _scheduled_score(rdb: redis.Redis[str], task_id: str) -> float:
     score = rdb.zscore("t:scheduled:default", task_id)
     assert score is not None, "the task is not scheduled"

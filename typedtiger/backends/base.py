@@ -25,6 +25,7 @@ __all__ = [
     "Failure",
     "NewTask",
     "StoredTask",
+    "TaskExecutions",
     "TaskState",
 ]
 
@@ -126,6 +127,16 @@ class StoredTask:
     payload: str | None
     executions: tuple[str, ...] = ()
     executions_count: int = 0
+
+
+@attrs.frozen(kw_only=True)
+class TaskExecutions:
+    """A stored task's failed executions, read by its id whatever its queue and state."""
+
+    #: How many executions have failed, trimmed ones included.
+    count: int
+    #: The encoded ExecutionRecords asked for (the latest ones), oldest first.
+    records: tuple[str, ...] = ()
 
 
 class Backend(Protocol):
@@ -263,6 +274,12 @@ class Backend(Protocol):
         self, queue: str, state: TaskState, skip: int, limit: int, load_executions: int
     ) -> tuple[int, list[StoredTask]]:
         """(total in the state, a page of tasks, newest first)."""
+        ...
+
+    def task_executions(self, task_id: str, load: int | None) -> TaskExecutions | None:
+        """The failed executions of the task ``task_id``: their count and the latest ``load``
+        records (None: every stored one; 0: none), in one atomic read. None when no task of
+        that id is stored."""
         ...
 
     def find_task(self, task_id: str) -> list[tuple[str, TaskState]]:

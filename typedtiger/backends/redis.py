@@ -32,6 +32,7 @@ from typedtiger.backends.base import (
     Failure,
     NewTask,
     StoredTask,
+    TaskExecutions,
     TaskState,
 )
 from typedtiger.clock import Clock, SystemClock
@@ -489,6 +490,19 @@ class RedisBackend:
         pipe.zrange(key, skip, skip + limit - 1, desc=True, withscores=True)
         total, scored = pipe.execute()
         return int(total), self._stored(queue, state, scored, load_executions)
+
+    @_redis_call
+    def task_executions(self, task_id: str, load: int | None) -> TaskExecutions | None:
+        base = self._key("task", task_id)
+        pipe = self._client.pipeline(transaction=True)  # one consistent read, one round trip
+        pipe.exists(base)
+        pipe.get(f"{base}:executions_count")
+        if load != 0:
+            pipe.lrange(f"{base}:executions", 0 if load is None else -load, -1)
+        exists, count, *records = pipe.execute()
+        if not exists:
+            return None
+        return TaskExecutions(count=int(count or 0), records=tuple(records[0] if records else ()))
 
     @_redis_call
     def find_task(self, task_id: str) -> list[tuple[str, TaskState]]:
