@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # Sourced (not run) by scripts/test and scripts/demo, from the repository root.
 # Creates .venv with python3 if it is missing or broken, and (re)installs the
-# project into it with the dev and flask extras whenever pyproject.toml is newer
+# project into it with the dev, testing, flask and rollbar extras whenever pyproject.toml is newer
 # than the stamp file .venv/.installed.
 
 typedtiger_ensure_venv() {
@@ -23,9 +23,9 @@ typedtiger_ensure_venv() {
     fi
 
     if [[ ! -f "$stamp" || pyproject.toml -nt "$stamp" ]]; then
-        echo "==> installing typedtiger[dev,flask,rollbar] into .venv (editable)"
+        echo "==> installing typedtiger[dev,testing,flask,rollbar] into .venv (editable)"
         rm -f "$stamp"
-        "$venv/bin/python" -m pip install -q -e '.[dev,flask,rollbar]'
+        "$venv/bin/python" -m pip install -q -e '.[dev,testing,flask,rollbar]'
         touch "$stamp"
     fi
 }

@@ -81,7 +81,10 @@ def main() -> None:
 @main.command()
 def demo() -> None:
     """Show typedtiger at work on an in-process backend (no Redis needed)."""
-    from typedtiger._demo import run_demo
+    try:
+        from typedtiger._demo import run_demo
+    except ImportError as exc:  # FakeBackend's extra is missing; its message says which
+        raise click.ClickException(str(exc)) from exc
 
     run_demo(click.echo)
 

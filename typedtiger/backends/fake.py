@@ -8,7 +8,12 @@ and a task that enqueues other tasks writes to the same in-process store.
 
 from __future__ import annotations
 
-import fakeredis
+try:
+    import fakeredis
+except ImportError as exc:  # an extra: production workers do not need it
+    raise ImportError(
+        "FakeBackend needs the testing extra: pip install 'typedtiger[testing]'"
+    ) from exc
 
 from typedtiger.backends.redis import RedisBackend
 from typedtiger.clock import ManualClock
