@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, TypeVar
 import attrs
 import structlog
 
+from typedtiger._heartbeat import Heartbeat
 from typedtiger._job_wire import JobWire
 from typedtiger._queues import QueueSet, queue_matches
 from typedtiger._retry import check_names, decide
@@ -519,7 +520,7 @@ class Worker:
 
         lease = self._lease
 
-        def heartbeat() -> None:
+        def beat() -> None:
             now, timeout = self._clock.now(), self._config.active_task_update_timeout
             self._backend.heartbeat(queue, ids, lock_ids, now, timeout)
             if lease is not None:  # keep this claim's slot of the queue's worker limit
@@ -527,7 +528,10 @@ class Worker:
                     lease.queue, lease.holder, lease.limit, now, timeout
                 )
 
+        heartbeat = Heartbeat(beat)
+
         def record(outcome: Outcome) -> None:
+            heartbeat.stop()  # no beat may follow the record (it would re-take the slot)
             self._busy_seconds += time.monotonic() - started
             self._record(queue, group, lock_ids, runner, outcome, log)
 

@@ -1,0 +1,79 @@
+"""Races between a worker's threads and between workers (issue 17), deterministic: a
+ManualClock, stub executors, events instead of sleeps; on FakeBackend and real Redis."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from tests import tasks
+from typedtiger import TaskSpec, Tiger, Worker
+from typedtiger._heartbeat import Heartbeat
+from typedtiger._outcome import Outcome, Succeeded
+from typedtiger.backends.redis import RedisBackend
+from typedtiger.clock import ManualClock
+from typedtiger.executor import Job
+
+#: Bound on waits for another thread (never reached when the code is right).
+WAIT = 10.0
+
+
+class _KeepsHeartbeat:
+    """Runs nothing: keeps each job's heartbeat (as an executor thread might, to call it late)."""
+
+    def __init__(self) -> None:
+        self.heartbeats: list[Callable[[], None]] = []
+
+    def execute(
+        self, job: Job, heartbeat: Callable[[], None], heartbeat_interval: float
+    ) -> Outcome:
+        self.heartbeats.append(heartbeat)
+        return Succeeded(time_started=0, time_finished=0)
+
+    def close(self) -> None:
+        pass
+
+
+# --- heartbeat vs. record --------------------------------------------------------------------
+
+
+def test_heartbeat_stop_waits_for_the_beat_in_progress_and_silences_later_ones() -> None:
+    inside, leave = threading.Event(), threading.Event()
+    beats: list[str] = []
+
+    def beat() -> None:
+        beats.append("beat")
+        inside.set()
+        assert leave.wait(WAIT)
+
+    heartbeat = Heartbeat(beat)
+    beating = threading.Thread(target=heartbeat)
+    beating.start()
+    assert inside.wait(WAIT)
+    stopper = threading.Thread(target=heartbeat.stop)
+    stopper.start()
+    stopper.join(0.1)
+    assert stopper.is_alive(), "stop returned while a beat was still refreshing"
+    leave.set()
+    stopper.join(WAIT)
+    beating.join(WAIT)
+    assert not stopper.is_alive()
+
+    heartbeat()
+    assert beats == ["beat"]
+
+
+def test_a_late_heartbeat_does_not_retake_the_released_queue_slot(
+    tiger: Tiger, backend: RedisBackend, clock: ManualClock
+) -> None:
+    executor = _KeepsHeartbeat()
+    tiger.enqueue(TaskSpec.of(tasks.simple, "x").evolve(queue="single"))
+    Worker(tiger, max_workers_per_queue=1, executor=executor).run(once=True)
+    assert tasks.CALLS == []  # the stub ran nothing; the task is recorded as done
+    assert tiger.get_total_queue_size("single") == 0
+
+    (late,) = executor.heartbeats
+    late()  # an executor thread that beats after the job's outcome was recorded
+
+    timeout = tiger.config.active_task_update_timeout
+    assert backend.acquire_queue_slot("single", "another-worker", 1, clock.now(), timeout)
