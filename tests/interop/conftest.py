@@ -3,9 +3,10 @@
 The real ``tasktiger`` package (it pins redis<5) lives in its own virtualenv, created once and
 cached under ``~/.cache/typedtiger-interop/`` ($TYPEDTIGER_INTEROP_VENV overrides the path); it
 is driven only through subprocesses (``tt_driver.py``, TaskTiger's own ``tasktiger`` CLI).
-Both sides share one Redis database, $TYPEDTIGER_INTEROP_REDIS_URL (default
-redis://127.0.0.1:6379/12: not the main suite's db 15), flushed around each test, and the
-prefix "t".
+Both sides share one Redis database and the prefix "t". The database is
+$TYPEDTIGER_INTEROP_REDIS_URL when set (it is flushed around each test: name one the tests may
+empty); otherwise the session starts a redis-server of its own on a free loopback port
+(tests/redis_server.py) and uses its db 0.
 """
 
 from __future__ import annotations
@@ -19,8 +20,7 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -29,7 +29,9 @@ import pytest
 import redis
 
 from tests import interop_tasks
+from tests.conftest import redis_client, unavailable
 from tests.interop.typed_worker import FAST
+from tests.redis_server import RedisServerError, own_redis_server
 from typedtiger import Config, Tiger, Worker
 from typedtiger.backends.redis import RedisBackend
 from typedtiger.executor import Executor, SyncExecutor
@@ -37,7 +39,6 @@ from typedtiger.executor import Executor, SyncExecutor
 TASKTIGER_VERSION = "0.26.3"
 REPO = Path(__file__).resolve().parents[2]
 DRIVER = Path(__file__).with_name("tt_driver.py")
-REDIS_URL = os.environ.get("TYPEDTIGER_INTEROP_REDIS_URL", "redis://127.0.0.1:6379/12")
 JOB_TIMEOUT = "tasktiger.exceptions:JobTimeoutException"
 TASKS = "tests.interop_tasks"
 
@@ -110,17 +111,25 @@ def tasktiger_venv() -> Path:
 # --- Redis ------------------------------------------------------------------------------------
 
 
+@pytest.fixture(scope="session")
+def interop_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """$TYPEDTIGER_INTEROP_REDIS_URL, else the URL of a redis-server of the session's own."""
+    named = os.environ.get("TYPEDTIGER_INTEROP_REDIS_URL")
+    if named:
+        yield named
+        return
+    with contextlib.ExitStack() as stack:
+        try:
+            server = stack.enter_context(own_redis_server(tmp_path_factory.mktemp("redis")))
+        except RedisServerError as exc:
+            unavailable(f"set $TYPEDTIGER_INTEROP_REDIS_URL or install redis-server: {exc}")
+        yield server.url()
+
+
 @pytest.fixture
-def rdb() -> Iterator[redis.Redis[str]]:
+def rdb(interop_url: str) -> Iterator[redis.Redis[str]]:
     """The shared interop database, empty."""
-    client: redis.Redis[str] = redis.Redis.from_url(REDIS_URL, decode_responses=True)
-    try:
-        client.ping()
-    except redis.exceptions.ConnectionError as exc:
-        message = f"no Redis at {REDIS_URL}: {exc}"
-        if os.environ.get("TYPEDTIGER_REQUIRE_REDIS"):
-            pytest.fail(message)
-        pytest.skip(message)
+    client = redis_client(interop_url)
     client.flushdb()
     yield client
     client.flushdb()
@@ -282,8 +291,9 @@ class TaskTigerSide:
     """The real TaskTiger, run by its virtualenv's python through tt_driver.py."""
 
     def __init__(
-        self, venv: Path, server: DriverServer, processes: Processes, ledger: Path
+        self, venv: Path, server: DriverServer, processes: Processes, ledger: Path, url: str
     ) -> None:
+        self.url = url
         self.venv = venv
         self._server = server
         self._processes = processes
@@ -297,7 +307,7 @@ class TaskTigerSide:
         decorate: Sequence[JSONObject],
     ) -> str:
         request = {
-            "url": REDIS_URL,
+            "url": self.url,
             "config": dict(config or {}),
             "decorate": list(decorate),
             "commands": list(commands),
@@ -342,7 +352,7 @@ class TaskTigerSide:
 
     def cli_worker(self, *args: str) -> Process:
         """TaskTiger's own ``tasktiger`` command (a worker with TaskTiger's default config)."""
-        url = urlparse(REDIS_URL)
+        url = urlparse(self.url)
         connection = [
             "-h",
             url.hostname or "127.0.0.1",
@@ -397,9 +407,10 @@ def tt(
     processes: Processes,
     ledger: Path,
     rdb: redis.Redis[str],
+    interop_url: str,
 ) -> TaskTigerSide:
     """The TaskTiger side, on the (flushed) interop database."""
-    return TaskTigerSide(tasktiger_venv, driver_server, processes, ledger)
+    return TaskTigerSide(tasktiger_venv, driver_server, processes, ledger, interop_url)
 
 
 # --- the typedtiger side ----------------------------------------------------------------------
@@ -430,7 +441,8 @@ def run_typed(
 class TypedWorkers:
     """typedtiger worker processes (tests/interop/typed_worker.py)."""
 
-    def __init__(self, processes: Processes, ledger: Path) -> None:
+    def __init__(self, processes: Processes, ledger: Path, url: str) -> None:
+        self._url = url
         self._processes = processes
         self._env = {**os.environ, "INTEROP_LEDGER": str(ledger)}
 
@@ -439,7 +451,7 @@ class TypedWorkers:
             sys.executable,
             "-m",
             "tests.interop.typed_worker",
-            REDIS_URL,
+            self._url,
             json.dumps(dict(setup or {})),
             *args,
         ]
@@ -447,19 +459,13 @@ class TypedWorkers:
 
 
 @pytest.fixture
-def typed_workers(processes: Processes, ledger: Path, rdb: redis.Redis[str]) -> TypedWorkers:
-    return TypedWorkers(processes, ledger)
+def typed_workers(
+    processes: Processes, ledger: Path, rdb: redis.Redis[str], interop_url: str
+) -> TypedWorkers:
+    return TypedWorkers(processes, ledger, interop_url)
 
 
 # --- helpers ----------------------------------------------------------------------------------
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
 
 
 def entries(ledger: Path, event: str | None = None, label: str | None = None) -> list[JSONObject]:

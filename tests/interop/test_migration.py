@@ -17,8 +17,8 @@ from tests.interop.conftest import (
     fn,
     labels,
     run_typed,
-    wait_until,
 )
+from tests.waiting import scaled, wait_until
 from typedtiger import Task, TaskSpec, TaskState, Tiger
 from typedtiger.executor import ForkExecutor
 
@@ -68,7 +68,7 @@ def test_a_queue_is_taken_over_with_nothing_lost(
 
     # ... and typedtiger workers serve it (-q billing) until its work is done. The killed
     # worker's task is requeued once its heartbeat is older than active_task_update_timeout.
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + scaled(20)
     while not {"queued", "unique", "scheduled", "hung"} <= set(labels(ledger)):
         assert time.monotonic() < deadline, (labels(ledger), tiger.get_queue_stats())
         run_typed(tiger, queues=["billing"], executor=ForkExecutor())

@@ -20,8 +20,8 @@ from tests.interop.conftest import (
     labels,
     run_typed,
     tiger_with,
-    wait_until,
 )
+from tests.waiting import scaled, sleep_past, wait_until
 from typedtiger import Task, TaskSpec, TaskState, Tiger, fixed
 
 pytestmark = [pytest.mark.interop, pytest.mark.redis, pytest.mark.timeout(300)]
@@ -97,8 +97,8 @@ def run_until_done(
     work: Callable[[], None], ledger: Path, label: str, rdb: redis.Redis[str]
 ) -> None:
     """Run a worker until the task ``label`` is done (a slow machine may see it rescheduled
-    once more); fail with the Redis state after 10 s."""
-    deadline = time.monotonic() + 10
+    once more); fail with the Redis state after 10 s (scaled)."""
+    deadline = time.monotonic() + scaled(10)
     while label not in labels(ledger):
         if time.monotonic() > deadline:
             state = sorted(rdb.keys("t:*"))
@@ -141,10 +141,12 @@ def test_lock_held_by_a_tasktiger_worker_holds_off_typedtiger(
     )
     before = time.time()
     run_typed(tiger, queues=["lock_b"])
+    after = time.time()
     assert labels(ledger, "started") == ["holder"]
     rescheduled = Task.from_id(tiger, "lock_b", TaskState.SCHEDULED, waiter["id"])
     assert rescheduled.ts is not None
-    assert rescheduled.ts.timestamp() == pytest.approx(before + tiger.config.lock_retry, abs=0.5)
+    retry = tiger.config.lock_retry
+    assert before + retry - 0.01 <= rescheduled.ts.timestamp() <= after + retry + 0.01
 
     wait_until(
         lambda: "holder" in labels(ledger) and not rdb.exists(f"t:lockv2:{LOCK_ID}"),
@@ -152,7 +154,7 @@ def test_lock_held_by_a_tasktiger_worker_holds_off_typedtiger(
         "TaskTiger to finish the holder and release its lock",
     )
     holder.kill()
-    time.sleep(max(0.0, rescheduled.ts.timestamp() - time.time()) + 0.05)
+    sleep_past(rescheduled.ts.timestamp())
     run_until_done(lambda: run_typed(tiger, queues=["lock_b"]), ledger, "waiter", rdb)
     assert [str(e["label"]) + ":" + str(e["event"]) for e in entries(ledger)] == [
         "holder:started",
@@ -180,14 +182,15 @@ def test_lock_held_by_a_typedtiger_worker_holds_off_tasktiger(
     waiter = tiger.enqueue(spec.evolve(queue="lock_b", lock_key=["resource"]))
     before = time.time()
     tt.work(queues=["lock_b"])
+    after = time.time()
     assert labels(ledger, "started") == ["holder"]
     (rescheduled,) = tt.tasks("lock_b", "scheduled")
     assert rescheduled["id"] == waiter.id
-    assert rescheduled["ts"] == pytest.approx(before + 1, abs=0.5)  # TaskTiger's LOCK_RETRY
+    assert before + 1 - 0.01 <= rescheduled["ts"] <= after + 1 + 0.01  # TaskTiger's LOCK_RETRY
 
     assert holder.wait() == 0, holder.output()
     assert not rdb.exists(f"t:lockv2:{LOCK_ID}")  # typedtiger released it
-    time.sleep(max(0.0, rescheduled["ts"] - time.time()) + 0.05)
+    sleep_past(rescheduled["ts"])
     run_until_done(lambda: tt.work(rounds=2, queues=["lock_b"]), ledger, "waiter", rdb)
     assert [str(e["label"]) + ":" + str(e["event"]) for e in entries(ledger)] == [
         "holder:started",
@@ -221,8 +224,9 @@ def test_lock_of_a_killed_typedtiger_worker_expires_for_tasktiger(
         queue="lock_b",
         lock_key=["resource"],
     )
-    # The holder's lock would have expired for typedtiger's own workers by now.
-    time.sleep(max(0.0, killed_at + 1.5 - time.time()))
+    # The holder's lock would have expired for typedtiger's own workers by now: its last
+    # heartbeat was before the kill, and the lock lasts active_task_update_timeout from it.
+    sleep_past(killed_at, margin=1.5)
     tt.work(queues=["lock_b"])
     assert labels(ledger) == ["waiter"]
 
@@ -233,7 +237,8 @@ def test_lock_of_a_killed_typedtiger_worker_expires_for_tasktiger(
 def test_periodic_task_registered_on_both_sides_runs_once_per_period(
     tt: TaskTigerSide, typed_workers: TypedWorkers, ledger: Path, rdb: redis.Redis[str]
 ) -> None:
-    period, seconds = 2, 5.0
+    # Long enough for two periods after both interpreters start on a loaded machine.
+    period, seconds = 2, 8.0
     typed = typed_workers.start(
         "-q",
         "periodic",
@@ -298,11 +303,14 @@ def test_retry_exception_records_read_across_sides(
 def test_queue_system_lock_is_shared(tt: TaskTigerSide, tiger: Tiger, ledger: Path) -> None:
     """A pause set by either side stops typedtiger workers; TaskTiger workers honour it only
     when they use the queue semaphore (-M / max_workers_per_queue), as TaskTiger documents."""
+    before = time.time()
     tiger.set_queue_system_lock("paused_by_typed", 30)
     until = tt.one({"op": "system_lock", "queue": "paused_by_typed"})["until"]
-    assert until == pytest.approx(time.time() + 30, abs=2)
+    assert before + 30 - 1 <= until <= time.time() + 30  # a second of slack for rounding
+    before = time.time()
     tt.one({"op": "system_lock", "queue": "paused_by_tt", "timeout": 30})
-    assert tiger.get_queue_system_lock("paused_by_tt") == pytest.approx(time.time() + 30, abs=2)
+    until = tiger.get_queue_system_lock("paused_by_tt")
+    assert until is not None and before + 30 - 1 <= until <= time.time() + 30
     for queue in ("paused_by_typed", "paused_by_tt"):
         tt.delay("record", str(ledger), queue, queue=queue)
 
