@@ -77,3 +77,65 @@ def test_a_late_heartbeat_does_not_retake_the_released_queue_slot(
 
     timeout = tiger.config.active_task_update_timeout
     assert backend.acquire_queue_slot("single", "another-worker", 1, clock.now(), timeout)
+
+
+# --- queue slots while the queue is paused ---------------------------------------------------
+
+
+def test_a_running_holder_keeps_its_slot_through_a_pause(
+    backend: RedisBackend, clock: ManualClock
+) -> None:
+    slot = backend.acquire_queue_slot
+    assert slot("q", "runner", 1, clock.now(), 20)
+    backend.set_queue_system_lock("q", clock.now() + 100)
+    for _ in range(9):  # heartbeats every 10 s through the 100 s pause
+        clock.advance(10)
+        assert slot("q", "runner", 1, clock.now(), 20, refresh=True)
+        assert not slot("q", "newcomer", 2, clock.now(), 20)  # a pause refuses new holders
+    clock.advance(10)
+    assert slot("q", "runner", 1, clock.now(), 20, refresh=True)
+
+    assert not slot("q", "intruder", 1, clock.now(), 20)  # pause over: the slot is still taken
+    assert slot("q", "intruder", 2, clock.now(), 20)  # the pause's entry takes no slot
+    backend.release_queue_slot("q", "runner")
+    assert slot("q", "newcomer", 2, clock.now(), 20)
+
+
+class _PausedMidTask(_KeepsHeartbeat):
+    """Pauses the job's queue for three heartbeat timeouts while the job runs (heartbeating as a
+    worker does); as the pause ends, before the job's next beat, another worker asks for the
+    queue's only slot."""
+
+    def __init__(self, tiger: Tiger, clock: ManualClock) -> None:
+        super().__init__()
+        self._tiger, self._clock = tiger, clock
+        self.intruder_got_the_slot: bool | None = None
+
+    def execute(
+        self, job: Job, heartbeat: Callable[[], None], heartbeat_interval: float
+    ) -> Outcome:
+        timeout = self._tiger.config.active_task_update_timeout
+        pause = 3 * timeout
+        self._tiger.set_queue_system_lock(job.queue, pause)
+        elapsed = heartbeat_interval
+        while elapsed < pause:
+            self._clock.advance(heartbeat_interval)
+            heartbeat()
+            elapsed += heartbeat_interval
+        self._clock.advance(heartbeat_interval)  # the pause is over
+        backend = self._tiger.backend
+        self.intruder_got_the_slot = backend.acquire_queue_slot(
+            job.queue, "intruder", 1, self._clock.now(), timeout
+        )
+        heartbeat()
+        return super().execute(job, heartbeat, heartbeat_interval)
+
+
+def test_a_long_pause_does_not_give_a_running_tasks_slot_to_another_worker(
+    tiger: Tiger, clock: ManualClock
+) -> None:
+    executor = _PausedMidTask(tiger, clock)
+    tiger.enqueue(TaskSpec.of(tasks.simple, "long").evolve(queue="single"))
+    Worker(tiger, max_workers_per_queue=1, executor=executor).run(once=True)
+    assert executor.intruder_got_the_slot is False
+    assert tiger.get_total_queue_size("single") == 0

@@ -525,7 +525,7 @@ class Worker:
             self._backend.heartbeat(queue, ids, lock_ids, now, timeout)
             if lease is not None:  # keep this claim's slot of the queue's worker limit
                 self._backend.acquire_queue_slot(
-                    lease.queue, lease.holder, lease.limit, now, timeout
+                    lease.queue, lease.holder, lease.limit, now, timeout, refresh=True
                 )
 
         heartbeat = Heartbeat(beat)

@@ -249,9 +249,19 @@ class Backend(Protocol):
         ...
 
     def acquire_queue_slot(
-        self, queue: str, holder: str, limit: int, now: float, timeout: float
+        self,
+        queue: str,
+        holder: str,
+        limit: int,
+        now: float,
+        timeout: float,
+        refresh: bool = False,
     ) -> bool:
-        """Take (or refresh) one of ``limit`` slots of ``queue`` for ``holder``."""
+        """Take (or refresh) one of ``limit`` slots of ``queue`` for ``holder``.
+
+        While the queue is paused (its system lock) no slot is taken, but with ``refresh``
+        (the holder's tasks are running) the holder keeps its slot.
+        """
         ...
 
     def release_queue_slot(self, queue: str, holder: str) -> None:

@@ -427,9 +427,15 @@ class RedisBackend:
 
     @_redis_call
     def acquire_queue_slot(
-        self, queue: str, holder: str, limit: int, now: float, timeout: float
+        self,
+        queue: str,
+        holder: str,
+        limit: int,
+        now: float,
+        timeout: float,
+        refresh: bool = False,
     ) -> bool:
-        args = [queue, holder, limit, _num(now), _num(timeout)]
+        args = [queue, holder, limit, _num(now), _num(timeout), int(refresh)]
         return bool(self._run("queue_slot", args))
 
     @_redis_call
