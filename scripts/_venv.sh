@@ -5,6 +5,20 @@
 # than the stamp file .venv/.installed.
 
 typedtiger_ensure_venv() {
+    # Two runs side by side (scripts/test twice) must not create or install .venv at once.
+    if ! command -v flock >/dev/null 2>&1; then
+        _typedtiger_ensure_venv_unlocked
+        return
+    fi
+    local lock_fd rc=0
+    exec {lock_fd}>.venv.lock
+    flock "$lock_fd"
+    _typedtiger_ensure_venv_unlocked || rc=$?
+    exec {lock_fd}>&-
+    return "$rc"
+}
+
+_typedtiger_ensure_venv_unlocked() {
     local venv=.venv
     local stamp="$venv/.installed"
 
@@ -19,13 +33,13 @@ typedtiger_ensure_venv() {
         fi
         echo "==> creating .venv with $(python3 -V 2>&1)"
         rm -rf "$venv"
-        python3 -m venv "$venv"
+        python3 -m venv "$venv" || return 1
     fi
 
     if [[ ! -f "$stamp" || pyproject.toml -nt "$stamp" ]]; then
         echo "==> installing typedtiger[dev,testing,flask,rollbar] into .venv (editable)"
         rm -f "$stamp"
-        "$venv/bin/python" -m pip install -q -e '.[dev,testing,flask,rollbar]'
+        "$venv/bin/python" -m pip install -q -e '.[dev,testing,flask,rollbar]' || return 1
         touch "$stamp"
     fi
 }
