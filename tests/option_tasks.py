@@ -123,7 +123,7 @@ def record_current() -> None:
 
 
 def record_batchness(n: int) -> None:
-    CALLS.append(("single", n, len(tiger.current_tasks), tiger.current_task_is_batch))
+    CALLS.append(("single", n, tiger.current_task.id != "", tiger.current_task_is_batch))
 
 
 def record_sizes(n: int, queue: str) -> None:

@@ -87,7 +87,9 @@ def _errored(tiger: Tiger, *args: str, queue: str = "default") -> Task:
 
 
 def _sizes(tiger: Tiger, queue: str) -> dict[str, int]:
-    return {state.value: n for state, n in tiger.get_queue_sizes(queue).items() if n}
+    return {
+        state.value: n for state, n in tiger.get_queue_sizes(queue, with_errors=True).items() if n
+    }
 
 
 # --- durations ---------------------------------------------------------------------------------

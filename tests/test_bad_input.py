@@ -183,7 +183,7 @@ def test_unimportable_function_fails_once_and_the_worker_goes_on(
     assert record.exception is not None and expected in record.exception
     assert in_state(redis_db, "error", task_id)
     assert finished(ledger)
-    assert tiger.get_queue_sizes(QUEUE) == {
+    assert tiger.get_queue_sizes(QUEUE, with_errors=True) == {
         TaskState.QUEUED: 0, TaskState.ACTIVE: 0, TaskState.SCHEDULED: 0, TaskState.ERROR: 1
     }  # fmt: skip
 
@@ -246,7 +246,7 @@ def test_corrupt_payloads_do_not_block_the_requeue_of_other_expired_tasks(
 
     assert finished(ledger, "orphan")
     assert all(in_state(redis_db, "error", task_id) for task_id in broken)
-    assert tiger.get_queue_sizes(QUEUE)[TaskState.ERROR] == 3
+    assert tiger.get_queue_sizes(QUEUE, with_errors=True)[TaskState.ERROR] == 3
     assert tiger.get_total_queue_size(QUEUE) == 0
 
 

@@ -38,7 +38,7 @@ needs_flask = pytest.mark.skipif(
 )
 
 LOG_TASK = "tests.integration_app:log_inside"
-TASK_KEYS = ("task_id", "task_ids", "queue", "func")
+TASK_KEYS = ("task_id", "task_ids", "queue", "func", "task_func")
 
 
 # --- helpers and fixtures -----------------------------------------------------------------
@@ -117,6 +117,7 @@ def assert_inside_events(events: Sequence[Mapping[str, Any]], task_id: str, mark
     assert inside[0]["task_id"] == task_id
     assert inside[0]["queue"] == "app.logging"
     assert inside[0]["func"] == LOG_TASK
+    assert inside[0]["task_func"] == LOG_TASK  # TaskTiger's key
     assert "task_ids" not in inside[0]
 
 

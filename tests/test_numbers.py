@@ -49,16 +49,23 @@ def test_a_hard_timeout_in_range_is_taken(value: float) -> None:
     assert TaskSpec(func="m:f", hard_timeout=value).hard_timeout == value
 
 
-@pytest.mark.parametrize("field", ["max_queue_size", "max_stored_executions"])
-@pytest.mark.parametrize("value", [0, -1, 1.5, 2.0, NAN, INF, True, MAX_COUNT + 1, 10**30])
-def test_a_count_out_of_range_is_refused(field: str, value: object) -> None:
-    with pytest.raises(ValueError, match=rf"{field} must be an integer >= 1 and <= {MAX_COUNT}"):
+@pytest.mark.parametrize(("field", "low"), [("max_queue_size", 1), ("max_stored_executions", 0)])
+@pytest.mark.parametrize("value", [-1, 1.5, 2.0, NAN, INF, True, MAX_COUNT + 1, 10**30])
+def test_a_count_out_of_range_is_refused(field: str, low: int, value: object) -> None:
+    with pytest.raises(
+        ValueError, match=rf"{field} must be an integer >= {low} and <= {MAX_COUNT}"
+    ):
         TaskSpec(func="m:f", **{field: value})  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("field", ["max_queue_size", "max_stored_executions"])
-def test_counts_in_range_are_taken(field: str) -> None:
-    for value in (1, MAX_COUNT):
+def test_a_max_queue_size_of_zero_is_refused() -> None:
+    with pytest.raises(ValueError, match="max_queue_size must be an integer >= 1"):
+        TaskSpec(func="m:f", max_queue_size=0)
+
+
+@pytest.mark.parametrize(("field", "low"), [("max_queue_size", 1), ("max_stored_executions", 0)])
+def test_counts_in_range_are_taken(field: str, low: int) -> None:
+    for value in (low, 1, MAX_COUNT):
         assert getattr(TaskSpec(func="m:f", **{field: value}), field) == value  # type: ignore[arg-type]
 
 
@@ -68,7 +75,7 @@ def test_counts_in_range_are_taken(field: str) -> None:
         ({"hard_timeout": 1e308}, "hard_timeout must be > 0"),
         ({"hard_timeout": NAN}, "hard_timeout must be > 0"),
         ({"max_queue_size": NAN}, "max_queue_size must be an integer"),
-        ({"max_stored_executions": 0}, "max_stored_executions must be an integer"),
+        ({"max_stored_executions": -1}, "max_stored_executions must be an integer"),
         ({"retry_method": fixed(60, 3), "hard_timeout": INF}, "hard_timeout must be > 0"),
     ],
 )

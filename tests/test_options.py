@@ -511,6 +511,21 @@ def test_max_stored_executions_keeps_the_newest(tiger: Tiger, clock: ManualClock
     assert errored.n_executions() == 5
 
 
+def test_max_stored_executions_zero_keeps_every_execution(tiger: Tiger, clock: ManualClock) -> None:
+    # TaskTiger's meaning of 0 (a payload stored by TaskTiger may carry it too).
+    task = tiger.delay(
+        option_tasks.fail_numbered, retry_method=fixed(1, 4), max_stored_executions=0
+    )
+    assert task.payload.max_stored_executions == 0
+    for _ in range(5):
+        run_worker(tiger)
+        clock.advance(1)
+
+    errored = Task.from_id(tiger, "default", TaskState.ERROR, task.id, load_executions=10)
+    assert [record.exception for record in errored.executions] == [f"run {n}" for n in range(1, 6)]
+    assert errored.n_executions() == 5
+
+
 # --- eager mode --------------------------------------------------------------------------------
 
 

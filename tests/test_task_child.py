@@ -49,4 +49,4 @@ def test_kill_grace_comes_from_config_unless_given(
         Worker(tiger, executor=executor).run(once=True)
     kills = [log for log in logs if log["event"] == "hard timeout: killing child"]
     assert [log["kill_grace"] for log in kills] == [expected]
-    assert tiger.get_queue_sizes(task.queue)[TaskState.ERROR] == 1
+    assert tiger.get_queue_sizes(task.queue, with_errors=True)[TaskState.ERROR] == 1

@@ -105,7 +105,9 @@ def test_hard_timeout_precedence_task_over_decorator_over_config(tiger: Tiger) -
 
     assert last_execution(tiger, decorated)[0] == "tasktiger.exceptions:JobTimeoutException"
     assert last_execution(tiger, plain)[0] == "tasktiger.exceptions:JobTimeoutException"
-    assert tiger.get_queue_sizes("default")[TaskState.ERROR] == 2  # overridden succeeded
+    assert (
+        tiger.get_queue_sizes("default", with_errors=True)[TaskState.ERROR] == 2
+    )  # overridden succeeded
     with pytest.raises(Exception, match="not error"):
         Task.from_id(tiger, "default", TaskState.ERROR, overridden.id)
 
@@ -229,7 +231,7 @@ def test_kill_9_storm_loses_nothing(
     lost = [f"t{n}" for n in range(n_tasks) if f"t{n}" not in finished]
     duplicated = sum(count - 1 for count in finished.values())
     stuck = tiger.get_queue_sizes("default")[TaskState.ACTIVE]
-    errors = tiger.get_queue_sizes("default")[TaskState.ERROR]
+    errors = tiger.get_queue_sizes("default", with_errors=True)[TaskState.ERROR]
     print(
         f"scenario=kill9_worker_storm tasks={n_tasks} lost={len(lost)} duplicated={duplicated} "
         f"stuck={stuck} kills={kills} drain_s={drain_s:.1f}"

@@ -142,9 +142,9 @@ def run_job(job: Job) -> Outcome:
             stack.enter_context(running(job.tasks, job.batch, job.serialized_func))
             func = sync_only(job.func, job.serialized_func)
             if job.batch:
-                job.runner.run_batch_tasks(job.tasks, func)
+                job.runner.run_batch_tasks(job.tasks, func, job.hard_timeout)
             else:
-                job.runner.run_single_task(job.tasks[0], func)
+                job.runner.run_single_task(job.tasks[0], func, job.hard_timeout)
     except (Exception, SystemExit) as exc:
         _log.debug("task raised", task_ids=task_ids, exception=type(exc).__name__)
         return failed_from_exception(exc, started, job.clock.now(), job.store_traceback)

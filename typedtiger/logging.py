@@ -21,7 +21,8 @@ __all__ = ["setup_structlog", "typedtiger_processor"]
 def typedtiger_processor(
     _logger: object, _method: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
-    """Add ``task_id`` (``task_ids`` for a batch), ``queue`` and ``func`` while a task runs."""
+    """Add ``task_id`` (``task_ids`` for a batch), ``queue`` and ``task_func`` (TaskTiger's
+    key; ``func`` too) while a task runs."""
     running = current_or_none()
     if running is None or not running.tasks:
         return event_dict
@@ -30,6 +31,7 @@ def typedtiger_processor(
         event_dict.setdefault("task_ids", [task.id for task in running.tasks])
     event_dict.setdefault("task_id", first.id)
     event_dict.setdefault("queue", first.queue)
+    event_dict.setdefault("task_func", running.serialized_func)
     event_dict.setdefault("func", running.serialized_func)
     return event_dict
 

@@ -36,22 +36,33 @@ class BaseRunner:
     def __init__(self, tiger: Tiger) -> None:
         self.tiger = tiger
 
-    def run_single_task(self, task: Task, func: Callable[..., object]) -> object:
-        """Run one task: ``func(*args, **kwargs)``; what it returns is ignored."""
+    def run_single_task(
+        self, task: Task, func: Callable[..., object], hard_timeout: float
+    ) -> object:
+        """Run one task: ``func(*args, **kwargs)``; what it returns is ignored.
+
+        ``hard_timeout`` is the task's, in seconds (as TaskTiger passes it): the executor
+        enforces it, a runner may use it (e.g. to bound what it waits for)."""
         return func(*task.args, **task.kwargs)
 
-    def run_batch_tasks(self, tasks: Sequence[Task], func: Callable[..., object]) -> object:
-        """Run a batch of one ``batch=True`` function: ``func([{"args", "kwargs"}, ...])``."""
+    def run_batch_tasks(
+        self, tasks: Sequence[Task], func: Callable[..., object], hard_timeout: float
+    ) -> object:
+        """Run a batch of one ``batch=True`` function: ``func([{"args", "kwargs"}, ...])``;
+        ``hard_timeout`` is the batch's (the largest of its tasks')."""
         calls: list[BatchCall] = [
             {"args": list(task.args), "kwargs": dict(task.kwargs)} for task in tasks
         ]
         return func(calls)
 
     def run_eager_task(self, task: Task, func: Callable[..., object], batch: bool) -> object:
-        """Run a task at enqueue time (``Config.always_eager``); returns what the function does."""
+        """Run a task at enqueue time (``Config.always_eager``) or by ``Task.execute``;
+        returns what the function does. No hard timeout is enforced here; the hooks are given
+        the one the task would have on a worker."""
+        hard_timeout = task.payload.hard_timeout or self.tiger.config.default_hard_timeout
         if batch:
-            return self.run_batch_tasks([task], func)
-        return self.run_single_task(task, func)
+            return self.run_batch_tasks([task], func, hard_timeout)
+        return self.run_single_task(task, func, hard_timeout)
 
     def on_permanent_error(self, task: Task, execution: ExecutionRecord) -> None:
         """Called in the worker when ``task`` has failed for good (no retry left)."""

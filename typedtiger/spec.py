@@ -367,6 +367,14 @@ def _count_or_none(_: object, attribute: attrs.Attribute[int | None], value: int
         _count_in_range(_, attribute, value, low=1)
 
 
+def _stored_count_or_none(
+    _: object, attribute: attrs.Attribute[int | None], value: int | None
+) -> None:
+    """``max_stored_executions``: 0 keeps every execution, as in TaskTiger (so does None)."""
+    if value is not None:
+        _count_in_range(_, attribute, value, low=0)
+
+
 @attrs.frozen(kw_only=True)
 class TaskSpec:
     """A task to enqueue: the function, its arguments and the options.
@@ -388,7 +396,7 @@ class TaskSpec:
     retry: bool | RetryPolicy | None = None
     retry_on: tuple[str, ...] | None = attrs.field(default=None, converter=_exception_names)
     max_queue_size: int | None = attrs.field(default=None, validator=_count_or_none)
-    max_stored_executions: int | None = attrs.field(default=None, validator=_count_or_none)
+    max_stored_executions: int | None = attrs.field(default=None, validator=_stored_count_or_none)
     runner_class: str | None = attrs.field(default=None, converter=_runner_name)
     batch: bool | None = None
 

@@ -550,8 +550,12 @@ class Tiger:
 
     @property
     def current_tasks(self) -> list[Task]:
-        """The tasks of the batch being run (a single task: a list of one)."""
-        return list(_context.current().tasks)
+        """The tasks of the batch being run (in a single task: RuntimeError; use
+        current_task), as in TaskTiger."""
+        running = _context.current()
+        if not running.batch:
+            raise RuntimeError("a single task is running: use tiger.current_task")
+        return list(running.tasks)
 
     @property
     def current_task_is_batch(self) -> bool:
@@ -565,9 +569,14 @@ class Tiger:
 
     # --- inspection and administration --------------------------------------------------
 
-    def get_queue_sizes(self, queue: str) -> dict[TaskState, int]:
-        """state -> number of tasks of ``queue``."""
-        return self.backend.queue_sizes([queue])[queue]
+    def get_queue_sizes(self, queue: str, *, with_errors: bool = False) -> dict[TaskState, int]:
+        """queued/active/scheduled -> number of tasks of ``queue`` (TaskTiger's shape);
+        ``with_errors=True`` adds the error state (as ``get_queue_stats`` and
+        ``get_sizes_for_queues_and_states`` do)."""
+        sizes = self.backend.queue_sizes([queue])[queue]
+        if not with_errors:
+            del sizes[TaskState.ERROR]
+        return sizes
 
     def get_sizes_for_queues_and_states(
         self, queues_and_states: Sequence[tuple[str, TaskState]]

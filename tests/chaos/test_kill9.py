@@ -147,7 +147,7 @@ def test_kill9_with_default_timings_requeues_within_30_s(
 
     figures = measure("kill9_default_timings", tiger, QUEUE, ledger, ["d0"], drain_s)
     report(figures)
-    sizes = tiger.get_queue_sizes(QUEUE)
+    sizes = tiger.get_queue_sizes(QUEUE, with_errors=True)
     detail = f"{figures.line} waited_s={waited_s:.1f} sizes={sizes}\n{pool.log_tail()}"
     assert second.pid in {p.pid for p in pool.started}
     assert waited_s <= 30, detail

@@ -6,6 +6,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Mapping
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -362,3 +363,33 @@ def test_task_requeued_by_typedtiger_and_completed_by_tasktiger_leaves_an_expiri
     losses = f"t:task:{task['id']}:worker_losses"
     assert rdb.keys(f"t:task:{task['id']}*") == [losses]
     assert 0 < rdb.ttl(losses) <= 7 * 24 * 3600
+
+
+# --- values read the same on both sides -------------------------------------------------------
+
+
+def test_queue_sizes_have_tasktigers_shape(tt: TaskTigerSide, tiger: Tiger, ledger: Path) -> None:
+    tiger.enqueue(TaskSpec.of(interop_tasks.fail, str(ledger), "e").evolve(queue="sizes"))
+    run_typed(tiger, queues=["sizes"])
+    tiger.enqueue(TaskSpec.of(interop_tasks.record, str(ledger), "q").evolve(queue="sizes"))
+    spec = TaskSpec.of(interop_tasks.record, str(ledger), "s").evolve(queue="sizes")
+    tiger.enqueue(spec, when=timedelta(hours=1))
+
+    ours = {state.value: n for state, n in tiger.get_queue_sizes("sizes").items()}
+    assert ours == tt.sizes("sizes") == {"queued": 1, "active": 0, "scheduled": 1}
+    assert tiger.get_queue_sizes("sizes", with_errors=True)[TaskState.ERROR] == 1
+
+
+def test_max_stored_executions_zero_keeps_every_execution(
+    tt: TaskTigerSide, tiger: Tiger, ledger: Path
+) -> None:
+    task = tt.delay(
+        "fail", str(ledger), "kept", retry_method=["fixed", [0, 2]], max_stored_executions=0
+    )
+    assert task["data"]["max_stored_executions"] == 0
+    run_typed(tiger)
+    errored = Task.from_id(tiger, "default", TaskState.ERROR, task["id"])
+    assert errored.n_executions() == 3
+    assert len(errored.executions) == 3
+    (read,) = tt.tasks("default", "error", load_executions=10)
+    assert len(read["executions"]) == 3
