@@ -52,6 +52,10 @@ def record_pid(path: str) -> None:
     Path(path).write_text(str(os.getpid()))
 
 
+def record_ids(path: str) -> None:
+    Path(path).write_text(f"{os.getpid()} {os.getpgid(0)} {os.getsid(0)}")
+
+
 def append_pid(path: str) -> None:
     with open(path, "a") as file:
         file.write(f"{os.getpid()}\n")
@@ -89,9 +93,31 @@ def kill_self(signum: int) -> None:
     time.sleep(5)
 
 
-def interrupt_self() -> None:
+def stop_self_and_go_on(path: str) -> None:
+    """SIGTERM and SIGINT itself, as a stop sent to every process would, then finish."""
+    os.kill(os.getpid(), signal.SIGTERM)
     os.kill(os.getpid(), signal.SIGINT)
     time.sleep(0.05)
+    Path(path).write_text("finished")
+
+
+def terminate_a_program() -> None:
+    """A program the task runs must take SIGTERM's default action (an ignored signal would
+    stay ignored across exec)."""
+    program = subprocess.Popen(["sleep", "30"])
+    program.send_signal(signal.SIGTERM)
+    if program.wait(timeout=10) != -signal.SIGTERM:
+        raise AssertionError(f"the program ended with {program.returncode}")
+
+
+def leave_a_grandchild(path: str, then: str) -> None:
+    """Start a process that outlives the task (holding none of its pipes), then return or hang
+    deaf to the hard timeout's alarm."""
+    grandchild = subprocess.Popen(["sleep", "60"])
+    Path(path).write_text(str(grandchild.pid))
+    if then == "hang":
+        signal.signal(signal.SIGALRM, signal.SIG_IGN)
+        time.sleep(60)
 
 
 def fail_with_size(size: int) -> None:
@@ -378,7 +404,7 @@ def worker_sigterm_handler() -> Iterator[None]:
     """A Python SIGTERM handler in the parent, as the worker installs (the child must drop it)."""
 
     def on_sigterm(_signum: int, _frame: FrameType | None) -> None:
-        pass
+        raise RuntimeError("the worker's SIGTERM handler ran in the child")
 
     previous = signal.signal(signal.SIGTERM, on_sigterm)
     try:
@@ -393,7 +419,7 @@ def worker_sigterm_handler() -> Iterator[None]:
     [
         (signal.SIGKILL, "SIGKILL (9)"),
         (signal.SIGSEGV, "SIGSEGV (11)"),
-        (signal.SIGTERM, "SIGTERM (15)"),
+        (signal.SIGABRT, "SIGABRT (6)"),
     ],
 )
 def test_killed_by_a_signal(signum: int, label: str) -> None:
@@ -402,8 +428,39 @@ def test_killed_by_a_signal(signum: int, label: str) -> None:
     assert outcome.message == f"the task's process was killed by signal {label}"
 
 
-def test_child_ignores_sigint() -> None:
-    assert isinstance(run(make_job(interrupt_self)), Succeeded)
+@pytest.mark.usefixtures("worker_sigterm_handler")
+def test_sigterm_and_sigint_leave_the_task_running(tmp_path: Path) -> None:
+    path = tmp_path / "finished"
+    assert isinstance(run(make_job(stop_self_and_go_on, str(path))), Succeeded)
+    assert path.read_text() == "finished"
+
+
+@pytest.mark.usefixtures("worker_sigterm_handler")
+def test_programs_a_task_runs_take_sigterm_default_action() -> None:
+    assert isinstance(run(make_job(terminate_a_program)), Succeeded)
+
+
+def test_child_leads_its_own_session(tmp_path: Path) -> None:
+    path = tmp_path / "ids"
+    assert isinstance(run(make_job(record_ids, str(path))), Succeeded)
+    pid, pgid, sid = map(int, path.read_text().split())
+    assert pid == pgid == sid != os.getsid(0)
+
+
+@pytest.mark.parametrize(("then", "expected"), [("return", Succeeded), ("hang", Failed)])
+def test_what_a_task_leaves_running_dies_with_it(
+    tmp_path: Path, then: str, expected: type[Outcome]
+) -> None:
+    path = tmp_path / "pid"
+    job = make_job(leave_a_grandchild, str(path), then, hard_timeout=0.3)
+    try:
+        assert isinstance(run(job, kill_grace=0.2), expected)
+        grandchild = int(path.read_text())
+        assert wait_until(lambda: not alive(grandchild), 5.0), "the grandchild outlived its task"
+    finally:
+        if path.exists():
+            with suppress(ProcessLookupError):
+                os.kill(int(path.read_text()), signal.SIGKILL)
 
 
 def test_lingering_grandchild_does_not_delay_the_outcome(tmp_path: Path) -> None:
@@ -413,9 +470,12 @@ def test_lingering_grandchild_does_not_delay_the_outcome(tmp_path: Path) -> None
         outcome = run(make_job(fork_lingering_grandchild, str(path)))
         assert time.monotonic() - start < 2.0
         assert isinstance(outcome, Succeeded)
+        grandchild = int(path.read_text())
+        assert wait_until(lambda: not alive(grandchild), 5.0)  # killed with its parent's group
     finally:
         if path.exists():
-            os.kill(int(path.read_text()), signal.SIGKILL)
+            with suppress(ProcessLookupError):
+                os.kill(int(path.read_text()), signal.SIGKILL)
 
 
 def test_a_child_that_reported_is_left_to_exit_by_itself(tmp_path: Path) -> None:

@@ -89,7 +89,7 @@ def test_a_dead_spare_is_replaced(tmp_path: Path) -> None:
     executor = spare_executor()
     executor.execute(make_job(ok), no_beat, 10)
     dead = spare_pid(executor)
-    os.kill(dead, signal.SIGTERM)
+    os.kill(dead, signal.SIGKILL)
     assert wait_until(lambda: not alive(dead), 2.0)
     path = tmp_path / "pid"
     assert isinstance(executor.execute(make_job(record_pid, str(path)), no_beat, 10), Succeeded)

@@ -7,6 +7,11 @@ Redis, with the short timings of tests/worker_main.py.
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import attrs
@@ -14,13 +19,16 @@ import pytest
 import redis
 import structlog.testing
 
-from tests import child_tasks
+from tests import child_tasks, worker_tasks
+from tests.conftest import REDIS_URL
+from tests.waiting import scaled, wait_until
 from tests.worker_main import FAST
-from typedtiger import TaskSpec, TaskState, Tiger
+from typedtiger import Task, TaskSpec, TaskState, Tiger
 from typedtiger.backends.redis import RedisBackend
 from typedtiger.executor import ForkExecutor
 from typedtiger.worker import Worker
 
+REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.redis
 
 
@@ -50,3 +58,70 @@ def test_kill_grace_comes_from_config_unless_given(
     kills = [log for log in logs if log["event"] == "hard timeout: killing child"]
     assert [log["kill_grace"] for log in kills] == [expected]
     assert tiger.get_queue_sizes(task.queue, with_errors=True)[TaskState.ERROR] == 1
+
+
+# --- a stop sent to the whole service ----------------------------------------------------------
+
+
+def lines(ledger: Path) -> list[str]:
+    return ledger.read_text().splitlines() if ledger.exists() else []
+
+
+@pytest.fixture
+def worker(tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A worker process (tests/worker_main.py) leading a process group of its own, as a
+    service manager or a container starts it."""
+    with open(tmp_path / "worker.log", "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tests.worker_main", REDIS_URL],
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    yield process
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=scaled(10))
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:  # gone meanwhile
+                continue
+            parent = int(stat.rpartition(")")[2].split()[1])
+            children.setdefault(parent, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        below = children.get(todo.pop(), [])
+        found += below
+        todo += below
+    return found
+
+
+@pytest.mark.parametrize("to", ["the worker's process group", "every process of the worker"])
+def test_a_stop_sent_to_the_whole_service_lets_the_task_finish(
+    tiger: Tiger, ledger: Path, worker: subprocess.Popen[bytes], to: str
+) -> None:
+    tiger.enqueue(TaskSpec.of(worker_tasks.record, str(ledger), "first", 1.0))
+    waiting = tiger.enqueue(TaskSpec.of(worker_tasks.record, str(ledger), "second"))
+    wait_until(lambda: lines(ledger), 30, "the first task to start")
+    assert lines(ledger)[0].startswith("started first")
+
+    # systemd's KillMode=control-group signals every process of the service; an init in a
+    # container or a shell's kill -TERM -PGID, the worker's process group
+    if to == "every process of the worker":
+        for pid in [worker.pid, *descendants(worker.pid)]:
+            os.kill(pid, signal.SIGTERM)
+    else:
+        os.killpg(worker.pid, signal.SIGTERM)
+    assert worker.wait(timeout=scaled(15)) == 0  # it stopped warm, after its task
+
+    assert lines(ledger)[1:] == ["first"]
+    assert tiger.get_queue_stats() == {"default": {TaskState.QUEUED: 1}}  # first is done
+    assert Task.from_id(tiger, "default", TaskState.QUEUED, waiting.id).id == waiting.id

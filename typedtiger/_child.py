@@ -27,7 +27,15 @@ if TYPE_CHECKING:
     from typedtiger.clock import Clock
     from typedtiger.executor import Job
 
-__all__ = ["JobCodec", "fork_job_child", "fork_process", "run_sent_job"]
+__all__ = [
+    "JobCodec",
+    "fork_job_child",
+    "fork_process",
+    "kill_group",
+    "reap",
+    "reap_any",
+    "run_sent_job",
+]
 
 _log = structlog.get_logger("typedtiger.executor")
 
@@ -66,13 +74,20 @@ class JobCodec(Protocol):
     def decode(self, data: bytes) -> Job: ...
 
 
-def fork_process(main: Callable[[], int], close_in_child: Sequence[int]) -> int:
+def fork_process(
+    main: Callable[[], int], close_in_child: Sequence[int], *, own_session: bool = False
+) -> int:
     """Fork a process that sets itself up as a child of this one, calls ``main`` and exits
     with what it returns; its pid.
 
     The child dies with this process (``PR_SET_PDEATHSIG`` on Linux; it exits at once if this
-    process is already gone), closes ``close_in_child``, takes SIGTERM's and SIGCHLD's default
-    actions and ignores SIGINT.
+    process is already gone), closes ``close_in_child``, takes SIGCHLD's default action and
+    leaves SIGTERM and SIGINT to the worker: a stop sent to every process of a service
+    (systemd's default KillMode, an init in a container) or a Ctrl-C must not end the task
+    the worker is letting finish. It catches them with a handler that does nothing rather than
+    ignoring them, as an ignored signal would stay ignored in the programs a task runs. With
+    ``own_session`` the child leads a session (and process group) of its own, which
+    ``kill_group`` kills with whatever the task left running in it.
     """
     prctl = _load_prctl()  # resolved before the fork: the child only calls it
     parent_pid = os.getpid()
@@ -83,7 +98,7 @@ def fork_process(main: Callable[[], int], close_in_child: Sequence[int]) -> int:
     try:
         pid = os.fork()
         if pid == 0:
-            _process_main(main, close_in_child, parent_pid, mask, prctl)
+            _process_main(main, close_in_child, parent_pid, mask, prctl, own_session)
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     return pid
@@ -94,7 +109,7 @@ def fork_job_child(
 ) -> int:
     """Fork a child that calls ``run`` and writes its outcome (if any) to ``write_fd``,
     followed by OUTCOME_END; its pid."""
-    return fork_process(functools.partial(_report, run, write_fd), close_in_child)
+    return fork_process(functools.partial(_report, run, write_fd), close_in_child, own_session=True)
 
 
 def _report(run: Callable[[], Outcome | None], write_fd: int) -> int:
@@ -111,10 +126,13 @@ def _process_main(
     parent_pid: int,
     mask: set[int | signal.Signals],
     prctl: _Prctl | None,
+    own_session: bool,
 ) -> NoReturn:
     """A forked process's whole life: set up, ``main``, exit. Never returns."""
     code = 1
     try:
+        if own_session:
+            os.setsid()  # first: until then a kill_group reaches only the child itself
         if prctl is not None:
             prctl(
                 ctypes.c_int(_PR_SET_PDEATHSIG),
@@ -129,8 +147,8 @@ def _process_main(
             gc.freeze()
             for fd in close_fds:
                 os.close(fd)
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, _leave_to_the_worker)
+            signal.signal(signal.SIGINT, _leave_to_the_worker)
             if signal.getsignal(signal.SIGCHLD) is not signal.SIG_DFL:
                 signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             with contextlib.suppress(ValueError):
@@ -145,6 +163,53 @@ def _process_main(
             flush_std_streams()
         finally:
             os._exit(code)
+
+
+def _leave_to_the_worker(_signum: int, _frame: object) -> None:
+    """SIGTERM's and SIGINT's handler in a child: the worker stops, its task finishes."""
+
+
+def kill_group(pid: int) -> None:
+    """SIGKILL the process group child ``pid`` leads (see ``fork_process``), else ``pid``.
+
+    Call only while ``pid`` is not reaped (running, or a zombie): until then no other group
+    can have its id.
+    """
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:  # it has not made its session yet (or has none)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    except PermissionError:  # a setuid program a task ran: not ours to kill
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def reap(pid: int, block: bool) -> int | None:
+    """Reap child ``pid`` once it has exited, SIGKILLing what is left in its process group
+    first (a task's leftover processes): its wait status, or None while it runs (without
+    ``block``). ChildProcessError if it is not there to reap."""
+    flags = os.WEXITED | os.WNOWAIT | (0 if block else os.WNOHANG)
+    if os.waitid(os.P_PID, pid, flags) is None:
+        return None
+    _kill_leftovers(pid)
+    return os.waitpid(pid, 0)[1]
+
+
+def reap_any(block: bool) -> tuple[int, int] | None:
+    """``reap`` for whichever child has exited: its pid and wait status (None: none has)."""
+    flags = os.WEXITED | os.WNOWAIT | (0 if block else os.WNOHANG)
+    exited = os.waitid(os.P_ALL, 0, flags)
+    if exited is None:
+        return None
+    _kill_leftovers(exited.si_pid)
+    return exited.si_pid, os.waitpid(exited.si_pid, 0)[1]
+
+
+def _kill_leftovers(pid: int) -> None:
+    # The exited leader, not yet reaped, still holds its group's id.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
 
 
 def run_sent_job(job_fd: int, wire: JobCodec, rehearsal: bytes) -> Outcome | None:

@@ -27,6 +27,8 @@ from typedtiger._child import (
     READ_SIZE,
     JobCodec,
     fork_job_child,
+    kill_group,
+    reap,
     run_in_child,
     write_all,
 )
@@ -78,8 +80,10 @@ class ForkExecutor:
       each job to a waiting child through a pipe.
     - The child never outlives its worker: on Linux it asks for ``PR_SET_PDEATHSIG`` = SIGKILL
       right after the fork (and exits if its parent is already gone; the fork server does the
-      same). It takes SIGTERM's default action and ignores SIGINT: a Ctrl-C sent to the process
-      group stops the worker (which then finishes the current task), not the task itself.
+      same). It leads a session (and process group) of its own: when it exits or is killed,
+      whatever it left running in its group is SIGKILLed before it is reaped. SIGTERM and
+      SIGINT are caught and do nothing there: a stop sent to the worker's process group or to
+      every process of the service stops the worker, which lets the task finish.
     - Hard timeout: in the child a SIGALRM raises ``JobTimeoutException`` inside the task after
       ``hard_timeout`` seconds, so the recorded traceback shows where the task was. A task that
       does not stop (it ignores the signal or is stuck in C) is SIGKILLed by the parent
@@ -138,10 +142,9 @@ class ForkExecutor:
         for pid, since in exiting:
             late = time.monotonic() - since > self._kill_grace
             try:
-                reaped, _status = os.waitpid(pid, 0 if block and not late else os.WNOHANG)
+                if reap(pid, block=block and not late) is not None:
+                    continue
             except ChildProcessError:
-                continue
-            if reaped:
                 continue
             if late:
                 _kill_and_reap(pid)
@@ -427,7 +430,7 @@ class _ChildWatch(_Watch):
                 self._read()
             else:
                 exited = True
-        if exited and self._reap(os.WNOHANG):
+        if exited and self._reap(block=False):
             self._drain()
             return True
         return self._eof and bool(self._chunks) and not until_exit
@@ -444,9 +447,8 @@ class _ChildWatch(_Watch):
     def kill(self) -> None:
         if self._reaped:
             return
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.pid, signal.SIGKILL)
-        self._reap(0)
+        kill_group(self.pid)
+        self._reap(block=True)
 
     def close(self) -> None:
         try:
@@ -476,13 +478,13 @@ class _ChildWatch(_Watch):
             while not self._eof:
                 self._read()
 
-    def _reap(self, options: int) -> bool:
+    def _reap(self, block: bool) -> bool:
         try:
-            pid, status = os.waitpid(self.pid, options)
+            status = reap(self.pid, block)
         except ChildProcessError:  # reaped by someone else (SIGCHLD ignored, waitpid(-1)...)
             self._reaped = True
             return True
-        if pid == 0:
+        if status is None:
             return False
         self._reaped = True
         self.status = status
@@ -567,8 +569,7 @@ class _ServedWatch(_Watch):
 
 
 def _kill_and_reap(pid: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
+    kill_group(pid)
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, 0)
 

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Final
 
 import structlog
 
-from typedtiger._child import fork_job_child, fork_process, run_sent_job
+from typedtiger._child import fork_job_child, fork_process, reap_any, run_sent_job
 
 if TYPE_CHECKING:
     from typedtiger._child import JobCodec
@@ -284,17 +284,19 @@ def _tell_status(outcome_write: int, status: int) -> None:
 
 
 def _reap(spares: dict[int, int], block: bool = False) -> None:
-    """Reap exited spares; tell the worker each one's wait status through its outcome pipe."""
+    """Reap exited spares (and kill what each left in its process group); tell the worker each
+    one's wait status through its outcome pipe."""
     while True:
         try:
-            pid, status = os.waitpid(-1, 0 if block else os.WNOHANG)
+            reaped = reap_any(block)
         except ChildProcessError:  # none left (reaped elsewhere: SIGCHLD set to be ignored)
             for write_end in spares.values():
                 os.close(write_end)
             spares.clear()
             return
-        if pid == 0:
+        if reaped is None:
             return
+        pid, status = reaped
         outcome_write = spares.pop(pid, None)
         if outcome_write is not None:
             _tell_status(outcome_write, status)
