@@ -155,9 +155,8 @@ def test_enqueue_while_scheduled_keeps_the_original_time(tiger: Tiger, clock: Ma
 
     later = tiger.enqueue(option_tasks.unique_task.spec(1), when=timedelta(hours=2))
     earlier = tiger.enqueue(option_tasks.unique_task.spec(1), when=timedelta(minutes=1))
-    now = tiger.enqueue(option_tasks.unique_task.spec(1))
 
-    assert first.id == later.id == earlier.id == now.id
+    assert first.id == later.id == earlier.id
     assert stored(tiger, first.id) == [("uniq", TaskState.SCHEDULED)]
     assert due_at(tiger, "uniq", first.id) == t0 + 3600
     clock.advance(3599)
@@ -218,11 +217,58 @@ def test_unique_key_derives_the_id_from_the_named_kwargs_only(tiger: Tiger) -> N
     assert other_user.id == tasktiger_id(f"{MODULE}:unique_keyed", None, {"user_id": 2})
     assert per_call.id == tasktiger_id(f"{MODULE}:keyed", None, {"user_id": 1})
     assert tiger.get_queue_sizes("uniq")[TaskState.QUEUED] == 2
-    # The equal task returns the stored one: its arguments are those first queued.
+    # As in TaskTiger, the last queued arguments win (the stored payload is overwritten).
+    assert same_user.kwargs == {"user_id": 1, "note": "second"}
     assert Task.from_id(tiger, "uniq", TaskState.QUEUED, first.id).kwargs == {
         "user_id": 1,
-        "note": "first",
+        "note": "second",
     }
+
+
+def test_unique_key_overwrite_keeps_the_queued_score(tiger: Tiger, clock: ManualClock) -> None:
+    first = tiger.enqueue(option_tasks.unique_keyed.spec(user_id=1, note="first"))
+    clock.advance(30)
+    again = tiger.enqueue(option_tasks.unique_keyed.spec(user_id=1, note="second"))
+    assert again.state is TaskState.QUEUED
+    assert again.ts == first.ts  # its place in the queue is kept
+    assert Task.from_id(tiger, "uniq", TaskState.QUEUED, first.id).ts == first.ts
+    # Several in one enqueue_many: the last wins too, filed once.
+    specs = [option_tasks.unique_keyed.spec(user_id=2, note=str(n)) for n in range(3)]
+    ids = {task.id for task in tiger.enqueue_many(specs)}
+    (only,) = ids
+    assert Task.from_id(tiger, "uniq", TaskState.QUEUED, only).kwargs["note"] == "2"
+    assert tiger.get_queue_sizes("uniq")[TaskState.QUEUED] == 2
+
+
+def test_unique_task_only_scheduled_is_queued_now_by_delay(
+    tiger: Tiger, clock: ManualClock
+) -> None:
+    # "Run this periodic task now": delay() of a unique task that is only scheduled queues it
+    # (TaskTiger's); the scheduled entry stays, so it runs again when due.
+    later = tiger.enqueue(option_tasks.unique_task.spec(4), when=timedelta(hours=1))
+    now = tiger.enqueue(option_tasks.unique_task.spec(4))
+    assert now.id == later.id
+    assert now.state is TaskState.QUEUED
+    assert stored(tiger, now.id) == [("uniq", TaskState.QUEUED), ("uniq", TaskState.SCHEDULED)]
+
+    run_worker(tiger)
+    assert runs_of("unique_task") == [("unique_task", 4)]
+    assert stored(tiger, now.id) == [("uniq", TaskState.SCHEDULED)]
+    clock.advance(timedelta(hours=1))
+    run_worker(tiger)
+    assert runs_of("unique_task") == [("unique_task", 4)] * 2
+    assert stored(tiger, now.id) == []
+
+
+def test_unique_task_queued_is_not_queued_twice_by_a_later_delay(
+    tiger: Tiger, clock: ManualClock
+) -> None:
+    first = tiger.enqueue(option_tasks.unique_task.spec(5))
+    clock.advance(5)
+    again = tiger.enqueue(option_tasks.unique_task.spec(5))
+    assert (again.state, again.ts) == (TaskState.QUEUED, first.ts)
+    run_worker(tiger)
+    assert runs_of("unique_task") == [("unique_task", 5)]
 
 
 # --- locks -------------------------------------------------------------------------------------

@@ -346,7 +346,10 @@ class Tiger:
     def enqueue(self, spec: TaskSpec, *, when: datetime | timedelta | None = None) -> Task:
         """Queue ``spec`` now, or at ``when`` (a datetime, naive = UTC, or a delay from now).
 
-        A unique task equal to one already queued or scheduled returns that one. Raises
+        A unique task is TaskTiger's: an equal one's stored payload is overwritten (the last
+        arguments win), and the task is filed in its state (queued now, or scheduled) unless
+        it is filed there already, keeping that time: so a unique task that is only scheduled
+        is queued too when enqueued for now. Raises
         QueueFullException when ``max_queue_size`` is reached (nothing is written). With
         ``Config.always_eager`` a task due now runs here and now instead.
         """

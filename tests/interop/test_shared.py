@@ -65,8 +65,8 @@ def test_unique_task_deduplicates_across_sides(
 def test_unique_key_deduplicates_across_sides(
     tt: TaskTigerSide, tiger: Tiger, ledger: Path, first: str
 ) -> None:
-    """Same key, other arguments: one task. TaskTiger overwrites the stored payload when it
-    queues a duplicate (its arguments win), typedtiger keeps the stored one."""
+    """Same key, other arguments: one task. Both sides overwrite the stored payload when they
+    queue a duplicate: the last arguments win, whichever side queued them."""
 
     def by_tasktiger(label: str) -> str:
         task = tt.delay("record", str(ledger), label, kwargs={"key": 7}, unique_key=["key"])
@@ -78,15 +78,36 @@ def test_unique_key_deduplicates_across_sides(
 
     if first == "tasktiger":
         ids = [by_tasktiger("first"), by_typedtiger("second")]
-        expected = "first"  # typedtiger keeps what is stored
     else:
         ids = [by_typedtiger("first"), by_tasktiger("second")]
-        expected = "second"  # TaskTiger overwrites the payload
     assert ids[0] == ids[1] == tasktiger_id(fn("record"), None, {"key": 7})
     assert tiger.get_queue_sizes("default")[TaskState.QUEUED] == 1
 
     tt.work()
-    assert labels(ledger) == [expected]
+    assert labels(ledger) == ["second"]
+
+
+@pytest.mark.parametrize("scheduler", ["tasktiger", "typedtiger"])
+def test_unique_task_only_scheduled_is_queued_now_by_either_side(
+    tt: TaskTigerSide, tiger: Tiger, ledger: Path, scheduler: str
+) -> None:
+    """ "Run this periodic task now": the other side's delay() queues a unique task that is only
+    scheduled; the scheduled entry stays for its time."""
+    args = [str(ledger), "now"]
+    if scheduler == "tasktiger":
+        scheduled = tt.delay("record", *args, unique=True, when={"in": 3600})
+        queued_id = tiger.delay(interop_tasks.record, args=args, unique=True).id
+    else:
+        spec = TaskSpec.of(interop_tasks.record, *args).evolve(unique=True)
+        scheduled = {"id": tiger.enqueue(spec, when=timedelta(hours=1)).id}
+        queued_id = str(tt.delay("record", *args, unique=True)["id"])
+    assert queued_id == scheduled["id"]
+    assert tt.sizes("default") == {"queued": 1, "active": 0, "scheduled": 1}
+
+    run_typed(tiger)  # a typedtiger worker runs it now and leaves the scheduled entry
+    assert labels(ledger) == ["now"]
+    assert tt.sizes("default") == {"queued": 0, "active": 0, "scheduled": 1}
+    assert [t["id"] for t in tt.tasks("default", "scheduled")] == [queued_id]
 
 
 # --- task locks -------------------------------------------------------------------------------

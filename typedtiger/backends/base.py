@@ -44,12 +44,14 @@ class EnqueueMode(StrEnum):
 
     #: A fresh random id: always stored.
     PLAIN = "plain"
-    #: Unique: an equal task that is queued or scheduled wins (nothing is written); otherwise
-    #: (absent, active or errored) the task is stored in the target state.
+    #: Unique (TaskTiger's): the payload is written (the last arguments win) and the task is
+    #: filed in its target state unless it is filed there already, keeping that score. So a
+    #: unique task that is only scheduled is queued too when enqueued due now.
     UNIQUE = "unique"
     #: Periodic registration: nothing is written if the task is queued, active or scheduled.
     IF_ABSENT = "if_absent"
-    #: Next run of a periodic task, filed while the current run is active.
+    #: Next run of a periodic task, filed while the current run is active: nothing is
+    #: written if the task is queued or scheduled.
     NEXT_RUN = "next_run"
 
 
@@ -68,8 +70,9 @@ class NewTask:
 
 @attrs.frozen
 class Enqueued:
-    """Where an enqueued task is now. When an equal unique task was already stored, nothing
-    was written: ``existing_payload`` is its payload and ``score`` its time."""
+    """Where an enqueued task is filed now, and its score there. ``existing_payload`` is the
+    stored payload that was kept when nothing was written (IF_ABSENT, NEXT_RUN); None when
+    ours was written."""
 
     state: TaskState
     score: float

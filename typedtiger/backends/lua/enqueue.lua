@@ -2,10 +2,13 @@
 -- then groups of tasks sharing their options: queue, due, mode, max queue size (0: none),
 -- count, then count pairs (id, payload). Tasks are numbered from 1 across the groups.
 -- A task due by now is queued with score now, else scheduled with score due (the scores are
--- written exactly as sent). Returns {'ok', ...} followed, for each task not written because an
--- equal unique task is already there, by its number, that task's state, score and payload.
--- When nothing was written at all: {'full', task number, size} or {'wrongtype', task number,
--- key}.
+-- written exactly as sent). Modes: 'plain' stores; 'unique' (TaskTiger's) writes the payload
+-- (the last arguments win) and files the task in its state unless it is filed there already
+-- (keeping that score); 'if_absent' and 'next_run' write nothing when an equal task is
+-- queued or scheduled (if_absent: or active). Returns {'ok', ...} followed, for each task
+-- that was already filed, by its number, the state and score it is filed under, and the stored
+-- payload that was kept (false when ours was written). When nothing was written at all:
+-- {'full', task number, size} or {'wrongtype', task number, key}.
 local now_s, publish = ARGV[2], ARGV[3] == '1'
 local now = tonumber(now_s)
 
@@ -31,8 +34,16 @@ while at <= #ARGV do
   for pair = at + 5, at + 3 + 2 * count, 2 do
     number = number + 1
     local id, payload = ARGV[pair], ARGV[pair + 1]
-    local existing = nil
-    if mode ~= 'plain' then
+    local existing, payload_only = nil, false
+    if mode == 'unique' then
+      local first = first_of[queue .. '\0' .. id .. '\0' .. state] -- earlier in this batch
+      if first then
+        existing = {state, first.score, false}
+      elseif in_state(state, queue, id) then
+        existing = {state, redis.call('zscore', filed_key, id), false}
+      end
+      payload_only = existing ~= nil
+    elseif mode ~= 'plain' then
       local first = first_of[queue .. '\0' .. id] -- an equal task earlier in this batch
       if first then
         existing = {first.state, first.score, first.payload}
@@ -47,6 +58,7 @@ while at <= #ARGV do
         end
       end
     end
+    if payload_only then plan[#plan + 1] = {id = id, payload = payload, payload_only = true} end
     if existing then
       reply[#reply + 1] = number
       for _, value in ipairs(existing) do reply[#reply + 1] = value end
@@ -64,7 +76,11 @@ while at <= #ARGV do
       end
       adding[queue] = (adding[queue] or 0) + 1
       local task = {id = id, queue = queue, payload = payload, state = state, score = score}
-      if mode ~= 'plain' then first_of[queue .. '\0' .. id] = task end
+      if mode == 'unique' then
+        first_of[queue .. '\0' .. id .. '\0' .. state] = task
+      elseif mode ~= 'plain' then
+        first_of[queue .. '\0' .. id] = task
+      end
       plan[#plan + 1] = task
     end
   end
@@ -74,14 +90,16 @@ end
 -- Second pass: write. The set of queue names of a state is added to once per queue.
 local named, woken = {}, {}
 for _, task in ipairs(plan) do
-  local key = state_key(task.state, task.queue)
   redis.call('set', task_key(task.id), task.payload)
-  redis.call('zadd', key, 'NX', task.score, task.id)
-  if not named[key] then
-    named[key] = true
-    redis.call('sadd', P .. ':' .. task.state, task.queue)
+  if not task.payload_only then
+    local key = state_key(task.state, task.queue)
+    redis.call('zadd', key, 'NX', task.score, task.id)
+    if not named[key] then
+      named[key] = true
+      redis.call('sadd', P .. ':' .. task.state, task.queue)
+    end
+    if task.state == 'queued' then woken[task.queue] = true end
   end
-  if task.state == 'queued' then woken[task.queue] = true end
 end
 if publish then
   for queue in pairs(woken) do redis.call('publish', P .. ':activity', queue) end
