@@ -548,6 +548,7 @@ class _ServedWatch(_Watch):
     def _read(self) -> None:
         chunk = os.read(self._read_fd, READ_SIZE)
         if not chunk:  # the server closed its end without a status: it is gone
+            self._end_orphan()
             self._exit()
             return
         self._buffer += chunk
@@ -557,6 +558,19 @@ class _ServedWatch(_Watch):
                 self._buffer[mark + 1 : mark + 1 + STATUS_SIZE], "big", signed=True
             )
             self._exit()
+
+    def _end_orphan(self) -> None:
+        """Kill the child of a fork server that is gone, and wait for its end: it dies with
+        its server (PR_SET_PDEATHSIG), but that signal may come after the server's pipe ends
+        reached EOF, and a child must not outlive its job's outcome. (Without a pidfd its pid
+        may be another process's by now: PR_SET_PDEATHSIG alone ends it.)"""
+        if self._pidfd is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
+        poller = select.poll()
+        poller.register(self._pidfd, select.POLLIN)  # readable once the process has exited
+        poller.poll(math.ceil(_STATUS_WAIT * 1000))
 
     def _exit(self) -> None:
         self._exited = True
