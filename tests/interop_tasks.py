@@ -20,6 +20,7 @@ __all__ = [
     "NotARunner",
     "SubError",
     "batch_record",
+    "die",
     "fail",
     "fail_unless_exists",
     "hang_once",
@@ -96,6 +97,14 @@ def sleep_then_record(ledger: str, label: str, seconds: float, **kwargs: object)
     _append(ledger, "started", label, kwargs=kwargs)
     time.sleep(seconds)
     _append(ledger, "done", label, kwargs=kwargs)
+
+
+def die(ledger: str, label: str) -> None:
+    """Note the start, then kill this process with SIGKILL (a crash, the OOM killer)."""
+    import signal  # (only here: the module's other tasks never signal)
+
+    _append(ledger, "started", label)
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def hang_once(ledger: str, label: str) -> None:

@@ -34,6 +34,7 @@ from typedtiger.exceptions import (
     ArgumentError,
     BackendUnavailable,
     ChildProcessDied,
+    JobTimeoutException,
     QueueFullException,
     TypedTigerError,
 )
@@ -325,15 +326,24 @@ DEATHS: dict[str, tuple[Callable[..., None], tuple[int, ...], str]] = {
 }
 
 
-@pytest.mark.parametrize("retried", [False, True], ids=["no retry", "retry_on ChildProcessDied"])
+@pytest.mark.parametrize(
+    "retry_on",
+    [None, ChildProcessDied, JobTimeoutException],
+    ids=["no retry", "retry_on ChildProcessDied", "retry_on JobTimeoutException (TaskTiger's)"],
+)
 @pytest.mark.parametrize("death", list(DEATHS))
 def test_child_that_dies_fails_with_its_exit_status_and_is_retried_if_configured(
-    tiger: Tiger, redis_db: redis.Redis[str], ledger: Path, death: str, retried: bool
+    tiger: Tiger,
+    redis_db: redis.Redis[str],
+    ledger: Path,
+    death: str,
+    retry_on: type[Exception] | None,
 ) -> None:
     func, args, expected = DEATHS[death]
     spec = TaskSpec.of(func, *args)
-    if retried:
-        spec = spec.evolve(retry=fixed(0, 2), retry_on=[ChildProcessDied])
+    retried = retry_on is not None
+    if retry_on is not None:
+        spec = spec.evolve(retry=fixed(0, 2), retry_on=[retry_on])
     task = tiger.enqueue(spec)
     normal_task(tiger, ledger)
 

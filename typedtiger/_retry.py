@@ -32,6 +32,20 @@ def _normalised(name: str) -> str:
     return JOB_TIMEOUT_NAME if name in JOB_TIMEOUT_NAMES else name
 
 
+#: A task's process that died without reporting (killed by a signal, or exited) also matches a
+#: ``retry_on`` naming the hard timeout, as in TaskTiger: it records such a death as a
+#: JobTimeoutException, and its users rely on ``retry_on=[JobTimeoutException]`` to re-run
+#: crashed tasks. The record keeps the true cause (ChildProcessDied).
+_CHILD_DIED_NAME: Final = "typedtiger.exceptions:ChildProcessDied"
+
+
+def retry_on_names(failed: Failed) -> tuple[str, ...]:
+    """The class names a failure matches ``retry_on`` against."""
+    if failed.exception_name == _CHILD_DIED_NAME:
+        return (*failed.exception_mro, JOB_TIMEOUT_NAME)
+    return failed.exception_mro
+
+
 def matches_retry_on(exception_mro: Sequence[str], retry_on: Sequence[str]) -> bool:
     """Whether the failure's class (or a base of it) is one of ``retry_on``."""
     wanted = {_normalised(name) for name in retry_on}
@@ -78,7 +92,7 @@ def decide(
     if failed.retry_requested:
         policy = failed.retry_method or payload.retry_method or default_retry
     elif payload.retry_method is not None and (
-        not payload.retry_on or matches_retry_on(failed.exception_mro, payload.retry_on)
+        not payload.retry_on or matches_retry_on(retry_on_names(failed), payload.retry_on)
     ):
         policy = payload.retry_method
     else:

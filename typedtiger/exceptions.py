@@ -54,7 +54,10 @@ class NotInitialized(TypedTigerError):
 
 
 class ChildProcessDied(TypedTigerError):
-    """The process running a task exited or was killed without reporting an outcome."""
+    """The process running a task exited or was killed without reporting an outcome.
+
+    ``retry_on=[JobTimeoutException]`` matches it too (TaskTiger records such a death as a
+    hard timeout)."""
 
 
 class ArgumentError(TypeError):

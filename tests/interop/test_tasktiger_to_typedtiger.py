@@ -193,6 +193,29 @@ def test_hard_timeout_is_recorded_under_tasktigers_name(
     assert scheduled["executions"][-1]["exception_name"] == JOB_TIMEOUT
 
 
+@pytest.mark.parametrize("side", ["tasktiger", "typedtiger"])
+def test_killed_child_is_retried_by_retry_on_job_timeout_on_both_sides(
+    tt: TaskTigerSide, tiger: Tiger, ledger: Path, side: str
+) -> None:
+    # TaskTiger users re-run crashed tasks with retry_on=[JobTimeoutException].
+    options = {"retry_on": [JOB_TIMEOUT], "retry_method": ["fixed", [30, 1]]}
+    crashed = tt.delay("die", str(ledger), "crash", **options)
+    plain = tt.delay("die", str(ledger), "plain")
+    if side == "tasktiger":
+        tt.work()
+    else:
+        run_typed(tiger, executor=ForkExecutor())
+    assert sorted(labels(ledger, "started")) == ["crash", "plain"]
+
+    (scheduled,) = tt.tasks("default", "scheduled", load_executions=1)
+    assert scheduled["id"] == crashed["id"]
+    assert [t["id"] for t in tt.tasks("default", "error")] == [plain["id"]]
+    if side == "typedtiger":  # the record keeps the true cause
+        assert scheduled["executions"][-1]["exception_name"] == (
+            "typedtiger.exceptions:ChildProcessDied"
+        )
+
+
 def test_decorator_hard_timeout_needs_the_typedtiger_registration(
     tt: TaskTigerSide, tiger: Tiger, ledger: Path
 ) -> None:
