@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import attrs
 
-from typedtiger._json import JSONValue, to_json_value
+from typedtiger._json import JSONValue, document_problem, text_problem
 from typedtiger._outcome import Failed, Outcome, Succeeded
 from typedtiger.exceptions import PayloadError
-from typedtiger.spec import Custom, Exponential, Fixed, Linear, RetryPolicy
+from typedtiger.spec import MAX_COUNT, MAX_SECONDS, Custom, Exponential, Fixed, Linear, RetryPolicy
 
 if TYPE_CHECKING:
     import cattrs
@@ -113,9 +113,10 @@ def _structure_retry(value: object, _: object) -> RetryPolicy:
     if not isinstance(name, str) or not isinstance(args, list | tuple):
         raise ValueError(f"retry_method must be [function name, [args]], got {value!r}")
     builtin = _RETRY_FUNCS.get(name)
-    if builtin is not None:
-        return builtin(*args)
-    return Custom(name, tuple(args))
+    try:
+        return builtin(*args) if builtin is not None else Custom(name, tuple(args))
+    except (TypeError, ValueError) as exc:  # (said in full: cattrs would only name the type)
+        raise ValueError(f"{value!r} is refused: {exc}") from None
 
 
 def _unstructure_optional_retry(policy: RetryPolicy | None) -> list[object] | None:
@@ -134,7 +135,8 @@ def _is_json_value_type(cls: object) -> bool:
 
 
 def _structure_json(value: object, _: object) -> JSONValue:
-    return to_json_value(value, "value")
+    # Only data from _loads is structured, and it checked every value (document_problem).
+    return typing.cast(JSONValue, value)
 
 
 def _strict_scalar(cls: type, accepted: tuple[type, ...]) -> Callable[[object, object], object]:
@@ -215,13 +217,33 @@ def _dumps(data: object) -> str:
 
 
 def _loads(text: str | bytes, what: str) -> dict[str, Any]:
+    """The JSON object ``text`` holds, with nothing ``to_json_value`` would refuse at enqueue
+    (NaN, Infinity, integers past 64 bits, lone surrogates, deep nesting) anywhere in it."""
+    problem = text_problem(text) if isinstance(text, str) else None
+    if problem is not None:
+        raise PayloadError(f"{what} {problem}")
     try:
         data = json.loads(text)
-    except ValueError as exc:
+    except ValueError as exc:  # (invalid UTF-8 in bytes is a ValueError too)
         raise PayloadError(f"{what} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise PayloadError(f"{what} is nested too deeply for JSON to read") from None
     if not isinstance(data, dict):
         raise PayloadError(f"{what} is a JSON {type(data).__name__}, not an object")
+    problem = document_problem(data, what)
+    if problem is not None:
+        raise PayloadError(problem)
     return data
+
+
+def _format_error(exc: BaseException, cls: type | None) -> str:
+    """cattrs' own wording, except that a ValueError's message is kept (it says what is wrong
+    with the value; cattrs would only name the type expected)."""
+    import cattrs.v
+
+    if type(exc) is ValueError and str(exc):
+        return str(exc)
+    return cattrs.v.format_exception(exc, cls)
 
 
 def _structure(data: dict[str, Any], cls: type[T], what: str) -> T:
@@ -230,7 +252,7 @@ def _structure(data: dict[str, Any], cls: type[T], what: str) -> T:
     try:
         return _converter().structure(data, cls)
     except cattrs.ClassValidationError as exc:
-        problems = "; ".join(cattrs.transform_error(exc, path=what))
+        problems = "; ".join(cattrs.transform_error(exc, path=what, format_exception=_format_error))
         raise PayloadError(problems) from None
     except (TypeError, ValueError) as exc:
         raise PayloadError(f"{what}: {exc}") from None
@@ -243,7 +265,23 @@ def encode_payload(payload: TaskPayload) -> str:
 
 def decode_payload(text: str | bytes) -> TaskPayload:
     """Read a stored payload; PayloadError names what is wrong."""
-    return _structure(_loads(text, "task payload"), TaskPayload, "task payload")
+    payload = _structure(_loads(text, "task payload"), TaskPayload, "task payload")
+    problem = _range_problem(payload)
+    if problem is not None:
+        raise PayloadError(f"task payload.{problem}")
+    return payload
+
+
+def _range_problem(payload: TaskPayload) -> str | None:
+    """The numbers TaskSpec checks at enqueue, checked again (a worker acts on them)."""
+    timeout = payload.hard_timeout
+    if timeout is not None and not 0 < timeout <= MAX_SECONDS:
+        return f"hard_timeout is {timeout!r}, not > 0 and <= {MAX_SECONDS:.0f} seconds (a year)"
+    for name, low in (("max_queue_size", 1), ("max_stored_executions", 0)):
+        count = getattr(payload, name)
+        if count is not None and not low <= count <= MAX_COUNT:
+            return f"{name} is {count!r}, not >= {low} and <= {MAX_COUNT}"
+    return None
 
 
 def decode_stored_payload(task_id: str, text: str | bytes | None) -> TaskPayload:

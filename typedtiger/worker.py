@@ -380,6 +380,11 @@ class Worker:
             self._run_group(queue, group)
 
     def _decode(self, queue: str, item: Claimed) -> Task | None:
+        if item.broken is not None:  # the claim quarantined it (see Claimed)
+            self._log.error(
+                "broken task quarantined", queue=queue, task_id=item.id, error=item.broken
+            )
+            return None
         try:
             payload = decode_stored_payload(item.id, item.payload)
         except PayloadError as exc:

@@ -81,12 +81,18 @@ class Enqueued:
 
 @attrs.frozen
 class Claimed:
-    """A task moved to active for a worker; ``payload`` is None when its payload is missing."""
+    """A task moved to active for a worker; ``payload`` is None when its payload is missing.
+
+    A task whose stored data the claim found unusable (a payload that is not UTF-8, a key of
+    another type, a broken executions count) was not claimed but quarantined in the error state
+    with a PayloadError record: ``broken`` says why, for the worker to log.
+    """
 
     id: str
     payload: str | None
     #: How many failed executions the task has had before this one.
     executions_count: int = 0
+    broken: str | None = None
 
 
 class Claims(list[Claimed]):

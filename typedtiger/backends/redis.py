@@ -20,7 +20,7 @@ from typing import Any, Final, ParamSpec, TypeVar
 
 import redis
 import redis.exceptions
-from redis.client import PubSub
+from redis.client import NEVER_DECODE, PubSub
 from redis.commands.core import Script
 
 from typedtiger.backends.base import (
@@ -120,20 +120,20 @@ class _DirectScripts:
         self._held: redis.connection.AbstractConnection | None = None
         self._held_pid = 0
 
-    def call(self, sha: str, args: Sequence[object]) -> Any:
+    def call(self, sha: str, args: Sequence[object], decode: bool = True) -> Any:
         command = _pack_evalsha(sha, args)
         if not self._hold or not self._lock.acquire(blocking=False):  # (or it is in use)
             # (types-redis lags redis-py: since 5.3 the arguments are deprecated and unused)
             conn = self._pool.get_connection()  # type: ignore[call-arg]
             try:
-                return _send(conn, command)
+                return _send(conn, command, decode)
             finally:
                 self._pool.release(conn)
         try:
             if self._held is None or self._held_pid != os.getpid():  # none yet, or forked
                 self._held = self._pool.get_connection()  # type: ignore[call-arg]
                 self._held_pid = os.getpid()
-            return _send(self._held, command)
+            return _send(self._held, command, decode)
         finally:
             self._lock.release()
 
@@ -148,11 +148,11 @@ def _may_hold_from(pool: redis.ConnectionPool) -> bool:
     return type(pool) is redis.ConnectionPool and pool.max_connections >= _HOLD_FROM_POOL_SIZE
 
 
-def _send(conn: redis.connection.AbstractConnection, command: bytes) -> Any:
+def _send(conn: redis.connection.AbstractConnection, command: bytes, decode: bool) -> Any:
     try:
         # (types-redis lags redis-py, which sends each bytes item of the list as it is)
         conn.send_packed_command([command])  # type: ignore[list-item]
-        return conn.read_response()
+        return conn.read_response(disable_decoding=not decode)
     except redis.exceptions.NoScriptError:
         return _RETRY
     except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
@@ -200,6 +200,16 @@ def _lock_pairs(task_ids: Sequence[str], lock_ids: Sequence[str]) -> list[str]:
 def _completion_args(done: Completion) -> list[object]:
     pairs = _lock_pairs(done.task_ids, done.lock_ids)
     return [done.queue, len(done.task_ids), *done.task_ids, len(pairs) // 2, *pairs]
+
+
+def _claimed(task_id: bytes, payload: bytes | None, count_or_reason: int | bytes) -> Claimed:
+    """One task of an undecoded claim reply: a string in place of the count is why the script
+    quarantined it. A payload's bytes that are not UTF-8 are kept as lone surrogates
+    (surrogateescape), which decoding the payload reports as such."""
+    if isinstance(count_or_reason, bytes):
+        return Claimed(task_id.decode(), None, broken=count_or_reason.decode())
+    text = None if payload is None else payload.decode("utf-8", "surrogateescape")
+    return Claimed(task_id.decode(), text, int(count_or_reason))
 
 
 class RedisBackend:
@@ -271,13 +281,26 @@ class RedisBackend:
     def _key(self, *parts: str) -> str:
         return ":".join((self._prefix, *parts))
 
-    def _run(self, name: str, args: Sequence[object]) -> Any:
+    def _run(self, name: str, args: Sequence[object], *, decode: bool = True) -> Any:
+        """The script's reply; with ``decode=False`` its strings are left as bytes (what a
+        UTF-8 decoder would refuse must not fail the whole reply)."""
         args = [self._prefix, *args]
         if self._direct is not None:
-            reply = self._direct.call(_SHAS[name], args)
+            reply = self._direct.call(_SHAS[name], args, decode)
             if reply is not _RETRY:
                 return reply
-        return self._scripts[name](keys=[], args=args)
+        if decode:
+            return self._scripts[name](keys=[], args=args)
+        return self._run_undecoded(name, args)
+
+    def _run_undecoded(self, name: str, args: Sequence[object]) -> Any:
+        # What Script.__call__ does, with the reply left undecoded.
+        raw = {NEVER_DECODE: True}
+        try:
+            return self._client.execute_command("EVALSHA", _SHAS[name], 0, *args, **raw)
+        except redis.exceptions.NoScriptError:
+            self._client.script_load(_SOURCES[name])  # type: ignore[no-untyped-call]
+            return self._client.execute_command("EVALSHA", _SHAS[name], 0, *args, **raw)
 
     # --- producing ----------------------------------------------------------------------
 
@@ -357,14 +380,13 @@ class RedisBackend:
         done: Completion | None = None,
     ) -> Claims:
         claim = [queue, _num(now), _num(lock_retry), limit]
+        # Undecoded: a payload that is not UTF-8 is the worker's to quarantine (see _claimed).
         if done is None:
-            reply = self._run("claim", claim)
+            reply = self._run("claim", claim, decode=False)
         else:
-            reply = self._run("complete_claim", [*_completion_args(done), *claim])
+            reply = self._run("complete_claim", [*_completion_args(done), *claim], decode=False)
         left, *tasks = reply
-        claims = Claims(
-            Claimed(tasks[i], tasks[i + 1], int(tasks[i + 2])) for i in range(0, len(tasks), 3)
-        )
+        claims = Claims(_claimed(*tasks[i : i + 3]) for i in range(0, len(tasks), 3))
         claims.queue_empty = int(left) <= 0  # -1: paused, nothing to claim now
         return claims
 

@@ -55,6 +55,80 @@ local function record_execution(id, execution, max_stored)
   if max_stored > 0 then redis.call('ltrim', key, -max_stored, -1) end
 end
 
+-- Checks of a task's stored data, made before a script changes anything about the task: Redis
+-- does not undo the writes of a script that stops half way, so a read that would fail (a key
+-- of another type, INCR on a non-integer) must be known to fail before the first write.
+local function key_type(key) return redis.call('type', key)['ok'] end
+
+-- Printable ASCII but for quotes and backslashes as is, any other byte as \xNN, at most 40
+-- bytes: a reason says what it found without carrying arbitrary bytes into JSON.
+local function escaped(value)
+  local shown = string.gsub(string.sub(value, 1, 40), '.', function(char)
+    local byte = string.byte(char)
+    if byte < 32 or byte > 126 or char == '"' or char == '\\' then
+      return string.format('\\x%02x', byte)
+    end
+  end)
+  if #value > 40 then shown = shown .. '...' end
+  return shown
+end
+
+-- Why a task's executions list or count cannot be written (INCR, RPUSH), or nil.
+local function bookkeeping_problem(id)
+  local base = task_key(id)
+  local kind = key_type(base .. ':executions_count')
+  if kind == 'string' then
+    local count = redis.call('get', base .. ':executions_count')
+    -- (a count INCR takes and Lua's numbers hold exactly)
+    if count ~= '0' and not string.match(count, '^[1-9]' .. string.rep('%d?', 14) .. '$') then
+      return 'executions_count holds "' .. escaped(count) .. '", not a count'
+    end
+  elseif kind ~= 'none' then
+    return 'executions_count is a Redis ' .. kind .. ', not a string'
+  end
+  kind = key_type(base .. ':executions')
+  if kind ~= 'list' and kind ~= 'none' then
+    return 'executions is a Redis ' .. kind .. ', not a list'
+  end
+  return nil
+end
+
+-- Why a task's payload cannot be read (a key GET fails on), or nil and the payload (false if
+-- missing: the worker reports that, and whatever else is wrong with it).
+local function payload_problem(id)
+  local kind = key_type(task_key(id))
+  if kind == 'none' then return nil, false end
+  if kind ~= 'string' then return 'the task key is a Redis ' .. kind .. ', not a string' end
+  return nil, redis.call('get', task_key(id))
+end
+
+-- Rebuild a task's broken bookkeeping (see bookkeeping_problem; the reason a quarantine
+-- records says what it held): an executions key of another type is dropped, a bad count
+-- recounted from the records kept.
+local function repair_bookkeeping(id)
+  local base = task_key(id)
+  local kind = key_type(base .. ':executions')
+  if kind ~= 'list' and kind ~= 'none' then redis.call('del', base .. ':executions') end
+  if bookkeeping_problem(id) then
+    redis.call('set', base .. ':executions_count', redis.call('llen', base .. ':executions'))
+  end
+end
+
+-- Move a task whose stored data is unusable from `from` to error, at `at_s` (a time as sent),
+-- with a PayloadError execution record saying why (its bookkeeping repaired first).
+local function quarantine(queue, from, id, at_s, reason)
+  local base = task_key(id)
+  repair_bookkeeping(id)
+  unfile(from, queue, id)
+  file('error', queue, id, at_s, '')
+  if key_type(base) ~= 'none' then -- (no record for a task with no payload: it would linger)
+    local record = '{"success":false,"time_failed":' .. at_s .. ',"exception_name":'
+      .. '"typedtiger.exceptions:PayloadError","exception":"'
+      .. string.gsub(reason, '[\\"]', '\\%0') .. '"}'
+    record_execution(id, record, 0)
+  end
+end
+
 -- A lock value is "<holder task id>|<expiry>". A value of another form (a TaskTiger token)
 -- is held until its key expires.
 local function lock_free(key, now)
@@ -94,23 +168,35 @@ end
 
 -- Move up to `limit` queued tasks of a queue to active. From ARGV[first]: queue, now,
 -- lock_retry, limit. A task that is already active (a unique task queued again while it runs)
--- is put back in scheduled at now + lock_retry instead. Nothing is claimed under a queue
--- system lock. Returns {tasks left queued, id, payload or false, executions count, ...}.
+-- is put back in scheduled at now + lock_retry instead, and one whose stored data is unusable
+-- is quarantined (see quarantine). Nothing is claimed under a queue system lock. Returns
+-- {tasks left queued, then for each task: id, payload or false, executions count}; for a
+-- quarantined task: id, false, the reason (a string).
 local function claim_from(first)
-  local queue, now = ARGV[first], tonumber(ARGV[first + 1])
+  local queue, now_s = ARGV[first], ARGV[first + 1]
+  local now = tonumber(now_s)
   local lock_retry, limit = tonumber(ARGV[first + 2]), tonumber(ARGV[first + 3])
   local system_lock = redis.call('zscore', P .. ':qslock:' .. queue, 'SYSTEM_LOCK')
   if system_lock and tonumber(system_lock) > now then return {-1} end
   local result = {0}
   for _, id in ipairs(redis.call('zrange', state_key('queued', queue), 0, limit - 1)) do
-    unfile('queued', queue, id)
     if in_state('active', queue, id) then
+      unfile('queued', queue, id)
       file('scheduled', queue, id, now + lock_retry, 'min')
     else
-      file('active', queue, id, now, '')
+      local problem, payload = payload_problem(id)
+      problem = problem or bookkeeping_problem(id)
       result[#result + 1] = id
-      result[#result + 1] = redis.call('get', task_key(id))
-      result[#result + 1] = tonumber(redis.call('get', task_key(id) .. ':executions_count') or '0')
+      if problem then
+        quarantine(queue, 'queued', id, now_s, problem)
+        result[#result + 1] = false
+        result[#result + 1] = problem
+      else
+        unfile('queued', queue, id)
+        file('active', queue, id, now, '')
+        result[#result + 1] = payload
+        result[#result + 1] = tonumber(redis.call('get', task_key(id) .. ':executions_count') or '0')
+      end
     end
   end
   result[1] = redis.call('zcard', state_key('queued', queue))

@@ -1,11 +1,18 @@
 -- Record a failed execution. ARGV: prefix, queue, to_state ('error', 'scheduled' or '' to
 -- remove), when, max stored executions (0: all), execution JSON, n, n task ids, then pairs
--- task id, lock id. Tasks no longer active are left alone.
+-- task id, lock id. Tasks no longer active are left alone. A task whose executions list or
+-- count turns out broken gets its record all the same and is quarantined (see quarantine, at
+-- `when`).
 local queue, to_state, when = ARGV[2], ARGV[3], tonumber(ARGV[4])
 local max_stored, execution, n = tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[7])
 for i = 8, 7 + n do
   local id = ARGV[i]
-  if in_state('active', queue, id) then
+  local problem = in_state('active', queue, id) and bookkeeping_problem(id)
+  if problem then
+    repair_bookkeeping(id)
+    record_execution(id, execution, max_stored)
+    quarantine(queue, 'active', id, ARGV[4], problem)
+  elseif in_state('active', queue, id) then
     if redis.call('exists', task_key(id)) == 1 then record_execution(id, execution, max_stored) end
     unfile('active', queue, id)
     if to_state == '' then

@@ -24,6 +24,17 @@ local lkey = P .. ':lockv2:queue_expired_tasks'
 if not lock_free(lkey, now) then return {0, 0, 1} end
 redis.call('set', lkey, 'requeue|' .. tostring(now + lock_for), 'PX', lock_ttl_ms(lock_for))
 
+-- Why a lost task cannot be requeued (checked before it leaves active: an error half way
+-- would leave it in no state), or nil; a losses key of another type is dropped on the way.
+local function problem_of(id)
+  local kind = key_type(task_key(id) .. ':worker_losses')
+  if kind ~= 'string' and kind ~= 'none' then
+    redis.call('del', task_key(id) .. ':worker_losses')
+    return 'worker_losses is a Redis ' .. kind .. ', not a string'
+  end
+  return bookkeeping_problem(id)
+end
+
 local requeued, failed = 0, 0
 for _, queue in ipairs(redis.call('smembers', P .. ':active')) do
   local budget = limit - requeued - failed
@@ -31,17 +42,23 @@ for _, queue in ipairs(redis.call('smembers', P .. ':active')) do
   local ids = redis.call('zrangebyscore', state_key('active', queue), '-inf', now - timeout,
     'LIMIT', 0, budget)
   for _, id in ipairs(ids) do
-    unfile('active', queue, id)
-    local stored = redis.call('exists', task_key(id)) == 1  -- else the claim quarantines it
-    local losses = stored and count_loss(id) or 0
-    if stored then record_execution(id, lost_execution, 0) end
-    if losses > max_losses then
-      file('error', queue, id, now, '')
+    local problem = problem_of(id)
+    if problem then
+      quarantine(queue, 'active', id, ARGV[2], problem)
       failed = failed + 1
     else
-      file('queued', queue, id, now, 'nx')
-      requeued = requeued + 1
-      if publish then redis.call('publish', P .. ':activity', queue) end
+      unfile('active', queue, id)
+      local stored = redis.call('exists', task_key(id)) == 1  -- else the claim quarantines it
+      local losses = stored and count_loss(id) or 0
+      if stored then record_execution(id, lost_execution, 0) end
+      if losses > max_losses then
+        file('error', queue, id, now, '')
+        failed = failed + 1
+      else
+        file('queued', queue, id, now, 'nx')
+        requeued = requeued + 1
+        if publish then redis.call('publish', P .. ':activity', queue) end
+      end
     end
   end
 end
