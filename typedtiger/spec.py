@@ -487,7 +487,12 @@ def _check_call(
 
 
 def check_key_names(func: object, spec: TaskSpec) -> None:
-    """Refuse unique_key/lock_key names that are not keyword parameters of ``func``."""
+    """Refuse unique_key/lock_key names that are not keyword parameters of ``func``.
+
+    A batch function is not checked: it takes the list of calls, and the names are keyword
+    arguments of each call."""
+    if spec.batch:
+        return
     signature = _signature(func) if callable(func) else None
     if signature is None:
         return

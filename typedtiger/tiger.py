@@ -468,7 +468,7 @@ class Tiger:
             max_stored_executions=max_stored_executions,
             runner_class=runner_class,
         )
-        check_key_names(func, spec)
+        check_key_names(func, self.resolve(spec))  # (resolved: a batch function's is not checked)
         return self.enqueue(spec, when=when)
 
     def _run_eagerly(self, payload: TaskPayload, queue: str) -> Task:

@@ -55,6 +55,7 @@ from typedtiger.task import Task
 
 if TYPE_CHECKING:
     from typedtiger._registry import Registration
+    from typedtiger.runner import BaseRunner
     from typedtiger.tiger import Tiger
 
 __all__ = ["Worker"]
@@ -366,17 +367,15 @@ class Worker:
     # --- running claimed tasks ----------------------------------------------------------
 
     def _handle_claimed(self, queue: str, claimed: list[Claimed]) -> None:
-        groups: list[list[tuple[Task, int]]] = []
+        # Tasks of one function run together, in the order their first one was claimed (one
+        # batch for a batch function), even when others were claimed between them: TaskTiger's.
+        groups: dict[str, list[tuple[Task, int]]] = {}
         for item in claimed:
             task = self._decode(queue, item)
-            if task is None:
-                continue
-            if groups and groups[-1][0][0].serialized_func == task.serialized_func:
-                groups[-1].append((task, item.executions_count))
-            else:
-                groups.append([(task, item.executions_count)])
+            if task is not None:
+                groups.setdefault(task.serialized_func, []).append((task, item.executions_count))
         self._ran_in_claim = False
-        for group in groups:
+        for group in groups.values():
             self._run_group(queue, group)
 
     def _decode(self, queue: str, item: Claimed) -> Task | None:
@@ -480,13 +479,26 @@ class Worker:
                 self._log.info("lock busy, rescheduled", queue=queue, task_id=task.id)
         return kept, [wanted.get(task.id, "") for task, _ in kept]
 
+    def _job_runner(self, queue: str, tasks: list[Task]) -> BaseRunner | None:
+        """The runner of a job; None (its tasks failed) if it cannot be had. Called before the
+        locks are taken: a task that cannot run must not leave one held."""
+        runner_classes = {task.payload.runner_class for task in tasks}
+        if len(runner_classes) > 1:  # a batch runs with one runner: none is the right one
+            names = sorted(name or "the default runner" for name in runner_classes)
+            mixed = ValueError(f"the tasks of this batch name different runner classes: {names}")
+            self._fail_unrunnable(queue, tasks, mixed)
+            return None
+        try:
+            return self._tiger.runner_for(tasks[0].payload.runner_class)
+        except TaskImportError as exc:
+            self._fail_unrunnable(queue, tasks, exc)
+            return None
+
     def _run_job(
         self, queue: str, group: list[tuple[Task, int]], func: Callable[..., object], batch: bool
     ) -> None:
-        try:  # before the locks: a task that cannot run must not leave one held
-            runner = self._tiger.runner_for(group[0][0].payload.runner_class)
-        except TaskImportError as exc:
-            self._fail_unrunnable(queue, [task for task, _ in group], exc)
+        runner = self._job_runner(queue, [task for task, _ in group])
+        if runner is None:
             return
         group, lock_ids = self._take_locks(queue, group)
         if not group:

@@ -24,6 +24,7 @@ from tests.interop.conftest import (
 from tests.waiting import scaled, sleep_past
 from typedtiger import Task, TaskState, Tiger
 from typedtiger.executor import ForkExecutor, SyncExecutor
+from typedtiger.serialization import unique_task_id
 from typedtiger.spec import Exponential
 
 pytestmark = [pytest.mark.interop, pytest.mark.redis, pytest.mark.timeout(300)]
@@ -261,6 +262,68 @@ def test_batch_queue(tt: TaskTigerSide, rdb: redis.Redis[str], ledger: Path) -> 
     assert sorted(str(entry["label"]) for entry in batch) == [f"b{i}" for i in range(5)]
     assert sorted(int(str(entry["batch_size"])) for entry in batch) == [2, 2, 3, 3, 3]
     assert tt.sizes("batch")["queued"] == 0
+
+
+@pytest.mark.parametrize("side", ["tasktiger", "typedtiger"])
+def test_batch_tasks_claimed_between_others_run_as_one_batch(
+    tt: TaskTigerSide, rdb: redis.Redis[str], ledger: Path, side: str
+) -> None:
+    """Claimed b0, r0, b1, r1, b2: the batch function is called once with [b0, b1, b2], on
+    either side."""
+    decorate = [{"func": fn("batch_record"), "queue": "batch", "batch": True}]
+    commands = []
+    for i in range(3):
+        batch = {"op": "delay", "func": fn("batch_record"), "args": [str(ledger), f"b{i}"]}
+        commands.append({**batch, "decorated": True})
+        if i < 2:
+            record = [str(ledger), f"r{i}"]
+            commands.append({"op": "delay", "func": fn("record"), "args": record, "queue": "batch"})
+    tt.run(*commands, decorate=decorate)
+    if side == "tasktiger":
+        tt.work(config={"BATCH_QUEUES": {"batch": 5}}, decorate=decorate)
+    else:
+        tiger = tiger_with(rdb, batch_queues={"batch": 5})
+        tiger.task(queue="batch", batch=True)(interop_tasks.batch_record)
+        run_typed(tiger)
+
+    done = entries(ledger, "done")
+    assert sorted(str(entry["label"]) for entry in done) == ["b0", "b1", "b2", "r0", "r1"]
+    sizes = {str(entry["label"]): entry.get("batch_size") for entry in done}
+    assert [sizes[f"b{i}"] for i in range(3)] == [3, 3, 3]
+
+
+@pytest.mark.parametrize("side", ["tasktiger", "typedtiger"])
+def test_batch_tasks_sharing_a_lock_key_run_in_one_batch(
+    tt: TaskTigerSide, rdb: redis.Redis[str], ledger: Path, side: str
+) -> None:
+    """The batch takes the lock once for the tasks that name it (TaskTiger's)."""
+    options = {"func": fn("batch_record"), "queue": "batch", "batch": True}
+    decorate = [{**options, "lock_key": ["resource"]}]
+    tt.run(
+        *(
+            {
+                "op": "delay",
+                "func": fn("batch_record"),
+                "args": [str(ledger), label],
+                "kwargs": {"resource": "r1"},
+                "decorated": True,
+            }
+            for label in ("l0", "l1")
+        ),
+        decorate=decorate,
+    )
+    if side == "tasktiger":
+        tt.work(config={"BATCH_QUEUES": {"batch": 5}}, decorate=decorate)
+    else:
+        tiger = tiger_with(rdb, batch_queues={"batch": 5})
+        tiger.task(queue="batch", batch=True, lock_key=["resource"])(interop_tasks.batch_record)
+        run_typed(tiger)
+
+    done = entries(ledger, "done")
+    assert sorted((str(e["label"]), e["batch_size"]) for e in done) == [("l0", 2), ("l1", 2)]
+    lock_id = unique_task_id(fn("batch_record"), None, {"resource": "r1"})
+    assert not rdb.exists(f"t:lockv2:{lock_id}")  # released
+    assert tt.sizes("batch") == {"queued": 0, "active": 0, "scheduled": 0}
 
 
 def test_subqueues(tt: TaskTigerSide, tiger: Tiger, ledger: Path) -> None:

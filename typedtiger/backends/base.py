@@ -212,8 +212,9 @@ class Backend(Protocol):
     ) -> set[str]:
         """Take the lock of each task id -> lock id; tasks that can't are rescheduled.
 
-        Returns the task ids that hold their lock. A lock is free when absent or expired
-        (``now`` past the time it was taken + ``timeout``).
+        The tasks are one job: a lock id named by several of them (a batch) is taken once, by
+        the first, and covers the others. Returns the task ids that may run. A lock is free
+        when absent or expired (``now`` past the time it was taken + ``timeout``).
         """
         ...
 
