@@ -732,3 +732,109 @@ def test_typedtiger_console_command_end_to_end(real: Tiger, redis_db: redis.Redi
     assert deleted.returncode == 0, deleted.stderr
     assert "Deleted 1 task." in deleted.stdout
     assert redis_db.keys("t:*") == []
+
+
+def _set_raw(client: redis.Redis[str], key: str, value: bytes) -> None:
+    client.execute_command("SET", key, value)  # (bytes go as they are)
+
+
+POISONED: dict[str, tuple[bytes, str, str]] = {
+    "NaN": (b'{"id": "ID", "func": "tests.tasks:simple", "hard_timeout": NaN}', "is nan", "NaN"),
+    "invalid UTF-8": (
+        b'{"id": "ID", "func": "tests.tasks:simple", "args": ["a\xff\x00z"]}',
+        "not valid UTF-8 (byte 0xff",
+        '"a\\xff\\x00z"',
+    ),
+    "nested 5,000 deep": (
+        b'{"id": "ID", "func": "tests.tasks:simple", "args": [' + b"[" * 5000 + b"]" * 5000 + b"]}",
+        "nested too deeply",
+        "[[[[",
+    ),
+    "an integer past 2**63": (
+        b'{"id": "ID", "func": "tests.tasks:simple", "args": [18446744073709551616]}',
+        "is the integer 18446744073709551616",
+        "[18446744073709551616]",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(POISONED))
+def test_a_poisoned_payload_is_shown_escaped_and_can_be_removed(
+    cli: Cli, fake: Tiger, client: redis.Redis[str], case: str
+) -> None:
+    raw, reason, shown_raw = POISONED[case]
+    broken = fake.enqueue(TaskSpec.of(tasks.simple, "broken"))
+    fine = fake.enqueue(TaskSpec.of(tasks.simple, "fine"))
+    _set_raw(client, f"t:task:{broken.id}", raw.replace(b"ID", broken.id.encode()))
+
+    for state in ("queued", "error"):  # before and after a worker quarantines it
+        listing = cli("tasks", "default", state).output
+        row = next(line for line in listing.splitlines() if line.startswith(broken.id))
+        assert "!! BROKEN" in row and reason in row
+        (entry,) = [t for t in cli.json("tasks", "default", state)["tasks"] if t["id"] == broken.id]
+        assert reason in entry["broken"]
+        shown = cli("show", broken.id).output
+        assert "!! BROKEN PAYLOAD:" in shown and reason in shown and shown_raw in shown
+        (where,) = cli.json("show", broken.id)["locations"]
+        assert reason in where["broken"] and shown_raw in where["raw_payload"]
+        run_worker(fake)
+
+    assert tasks.CALLS == [("simple", "fine")]
+    refused = cli("retry", broken.id, code=1).output
+    assert "broken payload" in refused and "delete it instead" in refused
+    assert "Deleted 1 task." in cli("delete", broken.id).output
+    assert client.keys("t:*") == [] and fine.id
+    assert cli.json("queues") == {"queues": []}
+
+
+@pytest.mark.parametrize(
+    ("plant", "reason", "quarantined"),
+    [
+        (
+            lambda c, k: c.set(f"{k}:executions_count", "abc"),
+            "!! BROKEN KEYS: executions_count holds 'abc', not a count",
+            True,
+        ),
+        (
+            lambda c, k: _set_raw(c, f"{k}:executions_count", b"\xff"),
+            "executions_count holds '\\xff', not a count",
+            True,
+        ),
+        (
+            lambda c, k: c.hset(f"{k}:executions", "a", "b"),
+            "executions cannot be read: WRONGTYPE",
+            True,
+        ),
+        (  # (a record is only read to be shown: the task runs)
+            lambda c, k: (
+                c.execute_command("RPUSH", f"{k}:executions", b"\xff\x01{")
+                + c.incr(f"{k}:executions_count")
+            ),
+            "BROKEN execution record: execution record is not valid UTF-8 (byte 0xff at "
+            "character 0): \\xff\\x01{",
+            False,
+        ),
+    ],
+    ids=["count abc", "count not UTF-8", "executions a hash", "a record not UTF-8"],
+)
+def test_broken_task_keys_are_shown_and_the_task_can_be_retried(
+    cli: Cli, fake: Tiger, client: redis.Redis[str], plant: Any, reason: str, quarantined: bool
+) -> None:
+    broken = fake.enqueue(TaskSpec.of(tasks.simple, "broken"))
+    plant(client, f"t:task:{broken.id}")
+
+    listing = cli("tasks", "default", "queued").output
+    assert broken.id in listing
+    cli.json("tasks", "default", "queued")
+    assert reason in cli("show", broken.id).output
+    assert cli.json("show", broken.id)["locations"]
+
+    run_worker(fake)
+    if quarantined:  # its keys rebuilt, with a PayloadError record saying why
+        (where,) = cli.json("show", broken.id)["locations"]
+        assert where["state"] == "error" and where["broken"] is None
+        assert where["executions"][-1]["exception_name"] == "typedtiger.exceptions:PayloadError"
+        assert "Retried 1 task." in cli("retry", broken.id).output
+        run_worker(fake)
+    assert tasks.CALLS == [("simple", "broken")]
+    assert cli.json("queues") == {"queues": []}

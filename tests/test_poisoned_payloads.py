@@ -21,7 +21,7 @@ from tests import chaos_tasks, tasks
 from tests.conftest import run_worker
 from tests.worker_main import FAST
 from typedtiger import TaskSpec, TaskState, Tiger
-from typedtiger.backends.base import Failure
+from typedtiger.backends.base import EnqueueMode, Failure, NewTask
 from typedtiger.backends.redis import RedisBackend
 from typedtiger.clock import ManualClock
 from typedtiger.exceptions import ArgumentError
@@ -445,3 +445,26 @@ def test_the_claim_reads_undecoded_through_redis_pys_own_path_too() -> None:
 
     assert broken.payload is not None and "\udcff" in broken.payload  # (surrogateescape)
     assert fine.payload == text(id=good, args=["é"])
+
+
+@pytest.mark.parametrize(
+    ("data", "keys", "existing"),
+    [
+        (utf8(b"\xff"), {}, "\udcff"),  # (kept as surrogateescape: decoding it says why)
+        (None, {"": lambda c, k: c.rpush(k, "x")}, None),
+    ],
+    ids=["not UTF-8", "a list"],
+)
+def test_a_periodic_registration_over_a_poisoned_copy_reads_it_as_it_is(
+    backend: RedisBackend, data: str | bytes | None, keys: Keys, existing: str | None
+) -> None:
+    plant(backend.client, data, keys)
+    new = NewTask(id=ID, queue=QUEUE, payload=text(), due=0.0, mode=EnqueueMode.IF_ABSENT)
+
+    (result,) = backend.enqueue([new], backend.clock.now(), publish=False)
+
+    assert result.state is TaskState.QUEUED
+    if existing is None:
+        assert result.existing_payload is None
+    else:
+        assert result.existing_payload is not None and existing in result.existing_payload

@@ -194,18 +194,20 @@ class _Decoded:
     @classmethod
     def of(cls, stored: StoredTask) -> _Decoded:
         payload: TaskPayload | None = None
-        broken: str | None = None
+        problems = [] if stored.broken is None else [stored.broken]  # (its other keys)
         if stored.payload is None:
-            broken = "the payload is missing (no task key)"
+            if not problems:
+                problems.append("the payload is missing (no task key)")
         else:
             try:
                 payload = decode_payload(stored.payload)
             except PayloadError as exc:
-                broken = str(exc)
+                problems.insert(0, str(exc))
             else:
                 if payload.id != stored.id:
-                    broken = f"the payload names another task id, {payload.id!r}"
+                    problems.insert(0, f"the payload names another task id, {payload.id!r}")
                     payload = None
+        broken = "; ".join(problems) or None
         executions = []
         for raw in stored.executions:
             try:
@@ -498,15 +500,25 @@ def _show_json(item: _Decoded) -> dict[str, Any]:
         "time": _iso(stored.score),
         "broken": item.broken,
         "payload": None if item.payload is None else payload_as_dict(item.payload),
-        "raw_payload": stored.payload if item.broken else None,
+        "raw_payload": _escaped(stored.payload) if item.broken and stored.payload else None,
         "executions_count": stored.executions_count,
         "executions": [
             json.loads(execution.raw)
             if execution.broken is None
-            else {"broken": execution.broken, "raw": execution.raw}
+            else {"broken": execution.broken, "raw": _escaped(execution.raw)}
             for execution in item.executions
         ],
     }
+
+
+def _escaped(text: str) -> str:
+    """Stored text made printable: bytes that were not UTF-8 (kept as lone surrogates) and
+    control characters as \\xNN, so that a broken task is shown, not printed raw."""
+    shown = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return _CONTROL.sub(lambda found: f"\\x{ord(found.group()):02x}", shown)
+
+
+_CONTROL: Final = re.compile("[\x00-\x1f\x7f]")
 
 
 def _indent(text: str, by: str = "    ") -> str:
@@ -521,9 +533,11 @@ def _show_text(item: _Decoded) -> str:
         f"  state:      {stored.state.value}",
         f"  {_TIME_LABELS[stored.state] + ':':<11} {_human_time(stored.score)}",
     ]
+    if item.payload is not None and stored.broken is not None:
+        lines.append(f"  {_BROKEN_MARK} KEYS: {stored.broken}")
     if item.payload is None:
         lines.append(f"  {_BROKEN_MARK} PAYLOAD: {item.broken}")
-        raw = "(missing)" if stored.payload is None else stored.payload
+        raw = "(missing)" if stored.payload is None else _escaped(stored.payload)
         lines += ["  raw payload:", _indent(raw)]
     else:
         payload = item.payload
@@ -553,7 +567,8 @@ def _show_text(item: _Decoded) -> str:
 def _execution_line(execution: _Execution) -> str:
     record = execution.record
     if record is None:
-        return f"{_BROKEN_MARK} execution record: {execution.broken}: {_shorten(execution.raw, 80)}"
+        raw = _shorten(_escaped(execution.raw), 80)
+        return f"{_BROKEN_MARK} execution record: {execution.broken}: {raw}"
     host = f" on {record.host}" if record.host else ""
     return f"{_human_time(record.time_failed)}{host}: {_exception_text(record)}"
 

@@ -76,6 +76,8 @@ class Task:
         broken: str | None = None
         executions: tuple[ExecutionRecord, ...] | None = None
         try:
+            if stored.broken is not None:
+                raise PayloadError(stored.broken)
             payload = decode_stored_payload(stored.id, stored.payload)
             if executions_loaded:
                 executions = tuple(decode_execution(text) for text in stored.executions)

@@ -132,10 +132,14 @@ class StoredTask:
     state: TaskState
     #: The score in the state's sorted set: queued/active/error time or the scheduled time.
     score: float
-    #: The raw payload, None if the payload key is missing.
+    #: The raw payload, None if the payload key is missing. Bytes that are not UTF-8 are kept
+    #: as lone surrogates (``surrogateescape``), in the executions too.
     payload: str | None
     executions: tuple[str, ...] = ()
     executions_count: int = 0
+    #: Why the task's keys could not all be read (a key of another type, a count that is not
+    #: a count), or None.
+    broken: str | None = None
 
 
 @attrs.frozen(kw_only=True)

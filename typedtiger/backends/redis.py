@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from importlib import resources
-from typing import Any, Final, ParamSpec, TypeVar
+from typing import Any, Final, ParamSpec, TypeVar, cast
 
 import redis
 import redis.exceptions
@@ -212,6 +212,27 @@ def _claimed(task_id: bytes, payload: bytes | None, count_or_reason: int | bytes
     return Claimed(task_id.decode(), text, int(count_or_reason))
 
 
+def _undecoded(value: bytes) -> str:
+    """Stored text, with bytes that are not UTF-8 kept as lone surrogates (surrogateescape):
+    decoding it reports them, and a display can show them escaped."""
+    return value.decode("utf-8", "surrogateescape")
+
+
+def _count(value: object) -> int | None:
+    """An executions count as stored (absent: 0), or None if it is not one."""
+    if value is None:
+        return 0
+    if isinstance(value, bytes) and value.isdigit() and len(value) <= 18:
+        return int(value)
+    return None
+
+
+def _escaped(value: object) -> str:
+    if isinstance(value, bytes):
+        return repr(value)[1:]  # (quoted, every byte that is not printable ASCII escaped)
+    return f"a value Redis refused to read ({value})"
+
+
 class RedisBackend:
     """Tasks stored in Redis under ``prefix`` (TaskTiger's layout).
 
@@ -299,8 +320,8 @@ class RedisBackend:
         try:
             return self._client.execute_command("EVALSHA", _SHAS[name], 0, *args, **raw)
         except redis.exceptions.NoScriptError:
-            self._client.script_load(_SOURCES[name])  # type: ignore[no-untyped-call]
-            return self._client.execute_command("EVALSHA", _SHAS[name], 0, *args, **raw)
+            sha = self._client.script_load(_SOURCES[name])  # type: ignore[no-untyped-call]
+            return self._client.execute_command("EVALSHA", sha, 0, *args, **raw)
 
     # --- producing ----------------------------------------------------------------------
 
@@ -314,17 +335,19 @@ class RedisBackend:
         for (queue, due, mode, max_size), group in itertools.groupby(tasks, _enqueue_options):
             pairs = [item for task in group for item in (task.id, task.payload)]
             args += [queue, _num(due), mode.value, max_size or 0, len(pairs) // 2, *pairs]
-        status, *rest = self._run("enqueue", args)
-        if status != "ok":
+        # Undecoded: a stored payload the reply carries may be bytes UTF-8 refuses.
+        status, *rest = self._run("enqueue", args, decode=False)
+        if status != b"ok":
             number, detail = rest
             task = tasks[int(number) - 1]
-            if status == "full":
+            if status == b"full":
                 raise QueueFullException(
                     f"queue {task.queue!r} holds {detail} tasks (max_queue_size "
                     f"{task.max_queue_size}); nothing was enqueued"
                 )
             raise TypedTigerError(
-                f"WRONGTYPE: Redis key {detail!r} holds another type of value; nothing was enqueued"
+                f"WRONGTYPE: Redis key {_undecoded(detail)!r} holds another type of value; nothing "
+                "was enqueued"
             )
         results = [
             Enqueued(TaskState.QUEUED, now)
@@ -334,7 +357,8 @@ class RedisBackend:
         ]
         for at in range(0, len(rest), 4):
             number, state, score, payload = rest[at : at + 4]
-            results[int(number) - 1] = Enqueued(TaskState(state), float(score), payload)
+            text = None if payload is None else _undecoded(payload)
+            results[int(number) - 1] = Enqueued(TaskState(state.decode()), float(score), text)
         return results
 
     # --- consuming ----------------------------------------------------------------------
@@ -473,28 +497,43 @@ class RedisBackend:
         scored: Sequence[tuple[str, float]],
         load_executions: int,
     ) -> list[StoredTask]:
+        # Read undecoded and without raising: whatever one task's keys hold (bytes that are not
+        # UTF-8, a key of another type), the others are listed and it is shown as broken.
         pipe = self._client.pipeline(transaction=False)
+        # (typed here: types-redis leaves Pipeline.execute_command untyped)
+        command = cast(Callable[..., object], pipe.execute_command)
+        raw = {NEVER_DECODE: True}
         for task_id, _score in scored:
             base = self._key("task", task_id)
-            pipe.get(base)
-            pipe.get(f"{base}:executions_count")
+            command("GET", base, **raw)
+            command("GET", f"{base}:executions_count", **raw)
             if load_executions:
-                pipe.lrange(f"{base}:executions", -load_executions, -1)
-        replies = iter(pipe.execute())
+                command("LRANGE", f"{base}:executions", -load_executions, -1, **raw)
+        replies = iter(pipe.execute(raise_on_error=False))
         tasks = []
         for task_id, score in scored:
-            payload = next(replies)
-            count = next(replies)
-            executions = tuple(next(replies)) if load_executions else ()
+            payload, count = next(replies), next(replies)
+            executions = next(replies) if load_executions else []
+            problems = []
+            if isinstance(payload, redis.exceptions.ResponseError):
+                problems.append(f"the task key cannot be read: {payload}")
+                payload = None
+            counted = _count(count)
+            if counted is None:
+                problems.append(f"executions_count holds {_escaped(count)}, not a count")
+            if isinstance(executions, redis.exceptions.ResponseError):
+                problems.append(f"executions cannot be read: {executions}")
+                executions = []
             tasks.append(
                 StoredTask(
                     id=task_id,
                     queue=queue,
                     state=state,
                     score=float(score),
-                    payload=payload,
-                    executions=executions,
-                    executions_count=int(count or 0),
+                    payload=None if payload is None else _undecoded(payload),
+                    executions=tuple(_undecoded(item) for item in executions),
+                    executions_count=counted or 0,
+                    broken="; ".join(problems) or None,
                 )
             )
         return tasks

@@ -54,7 +54,9 @@ while at <= #ARGV do
         if blocking then
           local found = queued and 'queued' or (scheduled and 'scheduled' or 'active')
           local found_score = redis.call('zscore', state_key(found, queue), id)
-          existing = {found, found_score, redis.call('get', task_key(id))}
+          -- (false for a task key of another type, which GET would fail on)
+          local stored = key_type(task_key(id)) == 'string' and redis.call('get', task_key(id))
+          existing = {found, found_score, stored}
         end
       end
     end
