@@ -274,6 +274,27 @@ def test_unique_task_queued_is_not_queued_twice_by_a_later_delay(
 # --- locks -------------------------------------------------------------------------------------
 
 
+def test_lock_keys_expire_with_their_timeout_for_tasktiger_workers(
+    tiger: Tiger, backend: RedisBackend, clock: ManualClock
+) -> None:
+    # TaskTiger workers see a lock while its key exists: a lock (or the expired-task pass's)
+    # left by a killed worker must go within its timeout, as TaskTiger's own locks do.
+    timeout = tiger.config.active_task_update_timeout
+    backend.acquire_locks("q", {"t1": "L"}, clock.now(), timeout, clock.now() + 1)
+    assert 0 < backend.client.pttl("t:lockv2:L") <= timeout * 1000
+    clock.advance(5)
+    backend.heartbeat("q", ["t1"], ["L"], clock.now(), timeout)
+    assert 0 < backend.client.pttl("t:lockv2:L") <= timeout * 1000
+
+    for n in range(2):
+        tiger.enqueue(TaskSpec.of(option_tasks.record, f"lost {n}"))
+    assert len(backend.claim("default", clock.now(), 2)) == 2
+    clock.advance(timeout + 1)
+    # A full batch keeps the pass's lock: it must expire after lock_for.
+    assert backend.requeue_expired(clock.now(), timeout, 1, 3, "{}", 5.0) == (1, 0)
+    assert 0 < backend.client.pttl("t:lockv2:queue_expired_tasks") <= 5000
+
+
 def test_a_task_whose_lock_is_held_runs_lock_retry_seconds_later(
     backend: RedisBackend, clock: ManualClock
 ) -> None:
