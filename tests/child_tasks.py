@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -18,3 +19,28 @@ def deaf_to_alarm(ledger: str) -> None:
     _append(ledger, f"started {os.getpid()}")
     while True:
         time.sleep(0.05)
+
+
+def scribble_on_inherited_fds(ledger: str) -> None:
+    """Write junk to every descriptor beyond stdio this process has, and list them."""
+    ours = os.open(ledger, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    found = []
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd <= 2 or fd == ours:
+            continue
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:  # the listing's own descriptor, closed by now
+            continue
+        found.append(f"{fd}={target}")
+        for junk in (b"*3\r\n$3\r\nSET\r\n$1\r\nx\r\n", b"\x00\xff garbage \r\n" * 64):
+            with contextlib.suppress(OSError):
+                os.write(fd, junk)
+    os.write(ours, f"scribbled {' '.join(found)}\n".encode())
+    os.close(ours)
+
+
+def append(ledger: str, item: str, seconds: float = 0.0) -> None:
+    time.sleep(seconds)
+    _append(ledger, item)

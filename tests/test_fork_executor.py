@@ -19,6 +19,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from typedtiger import Config, _fork
+from typedtiger._job_wire import JobWire
 from typedtiger._json import JSONValue
 from typedtiger._outcome import Failed, Outcome, Succeeded
 from typedtiger.backends.base import TaskState
@@ -50,6 +51,17 @@ def fail(message: str) -> None:
 
 def record_pid(path: str) -> None:
     Path(path).write_text(str(os.getpid()))
+
+
+def record_pipes(path: str) -> None:
+    """Write the inodes of the pipes this process holds."""
+    inodes = []
+    for name in os.listdir("/proc/self/fd"):
+        with suppress(OSError):  # the listing's own descriptor
+            target = os.readlink(f"/proc/self/fd/{name}")
+            if target.startswith("pipe:["):
+                inodes.append(target[6:-1])
+    Path(path).write_text(" ".join(inodes))
 
 
 def record_ids(path: str) -> None:
@@ -590,3 +602,21 @@ def test_kill_grace_defaults_to_configs() -> None:
     assert given.kill_grace == 0.4
     with pytest.raises(ValueError, match="kill_grace"):
         configured.use_config_grace(math.inf)
+
+
+def test_a_child_holds_no_pipe_of_another_job(tmp_path: Path) -> None:
+    executor = ForkExecutor()
+    if SPARES:  # (a RegistryWire cannot send a job to a spare forked before it was encoded)
+        executor.use_spares(JobWire(TIGER, store_traceback=True))
+    first = executor.start(make_job(sleep_for, 1.0))
+    path = tmp_path / "pipes"
+    try:
+        assert isinstance(
+            executor.execute(make_job(record_pipes, str(path)), no_beat, 10), Succeeded
+        )
+        held = {str(os.fstat(fd).st_ino) for fd in first.fds()}  # its outcome pipe
+        assert held and not held & set(path.read_text().split())
+        assert isinstance(first.wait(no_beat, 10), Succeeded)
+    finally:
+        executor.close()
+    assert_no_child_left()

@@ -248,7 +248,7 @@ def test_a_job_too_large_to_rehearse_runs_unrehearsed(
 def test_without_a_fork_server_the_job_is_forked_from_the_worker(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def cannot_fork(_wire: object) -> ForkServer:
+    def cannot_fork(*_args: object) -> ForkServer:
         raise BlockingIOError(11, "Resource temporarily unavailable")
 
     monkeypatch.setattr(ForkServer, "start", cannot_fork)
@@ -322,7 +322,9 @@ def test_a_spare_the_server_cannot_fork_leaves_the_running_task_alone(
 
 
 def test_answers_left_unread_never_block_the_server(monkeypatch: pytest.MonkeyPatch) -> None:
-    def no_fork(_run: Callable[[], Outcome | None], _fd: int, _close: Sequence[int]) -> int:
+    def no_fork(
+        _run: Callable[[], Outcome | None], _fd: int, _close: Sequence[int], _cleanup: object
+    ) -> int:
         return 4_000_000  # beyond any pid_max: answered at once, never a process
 
     monkeypatch.setattr(_fork_server, "fork_job_child", no_fork)

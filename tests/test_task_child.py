@@ -125,3 +125,65 @@ def test_a_stop_sent_to_the_whole_service_lets_the_task_finish(
     assert lines(ledger)[1:] == ["first"]
     assert tiger.get_queue_stats() == {"default": {TaskState.QUEUED: 1}}  # first is done
     assert Task.from_id(tiger, "default", TaskState.QUEUED, waiting.id).id == waiting.id
+
+
+# --- descriptors a child inherits ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("concurrency", [1, 2])
+def test_a_task_scribbling_on_inherited_descriptors_harms_nothing(
+    tiger: Tiger, ledger: Path, concurrency: int
+) -> None:
+    tiger.enqueue(TaskSpec.of(child_tasks.append, str(ledger), "first", 0.5))
+    scribbler = tiger.enqueue(TaskSpec.of(child_tasks.scribble_on_inherited_fds, str(ledger)))
+    tiger.enqueue(TaskSpec.of(child_tasks.append, str(ledger), "after"))
+    Worker(tiger, concurrency=concurrency).run(once=True)
+    scribbled = [line for line in lines(ledger) if line.startswith("scribbled")]
+    assert len(scribbled) == 1, lines(ledger)
+    assert "socket:" not in scribbled[0]  # none of the worker's connections
+    assert sorted(line for line in lines(ledger) if not line.startswith("scribbled")) == [
+        "after",
+        "first",
+    ]
+    # The junk it wrote to its own outcome pipe cost its own task only.
+    assert tiger.get_queue_stats() == {"default": {TaskState.ERROR: 1}}, scribbled
+    record = Task.from_id(tiger, "default", TaskState.ERROR, scribbler.id).executions[-1]
+    assert record.exception_name == "typedtiger.exceptions:ChildProcessDied", scribbled
+
+
+def test_close_inherited_frees_the_child_and_spares_the_parent(tiger: Tiger) -> None:
+    backend = tiger.backend
+    assert isinstance(backend, RedisBackend)
+    client = backend.client
+    pool = client.connection_pool
+    held = pool.get_connection()  # one in use,
+    held.connect()
+    client.ping()
+    backend.wait_for_activity(0)  # and the subscription's
+    fds = [
+        conn._sock.fileno() for conn in [*pool._available_connections, *pool._in_use_connections]
+    ]
+    assert len(fds) >= 2
+    pid = os.fork()
+    if pid == 0:  # the child: exit status 0 only if every check holds
+        code = 1
+        try:
+            backend.close_inherited()
+            closed = all(not _is_open(fd) for fd in fds)
+            code = 0 if closed and client.ping() else 2
+        finally:
+            os._exit(code)
+    assert os.waitpid(pid, 0)[1] == 0
+    assert client.ping()  # the parent's connections were not shut down
+    backend.wait_for_activity(0)
+    held.send_command("PING")
+    assert held.read_response() == "PONG"
+    pool.release(held)
+
+
+def _is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True

@@ -75,7 +75,11 @@ class JobCodec(Protocol):
 
 
 def fork_process(
-    main: Callable[[], int], close_in_child: Sequence[int], *, own_session: bool = False
+    main: Callable[[], int],
+    close_in_child: Sequence[int],
+    *,
+    own_session: bool = False,
+    cleanup: Callable[[], None] | None = None,
 ) -> int:
     """Fork a process that sets itself up as a child of this one, calls ``main`` and exits
     with what it returns; its pid.
@@ -88,8 +92,14 @@ def fork_process(
     ignoring them, as an ignored signal would stay ignored in the programs a task runs. With
     ``own_session`` the child leads a session (and process group) of its own, which
     ``kill_group`` kills with whatever the task left running in it.
+
+    ``close_in_child`` are descriptors of this process's own (pipes, pidfds, sockets): the
+    child closes each one that is still the same file when it starts (another thread may have
+    closed one meanwhile, and its number been reused). ``cleanup`` then lets go of what else
+    the child must not touch (the worker's storage connections), before ``main``.
     """
     prctl = _load_prctl()  # resolved before the fork: the child only calls it
+    close = _identified(close_in_child)
     parent_pid = os.getpid()
     flush_std_streams()  # or buffered output would be written twice, once by the child
     # Signals stay blocked across the fork so that no Python signal handler can run in the
@@ -98,18 +108,43 @@ def fork_process(
     try:
         pid = os.fork()
         if pid == 0:
-            _process_main(main, close_in_child, parent_pid, mask, prctl, own_session)
+            _process_main(main, close, cleanup, parent_pid, mask, prctl, own_session)
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     return pid
 
 
 def fork_job_child(
-    run: Callable[[], Outcome | None], write_fd: int, close_in_child: Sequence[int]
+    run: Callable[[], Outcome | None],
+    write_fd: int,
+    close_in_child: Sequence[int],
+    cleanup: Callable[[], None] | None = None,
 ) -> int:
     """Fork a child that calls ``run`` and writes its outcome (if any) to ``write_fd``,
     followed by OUTCOME_END; its pid."""
-    return fork_process(functools.partial(_report, run, write_fd), close_in_child, own_session=True)
+    main = functools.partial(_report, run, write_fd)
+    return fork_process(main, close_in_child, own_session=True, cleanup=cleanup)
+
+
+#: A descriptor and the file it is (st_dev, st_ino).
+_Identified = tuple[int, int, int]
+
+
+def _identified(fds: Sequence[int]) -> list[_Identified]:
+    identified = []
+    for fd in fds:
+        with contextlib.suppress(OSError):  # closed already: nothing to close in the child
+            stat = os.fstat(fd)
+            identified.append((fd, stat.st_dev, stat.st_ino))
+    return identified
+
+
+def _close_identified(fds: Sequence[_Identified]) -> None:
+    for fd, dev, ino in fds:
+        with contextlib.suppress(OSError):
+            stat = os.fstat(fd)
+            if (stat.st_dev, stat.st_ino) == (dev, ino):
+                os.close(fd)
 
 
 def _report(run: Callable[[], Outcome | None], write_fd: int) -> int:
@@ -122,7 +157,8 @@ def _report(run: Callable[[], Outcome | None], write_fd: int) -> int:
 
 def _process_main(
     main: Callable[[], int],
-    close_fds: Sequence[int],
+    close_fds: Sequence[_Identified],
+    cleanup: Callable[[], None] | None,
     parent_pid: int,
     mask: set[int | signal.Signals],
     prctl: _Prctl | None,
@@ -145,8 +181,12 @@ def _process_main(
             # The child's garbage collections skip what it inherited: scanning those objects
             # would copy (fault in) the parent's pages for nothing.
             gc.freeze()
-            for fd in close_fds:
-                os.close(fd)
+            _close_identified(close_fds)
+            if cleanup is not None:
+                try:
+                    cleanup()
+                except Exception:  # the task runs all the same: say so
+                    _log.exception("child could not close what it inherited")
             signal.signal(signal.SIGTERM, _leave_to_the_worker)
             signal.signal(signal.SIGINT, _leave_to_the_worker)
             if signal.getsignal(signal.SIGCHLD) is not signal.SIG_DFL:

@@ -112,6 +112,10 @@ class ForkExecutor:
         self._last_func = ""
         #: The functions of the jobs shown to the fork server (it has loaded them).
         self._server_loaded: set[str] = set()
+        #: What a forked process calls first to let go of the worker's storage connections.
+        self._cleanup: Callable[[], None] | None = None
+        #: Jobs started and not yet waited for (their pipes and pidfds stay here).
+        self._running: set[ForkedJob] = set()
 
     @property
     def kill_grace(self) -> float:
@@ -165,6 +169,13 @@ class ForkExecutor:
             raise ValueError(f"heartbeat_interval must be > 0, not {heartbeat_interval!r}")
         return self.start(job).wait(heartbeat, heartbeat_interval)
 
+    def close_in_children(self, cleanup: Callable[[], None]) -> None:
+        """Have every process this executor forks (its children, its fork server) call
+        ``cleanup`` first: the Worker passes its storage's ``close_inherited``, so that no
+        task can write to (or read from) the worker's connections. The executor's own pipes
+        and pidfds are closed there in any case."""
+        self._cleanup = cleanup
+
     def use_spares(self, wire: JobCodec, count: int = 1) -> None:
         """Keep ``count`` children forked ahead of the next jobs, waiting for them (the Worker
         does this, one per job it may run at once).
@@ -205,11 +216,11 @@ class ForkExecutor:
 
     def _fork_here(self, job: Job) -> ForkedJob:
         read_fd, write_fd = os.pipe()
-        # (the spares' pipes too: a job pipe held open here would never reach EOF there)
-        spares = [fd for spare in self._spares for fd in (spare.job_fd, spare.outcome_fd)]
+        # (a spare's job pipe held open there would never reach EOF in the spare)
+        held = (read_fd, *self._held_fds())
         try:
             run = functools.partial(run_in_child, job)
-            pid = fork_job_child(run, write_fd, (read_fd, *spares))
+            pid = fork_job_child(run, write_fd, held, self._cleanup)
         except BaseException:
             os.close(read_fd)
             raise
@@ -242,9 +253,21 @@ class ForkExecutor:
             return spare
         raise AssertionError("unreachable")
 
+    def _held_fds(self) -> list[int]:
+        """The descriptors this executor holds: no process it forks may keep them (a task
+        could read another job's outcome, or write to the fork server)."""
+        fds = [fd for spare in self._spares for fd in (spare.job_fd, spare.outcome_fd)]
+        if self._server is not None:
+            fds.append(self._server.fileno())
+        with self._lock:
+            running = list(self._running)
+        for job in running:
+            fds += job.fds()
+        return fds
+
     def _spawn(self, wire: JobCodec) -> ServedSpare:
         if self._server is None:
-            self._server = ForkServer.start(wire)
+            self._server = ForkServer.start(wire, self._held_fds(), self._cleanup)
             self._server_loaded = set()
         rehearsal = self._last_sent if len(self._last_sent) <= _REHEARSAL_MAX else b""
         load = bool(rehearsal) and self._last_func not in self._server_loaded
@@ -262,7 +285,14 @@ class ForkExecutor:
 
     def _started(self, job: Job, pid: int, read_fd: int, served: bool) -> ForkedJob:
         deadline = time.monotonic() + job.hard_timeout + self._kill_grace
-        return ForkedJob(self, job, pid, read_fd, job.clock.now(), deadline, served)
+        forked = ForkedJob(self, job, pid, read_fd, job.clock.now(), deadline, served)
+        with self._lock:
+            self._running.add(forked)
+        return forked
+
+    def _waited(self, job: ForkedJob) -> None:
+        with self._lock:
+            self._running.discard(job)
 
     def _exited_later(self, pid: int) -> None:
         with self._lock:
@@ -289,6 +319,13 @@ class ForkedJob:
         self._started = started
         self._deadline = deadline
         self._served = served
+        self._watch: _Watch | None = None
+
+    def fds(self) -> list[int]:
+        """The descriptors held for this job: its outcome pipe, its child's pidfd."""
+        watch = self._watch
+        pidfd = None if watch is None else watch.pidfd
+        return [self._read_fd] if pidfd is None else [self._read_fd, pidfd]
 
     def wait(self, heartbeat: Callable[[], None], heartbeat_interval: float) -> Outcome:
         """Wait for the outcome, calling ``heartbeat`` meanwhile; the child is dealt with."""
@@ -298,6 +335,7 @@ class ForkedJob:
         watch: _Watch | None = None
         try:
             watch = (_ServedWatch if self._served else _ChildWatch)(self.pid, self._read_fd)
+            self._watch = watch
             # (binding a logger costs more than a short task: context goes in at each call)
             log = {"pid": self.pid, "queue": job.queue, "func": job.serialized_func}
             if not watch.wait(deadline, heartbeat, heartbeat_interval, log):
@@ -328,6 +366,7 @@ class ForkedJob:
             )
         finally:
             # On an exception (KeyboardInterrupt...), the child must not outlive this call.
+            self._executor._waited(self)
             if watch is not None:
                 watch.close()
             else:
@@ -344,6 +383,7 @@ class _Watch:
     def __init__(self, pid: int, read_fd: int) -> None:
         self.pid = pid
         self.status: int | None = None  # the wait status, once known (None: unknown)
+        self.pidfd: int | None = None  # a pidfd of the child, while there is one
         self._read_fd = read_fd
         self._poller = select.poll()
         self._poller.register(read_fd, select.POLLIN)
@@ -416,15 +456,15 @@ class _ChildWatch(_Watch):
         self._chunks: list[bytes] = []
         self._eof = False
         self._reaped = False
-        self._pidfd = _open_pidfd(pid)
-        if self._pidfd is not None:
-            self._poller.register(self._pidfd, select.POLLIN)
+        self.pidfd = _open_pidfd(pid)
+        if self.pidfd is not None:
+            self._poller.register(self.pidfd, select.POLLIN)
 
     def _poll(self, timeout: float, until_exit: bool) -> bool:
         # Done once the child has exited, or it reported (EOF after its outcome).
-        if self._pidfd is None:
+        if self.pidfd is None:
             timeout = min(timeout, _EXIT_CHECK_EOF if self._eof else _EXIT_CHECK_OPEN)
-        exited = self._pidfd is None
+        exited = self.pidfd is None
         for fd, _event in self._poller.poll(math.ceil(timeout * 1000)):
             if fd == self._read_fd:
                 self._read()
@@ -436,9 +476,9 @@ class _ChildWatch(_Watch):
         return self._eof and bool(self._chunks) and not until_exit
 
     def detach(self) -> int | None:
-        if self._pidfd is not None:
-            os.close(self._pidfd)
-            self._pidfd = None
+        if self.pidfd is not None:
+            os.close(self.pidfd)
+            self.pidfd = None
         if self._reaped:
             return None
         self._reaped = True  # from now on the executor reaps it
@@ -454,9 +494,9 @@ class _ChildWatch(_Watch):
         try:
             self.kill()
         finally:
-            if self._pidfd is not None:
-                os.close(self._pidfd)
-                self._pidfd = None
+            if self.pidfd is not None:
+                os.close(self.pidfd)
+                self.pidfd = None
 
     def data(self) -> bytes:
         return b"".join(self._chunks)
@@ -502,8 +542,9 @@ class _ServedWatch(_Watch):
     def __init__(self, pid: int, read_fd: int) -> None:
         super().__init__(pid, read_fd)
         self._buffer = bytearray()
+        self._scan = 0  # where the server's status mark may start
         self._exited = False
-        self._pidfd = _open_pidfd(pid)  # signals it without racing a reuse of its pid
+        self.pidfd = _open_pidfd(pid)  # signals it without racing a reuse of its pid
 
     def _poll(self, timeout: float, until_exit: bool) -> bool:
         if not self._exited:
@@ -528,9 +569,9 @@ class _ServedWatch(_Watch):
     def kill(self) -> None:
         if self._exited:
             return
-        if self._pidfd is not None:
+        if self.pidfd is not None:
             with contextlib.suppress(ProcessLookupError):
-                signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
+                signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
         else:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signal.SIGKILL)
@@ -552,24 +593,39 @@ class _ServedWatch(_Watch):
             self._exit()
             return
         self._buffer += chunk
-        mark = self._buffer.find(STATUS_MARK)
-        if mark >= 0 and len(self._buffer) >= mark + 1 + STATUS_SIZE:
+        while (mark := self._buffer.find(STATUS_MARK, self._scan)) >= 0:
+            if len(self._buffer) < mark + 1 + STATUS_SIZE:
+                return  # the rest is still to come
+            if not self._child_ended():
+                # A NUL the task wrote to its own pipe: the server appends the status only
+                # after the child's end (believing it would leave a running child unwatched).
+                self._scan = mark + 1
+                continue
             self.status = int.from_bytes(
                 self._buffer[mark + 1 : mark + 1 + STATUS_SIZE], "big", signed=True
             )
             self._exit()
+            return
+
+    def _child_ended(self) -> bool:
+        """Whether the child has exited, as far as can be told (without a pidfd: yes)."""
+        if self.pidfd is None:
+            return True
+        poller = select.poll()
+        poller.register(self.pidfd, select.POLLIN)  # readable once the process has exited
+        return bool(poller.poll(0))
 
     def _end_orphan(self) -> None:
         """Kill the child of a fork server that is gone, and wait for its end: it dies with
         its server (PR_SET_PDEATHSIG), but that signal may come after the server's pipe ends
         reached EOF, and a child must not outlive its job's outcome. (Without a pidfd its pid
         may be another process's by now: PR_SET_PDEATHSIG alone ends it.)"""
-        if self._pidfd is None:
+        if self.pidfd is None:
             return
         with contextlib.suppress(ProcessLookupError):
-            signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
+            signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
         poller = select.poll()
-        poller.register(self._pidfd, select.POLLIN)  # readable once the process has exited
+        poller.register(self.pidfd, select.POLLIN)  # readable once the process has exited
         poller.poll(math.ceil(_STATUS_WAIT * 1000))
 
     def _exit(self) -> None:
@@ -577,9 +633,9 @@ class _ServedWatch(_Watch):
         self._poller.unregister(self._read_fd)
 
     def _close_pidfd(self) -> None:
-        if self._pidfd is not None:
-            os.close(self._pidfd)
-            self._pidfd = None
+        if self.pidfd is not None:
+            os.close(self.pidfd)
+            self.pidfd = None
 
 
 def _kill_and_reap(pid: int) -> None:

@@ -33,6 +33,7 @@ import signal
 import socket
 import struct
 from collections import deque
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Final
 
 import structlog
@@ -75,11 +76,21 @@ class ForkServer:
         self._unanswered: deque[ServedSpare] = deque()
 
     @classmethod
-    def start(cls, wire: JobCodec) -> ForkServer:
-        """Fork the server from this process (call from the thread that owns the worker)."""
+    def start(
+        cls,
+        wire: JobCodec,
+        close_in_child: Sequence[int] = (),
+        cleanup: Callable[[], None] | None = None,
+    ) -> ForkServer:
+        """Fork the server from this process (call from the thread that owns the worker).
+
+        The server closes ``close_in_child`` and calls ``cleanup`` (see ``fork_process``), and
+        so does each spare it forks."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            pid = fork_process(functools.partial(_serve, theirs, wire), (ours.fileno(),))
+            serve = functools.partial(_serve, theirs, wire, cleanup)
+            close = (ours.fileno(), *close_in_child)
+            pid = fork_process(serve, close, cleanup=cleanup)
         except BaseException:
             ours.close()
             raise
@@ -128,6 +139,10 @@ class ForkServer:
             data += chunk
         pid: int = _INT.unpack(data)[0]
         return pid
+
+    def fileno(self) -> int:
+        """The worker's end of the socket to the server."""
+        return self._sock.fileno()
 
     def exited(self) -> bool:
         """Whether the server has exited (it is then reaped)."""
@@ -180,7 +195,7 @@ class ServedSpare:
         os.close(self.outcome_fd)
 
 
-def _serve(sock: socket.socket, wire: JobCodec) -> int:
+def _serve(sock: socket.socket, wire: JobCodec, cleanup: Callable[[], None] | None) -> int:
     """The server's life: fork spares on request, report their exits; 0 when told to stop."""
     for signum in _IGNORED:
         signal.signal(signum, signal.SIG_IGN)
@@ -219,7 +234,7 @@ def _serve(sock: socket.socket, wire: JobCodec) -> int:
             close = (sock.fileno(), wake_read, wake_write, *spares.values())
             run = functools.partial(run_sent_job, job_read, wire, rehearsal)
             try:
-                pid = fork_job_child(run, outcome_write, close)
+                pid = fork_job_child(run, outcome_write, close, cleanup)
             except OSError as exc:  # e.g. EAGAIN: the worker is told, we serve on (exiting
                 # would kill the children running tasks)
                 _log.error("fork server could not fork a spare", error=str(exc))

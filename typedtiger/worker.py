@@ -142,6 +142,7 @@ class Worker:
         )
         if isinstance(self._executor, ForkExecutor):
             self._executor.use_config_grace(config.hard_timeout_kill_grace)
+            self._executor.close_in_children(self._backend.close_inherited)
             # Spares, forked by a fork server, take the fork off the claim-to-start path and
             # out of this process (measured: fork -c 1 CPU per task -15%, -c 2 +25-45% tasks/s).
             self._executor.use_spares(JobWire(tiger, self._store_tracebacks), concurrency)

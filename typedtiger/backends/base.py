@@ -286,6 +286,12 @@ class Backend(Protocol):
         """Release what waiting for activity holds (subscriptions)."""
         ...
 
+    def close_inherited(self) -> None:
+        """In a process forked from one that used this backend: close the connections it
+        inherited, without a word to the server (they are the parent's sessions), so that
+        nothing in this process can write to them. The backend opens fresh ones when used."""
+        ...
+
     # --- inspection and administration --------------------------------------------------
 
     def get_task(

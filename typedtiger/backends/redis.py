@@ -8,10 +8,12 @@ loads it on NOSCRIPT and reconnects after a lost connection). Only this module a
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import itertools
 import os
+import socket
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -177,6 +179,22 @@ def _pack_evalsha(sha: str, args: Sequence[object]) -> bytes:
             raise TypeError(f"a script argument must be a str, int or float, not {arg!r}")
         parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
     return b"".join(parts)
+
+
+def _close_inherited_sockets(pool: object) -> None:
+    # redis-py has no API for this (a pool's own disconnect() first forgets the connections it
+    # finds were made in another process): its connection lists, read defensively.
+    connections: list[Any] = [
+        *getattr(pool, "_available_connections", ()),
+        *getattr(pool, "_in_use_connections", ()),
+        *getattr(pool, "_connections", ()),  # BlockingConnectionPool
+    ]
+    for connection in connections:
+        sock = getattr(connection, "_sock", None)
+        if isinstance(sock, socket.socket):
+            connection._sock = None
+            with contextlib.suppress(OSError):
+                sock.close()
 
 
 def _enqueue_options(task: NewTask) -> tuple[str, float, EnqueueMode, int | None]:
@@ -389,6 +407,14 @@ class RedisBackend:
         if self._pubsub is not None:
             self._pubsub.close()
             self._pubsub = None
+
+    def close_inherited(self) -> None:
+        """Close the sockets of the pool's connections (idle and in use: the subscription's
+        too) in a forked process. The socket is closed, never shut down, which would end the
+        parent's session as well; the pool starts afresh at its next use (redis-py resets a
+        pool it finds in another process)."""
+        _close_inherited_sockets(self._client.connection_pool)
+        self._pubsub = None
 
     @_redis_call
     def move_due_scheduled(self, now: float, limit: int, publish: bool = True) -> int:
