@@ -288,7 +288,7 @@ def measure(
     - errors: tasks in the error state.
     """
     ends = ledger.ends()
-    sizes = tiger.get_queue_sizes(queue)
+    sizes = tiger.get_queue_sizes(queue, with_errors=True)
     stuck = sizes[TaskState.QUEUED] + sizes[TaskState.ACTIVE] + sizes[TaskState.SCHEDULED]
     unfinished = [item for item in items if not ends[item]]
     return Figures(
