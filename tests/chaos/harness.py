@@ -268,12 +268,15 @@ class Figures:
     stuck: int
     drain_s: float
     errors: int = 0
+    #: Worker processes that exited on their own (None: not counted by the scenario).
+    worker_crashes: int | None = None
 
     @property
     def line(self) -> str:
+        crashes = "" if self.worker_crashes is None else f" worker_crashes={self.worker_crashes}"
         return (
             f"scenario={self.scenario} tasks={self.tasks} lost={self.lost} "
-            f"duplicated={self.duplicated} stuck={self.stuck} drain_s={self.drain_s:.1f}"
+            f"duplicated={self.duplicated} stuck={self.stuck}{crashes} drain_s={self.drain_s:.1f}"
         )
 
 
