@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from tests.worker_main import FAST
 from typedtiger import Task, TaskSpec, TaskState, Tiger
 from typedtiger.backends.redis import RedisBackend
 from typedtiger.executor import ForkExecutor
+from typedtiger.serialization import ExecutionRecord
 from typedtiger.worker import Worker
 
 REPO = Path(__file__).resolve().parent.parent
@@ -187,3 +189,116 @@ def _is_open(fd: int) -> bool:
     except OSError:
         return False
     return True
+
+
+# --- task modules are imported by the child -------------------------------------------------
+
+JOB_TIMEOUT = "tasktiger.exceptions:JobTimeoutException"
+CHILD_DIED = "typedtiger.exceptions:ChildProcessDied"
+
+
+@pytest.fixture
+def module_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A directory on sys.path (children inherit it) for throwaway task modules."""
+    folder = tmp_path / "modules"
+    folder.mkdir()
+    monkeypatch.syspath_prepend(str(folder))
+    before = set(sys.modules)
+    yield folder
+    for name in set(sys.modules) - before:
+        if name.startswith("tt_child_"):
+            del sys.modules[name]
+
+
+def task_module(folder: Path, body: str) -> str:
+    name = f"tt_child_{uuid.uuid4().hex[:8]}"
+    (folder / f"{name}.py").write_text(body)
+    return name
+
+
+def last_record(tiger: Tiger, task: Task) -> ExecutionRecord:
+    return Task.from_id(tiger, task.queue, TaskState.ERROR, task.id).executions[-1]
+
+
+HANGS = {
+    "in Python": "while True:\n    pass\n",
+    "deaf to the alarm": (
+        "import signal, time\nsignal.signal(signal.SIGALRM, signal.SIG_IGN)\ntime.sleep(60)\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("how", list(HANGS))
+def test_a_module_that_hangs_on_import_costs_its_task_only(
+    tiger: Tiger, ledger: Path, module_dir: Path, how: str
+) -> None:
+    tiger.reconfigure(attrs.evolve(tiger.config, hard_timeout_kill_grace=0.2))
+    module = task_module(module_dir, HANGS[how] + "def f() -> None:\n    pass\n")
+    hung = tiger.enqueue(TaskSpec(func=f"{module}:f", hard_timeout=0.5))
+    tiger.enqueue(TaskSpec.of(child_tasks.append, str(ledger), "after"))
+    Worker(tiger).run(once=True)  # (a worker that imported the module would hang here)
+    assert lines(ledger) == ["after"]
+    assert last_record(tiger, hung).exception_name == JOB_TIMEOUT
+    assert module not in sys.modules
+
+
+def test_a_module_that_exits_on_import_costs_its_task_only(
+    tiger: Tiger, ledger: Path, module_dir: Path
+) -> None:
+    module = task_module(module_dir, "import os\nos._exit(3)\n")
+    exiting = tiger.enqueue(TaskSpec(func=f"{module}:f"))
+    tiger.enqueue(TaskSpec.of(child_tasks.append, str(ledger), "after"))
+    Worker(tiger).run(once=True)  # (a worker that imported the module would exit here)
+    assert lines(ledger) == ["after"]
+    record = last_record(tiger, exiting)
+    assert record.exception_name == CHILD_DIED
+    assert record.exception is not None and "exited with code 3" in record.exception
+
+
+def test_the_worker_leaves_the_import_to_the_child(
+    tiger: Tiger, ledger: Path, module_dir: Path
+) -> None:
+    body = (
+        "import os\n\ndef f(path: str) -> None:\n    open(path, 'a').write(f'{os.getpid()}\\n')\n"
+    )
+    module = task_module(module_dir, body)
+    tiger.enqueue(TaskSpec(func=f"{module}:f", args=(str(ledger),)))
+    tiger.enqueue(TaskSpec(func=f"{module}:f", args=(str(ledger),)))
+    Worker(tiger).run(once=True)
+    pids = [int(line) for line in lines(ledger)]
+    assert len(pids) == 2 and os.getpid() not in pids
+    assert module not in sys.modules
+    assert tiger.get_queue_stats() == {}
+
+
+def test_a_name_outside_the_allowlist_is_refused_without_an_import(
+    tiger: Tiger, ledger: Path, module_dir: Path
+) -> None:
+    tiger.reconfigure(attrs.evolve(tiger.config, allowed_task_modules=("tests",)))
+    marker = module_dir / "imported"
+    module = task_module(module_dir, f"open({str(marker)!r}, 'w').close()\ndef f(): pass\n")
+    refused = tiger.enqueue(TaskSpec(func=f"{module}:f"))
+    Worker(tiger).run(once=True)
+    record = last_record(tiger, refused)
+    assert record.exception_name == "typedtiger.exceptions:TaskImportError"
+    assert not marker.exists()  # neither the worker nor a child imported it
+
+
+def test_a_batch_function_the_worker_has_not_imported_runs_in_batches_of_one(
+    tiger: Tiger, ledger: Path, module_dir: Path
+) -> None:
+    tiger.reconfigure(attrs.evolve(tiger.config, batch_queues={"default": 10}))
+    body = (
+        "from typedtiger import Tiger\n"
+        "tiger = Tiger()\n\n"
+        "@tiger.task(batch=True)\n"
+        "def b(calls):\n"
+        "    with open(calls[0]['args'][0], 'a') as file:\n"
+        "        file.write(f'batch of {len(calls)}\\n')\n"
+    )
+    module = task_module(module_dir, body)
+    for _ in range(2):
+        tiger.enqueue(TaskSpec(func=f"{module}:b", args=(str(ledger),)))
+    Worker(tiger).run(once=True)
+    assert lines(ledger) == ["batch of 1", "batch of 1"]
+    assert tiger.get_queue_stats() == {}

@@ -38,13 +38,15 @@ class JobWire:
         return self.tiger.clock
 
     def encode(self, job: Job) -> bytes:
-        """The job as JSON: queue, function name, batch flag, hard timeout and payloads."""
+        """The job as JSON: queue, function name, batch flag, hard timeout, whether the
+        function is to be imported where the job runs, and payloads."""
         return json.dumps(
             {
                 "queue": job.queue,
                 "func": job.serialized_func,
                 "batch": job.batch,
                 "hard_timeout": job.hard_timeout,
+                "in_child": job.func is None,
                 "payloads": [[task.id, encode_payload(task.payload)] for task in job.tasks],
             }
         ).encode("utf-8")
@@ -62,11 +64,14 @@ class JobWire:
             )
             for task_id, text in wire["payloads"]
         )
-        func, _batch = tiger.resolve_function(wire["func"])
+        # (a function the worker left to the child is imported when the job runs, under its
+        # hard timeout, never while rebuilding a rehearsal)
+        func = None if wire["in_child"] else tiger.resolve_function(wire["func"])[0]
         return Job(
             queue=queue,
             tasks=tasks,
             func=func,
+            resolve=tiger.resolve_function if func is None else None,
             serialized_func=wire["func"],
             batch=wire["batch"],
             hard_timeout=wire["hard_timeout"],

@@ -6,9 +6,16 @@ import contextlib
 import importlib
 from collections.abc import Callable, Sequence
 
-from typedtiger.exceptions import TaskImportError
+from typedtiger.exceptions import JobTimeoutException, TaskImportError
 
-__all__ = ["import_qualified", "is_allowed", "qualified_name"]
+__all__ = [
+    "check_allowed",
+    "import_allowed",
+    "import_qualified",
+    "is_allowed",
+    "qualified_name",
+    "split_name",
+]
 
 
 _NAMES: dict[object, str] = {}
@@ -54,15 +61,23 @@ def is_allowed(name: str, allowed_modules: Sequence[str] | None) -> bool:
     return any(module == prefix or module.startswith(prefix + ".") for prefix in allowed_modules)
 
 
-def import_qualified(name: str) -> object:
-    """Import "module:qualname" (or TaskTiger's older "module.name"); TaskImportError otherwise."""
+def split_name(name: str) -> tuple[str, str]:
+    """ "module:qualname" (or TaskTiger's older "module.name") as (module, qualname)."""
     module_name, sep, qualname = name.partition(":")
     if not sep:
         module_name, _, qualname = name.rpartition(".")
+    return module_name, qualname
+
+
+def import_qualified(name: str) -> object:
+    """Import "module:qualname" (or TaskTiger's older "module.name"); TaskImportError otherwise."""
+    module_name, qualname = split_name(name)
     if not module_name or not qualname:
         raise TaskImportError(f"{name!r} is not a 'module:qualname' name")
     try:
         target: object = importlib.import_module(module_name)
+    except JobTimeoutException:  # the import ran into the task's hard timeout: a timeout
+        raise
     except (Exception, SystemExit) as exc:  # a module may even call sys.exit() on import
         raise TaskImportError(
             f"cannot import module {module_name!r} for {name!r}: {exc!r}"
@@ -75,6 +90,14 @@ def import_qualified(name: str) -> object:
     return target
 
 
+def check_allowed(name: str, allowed_modules: Sequence[str] | None) -> None:
+    """TaskImportError unless ``name`` is within ``allowed_modules`` (nothing is imported)."""
+    if not is_allowed(name, allowed_modules):
+        raise TaskImportError(
+            f"{name!r} is outside Config.allowed_task_modules; refusing to import it"
+        )
+
+
 def import_allowed(name: str, allowed_modules: Sequence[str] | None) -> object:
     """``import_qualified``, refusing (TaskImportError) anything outside ``allowed_modules``.
 
@@ -84,10 +107,7 @@ def import_allowed(name: str, allowed_modules: Sequence[str] | None) -> object:
     """
     if allowed_modules is None:
         return import_qualified(name)
-    if not is_allowed(name, allowed_modules):
-        raise TaskImportError(
-            f"{name!r} is outside Config.allowed_task_modules; refusing to import it"
-        )
+    check_allowed(name, allowed_modules)
     target = import_qualified(name)
     real: object = getattr(target, "__wrapped__", target)
     own = f"{getattr(real, '__module__', None)}:{getattr(real, '__qualname__', None)}"

@@ -52,6 +52,9 @@ def matches_retry_on(exception_mro: Sequence[str], retry_on: Sequence[str]) -> b
     return any(_normalised(name) in wanted for name in exception_mro)
 
 
+#: How a task whose function cannot be imported where it runs fails (no retry policy applies).
+_IMPORT_ERROR: Final = f"{TaskImportError.__module__}:{TaskImportError.__qualname__}"
+
 #: Exception modules a ``retry_on`` may always name under an allowlist (nothing is imported).
 _ALWAYS_ALLOWED_EXCEPTIONS: Final = ("builtins", "typedtiger.exceptions", "tasktiger.exceptions")
 
@@ -88,6 +91,8 @@ def decide(
     ``retry_number`` counts every failed execution including this one. Giving up moves the
     task to ERROR, or removes it when the RetryException said ``log_error=False``.
     """
+    if failed.exception_name == _IMPORT_ERROR:  # its function cannot be had: a retry would loop
+        return Decision(TaskState.ERROR, now, log_error=True)
     policy: RetryPolicy | None
     if failed.retry_requested:
         policy = failed.retry_method or payload.retry_method or default_retry

@@ -48,11 +48,17 @@ _log = structlog.get_logger("typedtiger.executor")
 
 @attrs.frozen(kw_only=True)
 class Job:
-    """One unit of work: a single task, or a batch of one ``batch=True`` function."""
+    """One unit of work: a single task, or a batch of one ``batch=True`` function.
+
+    ``func`` None: the function is resolved from ``serialized_func`` by ``resolve`` where the
+    job runs (a forked child imports its module, so that a module that hangs or exits on import
+    costs this job, not the worker); such a job has one task, run as a batch of one if the
+    function turns out to be a batch function.
+    """
 
     queue: str
     tasks: tuple[Task, ...]
-    func: Callable[..., object]
+    func: Callable[..., object] | None
     serialized_func: str
     batch: bool
     hard_timeout: float
@@ -60,6 +66,7 @@ class Job:
     context_managers: tuple[Callable[[], AbstractContextManager[object]], ...] = ()
     store_traceback: bool = True
     clock: Clock
+    resolve: Callable[[str], tuple[Callable[..., object], bool]] | None = None
 
 
 class Executor(Protocol):
@@ -136,12 +143,13 @@ def run_job(job: Job) -> Outcome:
     started = job.clock.now()
     task_ids = [task.id for task in job.tasks]
     try:
+        func, batch = _function_of(job)
         with ExitStack() as stack:
             for factory in job.context_managers:
                 stack.enter_context(factory())
-            stack.enter_context(running(job.tasks, job.batch, job.serialized_func))
-            func = sync_only(job.func, job.serialized_func)
-            if job.batch:
+            stack.enter_context(running(job.tasks, batch, job.serialized_func))
+            func = sync_only(func, job.serialized_func)
+            if batch:
                 job.runner.run_batch_tasks(job.tasks, func, job.hard_timeout)
             else:
                 job.runner.run_single_task(job.tasks[0], func, job.hard_timeout)
@@ -149,6 +157,17 @@ def run_job(job: Job) -> Outcome:
         _log.debug("task raised", task_ids=task_ids, exception=type(exc).__name__)
         return failed_from_exception(exc, started, job.clock.now(), job.store_traceback)
     return Succeeded(time_started=started, time_finished=job.clock.now())
+
+
+def _function_of(job: Job) -> tuple[Callable[..., object], bool]:
+    """The job's function and whether it runs as a batch (importing it if the job says so)."""
+    if job.func is not None:
+        return job.func, job.batch
+    if job.resolve is None or len(job.tasks) != 1:
+        raise ValueError(
+            "a job whose function is resolved where it runs needs resolve and one task"
+        )
+    return job.resolve(job.serialized_func)
 
 
 #: The hard timeout armed now, if any: what ``_on_alarm`` reports.

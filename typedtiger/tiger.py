@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING, Literal, ParamSpec, TypeVar, overload
 import attrs
 
 from typedtiger import _context
-from typedtiger._names import import_allowed, qualified_name
+from typedtiger._names import check_allowed, import_allowed, qualified_name, split_name
 from typedtiger._queues import queue_matches
 from typedtiger._registry import BatchTaskFunction, Registration, TaskFunction
 from typedtiger._sync_only import refuse_async, sync_only
@@ -503,6 +504,20 @@ class Tiger:
         if not callable(target):
             raise TaskImportError(f"{serialized_func!r} is not callable")
         return target, False
+
+    def resolve_loaded(self, serialized_func: str) -> tuple[Callable[..., object], bool] | None:
+        """``resolve_function`` without importing anything: None if the function is not
+        registered and its module not imported in this process (a worker leaves that import
+        to the task's child, where a module that hangs or exits on import costs that task).
+        TaskImportError if the name is refused by ``Config.allowed_task_modules``."""
+        if serialized_func in self._registry:
+            return self.resolve_function(serialized_func)
+        check_allowed(serialized_func, self.config.allowed_task_modules)
+        module, qualname = split_name(serialized_func)
+        if module and qualname and module not in sys.modules:
+            return None
+        # (its module is there, or the name is malformed: no import runs)
+        return self.resolve_function(serialized_func)
 
     def runner_for(self, runner_class: str | None) -> BaseRunner:
         """An instance of the runner class a payload names (DefaultRunner if none)."""

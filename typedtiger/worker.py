@@ -402,10 +402,14 @@ class Worker:
         if not group:
             return
         try:
-            func, batch = self._tiger.resolve_function(func_name)
+            resolved = self._tiger.resolve_loaded(func_name)
         except TaskImportError as exc:
             self._fail_unrunnable(queue, [task for task, _ in group], exc)
             return
+        # A function whose module this process has not imported is imported by the child
+        # that runs it (a module that hangs or exits on import costs that task, not the
+        # worker): one task per job, as the worker cannot tell a batch function without it.
+        func, batch = resolved if resolved is not None else (None, False)
         jobs = [group] if batch else [[item] for item in group]
         for job in jobs:
             if self._stop_requested and self._ran_in_claim:
@@ -496,7 +500,11 @@ class Worker:
             return None
 
     def _run_job(
-        self, queue: str, group: list[tuple[Task, int]], func: Callable[..., object], batch: bool
+        self,
+        queue: str,
+        group: list[tuple[Task, int]],
+        func: Callable[..., object] | None,
+        batch: bool,
     ) -> None:
         runner = self._job_runner(queue, [task for task, _ in group])
         if runner is None:
@@ -520,6 +528,7 @@ class Worker:
             context_managers=self._config.child_context_managers,
             store_traceback=self._store_tracebacks,
             clock=self._clock,
+            resolve=self._tiger.resolve_function if func is None else None,
         )
         ids = [task.id for task in tasks]
         log = self._log.bind(queue=queue, func=first.serialized_func, task_id=ids[0])
