@@ -103,10 +103,13 @@ def test_unique_key_of_a_batch_function(btiger_on: Tiger) -> None:
     per_call = btiger_on.enqueue(collect.spec("x", n=1).evolve(unique_key=["n"]))
     assert btiger_on.enqueue(collect.spec("y", n=1).evolve(unique_key=["n"])).id == per_call.id
     assert first.id == last.id != other.id
+    # TaskTiger-style, untyped: the keys name the call's keyword arguments too.
+    untyped = btiger_on.delay(collect, args=["z"], kwargs={"n": 1}, unique_key=["n"])
+    assert untyped.id == per_call.id
 
     btiger_on.run_worker(executor=RecordingExecutor(), once=True)
 
-    assert sorted(CALLS) == [("collect", ["y"]), ("latest", ["last", "other"])]
+    assert sorted(CALLS) == [("collect", ["z"]), ("latest", ["last", "other"])]
 
 
 def test_batch_whose_tasks_name_different_runner_classes_fails(btiger_on: Tiger) -> None:
