@@ -21,6 +21,7 @@ import redis
 import structlog.testing
 
 from tests import child_tasks, worker_tasks
+from tests.chaos.harness import descendants
 from tests.conftest import REDIS_URL
 from tests.waiting import scaled, wait_until
 from tests.worker_main import FAST
@@ -85,25 +86,6 @@ def worker(tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
     if process.poll() is None:
         os.killpg(process.pid, signal.SIGKILL)
     process.wait(timeout=scaled(10))
-
-
-def descendants(pid: int) -> list[int]:
-    """Every process below ``pid`` (from /proc)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:  # gone meanwhile
-                continue
-            parent = int(stat.rpartition(")")[2].split()[1])
-            children.setdefault(parent, []).append(int(entry.name))
-    found, todo = [], [pid]
-    while todo:
-        below = children.get(todo.pop(), [])
-        found += below
-        todo += below
-    return found
 
 
 @pytest.mark.parametrize("to", ["the worker's process group", "every process of the worker"])

@@ -111,6 +111,22 @@ def parent_pid(pid: int) -> int | None:
     return int(stat.rpartition(")")[2].split()[1])
 
 
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (its children, theirs...), per /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            parent = parent_pid(int(entry.name))
+            if parent is not None:
+                children.setdefault(parent, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        below = children.get(todo.pop(), [])
+        found += below
+        todo += below
+    return found
+
+
 def worker_of(pid: int, workers: set[int]) -> int | None:
     """The worker among ``workers`` whose task ``pid`` runs: its parent, or its grandparent
     when the worker's fork server forked it (one task at a time); None if neither."""
@@ -175,11 +191,12 @@ class WorkerPool:
     def _spawn(self, command: list[str]) -> subprocess.Popen[bytes]:
         log_path = self.logs / f"worker-{len(self.started)}.log"
         with open(log_path, "wb") as log:
-            process = subprocess.Popen(
+            process = subprocess.Popen(  # a process group of its own, as a service's
                 command,
                 cwd=REPO,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         self.started.append(process)
         self._log_paths[process.pid] = log_path

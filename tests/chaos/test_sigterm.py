@@ -1,11 +1,17 @@
 """SIGTERM mid-task: the worker finishes the running task, records it, exits 0; it is restarted.
 
+The signal goes to the worker alone, to its process group (a container's init, kill -TERM
+-PGID) or to every process of it (systemd's KillMode=control-group): the task's child leaves
+the stop to the worker in each case.
+
 No worker is lost here (a first SIGTERM is a graceful stop), so no task may run twice: a
 duplicate would mean the stopping worker dropped or re-released a task it had started.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import subprocess
 import time
@@ -18,6 +24,7 @@ from tests.chaos.harness import (
     STOP_TIMEOUT,
     Ledger,
     WorkerPool,
+    descendants,
     error_details,
     measure,
     pending,
@@ -42,7 +49,28 @@ def _busy_worker(pool: WorkerPool, ledger: Ledger) -> subprocess.Popen[bytes] | 
     return None
 
 
-def test_sigterm_mid_task(tiger: Tiger, ledger: Ledger, pool: WorkerPool, report: Report) -> None:
+def _stop(worker: subprocess.Popen[bytes], to: str) -> None:
+    if to == "worker":
+        worker.send_signal(signal.SIGTERM)
+    elif to == "process_group":
+        os.killpg(worker.pid, signal.SIGTERM)
+    else:
+        for pid in [worker.pid, *descendants(worker.pid)]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+
+@pytest.mark.parametrize(
+    ("to", "scenario"),
+    [
+        ("worker", "sigterm_mid_task"),
+        ("process_group", "sigterm_process_group"),
+        ("every_process", "sigterm_every_process"),
+    ],
+)
+def test_sigterm_mid_task(
+    tiger: Tiger, ledger: Ledger, pool: WorkerPool, report: Report, to: str, scenario: str
+) -> None:
     items = [f"s{n}" for n in range(60)]
     tiger.enqueue_many(
         [TaskSpec.of(chaos_tasks.run, str(ledger.path), item, 0.3) for item in items]
@@ -56,13 +84,13 @@ def test_sigterm_mid_task(tiger: Tiger, ledger: Ledger, pool: WorkerPool, report
         worker = _busy_worker(pool, ledger)
         if worker is None:
             continue
-        worker.send_signal(signal.SIGTERM)
+        _stop(worker, to)
         exit_codes.append(worker.wait(timeout=STOP_TIMEOUT))
         pool.start()
     drain_s = time.monotonic() - started
     exit_codes += [code if code is not None else -1 for code in pool.stop_all()]
 
-    figures = measure("sigterm_mid_task", tiger, QUEUE, ledger, items, drain_s)
+    figures = measure(scenario, tiger, QUEUE, ledger, items, drain_s)
     report(figures)
     detail = (
         f"{figures.line} sigterms={len(exit_codes) - WORKERS} exit_codes={exit_codes}\n"
