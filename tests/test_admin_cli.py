@@ -19,7 +19,7 @@ import pytest
 import redis
 from click.testing import CliRunner, Result
 
-from tests import tasks
+from tests import tasks, worker_tasks
 from tests.conftest import REDIS_URL, run_worker
 from typedtiger import Config, Task, TaskSpec, TaskState, Tiger
 from typedtiger._admin import make_tiger, parse_duration, register_admin_commands
@@ -838,3 +838,12 @@ def test_broken_task_keys_are_shown_and_the_task_can_be_retried(
         run_worker(fake)
     assert tasks.CALLS == [("simple", "broken")]
     assert cli.json("queues") == {"queues": []}
+
+
+def test_an_exception_message_with_a_lone_surrogate_is_shown_escaped(cli: Cli, fake: Tiger) -> None:
+    task = fake.enqueue(TaskSpec.of(worker_tasks.fail_on_an_undecodable_name))
+    run_worker(fake)
+    assert "no such file: caf\\udce9" in cli("show", task.id).output
+    assert "no such file: caf\\udce9" in cli("tasks", "default", "error").output
+    (where,) = cli.json("show", task.id)["locations"]
+    assert where["executions"][0]["exception"] == "no such file: caf\udce9"

@@ -17,7 +17,7 @@ import fakeredis
 import pytest
 import redis
 
-from tests import chaos_tasks, tasks
+from tests import chaos_tasks, tasks, worker_tasks
 from tests.conftest import run_worker
 from tests.worker_main import FAST
 from typedtiger import TaskSpec, TaskState, Tiger
@@ -468,3 +468,20 @@ def test_a_periodic_registration_over_a_poisoned_copy_reads_it_as_it_is(
         assert result.existing_payload is None
     else:
         assert result.existing_payload is not None and existing in result.existing_payload
+
+
+@pytest.mark.redis
+def test_an_exception_message_with_a_lone_surrogate_is_recorded(
+    redis_db: redis.Redis[str],
+) -> None:
+    """Only task data is refused so: a child's outcome and a record are messages."""
+    tiger = Tiger(RedisBackend(redis_db), FAST)
+    task = tiger.enqueue(TaskSpec.of(worker_tasks.fail_on_an_undecodable_name))
+
+    tiger.run_worker(executor=ForkExecutor(kill_grace=0.3), once=True)
+
+    (record,) = [
+        decode_execution(raw) for raw in redis_db.lrange(f"t:task:{task.id}:executions", 0, -1)
+    ]
+    assert record.exception_name == "builtins:FileNotFoundError"
+    assert record.exception == "no such file: caf\udce9"

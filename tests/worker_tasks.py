@@ -24,6 +24,13 @@ def record(ledger: str, item: str, seconds: float = 0.0) -> None:
     _append(ledger, item)
 
 
+def fail_on_an_undecodable_name() -> None:
+    """Fail with a message holding a lone surrogate, as an OSError about a file name that is
+    not UTF-8 does (os.fsdecode keeps its bytes as surrogates)."""
+    name = os.fsdecode(b"caf\xe9")
+    raise FileNotFoundError(f"no such file: {name}")
+
+
 def sleep_for(seconds: float) -> None:
     time.sleep(seconds)
 

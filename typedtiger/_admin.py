@@ -413,7 +413,7 @@ def _tasks_command(env: _Env, connection: ConnectionOptions) -> click.Command:
             where = f"queue {queue!r} has no {task_state.value} tasks"
             click.echo(f"Nothing to show: {where}." if total == 0 else f"No tasks past {skip}.")
             return
-        click.echo(_tasks_table(decoded, task_state))
+        click.echo(_printable(_tasks_table(decoded, task_state)))
         shown = f"{skip + 1}-{skip + len(decoded)}"
         footer = f"{task_state.value} tasks {shown} of {total} in queue {queue!r}, newest first."
         if skip + len(decoded) < total:
@@ -474,7 +474,7 @@ def _show_command(env: _Env, connection: ConnectionOptions) -> click.Command:
         if as_json:
             _echo_json({"id": task_id, "locations": [_show_json(item) for item in decoded]})
             return
-        click.echo("\n\n".join(_show_text(item) for item in decoded))
+        click.echo(_printable("\n\n".join(_show_text(item) for item in decoded)))
 
     return show
 
@@ -509,6 +509,12 @@ def _show_json(item: _Decoded) -> dict[str, Any]:
             for execution in item.executions
         ],
     }
+
+
+def _printable(text: str) -> str:
+    """``text`` with any lone surrogate (an exception message about a file name that is not
+    UTF-8, say) as ``\\udcXX``: a terminal cannot be sent one."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _escaped(text: str) -> str:
@@ -796,7 +802,7 @@ def _finish(report: _Report, as_json: bool) -> None:
         _echo_json({"action": action.name, action.past: report.done, "failed": report.failed})
     else:
         for failure in report.failed:
-            click.echo(f"Error: {failure['error']}", err=True)
+            click.echo(_printable(f"Error: {failure['error']}"), err=True)
         if report.done:
             noun = "task" if len(report.done) == 1 else "tasks"
             click.echo(f"{action.past.capitalize()} {len(report.done)} {noun}.")

@@ -135,7 +135,7 @@ def _is_json_value_type(cls: object) -> bool:
 
 
 def _structure_json(value: object, _: object) -> JSONValue:
-    # Only data from _loads is structured, and it checked every value (document_problem).
+    # Only task payloads hold JSON values, and _loads checked every one (document_problem).
     return typing.cast(JSONValue, value)
 
 
@@ -216,9 +216,11 @@ def _dumps(data: object) -> str:
     return json.dumps(data, separators=(",", ":"), allow_nan=False)
 
 
-def _loads(text: str | bytes, what: str) -> dict[str, Any]:
-    """The JSON object ``text`` holds, with nothing ``to_json_value`` would refuse at enqueue
-    (NaN, Infinity, integers past 64 bits, lone surrogates, deep nesting) anywhere in it."""
+def _loads(text: str | bytes, what: str, *, task_data: bool = False) -> dict[str, Any]:
+    """The JSON object ``text`` holds. With ``task_data``, nothing ``to_json_value`` would
+    refuse at enqueue (NaN, Infinity, integers past 64 bits, lone surrogates, deep nesting) is
+    anywhere in it: a worker acts on it. Records and outcomes only carry messages (an exception's
+    may hold a lone surrogate, from a file name say), so only their bytes are checked."""
     problem = text_problem(text) if isinstance(text, str) else None
     if problem is not None:
         raise PayloadError(f"{what} {problem}")
@@ -230,7 +232,7 @@ def _loads(text: str | bytes, what: str) -> dict[str, Any]:
         raise PayloadError(f"{what} is nested too deeply for JSON to read") from None
     if not isinstance(data, dict):
         raise PayloadError(f"{what} is a JSON {type(data).__name__}, not an object")
-    problem = document_problem(data, what)
+    problem = document_problem(data, what) if task_data else None
     if problem is not None:
         raise PayloadError(problem)
     return data
@@ -265,7 +267,8 @@ def encode_payload(payload: TaskPayload) -> str:
 
 def decode_payload(text: str | bytes) -> TaskPayload:
     """Read a stored payload; PayloadError names what is wrong."""
-    payload = _structure(_loads(text, "task payload"), TaskPayload, "task payload")
+    data = _loads(text, "task payload", task_data=True)
+    payload = _structure(data, TaskPayload, "task payload")
     problem = _range_problem(payload)
     if problem is not None:
         raise PayloadError(f"task payload.{problem}")
