@@ -32,6 +32,7 @@ from tests import interop_tasks
 from tests.conftest import redis_client, unavailable
 from tests.interop.typed_worker import FAST
 from tests.redis_server import RedisServerError, own_redis_server
+from tests.waiting import scaled
 from typedtiger import Config, Tiger, Worker
 from typedtiger.backends.redis import RedisBackend
 from typedtiger.executor import Executor, SyncExecutor
@@ -178,13 +179,14 @@ class Process:
         kill_group(self.popen)
 
     def terminate(self, timeout: float = 15) -> int:
-        """SIGTERM the process only (a warm shutdown) and wait for it."""
+        """SIGTERM the process only (a warm shutdown) and wait for it (``timeout`` scaled)."""
         self.popen.send_signal(signal.SIGTERM)
-        return self.popen.wait(timeout=timeout)
+        return self.popen.wait(timeout=scaled(timeout))
 
     def wait(self, timeout: float = 30) -> int:
+        """Wait for the process to exit (``timeout`` scaled); kill it and fail after that."""
         try:
-            return self.popen.wait(timeout=timeout)
+            return self.popen.wait(timeout=scaled(timeout))
         except subprocess.TimeoutExpired:
             self.kill()
             raise AssertionError(f"process did not exit; log:\n{self.output()}") from None
