@@ -12,6 +12,7 @@ import redis
 
 from tests import tasks
 from tests.test_round_trips import CountingConnection
+from tests.waiting import wait_until
 from typedtiger import Config, TaskSpec, Tiger
 from typedtiger.backends import redis as redis_backend
 from typedtiger.backends.redis import RedisBackend
@@ -59,6 +60,11 @@ def _running_worker(
         thread.join(timeout=10)
 
 
+def _subscribers(client: redis.Redis[str], channel: str) -> int:
+    ((_name, count),) = client.pubsub_numsub(channel)
+    return int(count)
+
+
 def _wait_for_a_call(timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while not tasks.CALLS and time.monotonic() < deadline:
@@ -69,9 +75,10 @@ def test_idle_worker_makes_few_redis_calls_and_wakes_on_activity(
     redis_db: redis.Redis[str],
 ) -> None:
     with _running_worker(redis_db, CountingConnection, "idle", exit_after=30) as tiger:
-        # This test measures a rate over real time, so it has to let real time pass: 1.5 s for
-        # the worker to start (load its scripts, subscribe), then 3 s of idling.
-        time.sleep(1.5)
+        # This test measures a rate over real time, so it has to let real time pass: until the
+        # worker has started (scripts loaded, channel subscribed), then 3 s of idling.
+        wait_until(lambda: _subscribers(redis_db, "idle:activity") > 0, 30, "the worker")
+        time.sleep(0.2)  # its first wait on the channel has begun
         CountingConnection.sends = 0
         started = time.monotonic()
         time.sleep(3)
@@ -91,7 +98,8 @@ def test_the_task_that_wakes_a_worker_is_claimed_before_upkeep(
 ) -> None:
     clock = ManualClock()
     with _running_worker(redis_db, RecordingConnection, "wake", clock=clock) as tiger:
-        time.sleep(0.5)  # the worker starts and waits on the activity channel
+        # the worker starts and waits on the activity channel
+        wait_until(lambda: _subscribers(redis_db, "wake:activity") > 0, 30, "the worker")
         clock.advance(3600)  # every kind of upkeep is due now
         RecordingConnection.scripts = []
         tiger.enqueue(TaskSpec.of(tasks.simple, "wake up"))
