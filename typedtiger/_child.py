@@ -217,10 +217,9 @@ def kill_group(pid: int) -> None:
     """
     try:
         os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:  # it has not made its session yet (or has none)
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    except PermissionError:  # a setuid program a task ran: not ours to kill
+    # (no such group: it has not made its session yet; refused: the group holds a setuid
+    # program a task ran) the child itself, then
+    except (ProcessLookupError, PermissionError):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
 
