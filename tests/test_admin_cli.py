@@ -847,3 +847,13 @@ def test_an_exception_message_with_a_lone_surrogate_is_shown_escaped(cli: Cli, f
     assert "no such file: caf\\udce9" in cli("tasks", "default", "error").output
     (where,) = cli.json("show", task.id)["locations"]
     assert where["executions"][0]["exception"] == "no such file: caf\udce9"
+
+
+def test_a_record_whose_time_is_no_time_is_shown(
+    cli: Cli, fake: Tiger, client: redis.Redis[str]
+) -> None:
+    errored = _errored(fake, "x")
+    client.rpush(f"t:task:{errored.id}:executions", '{"success": false, "time_failed": 1e300}')
+    client.incr(f"t:task:{errored.id}:executions_count")
+    assert "#2 1e+300 (not a time)" in cli("show", errored.id).output
+    assert cli.json("show", errored.id)["locations"][0]["executions"][-1]["time_failed"] == 1e300

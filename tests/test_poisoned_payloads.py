@@ -126,6 +126,12 @@ CASES: dict[str, tuple[str | bytes | None, Keys, str]] = {
     ),
     "max_stored_executions -1": (text(max_stored_executions=-1), {}, "max_stored_executions is -1"),
     "max_queue_size 0": (text(max_queue_size=0), {}, "max_queue_size is 0, not >= 1"),
+    "time_last_queued 1e300": (
+        text(time_last_queued=1e300),
+        {},
+        "time_last_queued is 1e+300, not a time (0 to 253402300799, the year 9999)",
+    ),
+    "scheduled_at -1": (text(scheduled_at=-1), {}, "scheduled_at is -1.0, not a time"),
     # Nesting.
     "arguments nested 5,000 deep": (
         with_raw("args", f"[{nested(5000)}]"),
@@ -260,7 +266,11 @@ def test_a_poisoned_task_is_quarantined_and_the_worker_goes_on(
         json.dumps(payload(args=["é ✓ 😀"]), ensure_ascii=False).encode(),
         json.dumps(payload(args=["é ✓ 😀"])),  # escaped: \ud83d\ude00 is a valid pair
         with_raw("args", f"[[[{2**63 - 1}, {-(2**63)}], {nested(99)}]]"),
-        text(hard_timeout=365 * 24 * 3600, max_stored_executions=2**31 - 1),
+        text(
+            hard_timeout=365 * 24 * 3600,
+            max_stored_executions=2**31 - 1,
+            time_last_queued=253402300799,
+        ),
     ],
     ids=["raw UTF-8", "escaped surrogate pair", "64-bit integers, 100 levels", "largest numbers"],
 )

@@ -244,14 +244,26 @@ def _exception_text(record: ExecutionRecord) -> str:
     return f"{name}: {record.exception}" if record.exception else name
 
 
+def _datetime(timestamp: float) -> datetime | None:
+    """The time, or None for a number no datetime holds (a record written by another tool)."""
+    try:
+        return datetime.fromtimestamp(timestamp, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
 def _iso(timestamp: float | None) -> str | None:
-    return None if timestamp is None else datetime.fromtimestamp(timestamp, UTC).isoformat()
+    if timestamp is None:
+        return None
+    when = _datetime(timestamp)
+    return repr(timestamp) if when is None else when.isoformat()
 
 
 def _human_time(timestamp: float | None) -> str:
     if timestamp is None:
         return "-"
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    when = _datetime(timestamp)
+    return f"{timestamp!r} (not a time)" if when is None else when.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _shorten(text: str, limit: int) -> str:

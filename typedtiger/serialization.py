@@ -51,6 +51,10 @@ JOB_TIMEOUT_NAME: Final = "tasktiger.exceptions:JobTimeoutException"
 
 T = TypeVar("T")
 
+#: The last second a datetime holds (9999-12-31 23:59:59 UTC): a payload time past it (or
+#: before 1970) is no time a producer wrote, and converting it would raise.
+MAX_TIMESTAMP: Final = 253402300799.0
+
 _RETRY_FUNCS: Final[Mapping[str, type[Fixed | Linear | Exponential]]] = {
     "tasktiger.retry:_fixed": Fixed,
     "tasktiger.retry:_linear": Linear,
@@ -280,6 +284,10 @@ def _range_problem(payload: TaskPayload) -> str | None:
     timeout = payload.hard_timeout
     if timeout is not None and not 0 < timeout <= MAX_SECONDS:
         return f"hard_timeout is {timeout!r}, not > 0 and <= {MAX_SECONDS:.0f} seconds (a year)"
+    for name in ("time_last_queued", "scheduled_at"):
+        when = getattr(payload, name)
+        if when is not None and not 0 <= when <= MAX_TIMESTAMP:
+            return f"{name} is {when!r}, not a time (0 to {MAX_TIMESTAMP:.0f}, the year 9999)"
     for name, low in (("max_queue_size", 1), ("max_stored_executions", 0)):
         count = getattr(payload, name)
         if count is not None and not low <= count <= MAX_COUNT:
