@@ -19,3 +19,16 @@ def stamp(path: str, enqueued_at: float) -> None:
         os.write(fd, line)
     finally:
         os.close(fd)
+
+
+def hold(path: str, item: str, seconds: float, *, key: str) -> None:
+    """Append ``begin``, sleep ``seconds``, append ``end`` (for lock tasks keyed by ``key``)."""
+    for what in ("begin", "end"):
+        if what == "end":
+            time.sleep(seconds)
+        line = f"{what} {item}@{key} {time.time()!r}\n".encode()
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line)
+        finally:
+            os.close(fd)

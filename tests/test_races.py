@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from typing import cast
 
 from tests import tasks
-from typedtiger import TaskSpec, Tiger, Worker
+from typedtiger import TaskSpec, TaskState, Tiger, Worker
 from typedtiger._heartbeat import Heartbeat
 from typedtiger._outcome import Outcome, Succeeded
+from typedtiger.backends.base import Backend
 from typedtiger.backends.redis import RedisBackend
 from typedtiger.clock import ManualClock
-from typedtiger.executor import Job
+from typedtiger.executor import Job, SyncExecutor
+from typedtiger.worker import lock_id_for
 
 #: Bound on waits for another thread (never reached when the code is right).
 WAIT = 10.0
@@ -139,3 +142,50 @@ def test_a_long_pause_does_not_give_a_running_tasks_slot_to_another_worker(
     Worker(tiger, max_workers_per_queue=1, executor=executor).run(once=True)
     assert executor.intruder_got_the_slot is False
     assert tiger.get_total_queue_size("single") == 0
+
+
+# --- a claim that only met busy locks ----------------------------------------------------------
+
+
+class _StopsWhenIdle:
+    """The backend, except that the worker is stopped when it first waits for activity (idle)."""
+
+    def __init__(self, inner: RedisBackend) -> None:
+        self._inner = inner
+        self.worker: Worker | None = None
+
+    def wait_for_activity(self, timeout: float) -> set[str]:
+        assert self.worker is not None
+        self.worker.stop()
+        return set()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._inner, name)
+
+    def with_prefix(self, prefix: str) -> _StopsWhenIdle:
+        assert prefix == self._inner.prefix
+        return self
+
+
+def test_a_claim_that_only_met_a_busy_lock_leaves_the_queue_until_activity(
+    backend: RedisBackend, clock: ManualClock
+) -> None:
+    # Another worker runs a task holding the lock all of these tasks need.
+    spec = TaskSpec.of(tasks.simple, "same").evolve(lock=True)
+    first, *_ = (Tiger(backend).enqueue(spec) for _ in range(6))
+    (holder,) = backend.claim("default", clock.now(), 1)
+    lock = {holder.id: lock_id_for(first.payload)}  # the same lock for all six
+    assert backend.acquire_locks("default", lock, clock.now(), 20, clock.now() + 1) == {holder.id}
+
+    wrapper = _StopsWhenIdle(backend)
+    tiger = Tiger(cast(Backend, wrapper))
+    tiger.adopt(tasks.tiger)
+    worker = wrapper.worker = Worker(tiger, executor=SyncExecutor())
+    worker.run()
+
+    # One task bounced off the lock; the worker then went idle instead of pushing every queued
+    # task of the lock back to scheduled (to run one per scheduler pass).
+    sizes = tiger.get_queue_sizes("default")
+    assert sizes[TaskState.SCHEDULED] == 1
+    assert sizes[TaskState.QUEUED] == 4
+    assert tasks.CALLS == []

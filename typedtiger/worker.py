@@ -158,6 +158,8 @@ class Worker:
         self._busy_seconds = 0.0
         self._stats_since = time.monotonic()
         self._ran_in_claim = False
+        #: Tasks of the current claim rescheduled because their lock was busy.
+        self._lock_bounces = 0
 
     # --- public -------------------------------------------------------------------------
 
@@ -363,7 +365,17 @@ class Worker:
             self._queues.discard(queue)
         if claimed:
             self._handle_claimed(queue, claimed)
+            if self._lock_bounces == len(claimed):
+                self._rest(queue)
         return bool(claimed)
+
+    def _rest(self, queue: str) -> None:
+        """Leave ``queue`` until activity on it or the next refresh, as if it were empty: all
+        it gave were tasks of busy locks. Claiming on at once would push every queued task of
+        those locks back to scheduled within milliseconds, to run one per scheduler pass."""
+        self._queues.discard(queue)
+        soon = self._clock.now() + self._config.select_timeout
+        self._next_queue_refresh = min(self._next_queue_refresh, soon)
 
     # --- running claimed tasks ----------------------------------------------------------
 
@@ -376,6 +388,7 @@ class Worker:
             if task is not None:
                 groups.setdefault(task.serialized_func, []).append((task, item.executions_count))
         self._ran_in_claim = False
+        self._lock_bounces = 0
         for group in groups.values():
             self._run_group(queue, group)
 
@@ -481,6 +494,7 @@ class Worker:
         ]
         for task, _ in group:
             if task.id in wanted and task.id not in granted:
+                self._lock_bounces += 1
                 self._log.info("lock busy, rescheduled", queue=queue, task_id=task.id)
         return kept, [wanted.get(task.id, "") for task, _ in kept]
 

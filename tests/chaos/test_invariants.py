@@ -97,15 +97,17 @@ def _lock_overlaps(ledger: Ledger) -> int:
     return sum(overlaps(intervals) for intervals in by_key.values())
 
 
-def _enqueue_locked(tiger: Tiger, ledger: Ledger, prefix: str, n_tasks: int) -> list[str]:
+def _enqueue_locked(
+    tiger: Tiger, ledger: Ledger, prefix: str, n_tasks: int, keys: int = 5, seconds: float = 0.1
+) -> list[str]:
     specs = [
         TaskSpec.of(
-            chaos_tasks.run_locked, str(ledger.path), f"{prefix}{n}", 0.1, key=f"k{n % 5}"
+            chaos_tasks.run_locked, str(ledger.path), f"{prefix}{n}", seconds, key=f"k{n % keys}"
         ).evolve(lock_key=["key"])
         for n in range(n_tasks)
     ]
     tiger.enqueue_many(specs)
-    return [f"{prefix}{n}@k{n % 5}" for n in range(n_tasks)]
+    return [f"{prefix}{n}@k{n % keys}" for n in range(n_tasks)]
 
 
 def test_lock_tasks_with_the_same_key_never_overlap(
@@ -124,6 +126,28 @@ def test_lock_tasks_with_the_same_key_never_overlap(
     detail = f"{figures.line} overlaps={overlapping}\n{error_details(tiger, QUEUE)}"
     assert overlapping == 0, detail
     # No worker is lost, so no task runs twice.
+    assert figures.lost == 0 and figures.stuck == 0 and figures.duplicated == 0, detail
+    assert figures.errors == 0 and codes == [0] * WORKERS, detail
+
+
+def test_lock_tasks_drain_with_default_timings(
+    tiger: Tiger, ledger: Ledger, pool: WorkerPool, report: Report
+) -> None:
+    # More workers than keys: idle workers keep meeting busy locks. A claim that only met busy
+    # locks makes a worker idle (as TaskTiger's): claiming on pushed every queued task of the
+    # lock back to scheduled within milliseconds, to run one per scheduler pass.
+    items = _enqueue_locked(tiger, ledger, "d", 40, keys=2, seconds=0.2)
+    for _ in range(WORKERS):
+        pool.start_cli()
+    started = time.monotonic()
+    drain_s = _wait_drained(tiger, started)
+    codes = pool.stop_all()
+
+    figures = measure("lock_default_timings", tiger, QUEUE, ledger, items, drain_s)
+    report(figures)
+    overlapping = _lock_overlaps(ledger)
+    detail = f"{figures.line} overlaps={overlapping}\n{error_details(tiger, QUEUE)}"
+    assert overlapping == 0, detail
     assert figures.lost == 0 and figures.stuck == 0 and figures.duplicated == 0, detail
     assert figures.errors == 0 and codes == [0] * WORKERS, detail
 
