@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import attrs
@@ -32,13 +32,6 @@ from typedtiger.serialization import ExecutionRecord
 from typedtiger.worker import Worker
 
 REPO = Path(__file__).resolve().parent.parent
-#: The descriptors of the test run itself when this module was collected, before any test
-#: opened its Redis clients (pytest's, a CI runner's): a task leaves these alone.
-RUN_FDS = {
-    name: os.readlink(f"/proc/self/fd/{name}")
-    for name in os.listdir("/proc/self/fd")
-    if os.path.lexists(f"/proc/self/fd/{name}")
-}
 pytestmark = pytest.mark.redis
 
 
@@ -78,27 +71,35 @@ def lines(ledger: Path) -> list[str]:
 
 
 @pytest.fixture
-def worker(tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """A worker process (tests/worker_main.py) leading a process group of its own, as a
-    service manager or a container starts it."""
-    with open(tmp_path / "worker.log", "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "tests.worker_main", REDIS_URL],
-            cwd=REPO,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    yield process
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGKILL)
-    process.wait(timeout=scaled(10))
+def start_worker(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
+    """Starts worker processes (tests/worker_main.py), each leading a process group of its
+    own, as a service manager or a container starts it; what is left is killed at the end."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(*args: str) -> subprocess.Popen[bytes]:
+        with open(tmp_path / f"worker-{len(started)}.log", "wb") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "tests.worker_main", REDIS_URL, *args],
+                cwd=REPO,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=scaled(10))
 
 
 @pytest.mark.parametrize("to", ["the worker's process group", "every process of the worker"])
 def test_a_stop_sent_to_the_whole_service_lets_the_task_finish(
-    tiger: Tiger, ledger: Path, worker: subprocess.Popen[bytes], to: str
+    tiger: Tiger, ledger: Path, start_worker: Callable[..., subprocess.Popen[bytes]], to: str
 ) -> None:
+    worker = start_worker()
     tiger.enqueue(TaskSpec.of(worker_tasks.record, str(ledger), "first", 1.0))
     waiting = tiger.enqueue(TaskSpec.of(worker_tasks.record, str(ledger), "second"))
     wait_until(lambda: lines(ledger), 30, "the first task to start")
@@ -123,13 +124,17 @@ def test_a_stop_sent_to_the_whole_service_lets_the_task_finish(
 
 @pytest.mark.parametrize("concurrency", [1, 2])
 def test_a_task_scribbling_on_inherited_descriptors_harms_nothing(
-    tiger: Tiger, ledger: Path, concurrency: int
+    tiger: Tiger,
+    ledger: Path,
+    start_worker: Callable[..., subprocess.Popen[bytes]],
+    concurrency: int,
 ) -> None:
     tiger.enqueue(TaskSpec.of(child_tasks.append, str(ledger), "first", 0.5))
-    scribble = TaskSpec.of(child_tasks.scribble_on_inherited_fds, str(ledger), RUN_FDS)
-    scribbler = tiger.enqueue(scribble)
+    scribbler = tiger.enqueue(TaskSpec.of(child_tasks.scribble_on_inherited_fds, str(ledger)))
     tiger.enqueue(TaskSpec.of(child_tasks.append, str(ledger), "after"))
-    Worker(tiger, concurrency=concurrency).run(once=True)
+    # (a worker process of its own: every socket its child has is the worker's)
+    worker = start_worker("-c", str(concurrency), "--exit-after", "idle")
+    assert worker.wait(timeout=scaled(60)) == 0
     scribbled = [line for line in lines(ledger) if line.startswith("scribbled")]
     assert len(scribbled) == 1, lines(ledger)
     assert "socket:" not in scribbled[0]  # none of the worker's connections
