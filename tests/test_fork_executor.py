@@ -270,7 +270,8 @@ def alive(pid: int) -> bool:
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
+    """Whether ``predicate`` came true within ``timeout`` s (scaled, tests/waiting.py)."""
+    deadline = time.monotonic() + scaled(timeout)
     while time.monotonic() < deadline:
         if predicate():
             return True
@@ -394,7 +395,7 @@ def test_hard_timeout_when_forked_from_a_thread() -> None:
         target=lambda: outcomes.append(run(make_job(sleep_for, 10.0, hard_timeout=0.3)))
     )
     thread.start()
-    thread.join(5)
+    thread.join(scaled(5))
     outcome = failed(outcomes[0])
     assert outcome.exception_name == JOB_TIMEOUT
     assert outcome.traceback is not None  # the SIGALRM path, not the SIGKILL one

@@ -33,6 +33,7 @@ from tests.test_fork_executor import (
     record_pid_and_sleep,
     wait_until,
 )
+from tests.waiting import scaled
 from typedtiger import _child, _fork, _fork_server
 from typedtiger._fork_server import ForkServer, ServedSpare
 from typedtiger._job_wire import JobWire
@@ -210,7 +211,7 @@ def test_a_job_whose_fork_server_dies_fails_with_an_unknown_exit(tmp_path: Path)
     thread.start()
     child = read_pid(path)
     os.kill(server_pid(executor), signal.SIGKILL)
-    thread.join(5)
+    thread.join(scaled(5))
     outcome = failed(outcomes[0])
     assert outcome.exception_name == CHILD_DIED
     assert outcome.message == (
