@@ -19,6 +19,7 @@ import redis
 
 from tests import tasks
 from tests.redis_server import RedisServer, RedisServerError, own_redis_server
+from tests.waiting import TIME_SCALE_VARIABLE, load_scale, time_scale
 from typedtiger import Config, Tiger
 from typedtiger.backends.fake import FakeBackend
 from typedtiger.backends.redis import RedisBackend
@@ -26,6 +27,16 @@ from typedtiger.clock import ManualClock
 from typedtiger.executor import SyncExecutor
 
 REDIS_URL = os.environ.get("TYPEDTIGER_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Fixed once for the session and exported, so worker processes wait by the same scale.
+    if not os.environ.get(TIME_SCALE_VARIABLE):
+        os.environ[TIME_SCALE_VARIABLE] = f"{load_scale():.1f}"
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"time scale for waits: {time_scale():g} (${TIME_SCALE_VARIABLE}, tests/waiting.py)"
 
 
 def unavailable(message: str) -> NoReturn:

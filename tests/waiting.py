@@ -1,7 +1,10 @@
 """Waiting in tests that run real processes: bounds that grow on a slow machine.
 
-Set $TYPEDTIGER_TEST_TIME_SCALE (a number, default 1) to multiply every bound and margin given
-to these helpers, e.g. 3 on a loaded 2-core machine or under a debugger. Tests that can use a
+$TYPEDTIGER_TEST_TIME_SCALE (a number, at least 1) multiplies every bound and margin given to
+these helpers. Unset, the test session sets it from the load average per CPU when it starts
+(1 on an idle machine, at most 4; tests/conftest.py), so a run beside other runs on a 2-core
+machine waits longer instead of failing; set it yourself (e.g. 5 under a debugger) to override.
+Only bounds and durations are scaled: what a test checks stays the same. Tests that can use a
 ManualClock do; these are for the ones that wait for other processes.
 """
 
@@ -26,6 +29,15 @@ def time_scale() -> float:
     if not scale >= 1:  # also refuses NaN
         raise ValueError(f"${TIME_SCALE_VARIABLE} is {raw!r}: it must be at least 1")
     return scale
+
+
+def load_scale() -> float:
+    """The load average (last minute) per CPU, from 1 to 4: the scale for a busy machine."""
+    try:
+        load = os.getloadavg()[0]
+    except OSError:  # not available on this platform
+        return 1.0
+    return min(4.0, max(1.0, load / (os.cpu_count() or 1)))
 
 
 def scaled(seconds: float) -> float:
