@@ -98,8 +98,9 @@ def clock(backend: RedisBackend) -> ManualClock:
 
 @pytest.fixture
 def tiger(backend: RedisBackend) -> Tiger:
-    """A Tiger on each backend, with the test tasks registered."""
-    tiger = Tiger(backend, Config())
+    """A Tiger on each backend, with the test tasks registered; the tests also run unregistered
+    functions of the ``tests`` package by name."""
+    tiger = Tiger(backend, Config(allowed_task_modules=("tests",)))
     tiger.adopt(tasks.tiger)
     return tiger
 

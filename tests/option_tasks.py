@@ -13,6 +13,8 @@ import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+import attrs
+
 from typedtiger import (
     Config,
     JobTimeoutException,
@@ -321,7 +323,12 @@ def tasktiger_id(func: str, args: list[object] | None, kwargs: dict[str, object]
 
 def make_tiger(backend: Backend, config: Config | None = None) -> Tiger:
     """A Tiger on ``backend`` with the (non-periodic) option tasks registered, bound for them."""
-    made = Tiger(backend, config if config is not None else Config())
+    config = config if config is not None else Config()
+    # the tests also run unregistered functions of tests by name
+    made = Tiger(
+        backend,
+        attrs.evolve(config, allowed_task_modules=config.allowed_task_modules or ("tests",)),
+    )
     made.adopt(tiger)
     bind(made)
     return made

@@ -39,7 +39,7 @@ def group() -> click.Group:
 
 @pytest.fixture
 def fake() -> Tiger:
-    tiger = Tiger(FakeBackend(ManualClock()), Config())
+    tiger = Tiger(FakeBackend(ManualClock()), Config(allowed_task_modules=("tests",)))
     tiger.adopt(tasks.tiger)
     return tiger
 
@@ -642,7 +642,7 @@ def test_bad_prefix_is_a_clear_error(group: click.Group) -> None:
 
 @pytest.fixture
 def real(redis_db: redis.Redis[str]) -> Tiger:
-    tiger = Tiger(RedisBackend(redis_db))
+    tiger = Tiger(RedisBackend(redis_db), Config(allowed_task_modules=("tests",)))
     tiger.adopt(tasks.tiger)
     return tiger
 
@@ -679,7 +679,7 @@ def test_end_to_end_on_real_redis_with_host_port_db(
 ) -> None:
     kwargs = redis_db.connection_pool.connection_kwargs
     errored = _errored(real, "e2e", queue="e2e")
-    other = Tiger(RedisBackend(redis_db), Config(prefix="other"))
+    other = Tiger(RedisBackend(redis_db), Config(prefix="other", allowed_task_modules=("tests",)))
     other.enqueue(TaskSpec.of(tasks.simple).evolve(queue="elsewhere"))
     address = ["-h", str(kwargs["host"]), "-p", str(kwargs["port"]), "-n", str(kwargs["db"])]
 

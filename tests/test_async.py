@@ -160,7 +160,8 @@ def test_a_task_returning_an_awaitable_fails_and_is_never_done(
 
 
 def test_the_harness_reports_a_task_returning_a_coroutine_as_failed() -> None:
-    with fake_tiger(async_tasks.tiger) as harness:
+    config = Config(allowed_task_modules=("tests.async_tasks",))  # FETCH is not registered
+    with fake_tiger(async_tasks.tiger, config) as harness:
         async_tasks.returns_coroutine.delay("u")
         harness.tiger.enqueue(TaskSpec(func=FETCH, args=("v",)))
 

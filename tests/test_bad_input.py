@@ -21,6 +21,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 import redis
 import structlog.testing
@@ -168,12 +169,15 @@ def test_unimportable_function_fails_once_and_the_worker_goes_on(
     tiger: Tiger, redis_db: redis.Redis[str], ledger: Path, module_dir: Path, case: str
 ) -> None:
     name_of, expected = UNIMPORTABLE[case]
+    name = name_of(module_dir)
+    # allowed, so the worker tries to import it: the failure under test is the import itself
+    tiger.reconfigure(attrs.evolve(FAST, allowed_task_modules=("tests", name.partition(":")[0])))
     task_id = new_id()
     # Retries configured: an import error is still final, or it would loop.
     plant(
         redis_db,
         task_id,
-        payload_json(task_id, name_of(module_dir), retry_method=["tasktiger.retry:_fixed", [0, 5]]),
+        payload_json(task_id, name, retry_method=["tasktiger.retry:_fixed", [0, 5]]),
     )
     normal_task(tiger, ledger)
 
@@ -281,7 +285,11 @@ def test_a_ten_megabyte_argument_works(patient_client: redis.Redis[str], ledger:
 def test_an_argument_over_max_payload_bytes_is_refused(
     redis_db: redis.Redis[str], ledger: Path, limit: int | None
 ) -> None:
-    config = Config() if limit is None else Config(max_payload_bytes=limit)
+    config = (
+        Config(allowed_task_modules=("tests",))
+        if limit is None
+        else Config(max_payload_bytes=limit, allowed_task_modules=("tests",))
+    )
     tiger = Tiger(RedisBackend(redis_db), config)
     size = config.max_payload_bytes + 1
     with pytest.raises(ArgumentError, match=r"over Config\.max_payload_bytes"):
@@ -374,9 +382,11 @@ def test_a_non_json_return_value_is_ignored(tiger: Tiger, ledger: Path) -> None:
 def test_a_50_mb_argument_does_not_become_a_50_mb_log_line(
     patient_client: redis.Redis[str], where: str, max_chars: int | None
 ) -> None:
-    config = Config(max_payload_bytes=0)
+    config = Config(max_payload_bytes=0, allowed_task_modules=("tests",))
     if max_chars is not None:
-        config = Config(max_payload_bytes=0, log_args_max_chars=max_chars)
+        config = Config(
+            max_payload_bytes=0, log_args_max_chars=max_chars, allowed_task_modules=("tests",)
+        )
     tiger = Tiger(RedisBackend(patient_client), config)
     big = "x" * 50_000_000
     spec = (
@@ -413,7 +423,7 @@ def _closed_port() -> int:
 
 def test_redis_errors_at_enqueue_reach_the_caller_as_backend_unavailable(ledger: Path) -> None:
     backend = RedisBackend.from_url(f"redis://127.0.0.1:{_closed_port()}/0")
-    tiger = Tiger(backend, Config())
+    tiger = Tiger(backend, Config(allowed_task_modules=("tests",)))
     spec = TaskSpec.of(chaos_tasks.run, str(ledger), "a")
     attempts: list[Callable[[], Any]] = [
         lambda: tiger.enqueue(spec),

@@ -128,26 +128,42 @@ def test_the_apps_allowlist_reaches_the_worker(redis_db: redis.Redis[str], tmp_p
     assert "TaskImportError" in refusal and "tests.chaos_tasks:run" in refusal
 
 
+@pytest.mark.parametrize(
+    "modules",
+    [(), ("-m", "tests.cli_app_extra")],
+    ids=["plain", "with -m"],
+)
 def test_a_hostile_payload_is_refused_with_the_default_settings(
-    redis_db: redis.Redis[str], tmp_path: Path
+    redis_db: redis.Redis[str], tmp_path: Path, modules: Sequence[str]
 ) -> None:
     flag = tmp_path / "touched.flag"
     shell = plant(redis_db, "os:system", f"touch {flag}")
 
-    result = typedtiger(
-        "worker",
-        "-m",
-        "tests.cli_app_extra",
-        "--exit-after",
-        "idle",
-        env={"TYPEDTIGER_URL": REDIS_URL},
-    )
+    result = typedtiger("worker", "--url", REDIS_URL, *modules, "--exit-after", "idle")
 
     assert result.returncode == 0, result.stderr
     assert not flag.exists()
     assert redis_db.zscore("t:error:default", shell) is not None
     refusal = last_exception(redis_db, "t", shell)
-    assert "TaskImportError" in refusal and "os:system" in refusal
+    assert refusal.startswith("typedtiger.exceptions:TaskImportError: refusing to run function")
+    assert "'os:system'" in refusal and "--allow-any-module" in refusal
+    assert "allow_any_module set" not in result.stderr
+
+
+def test_allow_any_module_runs_any_function_and_warns_at_start(
+    redis_db: redis.Redis[str],
+) -> None:
+    task_id = plant(redis_db, "tests.cli_app_extra:record", "anything")
+
+    result = typedtiger("worker", "--url", REDIS_URL, "--allow-any-module", "--exit-after", "idle")
+
+    assert result.returncode == 0, result.stderr
+    assert redis_db.lrange(cli_app.RAN, 0, -1) == ["record anything"]
+    assert redis_db.zscore("t:error:default", task_id) is None
+    (warning,) = [
+        line for line in map(json.loads, result.stderr.splitlines()) if line["level"] == "warning"
+    ]
+    assert warning["event"].startswith("allow_any_module set: this worker runs any importable")
 
 
 def test_the_ready_line_shows_the_effective_settings(redis_db: redis.Redis[str]) -> None:

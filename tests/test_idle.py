@@ -49,7 +49,9 @@ def _running_worker(
     kwargs = redis_db.connection_pool.connection_kwargs
     pool = redis.ConnectionPool(connection_class=connection_class, **kwargs)
     client: redis.Redis[str] = redis.Redis(connection_pool=pool, decode_responses=True)
-    tiger = Tiger(RedisBackend(client, clock=clock), Config(prefix=prefix))
+    tiger = Tiger(
+        RedisBackend(client, clock=clock), Config(prefix=prefix, allowed_task_modules=("tests",))
+    )
     worker = Worker(tiger, executor=SyncExecutor(), exit_after=exit_after)
     thread = threading.Thread(target=worker.run)
     thread.start()

@@ -505,7 +505,7 @@ def test_current_task_inside_a_worker(tiger: Tiger) -> None:
 def test_current_tasks_inside_a_batch(
     backend: RedisBackend, clock: ManualClock, registered: bool
 ) -> None:
-    config = Config(batch_queues={"ibatch": 10})
+    config = Config(batch_queues={"ibatch": 10}, allowed_task_modules=("tests",))
     tiger = _tiger_with(backend, config) if registered else Tiger(backend, config)
     ids = []
     for n in range(3):
@@ -526,7 +526,7 @@ def test_current_tasks_inside_a_batch(
 
 
 def test_current_task_in_eager_mode(backend: RedisBackend) -> None:
-    tiger = _tiger_with(backend, Config(always_eager=True))
+    tiger = _tiger_with(backend, Config(always_eager=True, allowed_task_modules=("tests",)))
     task = tiger.enqueue(TaskSpec.of(capture, "eager"))
     assert [
         {

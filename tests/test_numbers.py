@@ -14,6 +14,7 @@ import pytest
 
 from tests import option_tasks
 from typedtiger import Tiger, exponential, fixed, linear, periodic
+from typedtiger._allowlist import Allowlist
 from typedtiger._outcome import Failed
 from typedtiger._retry import decide
 from typedtiger.backends.redis import RedisBackend
@@ -157,7 +158,7 @@ def test_a_custom_retry_delay_out_of_range_gives_the_task_up(func: Callable[[int
         message="boom",
     )
 
-    decision = decide(payload, failed, 1, 1000.0, fixed(60, 3))
+    decision = decide(payload, failed, 1, 1000.0, fixed(60, 3), Allowlist(modules=("tests",)))
 
     assert decision.to_state is TaskState.ERROR
     assert "not a number of seconds >= 0 and <= 31536000" in (decision.reason or "")

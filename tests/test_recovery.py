@@ -24,7 +24,14 @@ def _claim_and_die(backend: RedisBackend, clock: ManualClock) -> None:
 def test_task_of_a_lost_worker_is_requeued_after_the_heartbeat_timeout(
     backend: RedisBackend, clock: ManualClock
 ) -> None:
-    tiger = Tiger(backend, Config(active_task_update_timeout=20, active_task_update_timer=5))
+    tiger = Tiger(
+        backend,
+        Config(
+            active_task_update_timeout=20,
+            active_task_update_timer=5,
+            allowed_task_modules=("tests",),
+        ),
+    )
     tiger.enqueue(TaskSpec.of(tasks.simple, "orphan"))
     _claim_and_die(backend, clock)
 
@@ -42,7 +49,7 @@ def test_task_of_a_lost_worker_is_requeued_after_the_heartbeat_timeout(
 def test_a_task_that_keeps_losing_its_worker_ends_in_error(
     backend: RedisBackend, clock: ManualClock
 ) -> None:
-    tiger = Tiger(backend, Config(max_worker_loss_retries=3))
+    tiger = Tiger(backend, Config(max_worker_loss_retries=3, allowed_task_modules=("tests",)))
     task = tiger.enqueue(TaskSpec.of(tasks.simple, "doomed"))
     for _ in range(3):
         _claim_and_die(backend, clock)
@@ -116,7 +123,7 @@ def test_the_loss_counter_goes_with_the_task(backend: RedisBackend, clock: Manua
 def test_requeue_runs_under_a_lock_one_worker_at_a_time(
     backend: RedisBackend, clock: ManualClock
 ) -> None:
-    tiger = Tiger(backend)
+    tiger = Tiger(backend, Config(allowed_task_modules=("tests",)))
     tiger.enqueue_many([TaskSpec.of(tasks.simple, "a"), TaskSpec.of(tasks.simple, "b")])
     backend.claim("default", clock.now(), 2)
     clock.advance(60)

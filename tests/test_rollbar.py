@@ -56,7 +56,7 @@ def handler(sender: FakeRollbar) -> StructlogRollbarHandler:
 
 @pytest.fixture
 def fake() -> Tiger:
-    tiger = Tiger(FakeBackend(ManualClock()), Config())
+    tiger = Tiger(FakeBackend(ManualClock()), Config(allowed_task_modules=("tests",)))
     tiger.adopt(tasks.tiger)
     return tiger
 

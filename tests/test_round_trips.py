@@ -6,7 +6,7 @@ import redis
 
 from tests import tasks
 from tests.conftest import run_worker
-from typedtiger import TaskSpec, Tiger
+from typedtiger import Config, TaskSpec, Tiger
 from typedtiger.backends.redis import RedisBackend
 from typedtiger.clock import ManualClock
 
@@ -25,7 +25,9 @@ def _counting_tiger(redis_db: redis.Redis[str]) -> Tiger:
     kwargs = redis_db.connection_pool.connection_kwargs
     pool = redis.ConnectionPool(connection_class=CountingConnection, **kwargs)
     client: redis.Redis[str] = redis.Redis(connection_pool=pool, decode_responses=True)
-    tiger = Tiger(RedisBackend(client, clock=ManualClock()))
+    tiger = Tiger(
+        RedisBackend(client, clock=ManualClock()), Config(allowed_task_modules=("tests",))
+    )
     tiger.adopt(tasks.tiger)
     return tiger
 

@@ -1,5 +1,5 @@
-"""Config.allowed_task_modules: a payload written straight into Redis cannot make a worker import
-or run a name outside the allowlist (registered tasks are always allowed).
+"""The allowlist: a payload written straight into Redis cannot make a worker import or run a name
+outside it (registered tasks and Config.allowed_task_modules; anything with allow_any_module).
 
 A sentinel module on sys.path writes a flag file when it is imported: the tests show the worker
 refuses hostile names without importing anything, and a control test shows the sentinel would
@@ -73,8 +73,14 @@ def sentinel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sentin
     sys.modules.pop(name, None)
 
 
-def allowing(redis_db: redis.Redis[str], allowed: tuple[str, ...] | None = ALLOWED) -> Tiger:
-    return Tiger(RedisBackend(redis_db), attrs.evolve(FAST, allowed_task_modules=allowed))
+def allowing(
+    redis_db: redis.Redis[str],
+    allowed: tuple[str, ...] | None = ALLOWED,
+    *,
+    any_module: bool = False,
+) -> Tiger:
+    config = attrs.evolve(FAST, allowed_task_modules=allowed, allow_any_module=any_module)
+    return Tiger(RedisBackend(redis_db), config)
 
 
 def plant(client: redis.Redis[str], func: str, *args: object, **fields: object) -> str:
@@ -110,13 +116,22 @@ def assert_refused(record: ExecutionRecord | None, name: str) -> None:
     assert name in record.exception and "allowed_task_modules" in record.exception
 
 
-def test_the_sentinel_is_imported_without_an_allowlist(
+def test_the_sentinel_is_imported_with_allow_any_module(
     redis_db: redis.Redis[str], sentinel: Sentinel
 ) -> None:
-    """Control: with no allowlist the worker imports what the payload names."""
+    """Control: with allow_any_module the worker imports what the payload names."""
     plant(redis_db, f"{sentinel.name}:run")
-    fork_worker(allowing(redis_db, None))
+    fork_worker(allowing(redis_db, None, any_module=True))
     assert sentinel.was_imported() and sentinel.ran.exists()
+
+
+def test_by_default_only_registered_tasks_run(
+    redis_db: redis.Redis[str], sentinel: Sentinel
+) -> None:
+    task_id = plant(redis_db, f"{sentinel.name}:run")
+    fork_worker(allowing(redis_db, None))
+    assert not sentinel.was_imported()
+    assert_refused(errored(redis_db, task_id), f"{sentinel.name}:run")
 
 
 @pytest.mark.parametrize(

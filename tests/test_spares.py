@@ -120,7 +120,10 @@ def test_the_spare_rehearses_the_last_job_without_running_it(tmp_path: Path) -> 
             file.write(f"{os.getpid()}\n")
         yield
 
-    tiger = Tiger(FakeBackend(), Config(child_context_managers=(record_entry,)))
+    tiger = Tiger(
+        FakeBackend(),
+        Config(child_context_managers=(record_entry,), allowed_task_modules=("tests",)),
+    )
     executor = ForkExecutor()
     executor.use_spares(JobWire(tiger, store_traceback=True))
     path = tmp_path / "pids"

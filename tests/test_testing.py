@@ -430,7 +430,8 @@ def test_an_app_factory_run_inside_the_harness_cannot_take_the_tiger_to_other_st
         assert len(harness.queued(record)) == 1 and elsewhere.client.keys("*") == []
 
         # the factory given the harness's backend (and its own Config) is welcome
-        tiger.init(backend=harness.backend, config=Config(default_queue="factory"))
+        config = Config(default_queue="factory", allowed_task_modules=("tests",))
+        tiger.init(backend=harness.backend, config=config)
         tiger.enqueue(TaskSpec.of(not_registered))
         assert [r.queue for r in harness.queued(not_registered)] == ["factory"]
         assert harness.run_until_idle(raise_errors=True).ran == 2
@@ -467,6 +468,10 @@ class TestAStandaloneTiger:
     @pytest.fixture
     def typedtiger_app(self) -> Tiger | None:
         return None  # asked for explicitly: a fresh Tiger of the test's own
+
+    @pytest.fixture
+    def typedtiger_config(self) -> Config:
+        return Config(allowed_task_modules=("tests",))  # runs functions of tests by name
 
     def test_the_harness_fixture_is_a_fresh_tiger(self, typedtiger_harness: TigerHarness) -> None:
         assert typedtiger_harness.tiger is not tiger

@@ -96,7 +96,9 @@ def test_task_runs_in_a_forked_child(tiger: Tiger, ledger: Path) -> None:
 def test_hard_timeout_precedence_task_over_decorator_over_config(tiger: Tiger) -> None:
     decorated = tiger.enqueue(worker_tasks.short_fuse.spec(5))  # decorator: 0.5 s
     overridden = tiger.enqueue(worker_tasks.short_fuse.spec(0.8).evolve(hard_timeout=3))
-    config_default = Tiger(tiger.backend, Config(default_hard_timeout=0.3))
+    config_default = Tiger(
+        tiger.backend, Config(default_hard_timeout=0.3, allowed_task_modules=("tests",))
+    )
     plain = config_default.enqueue(TaskSpec.of(worker_tasks.sleep_for, 5))
 
     started = time.monotonic()

@@ -22,6 +22,7 @@ FAST = Config(
     select_timeout=0.2,
     poll_task_queues_interval=0.5,
     lock_retry=0.2,
+    allowed_task_modules=("tests",),  # the tests run unregistered functions of tests by name
 )
 
 

@@ -9,6 +9,7 @@ from structlog.testing import capture_logs
 
 from typedtiger.backends.base import TaskState
 from typedtiger.backends.fake import FakeBackend
+from typedtiger.config import Config
 from typedtiger.spec import TaskSpec
 from typedtiger.task import Task
 from typedtiger.tiger import Tiger
@@ -54,7 +55,7 @@ def _sizes(tiger: Tiger) -> str:
 def run_demo(echo: Callable[[str], None] = print) -> None:
     """Enqueue a success, a failure and a task an hour ahead; run them; print what happened."""
     backend = FakeBackend()
-    tiger = Tiger(backend)
+    tiger = Tiger(backend, Config(allowed_task_modules=(__name__,)))  # its functions, by name
     clock = backend.clock
     start = datetime.fromtimestamp(clock.now(), UTC)
     echo(f"typedtiger demo: in-process FakeBackend, ManualClock at {start:%Y-%m-%d %H:%M} UTC")

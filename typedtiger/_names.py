@@ -4,18 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 from typedtiger.exceptions import JobTimeoutException, TaskImportError
 
-__all__ = [
-    "check_allowed",
-    "import_allowed",
-    "import_qualified",
-    "is_allowed",
-    "qualified_name",
-    "split_name",
-]
+__all__ = ["import_qualified", "qualified_name", "split_name"]
 
 
 _NAMES: dict[object, str] = {}
@@ -53,14 +46,6 @@ def _qualified_name(obj: Callable[..., object] | type) -> str:
     return f"{module}:{qualname}"
 
 
-def is_allowed(name: str, allowed_modules: Sequence[str] | None) -> bool:
-    """Whether ``name``'s module is one of ``allowed_modules`` or below one (None allows all)."""
-    if allowed_modules is None:
-        return True
-    module = name.partition(":")[0]
-    return any(module == prefix or module.startswith(prefix + ".") for prefix in allowed_modules)
-
-
 def split_name(name: str) -> tuple[str, str]:
     """ "module:qualname" (or TaskTiger's older "module.name") as (module, qualname)."""
     module_name, sep, qualname = name.partition(":")
@@ -87,33 +72,4 @@ def import_qualified(name: str) -> object:
             target = getattr(target, part)
         except (Exception, SystemExit) as exc:
             raise TaskImportError(f"{name!r}: {module_name} has no attribute {qualname!r}") from exc
-    return target
-
-
-def check_allowed(name: str, allowed_modules: Sequence[str] | None) -> None:
-    """TaskImportError unless ``name`` is within ``allowed_modules`` (nothing is imported)."""
-    if not is_allowed(name, allowed_modules):
-        raise TaskImportError(
-            f"{name!r} is outside Config.allowed_task_modules; refusing to import it"
-        )
-
-
-def import_allowed(name: str, allowed_modules: Sequence[str] | None) -> object:
-    """``import_qualified``, refusing (TaskImportError) anything outside ``allowed_modules``.
-
-    With an allowlist, the name must be the object's own "module:qualname" in an allowed
-    module: ``app:os.system`` (an allowed module's import of ``os``) or
-    ``app:client.flushall`` (a method of an object in it) are refused.
-    """
-    if allowed_modules is None:
-        return import_qualified(name)
-    check_allowed(name, allowed_modules)
-    target = import_qualified(name)
-    real: object = getattr(target, "__wrapped__", target)
-    own = f"{getattr(real, '__module__', None)}:{getattr(real, '__qualname__', None)}"
-    if own != name or not is_allowed(own, allowed_modules):
-        raise TaskImportError(
-            f"{name!r} leads to {own!r}, which is not defined there; refusing it under "
-            "Config.allowed_task_modules"
-        )
     return target

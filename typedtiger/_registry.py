@@ -11,7 +11,7 @@ import attrs
 
 from typedtiger._json import JSONValue
 from typedtiger.runner import BatchCall
-from typedtiger.spec import Schedule, TaskSpec
+from typedtiger.spec import Custom, Schedule, TaskSpec
 
 if TYPE_CHECKING:
     from typedtiger.task import Task
@@ -31,6 +31,17 @@ class Registration:
     defaults: TaskSpec
     schedule: Schedule | None = None
     batch: bool = False
+
+    def names(self) -> tuple[str, ...]:
+        """The "module:qualname" names a worker imports for this task: the function, its
+        runner class, custom retry function and retry_on classes (the allowlist vouches)."""
+        spec = self.defaults
+        names = [spec.func, *(spec.retry_on or ())]
+        if spec.runner_class is not None:
+            names.append(spec.runner_class)
+        if isinstance(spec.retry, Custom):
+            names.append(spec.retry.func)
+        return tuple(names)
 
 
 class _Registered:

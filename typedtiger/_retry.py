@@ -7,9 +7,9 @@ from typing import Final
 
 import attrs
 
-from typedtiger._names import is_allowed
+from typedtiger._allowlist import Allowlist
 from typedtiger.backends.base import TaskState
-from typedtiger.exceptions import StopRetry, TaskImportError
+from typedtiger.exceptions import StopRetry
 from typedtiger.executor import Failed
 from typedtiger.serialization import JOB_TIMEOUT_NAME, JOB_TIMEOUT_NAMES, TaskPayload
 from typedtiger.spec import Custom, RetryPolicy
@@ -59,21 +59,16 @@ _IMPORT_ERROR: Final = f"{TaskImportError.__module__}:{TaskImportError.__qualnam
 _ALWAYS_ALLOWED_EXCEPTIONS: Final = ("builtins", "typedtiger.exceptions", "tasktiger.exceptions")
 
 
-def check_names(payload: TaskPayload, allowed_modules: Sequence[str] | None) -> None:
-    """TaskImportError when a name in ``payload`` besides its function (checked on import) is
-    outside ``allowed_modules``: its runner class, custom retry function, retry_on classes."""
-    if allowed_modules is None:
-        return
-    named = [("runner_class", payload.runner_class, allowed_modules)]
+def check_names(payload: TaskPayload, allowlist: Allowlist) -> None:
+    """TaskImportError when ``allowlist`` refuses a name in ``payload`` besides its function
+    (checked on import): its runner class, custom retry function, retry_on classes."""
+    if payload.runner_class is not None:
+        allowlist.check(payload.runner_class, "runner class")
     if isinstance(payload.retry_method, Custom):
-        named.append(("retry function", payload.retry_method.func, allowed_modules))
-    exceptions = (*allowed_modules, *_ALWAYS_ALLOWED_EXCEPTIONS)
-    named += [("retry_on", name, exceptions) for name in payload.retry_on or ()]
-    for field, name, allowed in named:
-        if name is not None and not is_allowed(name, allowed):
-            raise TaskImportError(
-                f"the task's {field} {name!r} is outside Config.allowed_task_modules"
-            )
+        allowlist.check(payload.retry_method.func, "retry function")
+    exceptions = allowlist.with_modules(_ALWAYS_ALLOWED_EXCEPTIONS)
+    for name in payload.retry_on or ():
+        exceptions.check(name, "retry_on class")
 
 
 def decide(
@@ -82,7 +77,7 @@ def decide(
     retry_number: int,
     now: float,
     default_retry: RetryPolicy,
-    allowed_modules: Sequence[str] | None = None,
+    allowlist: Allowlist,
 ) -> Decision:
     """Retry (and when) or give up, as TaskTiger does.
 
@@ -94,6 +89,9 @@ def decide(
     if failed.exception_name == _IMPORT_ERROR:  # its function cannot be had: a retry would loop
         return Decision(TaskState.ERROR, now, log_error=True)
     policy: RetryPolicy | None
+    if isinstance(failed.retry_method, Custom):
+        # named by the RetryException of task code the allowlist already let run
+        allowlist = allowlist.vouching([failed.retry_method.func])
     if failed.retry_requested:
         policy = failed.retry_method or payload.retry_method or default_retry
     elif payload.retry_method is not None and (
@@ -109,7 +107,7 @@ def decide(
         return give_up
     try:
         if isinstance(policy, Custom):
-            delay = policy.delay_for(retry_number, allowed_modules)
+            delay = policy.delay_for(retry_number, allowlist)
         else:
             delay = policy.delay_for(retry_number)
     except StopRetry:

@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeAlias
 
 import attrs
 
+from typedtiger._allowlist import Allowlist
 from typedtiger._json import JSONValue, json_args, json_kwargs
-from typedtiger._names import import_allowed, import_qualified, qualified_name
+from typedtiger._names import import_qualified, qualified_name
 from typedtiger._sync_only import refuse_async, refuse_awaitable
 from typedtiger.exceptions import StopRetry
 
@@ -168,9 +169,9 @@ class Custom:
         refuse_async(func)
         return cls(qualified_name(func), args)
 
-    def delay_for(self, retry_number: int, allowed_modules: Sequence[str] | None = None) -> float:
-        """Call the function (refused outside ``allowed_modules``); StopRetry propagates."""
-        func = import_allowed(self.func, allowed_modules)
+    def delay_for(self, retry_number: int, allowlist: Allowlist) -> float:
+        """Call the function (TaskImportError if ``allowlist`` refuses it); StopRetry propagates."""
+        func = allowlist.load(self.func, "retry function")
         if not callable(func):
             raise TypeError(f"custom retry function {self.func!r} is not callable")
         delay = func(retry_number, *self.args)

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Literal, ParamSpec, TypeVar, overload
 import attrs
 
 from typedtiger import _context
-from typedtiger._names import check_allowed, import_allowed, qualified_name, split_name
+from typedtiger._allowlist import Allowlist
+from typedtiger._names import qualified_name, split_name
 from typedtiger._queues import queue_matches
 from typedtiger._registry import BatchTaskFunction, Registration, TaskFunction
 from typedtiger._sync_only import refuse_async, sync_only
@@ -38,6 +39,7 @@ from typedtiger.serialization import (
 )
 from typedtiger.spec import (
     Cron,
+    Custom,
     CustomSchedule,
     KeyNames,
     Periodic,
@@ -85,6 +87,8 @@ class Tiger:
         #: The backends ``bound_to`` holds this Tiger to, while its block runs.
         self._held: tuple[Backend, ...] = ()
         self._registry: dict[str, Registration] = {}
+        #: ``allowlist`` as last built, and the Config it was built from (None: build anew).
+        self._allowlist: tuple[Config, Allowlist] | None = None
         if setup_structlog:
             from typedtiger.logging import setup_structlog as configure
 
@@ -178,6 +182,24 @@ class Tiger:
     def clock(self) -> Clock:
         """Where every "now" comes from."""
         return self._require().clock
+
+    @property
+    def allowlist(self) -> Allowlist:
+        """What a worker of this Tiger may import and run from a payload: registered tasks
+        (with what their registrations name), ``Config.allowed_task_modules`` (the CLI adds
+        the modules of ``--app`` and ``-m``), or anything if ``Config.allow_any_module``."""
+        config = self.config
+        if self._allowlist is None or self._allowlist[0] is not config:
+            vouched = [name for reg in self._registry.values() for name in reg.names()]
+            if isinstance(config.default_retry, Custom):
+                vouched.append(config.default_retry.func)
+            allowlist = Allowlist(
+                modules=config.allowed_task_modules or (),
+                vouched=frozenset(vouched),
+                any_module=config.allow_any_module,
+            )
+            self._allowlist = (config, allowlist)
+        return self._allowlist[1]
 
     # --- registration -------------------------------------------------------------------
 
@@ -275,6 +297,7 @@ class Tiger:
                 batch=batch,
             )
             self._registry[name] = registration
+            self._allowlist = None
             if batch:
                 return BatchTaskFunction(self, registration, target)
             return TaskFunction(self, registration, target)
@@ -288,6 +311,7 @@ class Tiger:
         a module the worker imported), so this Tiger runs its periodic and batch tasks."""
         for name, registration in other._registry.items():
             self._registry.setdefault(name, registration)
+        self._allowlist = None
 
     def registration(self, serialized_func: str) -> Registration | None:
         """What ``@task`` registered under "module:qualname", if anything."""
@@ -492,13 +516,13 @@ class Tiger:
     def resolve_function(self, serialized_func: str) -> tuple[Callable[..., object], bool]:
         """The callable behind "module:qualname" and whether it is a batch task.
 
-        TaskImportError if it cannot be imported, is not callable, or is outside
-        ``Config.allowed_task_modules`` (registered tasks are always allowed).
+        TaskImportError if ``allowlist`` refuses it (then nothing is imported), or it cannot
+        be imported or is not callable.
         """
         registration = self._registry.get(serialized_func)
         if registration is not None:
             return registration.func, registration.batch
-        target = import_allowed(serialized_func, self.config.allowed_task_modules)
+        target = self.allowlist.load(serialized_func)
         if isinstance(target, TaskFunction | BatchTaskFunction):
             return target, target.registration.batch
         if not callable(target):
@@ -509,10 +533,10 @@ class Tiger:
         """``resolve_function`` without importing anything: None if the function is not
         registered and its module not imported in this process (a worker leaves that import
         to the task's child, where a module that hangs or exits on import costs that task).
-        TaskImportError if the name is refused by ``Config.allowed_task_modules``."""
+        TaskImportError if ``allowlist`` refuses the name."""
         if serialized_func in self._registry:
             return self.resolve_function(serialized_func)
-        check_allowed(serialized_func, self.config.allowed_task_modules)
+        self.allowlist.check(serialized_func)
         module, qualname = split_name(serialized_func)
         if module and qualname and module not in sys.modules:
             return None
@@ -523,7 +547,7 @@ class Tiger:
         """An instance of the runner class a payload names (DefaultRunner if none)."""
         if runner_class is None:
             return DefaultRunner(self)
-        cls = import_allowed(runner_class, self.config.allowed_task_modules)
+        cls = self.allowlist.load(runner_class, "runner class")
         if not isinstance(cls, type) or not issubclass(cls, BaseRunner):
             raise TaskImportError(f"runner class {runner_class!r} is not a BaseRunner subclass")
         return cls(self)

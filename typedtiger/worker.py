@@ -187,6 +187,12 @@ class Worker:
             storage=repr(self._backend),
             settings=self._config.settings(),
         )
+        if self._config.allow_any_module:
+            self._log.warning(
+                "allow_any_module set: this worker runs any importable function a task names "
+                "(TaskTiger's behaviour); anyone who can write to the storage can run code here. "
+                "List the task modules in allowed_task_modules instead"
+            )
         try:
             with self._signal_handlers(enabled=not once):
                 self._call(self._register_periodic_tasks)
@@ -439,7 +445,7 @@ class Worker:
         allowed = []
         for item in group:
             try:
-                check_names(item[0].payload, self._config.allowed_task_modules)
+                check_names(item[0].payload, self._tiger.allowlist)
             except TaskImportError as exc:
                 self._fail_unrunnable(queue, [item[0]], exc)
             else:
@@ -644,7 +650,7 @@ class Worker:
             count + 1,
             now,
             self._config.default_retry,
-            self._config.allowed_task_modules,
+            self._tiger.allowlist,
         )
         record = ExecutionRecord(
             time_started=outcome.time_started,

@@ -394,7 +394,8 @@ def test_custom_retry_function_outside_allowed_modules_is_refused(
     ("runner", "reason"),
     [
         (fn("NotARunner"), "not a BaseRunner subclass"),
-        ("tasktiger.runner:DefaultRunner", "cannot import module 'tasktiger.runner'"),
+        # TaskTiger's runners are not typedtiger's (nor allowed: refused before any import)
+        ("tasktiger.runner:DefaultRunner", "runner class 'tasktiger.runner:DefaultRunner'"),
     ],
 )
 def test_unknown_runner_class_fails_with_a_clear_reason(
