@@ -33,9 +33,11 @@ def retry_in_five(retry_number: int) -> float:
 
 
 class RecordingRunner(BaseRunner):
-    def run_single_task(self, task: Task, func: Callable[..., object]) -> object:
+    def run_single_task(
+        self, task: Task, func: Callable[..., object], hard_timeout: float
+    ) -> object:
         RAN.append("runner")
-        return super().run_single_task(task, func)
+        return super().run_single_task(task, func, hard_timeout)
 
 
 @app.task(runner_class=RecordingRunner)

@@ -55,7 +55,8 @@ def _clear_calls() -> Iterator[None]:
 
 @pytest.fixture
 def btiger_on(backend: RedisBackend) -> Tiger:
-    tiger = Tiger(backend, Config(batch_queues={QUEUE: 10}))
+    # single runs by name, unregistered
+    tiger = Tiger(backend, Config(batch_queues={QUEUE: 10}, allowed_task_modules=("tests",)))
     tiger.adopt(btiger)
     return tiger
 

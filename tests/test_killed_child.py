@@ -10,6 +10,7 @@ import pytest
 
 from tests import worker_tasks
 from typedtiger import JobTimeoutException, Task, TaskSpec, TaskState, Tiger, fixed
+from typedtiger._allowlist import Allowlist
 from typedtiger._outcome import Failed
 from typedtiger._retry import decide
 from typedtiger.exceptions import ChildProcessDied
@@ -43,7 +44,7 @@ def test_a_dead_child_matches_retry_on_the_hard_timeout(
     retry_on: tuple[str, ...], retried: bool
 ) -> None:
     payload = TaskPayload(id="t", func="m:f", retry_method=fixed(5, 2), retry_on=retry_on)
-    decision = decide(payload, _died(), 1, 100.0, fixed(60, 3))
+    decision = decide(payload, _died(), 1, 100.0, fixed(60, 3), Allowlist())
     assert (decision.to_state is TaskState.SCHEDULED) is retried
 
 
@@ -58,7 +59,7 @@ def test_a_timeout_name_does_not_match_other_failures() -> None:
         exception_mro=("builtins:ValueError", "builtins:Exception"),
         message="boom",
     )
-    assert decide(payload, other, 1, 100.0, fixed(60, 3)).to_state is TaskState.ERROR
+    assert decide(payload, other, 1, 100.0, fixed(60, 3), Allowlist()).to_state is TaskState.ERROR
 
 
 @pytest.mark.parametrize("retry_on", [JobTimeoutException, ChildProcessDied])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 
+import attrs
 import pytest
 
 from tests.conftest import run_worker
@@ -51,7 +52,8 @@ def _clear_hooks() -> Iterator[None]:
 
 
 def _tiger(backend: RedisBackend, config: Config) -> Tiger:
-    tiger = Tiger(backend, config)
+    # single (with the runner class) runs by name, unregistered
+    tiger = Tiger(backend, attrs.evolve(config, allowed_task_modules=("tests",)))
     tiger.adopt(rtiger)
     return tiger
 
