@@ -24,8 +24,6 @@ def _own_name(target: object) -> str:
     return f"{getattr(real, '__module__', None)}:{getattr(real, '__qualname__', None)}"
 
 
-
-
 def _tuple(names: Iterable[str]) -> tuple[str, ...]:
     return tuple(names)
 
