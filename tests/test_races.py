@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import cast
 
 from tests import tasks
-from typedtiger import TaskSpec, TaskState, Tiger, Worker
+from typedtiger import Config, TaskSpec, TaskState, Tiger, Worker
 from typedtiger._heartbeat import Heartbeat
 from typedtiger._outcome import Outcome, Succeeded
 from typedtiger.backends.base import Backend
@@ -178,7 +178,7 @@ def test_a_claim_that_only_met_a_busy_lock_leaves_the_queue_until_activity(
     assert backend.acquire_locks("default", lock, clock.now(), 20, clock.now() + 1) == {holder.id}
 
     wrapper = _StopsWhenIdle(backend)
-    tiger = Tiger(cast(Backend, wrapper))
+    tiger = Tiger(cast(Backend, wrapper), Config(allowed_task_modules=("tests",)))
     tiger.adopt(tasks.tiger)
     worker = wrapper.worker = Worker(tiger, executor=SyncExecutor())
     worker.run()

@@ -14,6 +14,7 @@ import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import attrs
 import pytest
@@ -211,6 +212,12 @@ def task_module(folder: Path, body: str) -> str:
     return name
 
 
+def allow(tiger: Tiger, module: str, **config: Any) -> None:
+    """Let ``tiger``'s workers run ``module``'s functions (as ``-m`` would, minus the import)."""
+    allowed = (*(tiger.config.allowed_task_modules or ()), module)
+    tiger.reconfigure(attrs.evolve(tiger.config, allowed_task_modules=allowed, **config))
+
+
 def last_record(tiger: Tiger, task: Task) -> ExecutionRecord:
     return Task.from_id(tiger, task.queue, TaskState.ERROR, task.id).executions[-1]
 
@@ -227,8 +234,8 @@ HANGS = {
 def test_a_module_that_hangs_on_import_costs_its_task_only(
     tiger: Tiger, ledger: Path, module_dir: Path, how: str
 ) -> None:
-    tiger.reconfigure(attrs.evolve(tiger.config, hard_timeout_kill_grace=0.2))
     module = task_module(module_dir, HANGS[how] + "def f() -> None:\n    pass\n")
+    allow(tiger, module, hard_timeout_kill_grace=0.2)
     hung = tiger.enqueue(TaskSpec(func=f"{module}:f", hard_timeout=0.5))
     tiger.enqueue(TaskSpec.of(child_tasks.append, str(ledger), "after"))
     Worker(tiger).run(once=True)  # (a worker that imported the module would hang here)
@@ -241,6 +248,7 @@ def test_a_module_that_exits_on_import_costs_its_task_only(
     tiger: Tiger, ledger: Path, module_dir: Path
 ) -> None:
     module = task_module(module_dir, "import os\nos._exit(3)\n")
+    allow(tiger, module)
     exiting = tiger.enqueue(TaskSpec(func=f"{module}:f"))
     tiger.enqueue(TaskSpec.of(child_tasks.append, str(ledger), "after"))
     Worker(tiger).run(once=True)  # (a worker that imported the module would exit here)
@@ -257,6 +265,7 @@ def test_the_worker_leaves_the_import_to_the_child(
         "import os\n\ndef f(path: str) -> None:\n    open(path, 'a').write(f'{os.getpid()}\\n')\n"
     )
     module = task_module(module_dir, body)
+    allow(tiger, module)
     tiger.enqueue(TaskSpec(func=f"{module}:f", args=(str(ledger),)))
     tiger.enqueue(TaskSpec(func=f"{module}:f", args=(str(ledger),)))
     Worker(tiger).run(once=True)
@@ -282,7 +291,6 @@ def test_a_name_outside_the_allowlist_is_refused_without_an_import(
 def test_a_batch_function_the_worker_has_not_imported_runs_in_batches_of_one(
     tiger: Tiger, ledger: Path, module_dir: Path
 ) -> None:
-    tiger.reconfigure(attrs.evolve(tiger.config, batch_queues={"default": 10}))
     body = (
         "from typedtiger import Tiger\n"
         "tiger = Tiger()\n\n"
@@ -292,6 +300,7 @@ def test_a_batch_function_the_worker_has_not_imported_runs_in_batches_of_one(
         "        file.write(f'batch of {len(calls)}\\n')\n"
     )
     module = task_module(module_dir, body)
+    allow(tiger, module, batch_queues={"default": 10})
     for _ in range(2):
         tiger.enqueue(TaskSpec(func=f"{module}:b", args=(str(ledger),)))
     Worker(tiger).run(once=True)
