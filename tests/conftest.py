@@ -35,6 +35,20 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ[TIME_SCALE_VARIABLE] = f"{load_scale():.1f}"
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Per-test timeouts (pytest-timeout: the ini's, or a module's mark) grow with the time
+    scale like the waits inside the tests; a --timeout given on the command line is kept."""
+    scale = time_scale()
+    if scale == 1 or config.getoption("timeout", None) is not None:
+        return
+    default = float(config.getini("timeout") or 0)
+    for item in items:
+        marker = item.get_closest_marker("timeout")
+        seconds = float(marker.args[0]) if marker is not None and marker.args else default
+        if seconds > 0:
+            item.add_marker(pytest.mark.timeout(seconds * scale), append=False)
+
+
 def pytest_report_header(config: pytest.Config) -> str:
     return f"time scale for waits: {time_scale():g} (${TIME_SCALE_VARIABLE}, tests/waiting.py)"
 
