@@ -857,3 +857,22 @@ def test_a_record_whose_time_is_no_time_is_shown(
     client.incr(f"t:task:{errored.id}:executions_count")
     assert "#2 1e+300 (not a time)" in cli("show", errored.id).output
     assert cli.json("show", errored.id)["locations"][0]["executions"][-1]["time_failed"] == 1e300
+
+
+def test_a_task_id_that_is_not_utf8_is_listed_escaped_and_deleted(
+    cli: Cli, fake: Tiger, client: redis.Redis[str]
+) -> None:
+    bad_id = b"\xfe\xff" + b"0" * 62
+    client.execute_command("SET", b"t:task:" + bad_id, b'{"id": "x", "func": "m:f"}')
+    client.zadd("t:queued:default", {bad_id: 1.0})
+    client.sadd("t:queued", "default")
+    run_worker(fake)  # quarantined by the claim
+
+    row = next(
+        line for line in cli("tasks", "default", "error").output.splitlines() if "000" in line
+    )
+    assert row.startswith("\\udcfe\\udcff000") and "!! BROKEN" in row
+    (entry,) = cli.json("tasks", "default", "error")["tasks"]
+    assert entry["id"] == "\udcfe\udcff" + "0" * 62
+    assert "Deleted 1 task." in cli("delete", "--queue", "default", "-y").output
+    assert client.keys("t:*") == []

@@ -495,3 +495,46 @@ def test_an_exception_message_with_a_lone_surrogate_is_recorded(
     ]
     assert record.exception_name == "builtins:FileNotFoundError"
     assert record.exception == "no such file: caf\udce9"
+
+
+# --- ids and queue names that are not UTF-8 -------------------------------------------------
+
+
+BAD_ID = b"\xfe\xff" + b"0" * 62
+
+
+@pytest.mark.parametrize("state", ["queued", "scheduled", "active"])
+def test_a_task_id_that_is_not_utf8_is_quarantined_and_can_be_deleted(
+    tiger: Tiger, backend: RedisBackend, clock: ManualClock, state: str
+) -> None:
+    client = backend.client
+    client.execute_command("SET", b"t:task:" + BAD_ID, text().encode())
+    client.zadd(f"t:{state}:{QUEUE}", {BAD_ID: 1.0})
+    client.sadd(f"t:{state}", QUEUE)
+    tiger.enqueue(TaskSpec.of(tasks.simple, "good"))
+    clock.advance(3600)  # (a scheduled one is due, an active one's worker long gone)
+
+    run_worker(tiger)
+
+    assert tasks.CALLS == [("simple", "good")]
+    _total, (listed,) = backend.list_tasks(QUEUE, TaskState.ERROR, 0, 10, 10)
+    assert listed.id.encode("utf-8", "surrogateescape") == BAD_ID
+    record = decode_execution(listed.executions[-1])
+    assert record.exception_name == PAYLOAD_ERROR
+    assert record.exception == "the task id is not valid UTF-8"
+    assert backend.remove(QUEUE, TaskState.ERROR, listed.id)
+    assert client.keys("t:task:*") == []
+
+
+def test_a_queue_name_that_is_not_utf8_is_left_alone(tiger: Tiger, backend: RedisBackend) -> None:
+    client = backend.client
+    client.sadd("t:queued", b"\xff")
+    client.zadd(b"t:queued:\xff", {ID: 1.0})
+    tiger.enqueue(TaskSpec.of(tasks.simple, "good"))
+
+    run_worker(tiger)
+
+    assert tasks.CALLS == [("simple", "good")]
+    assert tiger.get_queue_stats() == {}
+    assert backend.find_task(ID) == []
+    assert client.zcard(b"t:queued:\xff") == 1  # (not typedtiger's to serve; kept)

@@ -820,7 +820,7 @@ def _finish(report: _Report, as_json: bool) -> None:
             click.echo(f"{action.past.capitalize()} {len(report.done)} {noun}.")
             if len(report.done) <= 10:
                 for item in report.done:
-                    click.echo(f"  {item['id']} ({item['queue']}, was {item['state']})")
+                    click.echo(_printable(f"  {item['id']} ({item['queue']}, was {item['state']})"))
     if report.failed:
         ctx = click.get_current_context()
         if as_json:

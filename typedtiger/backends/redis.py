@@ -171,8 +171,8 @@ def _pack_evalsha(sha: str, args: Sequence[object]) -> bytes:
     """``EVALSHA sha 0 *args`` in RESP (a tenth of redis-py's general packer's time)."""
     parts = [b"*%d\r\n$7\r\nEVALSHA\r\n$40\r\n%s\r\n$1\r\n0\r\n" % (len(args) + 3, sha.encode())]
     for arg in args:
-        if isinstance(arg, str):
-            data = arg.encode("utf8")
+        if isinstance(arg, str):  # (an id read undecoded goes back as the bytes it was)
+            data = arg.encode("utf8", "surrogateescape")
         elif isinstance(arg, int | float) and not isinstance(arg, bool):
             data = repr(arg).encode("ascii")
         else:
@@ -224,10 +224,32 @@ def _claimed(task_id: bytes, payload: bytes | None, count_or_reason: int | bytes
     """One task of an undecoded claim reply: a string in place of the count is why the script
     quarantined it. A payload's bytes that are not UTF-8 are kept as lone surrogates
     (surrogateescape), which decoding the payload reports as such."""
-    if isinstance(count_or_reason, bytes):
-        return Claimed(task_id.decode(), None, broken=count_or_reason.decode())
+    if isinstance(count_or_reason, bytes):  # (an id that is not UTF-8 is shown escaped)
+        shown = task_id.decode("utf-8", "backslashreplace")
+        return Claimed(shown, None, broken=count_or_reason.decode())
     text = None if payload is None else payload.decode("utf-8", "surrogateescape")
     return Claimed(task_id.decode(), text, int(count_or_reason))
+
+
+def _wire(arg: object) -> object:
+    """A script argument as redis-py may send it: text holding bytes that were not UTF-8
+    (surrogateescape) as those bytes; redis-py's encoder would refuse it."""
+    if isinstance(arg, str) and not arg.isascii():
+        try:
+            arg.encode()
+        except UnicodeEncodeError:
+            return arg.encode("utf-8", "surrogateescape")
+    return arg
+
+
+def _queue_names(members: set[bytes]) -> set[str]:
+    """The queue names of a state's set that are UTF-8: typedtiger refuses any other name at
+    enqueue, and none could be passed on as text; another writer's are left alone."""
+    names = set()
+    for member in members:
+        with contextlib.suppress(UnicodeDecodeError):
+            names.add(member.decode())
+    return names
 
 
 def _undecoded(value: bytes) -> str:
@@ -328,6 +350,8 @@ class RedisBackend:
             reply = self._direct.call(_SHAS[name], args, decode)
             if reply is not _RETRY:
                 return reply
+        # (an id read undecoded goes back as the bytes it was, as _pack_evalsha sends it)
+        args = [_wire(arg) for arg in args]
         if decode:
             return self._scripts[name](keys=[], args=args)
         return self._run_undecoded(name, args)
@@ -383,7 +407,11 @@ class RedisBackend:
 
     @_redis_call
     def queues_with_tasks(self, state: TaskState) -> set[str]:
-        return set(self._client.smembers(self._key(state.value)))
+        return _queue_names(self._smembers_undecoded(self._key(state.value)))
+
+    def _smembers_undecoded(self, key: str, pipe: Any = None) -> Any:
+        target = self._client if pipe is None else pipe
+        return target.execute_command("SMEMBERS", key, **{NEVER_DECODE: True})
 
     @_redis_call
     def wait_for_activity(self, timeout: float) -> set[str]:
@@ -530,11 +558,11 @@ class RedisBackend:
         command = cast(Callable[..., object], pipe.execute_command)
         raw = {NEVER_DECODE: True}
         for task_id, _score in scored:
-            base = self._key("task", task_id)
+            base = self._key("task", task_id).encode("utf-8", "surrogateescape")
             command("GET", base, **raw)
-            command("GET", f"{base}:executions_count", **raw)
+            command("GET", base + b":executions_count", **raw)
             if load_executions:
-                command("LRANGE", f"{base}:executions", -load_executions, -1, **raw)
+                command("LRANGE", base + b":executions", -load_executions, -1, **raw)
         replies = iter(pipe.execute(raise_on_error=False))
         tasks = []
         for task_id, score in scored:
@@ -580,8 +608,15 @@ class RedisBackend:
         key = self._key(state.value, queue)
         pipe = self._client.pipeline(transaction=False)
         pipe.zcard(key)
-        pipe.zrange(key, skip, skip + limit - 1, desc=True, withscores=True)
-        total, scored = pipe.execute()
+        # (undecoded: an id that is not UTF-8, quarantined by a claim, is listed escaped)
+        command = cast(Callable[..., object], pipe.execute_command)
+        stop = skip + limit - 1
+        command("ZREVRANGE", key, skip, stop, "WITHSCORES", **{NEVER_DECODE: True})
+        total, reply = pipe.execute()
+        # (pairs, or one flat list, depending on the server's protocol and the client)
+        flat = not reply or not isinstance(reply[0], list | tuple)
+        pairs = zip(reply[::2], reply[1::2], strict=True) if flat else reply
+        scored = [(_undecoded(task_id), float(score)) for task_id, score in pairs]
         return int(total), self._stored(queue, state, scored, load_executions)
 
     @_redis_call
@@ -601,11 +636,11 @@ class RedisBackend:
     def find_task(self, task_id: str) -> list[tuple[str, TaskState]]:
         pipe = self._client.pipeline(transaction=False)
         for state in _ALL_STATES:
-            pipe.smembers(self._key(state.value))
+            self._smembers_undecoded(self._key(state.value), pipe)
         candidates = [
             (queue, state)
             for state, queues in zip(_ALL_STATES, pipe.execute(), strict=True)
-            for queue in sorted(queues)
+            for queue in sorted(_queue_names(queues))
         ]
         for queue, state in candidates:
             pipe.zscore(self._key(state.value, queue), task_id)
@@ -617,8 +652,8 @@ class RedisBackend:
         pipe = self._client.pipeline(transaction=False)
         if queues is None:
             for state in _ALL_STATES:
-                pipe.smembers(self._key(state.value))
-            names = sorted({queue for members in pipe.execute() for queue in members})
+                self._smembers_undecoded(self._key(state.value), pipe)
+            names = sorted({queue for members in pipe.execute() for queue in _queue_names(members)})
         else:
             names = list(queues)
         for queue in names:

@@ -73,6 +73,33 @@ local function escaped(value)
   return shown
 end
 
+-- Whether `text` is valid UTF-8 (only short strings are checked so, task ids: a scan in Lua
+-- costs ~9 ms per MB, too much for payloads, which the worker checks).
+local function valid_utf8(text)
+  local at = string.find(text, '[\128-\255]')
+  while at do
+    local lead, length, low, high = string.byte(text, at), 0, 128, 191
+    if lead >= 194 and lead <= 223 then
+      length = 2
+    elseif lead >= 224 and lead <= 239 then
+      length = 3
+      if lead == 224 then low = 160 elseif lead == 237 then high = 159 end -- overlong; surrogate
+    elseif lead >= 240 and lead <= 244 then
+      length = 4
+      if lead == 240 then low = 144 elseif lead == 244 then high = 143 end -- overlong; > U+10FFFF
+    else
+      return false
+    end
+    for k = 1, length - 1 do
+      local byte = string.byte(text, at + k)
+      if not byte or byte < low or byte > high then return false end
+      low, high = 128, 191
+    end
+    at = string.find(text, '[\128-\255]', at + length)
+  end
+  return true
+end
+
 -- Why a task's executions list or count cannot be written (INCR, RPUSH), or nil.
 local function bookkeeping_problem(id)
   local base = task_key(id)
@@ -184,8 +211,13 @@ local function claim_from(first)
       unfile('queued', queue, id)
       file('scheduled', queue, id, now + lock_retry, 'min')
     else
-      local problem, payload = payload_problem(id)
-      problem = problem or bookkeeping_problem(id)
+      local problem, payload = nil, false
+      if valid_utf8(id) then
+        problem, payload = payload_problem(id)
+        problem = problem or bookkeeping_problem(id)
+      else  -- (no reader of a decoded reply could take it)
+        problem = 'the task id is not valid UTF-8'
+      end
       result[#result + 1] = id
       if problem then
         quarantine(queue, 'queued', id, now_s, problem)
