@@ -288,21 +288,16 @@ def test_a_name_outside_the_allowlist_is_refused_without_an_import(
     assert not marker.exists()  # neither the worker nor a child imported it
 
 
-def test_a_batch_function_the_worker_has_not_imported_runs_in_batches_of_one(
-    tiger: Tiger, ledger: Path, module_dir: Path
+def test_a_batch_function_the_worker_has_not_imported_is_batched_once_a_child_shows_it(
+    tiger: Tiger, ledger: Path, start_worker: Callable[..., subprocess.Popen[bytes]]
 ) -> None:
-    body = (
-        "from typedtiger import Tiger\n"
-        "tiger = Tiger()\n\n"
-        "@tiger.task(batch=True)\n"
-        "def b(calls):\n"
-        "    with open(calls[0]['args'][0], 'a') as file:\n"
-        "        file.write(f'batch of {len(calls)}\\n')\n"
-    )
-    module = task_module(module_dir, body)
-    allow(tiger, module, batch_queues={"default": 10})
-    for _ in range(2):
-        tiger.enqueue(TaskSpec(func=f"{module}:b", args=(str(ledger),)))
-    Worker(tiger).run(once=True)
-    assert lines(ledger) == ["batch of 1", "batch of 1"]
+    spec = TaskSpec(func="tests.child_batch_tasks:note_batch", args=(str(ledger),))
+    worker = start_worker("--batch-queue", "default=10")
+    tiger.enqueue_many([spec, spec])  # claimed together, run one by one: not known yet
+    wait_until(lambda: len(lines(ledger)) == 2, 30, "the first two tasks")
+    tiger.enqueue_many([spec, spec, spec])
+    wait_until(lambda: len(lines(ledger)) == 3, 30, "the next three")
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=scaled(15)) == 0
+    assert lines(ledger) == ["batch of 1", "batch of 1", "batch of 3"]
     assert tiger.get_queue_stats() == {}

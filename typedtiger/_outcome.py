@@ -15,6 +15,9 @@ class Succeeded:
 
     time_started: float
     time_finished: float
+    #: Whether the job's function, imported where the job ran, is a batch function (None: the
+    #: worker had it, or the import failed): how a worker learns it without the import.
+    batch_function: bool | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -33,6 +36,8 @@ class Failed:
     retry_requested: bool = False
     retry_method: RetryPolicy | None = None
     log_error: bool = True
+    #: As ``Succeeded.batch_function``.
+    batch_function: bool | None = None
 
 
 Outcome = Succeeded | Failed

@@ -23,7 +23,7 @@ from typedtiger._context import running
 from typedtiger._outcome import Failed, Outcome, Succeeded
 from typedtiger._sync_only import sync_only
 from typedtiger.clock import Clock
-from typedtiger.exceptions import JobTimeoutException, RetryException
+from typedtiger.exceptions import JobTimeoutException, RetryException, TaskImportError
 from typedtiger.serialization import JOB_TIMEOUT_NAME
 
 if TYPE_CHECKING:
@@ -52,8 +52,9 @@ class Job:
 
     ``func`` None: the function is resolved from ``serialized_func`` by ``resolve`` where the
     job runs (a forked child imports its module, so that a module that hangs or exits on import
-    costs this job, not the worker); such a job has one task, run as a batch of one if the
-    function turns out to be a batch function.
+    costs this job, not the worker). Such a job has one task (run as a batch of one if the
+    function turns out to be a batch function), or several with ``batch`` when an earlier job
+    showed it is one; its outcome's ``batch_function`` says what the import showed.
     """
 
     queue: str
@@ -142,8 +143,10 @@ def run_job(job: Job) -> Outcome:
     """Run ``job`` in this process (inside its context managers) and describe how it ended."""
     started = job.clock.now()
     task_ids = [task.id for task in job.tasks]
+    learned: bool | None = None  # what the import here showed, for the worker
     try:
         func, batch = _function_of(job)
+        learned = batch if job.func is None else None
         with ExitStack() as stack:
             for factory in job.context_managers:
                 stack.enter_context(factory())
@@ -155,19 +158,21 @@ def run_job(job: Job) -> Outcome:
                 job.runner.run_single_task(job.tasks[0], func, job.hard_timeout)
     except (Exception, SystemExit) as exc:
         _log.debug("task raised", task_ids=task_ids, exception=type(exc).__name__)
-        return failed_from_exception(exc, started, job.clock.now(), job.store_traceback)
-    return Succeeded(time_started=started, time_finished=job.clock.now())
+        failed = failed_from_exception(exc, started, job.clock.now(), job.store_traceback)
+        return failed if learned is None else attrs.evolve(failed, batch_function=learned)
+    return Succeeded(time_started=started, time_finished=job.clock.now(), batch_function=learned)
 
 
 def _function_of(job: Job) -> tuple[Callable[..., object], bool]:
     """The job's function and whether it runs as a batch (importing it if the job says so)."""
     if job.func is not None:
         return job.func, job.batch
-    if job.resolve is None or len(job.tasks) != 1:
-        raise ValueError(
-            "a job whose function is resolved where it runs needs resolve and one task"
-        )
-    return job.resolve(job.serialized_func)
+    if job.resolve is None:
+        raise ValueError("a job whose function is resolved where it runs needs resolve")
+    func, batch = job.resolve(job.serialized_func)
+    if len(job.tasks) > 1 and not batch:  # (the worker batched it as it ran before)
+        raise TaskImportError(f"{job.serialized_func!r} is no longer a batch function")
+    return func, batch
 
 
 #: The hard timeout armed now, if any: what ``_on_alarm`` reports.

@@ -158,6 +158,8 @@ class Worker:
         self._busy_seconds = 0.0
         self._stats_since = time.monotonic()
         self._ran_in_claim = False
+        #: Functions the worker has not imported, by whether a child found a batch function.
+        self._batch_functions: dict[str, bool] = {}
         #: Tasks of the current claim rescheduled because their lock was busy.
         self._lock_bounces = 0
 
@@ -427,8 +429,11 @@ class Worker:
             return
         # A function whose module this process has not imported is imported by the child
         # that runs it (a module that hangs or exits on import costs that task, not the
-        # worker): one task per job, as the worker cannot tell a batch function without it.
-        func, batch = resolved if resolved is not None else (None, False)
+        # worker): one task per job until a child has shown it is a batch function.
+        if resolved is not None:
+            func, batch = resolved
+        else:
+            func, batch = None, self._batch_functions.get(func_name, False)
         jobs = [group] if batch else [[item] for item in group]
         for job in jobs:
             if self._stop_requested and self._ran_in_claim:
@@ -634,6 +639,8 @@ class Worker:
         log: structlog.typing.FilteringBoundLogger,
     ) -> None:
         ids = [task.id for task, _ in group]
+        if outcome.batch_function is not None:  # its child imported the function
+            self._batch_functions[group[0][0].serialized_func] = outcome.batch_function
         if not isinstance(outcome, Failed):
             duration = round(outcome.time_finished - outcome.time_started, 6)
             self._flush_done()
