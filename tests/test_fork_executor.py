@@ -466,7 +466,7 @@ def test_what_a_task_leaves_running_dies_with_it(
     tmp_path: Path, then: str, expected: type[Outcome]
 ) -> None:
     path = tmp_path / "pid"
-    job = make_job(leave_a_grandchild, str(path), then, hard_timeout=0.3)
+    job = make_job(leave_a_grandchild, str(path), then, hard_timeout=1.0)  # (Popen first)
     try:
         assert isinstance(run(job, kill_grace=0.2), expected)
         grandchild = int(path.read_text())
