@@ -9,11 +9,12 @@ from typing import Any
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from tests import tasks
 from tests.conftest import REDIS_URL, run_worker
 from typedtiger import Config, Task, TaskSpec, TaskState, Tiger
-from typedtiger.backends import redis as redis_backend
 from typedtiger.backends.redis import RedisBackend
 from typedtiger.clock import ManualClock
 from typedtiger.exceptions import ArgumentError
@@ -212,7 +213,9 @@ def test_a_script_the_server_does_not_know_is_loaded(
     tiger: Tiger, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # (SCRIPT FLUSH would be server-wide: an unknown sha gets the same NOSCRIPT reply)
-    monkeypatch.setitem(redis_backend._SHAS, "enqueue", "0" * 40)
+    backend = tiger.backend
+    assert isinstance(backend, RedisBackend)
+    monkeypatch.setattr(backend._scripts["enqueue"], "sha", "0" * 40)
     tiger.enqueue(TaskSpec.of(tasks.simple, 1))
     tiger.enqueue(TaskSpec.of(tasks.simple, 2))
     assert tiger.get_queue_sizes("default")[TaskState.QUEUED] == 2
@@ -233,8 +236,11 @@ class _DroppingConnection(redis.Connection):
 
 
 def test_a_connection_lost_before_the_reply_is_replaced(redis_db: redis.Redis[str]) -> None:
-    pool = redis.ConnectionPool.from_url(
-        REDIS_URL, decode_responses=True, connection_class=_DroppingConnection
+    pool = redis.ConnectionPool.from_url(  # (a pool given to a client brings its own retry)
+        REDIS_URL,
+        decode_responses=True,
+        connection_class=_DroppingConnection,
+        retry=Retry(NoBackoff(), 1),
     )
     client: redis.Redis[str] = redis.Redis(connection_pool=pool, decode_responses=True)
     tiger = Tiger(RedisBackend(client), Config())

@@ -79,6 +79,9 @@ class SpinGuard:
         assert prefix == self._inner.prefix
         return self
 
+    def without_retries(self) -> SpinGuard:
+        return self
+
     def queues_with_tasks(self, state: TaskState) -> set[str]:
         if state is TaskState.QUEUED:
             self._listings += 1

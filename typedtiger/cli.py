@@ -21,6 +21,7 @@ from typedtiger._connection import (
     open_tiger,
 )
 from typedtiger.config import Config
+from typedtiger.exceptions import StorageGaveUp
 from typedtiger.executor import Executor, ForkExecutor, SyncExecutor
 from typedtiger.logging import setup_structlog
 from typedtiger.tiger import Tiger
@@ -252,7 +253,10 @@ def _run_worker(
             )
         except ValueError as exc:
             raise click.UsageError(str(exc)) from exc
-        worker.run(once=exit_after is not None and exit_after < 0)
+        try:
+            worker.run(once=exit_after is not None and exit_after < 0)
+        except StorageGaveUp as exc:  # one line and a non-zero status, not a traceback
+            raise click.ClickException(str(exc)) from exc
 
 
 def _split(values: Sequence[str]) -> list[str]:

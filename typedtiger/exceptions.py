@@ -7,7 +7,9 @@ Tree::
     ├── TaskNotFound                a task is not in the state an operation needs
     ├── QueueFullException          enqueue refused by ``max_queue_size``
     ├── PayloadError                a stored task payload cannot be decoded
-    ├── BackendUnavailable          the storage backend cannot be reached
+    ├── BackendUnavailable          the storage cannot serve now (unreachable, read-only, full)
+    ├── StorageDataError            a stored key or task has data of the wrong type or form
+    ├── StorageGaveUp               a worker stopped retrying an unavailable storage
     ├── ChildProcessDied            a task's process died without reporting (exit code/signal)
     └── NotInitialized              a lazily created Tiger was used before ``init``
     JobTimeoutException             a task ran past its hard timeout (raised in the task)
@@ -46,7 +48,19 @@ class PayloadError(TypedTigerError):
 
 
 class BackendUnavailable(TypedTigerError):
-    """The storage backend could not be reached (connection refused, timeout, ...)."""
+    """The storage cannot serve now, but may later: it cannot be reached (connection refused,
+    timeout), or it refuses writes for a while (a read-only replica after a failover, loading
+    its data, busy with a script, out of memory under ``noeviction``, a failed save)."""
+
+
+class StorageDataError(TypedTigerError):
+    """A stored key or task holds data of the wrong type or form (``WRONGTYPE``, a counter that
+    is not a number): that key or task is skipped or quarantined, everything else goes on."""
+
+
+class StorageGaveUp(TypedTigerError):
+    """A worker stopped retrying an unavailable storage: its ``storage_retry_deadline`` passed,
+    or it was asked to stop. Tasks it was running are left to the expiry requeue."""
 
 
 class NotInitialized(TypedTigerError):

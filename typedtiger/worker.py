@@ -17,13 +17,14 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from types import FrameType
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 import attrs
 import structlog
 
 from typedtiger._heartbeat import Heartbeat
 from typedtiger._job_wire import JobWire
+from typedtiger._outage import StorageOutage
 from typedtiger._queues import QueueSet, queue_matches
 from typedtiger._retry import check_names, decide
 from typedtiger._slots import JobSlots
@@ -34,7 +35,13 @@ from typedtiger.backends.base import (
     Failure,
     TaskState,
 )
-from typedtiger.exceptions import BackendUnavailable, PayloadError, TaskImportError
+from typedtiger.exceptions import (
+    BackendUnavailable,
+    PayloadError,
+    StorageDataError,
+    StorageGaveUp,
+    TaskImportError,
+)
 from typedtiger.executor import (
     Executor,
     Failed,
@@ -60,10 +67,10 @@ if TYPE_CHECKING:
 
 __all__ = ["Worker"]
 
-T = TypeVar("T")
-
 _HOST = socket.gethostname()
-_MAX_BACKOFF = 10.0
+#: How long the loop rests after bad data it could not pin on one queue or task (so a bad key
+#: costs an error line a second, not a busy loop).
+_BAD_DATA_PAUSE = 1.0
 
 
 @attrs.define
@@ -122,7 +129,9 @@ class Worker:
         if max_workers_per_queue is not None and max_workers_per_queue < 1:
             raise ValueError(f"max_workers_per_queue must be >= 1, got {max_workers_per_queue}")
         self._tiger = tiger
-        self._backend = tiger.backend
+        # The worker owns its retry policy (StorageOutage): a call that fails must fail at
+        # once, not be carried through an outage with arguments taken before it.
+        self._backend = tiger.backend.without_retries()
         self._config = config
         self._clock = tiger.clock
         self._only = tuple(queues) if queues is not None else config.only_queues
@@ -142,7 +151,7 @@ class Worker:
         )
         if isinstance(self._executor, ForkExecutor):
             self._executor.use_config_grace(config.hard_timeout_kill_grace)
-            self._executor.close_in_children(self._backend.close_inherited)
+            self._executor.close_in_children(self._close_inherited)
             # Spares, forked by a fork server, take the fork off the claim-to-start path and
             # out of this process (measured: fork -c 1 CPU per task -15%, -c 2 +25-45% tasks/s).
             self._executor.use_spares(JobWire(tiger, self._store_tracebacks), concurrency)
@@ -151,6 +160,9 @@ class Worker:
         self._log = structlog.get_logger("typedtiger.worker").bind(worker_id=self.id)
         self._queues = QueueSet()
         self._stop_requested = False
+        self._outage = StorageOutage(
+            config.storage_retry_deadline, lambda: self._stop_requested, self._log
+        )
         self._next_scheduled_move = 0.0
         self._next_requeue = 0.0
         self._next_queue_refresh = 0.0
@@ -162,6 +174,13 @@ class Worker:
         self._batch_functions: dict[str, bool] = {}
         #: Tasks of the current claim rescheduled because their lock was busy.
         self._lock_bounces = 0
+
+    def _close_inherited(self) -> None:
+        """In a task's child: close both clients' connections, the worker's own (without
+        retries) and the application's (periodic tasks are enqueued through it)."""
+        self._backend.close_inherited()
+        if self._tiger.backend is not self._backend:
+            self._tiger.backend.close_inherited()
 
     # --- public -------------------------------------------------------------------------
 
@@ -178,6 +197,10 @@ class Worker:
 
         ``once=True`` moves due scheduled tasks, runs everything queued (including tasks
         queued meanwhile) and returns.
+
+        While the storage is unavailable the worker waits and retries; it raises
+        ``StorageGaveUp`` once an outage has lasted ``Config.storage_retry_deadline``, or
+        soon after a stop is requested during one.
         """
         self._log.info(
             "ready",
@@ -196,66 +219,92 @@ class Worker:
                 "List the task modules in allowed_task_modules instead"
             )
         try:
-            with self._signal_handlers(enabled=not once):
-                self._call(self._register_periodic_tasks)
-                if once:
-                    self._run_until_idle()
-                else:
-                    self._loop()
-        finally:
             try:
-                self._slots.drain()
-                self._flush_done()
+                with self._signal_handlers(enabled=not once):
+                    self._call(self._register_periodic_tasks)
+                    if once:
+                        self._run_until_idle()
+                    else:
+                        self._loop()
             finally:
-                self._executor.close()
-                self._backend.close()
+                try:
+                    self._slots.drain()
+                    self._flush_done()
+                finally:
+                    self._executor.close()
+                    self._backend.close()
+        except StorageGaveUp as exc:
+            self._log.error("stopped: storage unavailable", error=str(exc))
+            raise
         self._log.info("stopped")
 
     # --- the loop -----------------------------------------------------------------------
 
     def _run_until_idle(self) -> None:
         while not self._stop_requested:
-            self._maintain(force=True)
-            self._refresh_queues()
-            if not self._queues and not self._slots.running:
+            if self._guarded(self._pass_until_idle):
                 return
-            claimed = False
-            while self._queues and not self._stop_requested:
-                claimed = self._process_next() or claimed
-            self._slots.drain()  # what they record or enqueue may make more work due
-            if not claimed:
-                return  # what is queued cannot be claimed now (paused queue, no free slot)
+
+    def _pass_until_idle(self) -> bool:
+        """One pass of ``once``: True when nothing more can be done now."""
+        self._maintain(force=True)
+        self._refresh_queues()
+        if not self._queues and not self._slots.running:
+            return True
+        claimed = False
+        while self._queues and not self._stop_requested:
+            claimed = self._process_next() or claimed
+        self._slots.drain()  # what they record or enqueue may make more work due
+        return not claimed  # what is queued cannot be claimed now (paused queue, no free slot)
 
     def _loop(self) -> None:
         deadline = None if self._exit_after is None else time.monotonic() + self._exit_after
-        backoff = 0.0
         while not self._stop_requested:
             if deadline is not None and time.monotonic() >= deadline:
                 self._log.info("exit_after reached", seconds=self._exit_after)
                 return
-            try:
-                while self._slots.running and self._slots.collect(timeout=0):
-                    pass
-                # Work that woke the worker is claimed first; upkeep comes after it.
-                if self._queues:
-                    self._process_next()
-                    self._maintain(force=False)
-                elif self._slots.running:
-                    self._maintain(force=False)
-                    self._slots.collect(timeout=0.05)
-                    woken = self._backend.wait_for_activity(0)
-                    self._queues.update(queue for queue in woken if self.serves(queue))
-                else:
-                    self._maintain(force=False)
-                    self._idle()
-                backoff = 0.0
-            except BackendUnavailable as exc:
-                backoff = min(_MAX_BACKOFF, max(0.1, backoff * 2))
-                self._log.warning("backend unavailable", error=str(exc), retry_in=backoff)
-                # Every heartbeat went stale during the outage: give running tasks' workers
-                # a full timeout to refresh theirs before requeueing anything as lost.
-                self._next_requeue = self._clock.now() + self._config.active_task_update_timeout
-                time.sleep(backoff)
+            self._guarded(self._step)
+
+    def _step(self) -> bool:
+        while self._slots.running and self._slots.collect(timeout=0):
+            pass
+        # Work that woke the worker is claimed first; upkeep comes after it.
+        if self._queues:
+            self._process_next()
+            self._maintain(force=False)
+        elif self._slots.running:
+            self._maintain(force=False)
+            self._slots.collect(timeout=0.05)
+            woken = self._backend.wait_for_activity(0)
+            self._queues.update(queue for queue in woken if self.serves(queue))
+        else:
+            self._maintain(force=False)
+            self._idle()
+        return False
+
+    def _guarded(self, step: Callable[[], bool]) -> bool:
+        """Run a step of the loop. An unavailable storage is waited out (StorageGaveUp past
+        the deadline); bad data the step could not pin on one queue or task is logged and
+        skipped. False when the step did not complete."""
+        try:
+            done = step()
+        except BackendUnavailable as exc:
+            # Every heartbeat went stale during the outage: give running tasks' workers
+            # a full timeout to refresh theirs before requeueing anything as lost.
+            self._next_requeue = self._clock.now() + self._config.active_task_update_timeout
+            self._outage.failed(exc)
+            return False
+        except StorageDataError as exc:
+            self._log.error("bad data in storage, skipped", error=str(exc))
+            self._rest(_BAD_DATA_PAUSE)
+            return False
+        self._outage.succeeded()
+        return done
+
+    def _rest(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while not self._stop_requested and (left := end - time.monotonic()) > 0:
+            time.sleep(min(left, 0.1))
 
     def _idle(self) -> None:
         self._flush_done()
@@ -272,18 +321,28 @@ class Worker:
         self._queues = QueueSet(queue for queue in queued if self.serves(queue))
         self._next_queue_refresh = self._clock.now() + self._config.poll_task_queues_interval
 
+    @contextmanager
+    def _bad_data_skipped(self, what: str) -> Iterator[None]:
+        """Log bad data met while doing ``what`` and go on with the rest of the loop."""
+        try:
+            yield
+        except StorageDataError as exc:
+            self._log.error("bad data in storage, skipped", step=what, error=str(exc))
+
     def _maintain(self, force: bool) -> None:
         config = self._config
         now = self._clock.now()
         if force or now >= self._next_scheduled_move:
-            moved = self._backend.move_due_scheduled(
-                now, config.scheduled_task_batch_size, config.publish_queued_tasks
-            )
-            if moved:
-                self._log.debug("scheduled tasks queued", count=moved)
+            with self._bad_data_skipped("moving due scheduled tasks"):
+                moved = self._backend.move_due_scheduled(
+                    now, config.scheduled_task_batch_size, config.publish_queued_tasks
+                )
+                if moved:
+                    self._log.debug("scheduled tasks queued", count=moved)
             self._next_scheduled_move = now + config.select_timeout
         if force or now >= self._next_requeue:
-            self._requeue_expired(now)
+            with self._bad_data_skipped("requeueing expired tasks"):
+                self._requeue_expired(now)
             self._next_requeue = now + config.requeue_expired_tasks_interval
         if now >= self._next_stats:
             self._log_stats(now)
@@ -325,8 +384,13 @@ class Worker:
 
     def _process_next(self) -> bool:
         queue = self._queues.choice()
-        if self._process_queue(queue):
-            return True
+        try:
+            if self._process_queue(queue):
+                return True
+        except StorageDataError as exc:
+            # One queue's keys are bad: the others are served; it is tried again when the
+            # queues are next refreshed.
+            self._log.error("bad data in storage, queue skipped", queue=queue, error=str(exc))
         self._queues.discard(queue)
         return False
 
@@ -729,17 +793,22 @@ class Worker:
         )
         self._call(lambda: self._backend.fail(queue, ids, lock_ids, failure))
 
-    def _call(self, operation: Callable[[], T]) -> T:
-        """Run a storage operation, retrying with backoff while the backend is unavailable,
-        so that an outcome is recorded once storage is back."""
-        backoff = 0.1
+    def _call(self, operation: Callable[[], object]) -> None:
+        """Run a storage operation that records something (an outcome, a release), retrying
+        while the storage is unavailable so that it is recorded once storage is back
+        (StorageGaveUp past the deadline). Bad data in the keys it touches is logged and
+        skipped: one bad task must not stop the worker."""
         while True:
             try:
-                return operation()
+                operation()
             except BackendUnavailable as exc:
-                self._log.warning("backend unavailable", error=str(exc), retry_in=backoff)
-                time.sleep(backoff)
-                backoff = min(_MAX_BACKOFF, backoff * 2)
+                self._outage.failed(exc)
+            except StorageDataError as exc:
+                self._log.error("bad data in storage, skipped", error=str(exc))
+                return
+            else:
+                self._outage.succeeded()
+                return
 
     # --- signals ------------------------------------------------------------------------
 

@@ -172,6 +172,11 @@ class Backend(Protocol):
         """The same storage under another key prefix."""
         ...
 
+    def without_retries(self) -> Backend:
+        """The same storage, with calls that raise BackendUnavailable at once on an outage
+        instead of retrying inside the call (for a caller that owns its retry policy)."""
+        ...
+
     # --- producing ----------------------------------------------------------------------
 
     def enqueue(self, tasks: Sequence[NewTask], now: float, publish: bool) -> list[Enqueued]:
@@ -283,7 +288,8 @@ class Backend(Protocol):
         ...
 
     def close(self) -> None:
-        """Release what waiting for activity holds (subscriptions)."""
+        """Release what waiting for activity holds (subscriptions), and the connections of a
+        client the backend made itself (``without_retries``)."""
         ...
 
     def close_inherited(self) -> None:

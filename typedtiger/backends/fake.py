@@ -45,6 +45,9 @@ class FakeBackend(RedisBackend):
     def clock(self) -> ManualClock:
         return self._manual_clock
 
+    def without_retries(self) -> FakeBackend:
+        return self  # in-process: no connection to lose
+
     def with_prefix(self, prefix: str) -> FakeBackend:
         if prefix == self.prefix:
             return self

@@ -1,9 +1,9 @@
 """RedisBackend: task storage on Redis, TaskTiger's key layout, one Lua script per state change.
 
 The layout is documented in docs/redis-layout.md. Scripts live in ``backends/lua``; each is
-loaded once and run by EVALSHA, sent straight on a pooled connection (redis-py's own path
-loads it on NOSCRIPT and reconnects after a lost connection). Only this module and
-``fake.py`` import redis; redis errors are translated to typedtiger's here.
+run by EVALSHA through redis-py (which loads it on NOSCRIPT, and applies the client's retry
+policy and health checks). Only this module and ``fake.py`` import redis; redis errors are
+translated to typedtiger's here: see ``translate_error``.
 """
 
 from __future__ import annotations
@@ -12,9 +12,7 @@ import contextlib
 import functools
 import hashlib
 import itertools
-import os
 import socket
-import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from importlib import resources
@@ -22,8 +20,11 @@ from typing import Any, Final, ParamSpec, TypeVar, cast
 
 import redis
 import redis.exceptions
+from redis.backoff import NoBackoff
 from redis.client import NEVER_DECODE, PubSub
 from redis.commands.core import Script
+from redis.retry import Retry
+from redis.sentinel import SentinelConnectionPool
 
 from typedtiger.backends.base import (
     Claimed,
@@ -38,7 +39,12 @@ from typedtiger.backends.base import (
     TaskState,
 )
 from typedtiger.clock import Clock, SystemClock
-from typedtiger.exceptions import BackendUnavailable, QueueFullException, TypedTigerError
+from typedtiger.exceptions import (
+    BackendUnavailable,
+    QueueFullException,
+    StorageDataError,
+    TypedTigerError,
+)
 
 __all__ = ["RedisBackend"]
 
@@ -78,14 +84,62 @@ _SHAS: Final = {
 }
 
 
+#: Replies that mean Redis cannot serve now but may soon (redis-py maps some of these to
+#: classes and strips the code from the message; the codes cover the rest and fakeredis).
+_OUTAGE_CLASSES: Final = (
+    redis.exceptions.ConnectionError,  # also LOADING (BusyLoadingError) and auth failures
+    redis.exceptions.TimeoutError,
+    redis.exceptions.ReadOnlyError,  # a replica (after a failover) refuses writes
+    # (types-redis lags redis-py, which has had it since 4.3)
+    redis.exceptions.OutOfMemoryError,  # type: ignore[attr-defined]  # maxmemory, noeviction
+    redis.exceptions.MasterDownError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.ClusterDownError,
+)
+_OUTAGE_CODES: Final = (
+    "READONLY",
+    "LOADING",
+    "BUSY",  # a script or module command runs too long
+    "MASTERDOWN",
+    "OOM",
+    "MISCONF",  # writes refused after a failed RDB save
+    "NOREPLICAS",  # min-replicas-to-write not met
+    "TRYAGAIN",
+    "CLUSTERDOWN",
+    "command not allowed when used memory",
+)
+#: Replies that mean one key or task holds data of the wrong type or form (redis-py strips
+#: "ERR "). A Lua runtime error (Redis: "user_script:<line>: ...", fakeredis: "Error running
+#: script ...") comes from a stored value the script could not use.
+_DATA_CODES: Final = (
+    "WRONGTYPE",
+    "value is not an integer",
+    "value is not a valid float",
+    "increment or decrement would overflow",
+    "user_script:",
+    "Error running script",
+    "TASKDATA",  # a script's own refusal of one task's stored data
+)
+
+
+def translate_error(exc: redis.exceptions.RedisError) -> TypedTigerError:
+    """typedtiger's error for a redis-py error: BackendUnavailable (try again later),
+    StorageDataError (one key or task is bad) or TypedTigerError (a bug, or a setup Redis
+    refuses, such as a missing ACL permission)."""
+    message = str(exc)
+    if isinstance(exc, _OUTAGE_CLASSES) or message.startswith(_OUTAGE_CODES):
+        return BackendUnavailable(f"Redis is unavailable: {message}")
+    if message.startswith(_DATA_CODES):
+        return StorageDataError(f"bad data in Redis: {message}")
+    return TypedTigerError(f"Redis error: {message}")
+
+
 @contextmanager
 def _translated_errors() -> Iterator[None]:
     try:
         yield
-    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
-        raise BackendUnavailable(f"Redis is unavailable: {exc}") from exc
     except redis.exceptions.RedisError as exc:
-        raise TypedTigerError(f"Redis error: {exc}") from exc
+        raise translate_error(exc) from exc
 
 
 def _redis_call(method: Callable[P, R]) -> Callable[P, R]:
@@ -95,90 +149,6 @@ def _redis_call(method: Callable[P, R]) -> Callable[P, R]:
             return method(*args, **kwargs)
 
     return wrapper
-
-
-#: _DirectScripts.call's answer when redis-py's own path must run the script instead.
-_RETRY: Final = object()
-
-
-class _DirectScripts:
-    """Sends EVALSHA straight on a connection, without redis-py's per-command machinery (a
-    fifth of an enqueue's client time).
-
-    With ``hold`` (a non-blocking pool of at least _HOLD_FROM_POOL_SIZE connections: a held
-    connection must not take a slot another caller waits for), one connection, taken from the
-    pool once per process, is kept for these calls: a call that finds it in use by another
-    thread takes a pooled connection for itself instead. Without, each call takes a pooled
-    connection and gives it back. ``call`` returns ``_RETRY`` when the script is not loaded or
-    the connection failed: redis-py's path then loads the script, reconnects and retries per
-    the client's policy (which may run a script twice after a lost reply, as redis-py itself
-    would).
-    """
-
-    def __init__(self, pool: redis.ConnectionPool, hold: bool) -> None:
-        self._pool = pool
-        self._hold = hold
-        self._lock = threading.Lock()
-        self._held: redis.connection.AbstractConnection | None = None
-        self._held_pid = 0
-
-    def call(self, sha: str, args: Sequence[object], decode: bool = True) -> Any:
-        command = _pack_evalsha(sha, args)
-        if not self._hold or not self._lock.acquire(blocking=False):  # (or it is in use)
-            # (types-redis lags redis-py: since 5.3 the arguments are deprecated and unused)
-            conn = self._pool.get_connection()  # type: ignore[call-arg]
-            try:
-                return _send(conn, command, decode)
-            finally:
-                self._pool.release(conn)
-        try:
-            if self._held is None or self._held_pid != os.getpid():  # none yet, or forked
-                self._held = self._pool.get_connection()  # type: ignore[call-arg]
-                self._held_pid = os.getpid()
-            return _send(self._held, command, decode)
-        finally:
-            self._lock.release()
-
-
-#: The smallest pool a connection is held from (see _DirectScripts): in a smaller one, the
-#: slot it takes may be one another caller needs.
-_HOLD_FROM_POOL_SIZE: Final = 32
-
-
-def _may_hold_from(pool: redis.ConnectionPool) -> bool:
-    """Non-blocking (a BlockingConnectionPool waits for a slot) and large enough."""
-    return type(pool) is redis.ConnectionPool and pool.max_connections >= _HOLD_FROM_POOL_SIZE
-
-
-def _send(conn: redis.connection.AbstractConnection, command: bytes, decode: bool) -> Any:
-    try:
-        # (types-redis lags redis-py, which sends each bytes item of the list as it is)
-        conn.send_packed_command([command])  # type: ignore[list-item]
-        return conn.read_response(disable_decoding=not decode)
-    except redis.exceptions.NoScriptError:
-        return _RETRY
-    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
-        conn.disconnect()  # the next send reconnects
-        return _RETRY
-    except redis.exceptions.ResponseError:
-        raise  # the script's own error: the connection is in step
-    except BaseException:
-        conn.disconnect()  # interrupted mid-reply: the connection is out of step
-        raise
-
-
-def _pack_evalsha(sha: str, args: Sequence[object]) -> bytes:
-    """``EVALSHA sha 0 *args`` in RESP (a tenth of redis-py's general packer's time)."""
-    parts = [b"*%d\r\n$7\r\nEVALSHA\r\n$40\r\n%s\r\n$1\r\n0\r\n" % (len(args) + 3, sha.encode())]
-    for arg in args:
-        if isinstance(arg, str):  # (an id read undecoded goes back as the bytes it was)
-            data = arg.encode("utf8", "surrogateescape")
-        elif isinstance(arg, int | float) and not isinstance(arg, bool):
-            data = repr(arg).encode("ascii")
-        else:
-            raise TypeError(f"a script argument must be a str, int or float, not {arg!r}")
-        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(parts)
 
 
 def _close_inherited_sockets(pool: object) -> None:
@@ -295,16 +265,7 @@ class RedisBackend:
             name: client.register_script(source) for name, source in _SOURCES.items()
         }
         self._pubsub: PubSub | None = None
-        #: Sends scripts directly (see _DirectScripts); None: a client
-        #: with a connection of its own (or another kind of pool) goes through redis-py's path.
-        # (types-redis lags redis-py: it lacks Redis.connection, the single connection)
-        own_connection = client.connection  # type: ignore[attr-defined]
-        pool = client.connection_pool
-        self._direct = (
-            _DirectScripts(pool, hold=_may_hold_from(pool))
-            if own_connection is None and isinstance(pool, redis.ConnectionPool)
-            else None
-        )
+        self._owns_pool = False
 
     def __repr__(self) -> str:
         # The location only: never the password.
@@ -334,6 +295,41 @@ class RedisBackend:
     def prefix(self) -> str:
         return self._prefix
 
+    def without_retries(self) -> RedisBackend:
+        """The same storage on a client of its own that does not retry: a failed call raises
+        BackendUnavailable at once, for a caller that owns the retry policy (the worker).
+
+        redis-py's default retry (10 tries over a few seconds) would carry a call through a
+        short outage with arguments, such as a claim's time, taken before it began. A pool
+        of a kind not rebuilt here (a custom class) keeps the client's own retry policy.
+        """
+        pool = self._client.connection_pool
+        kwargs = {**pool.connection_kwargs, "retry": Retry(NoBackoff(), 0), "retry_on_error": []}
+        kind = type(pool)
+        if kind is redis.ConnectionPool or kind is redis.BlockingConnectionPool:
+            fresh = kind(
+                connection_class=pool.connection_class,
+                max_connections=pool.max_connections,
+                **kwargs,
+            )
+        elif isinstance(pool, SentinelConnectionPool):
+            del kwargs["connection_pool"]  # the pool's proxy to itself: the new pool adds its own
+            fresh = SentinelConnectionPool(
+                pool.service_name,
+                pool.sentinel_manager,
+                connection_class=pool.connection_class,
+                max_connections=pool.max_connections,
+                is_master=pool.is_master,
+                check_connection=pool.check_connection,
+                **kwargs,
+            )
+        else:
+            return self
+        client: redis.Redis[str] = redis.Redis(connection_pool=fresh, decode_responses=True)
+        backend = type(self)(client, prefix=self._prefix, clock=self._clock)
+        backend._owns_pool = True
+        return backend
+
     def with_prefix(self, prefix: str) -> RedisBackend:
         if prefix == self._prefix:
             return self
@@ -345,18 +341,10 @@ class RedisBackend:
     def _run(self, name: str, args: Sequence[object], *, decode: bool = True) -> Any:
         """The script's reply; with ``decode=False`` its strings are left as bytes (what a
         UTF-8 decoder would refuse must not fail the whole reply)."""
-        args = [self._prefix, *args]
-        if self._direct is not None:
-            reply = self._direct.call(_SHAS[name], args, decode)
-            if reply is not _RETRY:
-                return reply
-        # (an id read undecoded goes back as the bytes it was, as _pack_evalsha sends it)
-        args = [_wire(arg) for arg in args]
+        # (an id read undecoded goes back as the bytes it was)
+        args = [_wire(arg) for arg in (self._prefix, *args)]
         if decode:
             return self._scripts[name](keys=[], args=args)
-        return self._run_undecoded(name, args)
-
-    def _run_undecoded(self, name: str, args: Sequence[object]) -> Any:
         # What Script.__call__ does, with the reply left undecoded.
         raw = {NEVER_DECODE: True}
         try:
@@ -387,7 +375,7 @@ class RedisBackend:
                     f"queue {task.queue!r} holds {detail} tasks (max_queue_size "
                     f"{task.max_queue_size}); nothing was enqueued"
                 )
-            raise TypedTigerError(
+            raise StorageDataError(
                 f"WRONGTYPE: Redis key {_undecoded(detail)!r} holds another type of value; nothing "
                 "was enqueued"
             )
@@ -431,10 +419,13 @@ class RedisBackend:
         return queues
 
     def close(self) -> None:
-        """Drop the activity subscription (the client itself stays open)."""
+        """Drop the activity subscription. The client stays open, unless this backend made it
+        (``without_retries``): then its connections are closed too (reopened if used again)."""
         if self._pubsub is not None:
             self._pubsub.close()
             self._pubsub = None
+        if self._owns_pool:
+            self._client.connection_pool.disconnect()
 
     def close_inherited(self) -> None:
         """Close the sockets of the pool's connections (idle and in use: the subscription's

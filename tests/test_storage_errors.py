@@ -1,0 +1,390 @@
+"""Storage errors: each class of Redis error, and what a worker does about it (issue 17).
+
+An outage (unreachable, read-only replica, maxmemory, loading, ...) is waited out with backoff,
+up to ``Config.storage_retry_deadline``; bad data in one key or task is skipped or quarantined
+and the worker serves everything else. The cases that matter run real Redis servers of the
+test's own (tests/redis_server.py: on a free port, ``$TYPEDTIGER_TEST_PORTS`` picks the range)
+and real worker processes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+import structlog
+
+from tests import test_worker_process, worker_tasks
+from tests.redis_server import RedisServer, free_port, own_redis_server
+from tests.test_worker_process import REPO, lines
+from tests.waiting import scaled, wait_until
+from tests.worker_main import FAST
+from typedtiger import Config, Task, TaskSpec, TaskState, Tiger
+from typedtiger._outage import FIRST_WAIT, MAX_WAIT, STOP_GRACE, StorageOutage
+from typedtiger.backends.redis import RedisBackend, translate_error
+from typedtiger.exceptions import (
+    BackendUnavailable,
+    StorageDataError,
+    StorageGaveUp,
+    TypedTigerError,
+)
+from typedtiger.executor import SyncExecutor
+from typedtiger.worker import Worker
+
+pytestmark = pytest.mark.timeout(120)
+
+#: Worker processes (tests/worker_main.py) logging to tmp_path/worker-N.log; killed at the end.
+workers = test_worker_process.workers
+
+# --- classification ----------------------------------------------------------------------
+
+_E = redis.exceptions
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        _E.ConnectionError("Error 111 connecting to 127.0.0.1:1. Connection refused."),
+        _E.TimeoutError("Timeout reading from socket"),
+        _E.BusyLoadingError("Redis is loading the dataset in memory"),
+        _E.ReadOnlyError("You can't write against a read only replica."),
+        _E.OutOfMemoryError("command not allowed when used memory > 'maxmemory'."),  # type: ignore[attr-defined]
+        _E.MasterDownError("Link with MASTER is down and replica-serve-stale-data is set to 'no'."),
+        _E.ResponseError("BUSY Redis is busy running a script."),
+        _E.ResponseError("MISCONF Redis is configured to save RDB snapshots, but it's currently"),
+        _E.ResponseError("NOREPLICAS Not enough good replicas to write."),
+        _E.ResponseError("LOADING Redis is loading the dataset in memory"),
+        _E.ResponseError("READONLY You can't write against a read only replica."),
+        _E.ResponseError("OOM command not allowed when used memory > 'maxmemory'."),
+        _E.ResponseError("command not allowed when used memory > 'maxmemory'. script: 1f0e"),
+        _E.ResponseError("TRYAGAIN Multiple keys request during rehashing of slot"),
+        _E.ResponseError("CLUSTERDOWN The cluster is down"),
+    ],
+    ids=lambda error: str(error)[:24],
+)
+def test_an_outage_is_backend_unavailable(error: redis.exceptions.RedisError) -> None:
+    assert type(translate_error(error)) is BackendUnavailable
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "WRONGTYPE Operation against a key holding the wrong kind of value",
+        "WRONGTYPE Operation against a key holding the wrong kind of value script: 1f, on @x:9.",
+        "value is not an integer or out of range",
+        "value is not a valid float",
+        "user_script:12: attempt to perform arithmetic on a nil value script: 1f",
+        "Error running script (call to f_1f): @user_script:?: attempt to compare nil with number",
+        "TASKDATA task abc: executions_count is not a number",
+    ],
+)
+def test_bad_data_is_a_storage_data_error(message: str) -> None:
+    assert type(translate_error(_E.ResponseError(message))) is StorageDataError
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        _E.ResponseError("unknown command 'NOPE', with args beginning with: "),
+        _E.ResponseError("wrong number of arguments for 'zadd' command"),
+        _E.NoPermissionError("this user has no permissions to run the 'evalsha' command"),
+    ],
+    ids=lambda error: str(error)[:24],
+)
+def test_anything_else_is_a_plain_typedtiger_error(error: redis.exceptions.RedisError) -> None:
+    assert type(translate_error(error)) is TypedTigerError
+
+
+def test_a_backend_without_retries_fails_at_once_and_leaves_the_original_alone() -> None:
+    client: redis.Redis[str] = redis.Redis(port=free_port(), decode_responses=True)
+    backend = RedisBackend(client)
+    quick = backend.without_retries()
+    assert quick.client is not client and quick.prefix == backend.prefix
+    started = time.monotonic()
+    with pytest.raises(BackendUnavailable):
+        quick.queues_with_tasks(TaskState.QUEUED)
+    assert time.monotonic() - started < scaled(1.0)  # redis-py's default retry takes seconds
+    retry = client.connection_pool.connection_kwargs["retry"]
+    assert retry.get_retries() > 0
+    client.close()
+    quick.client.close()
+
+
+def test_closing_a_backend_without_retries_closes_the_client_it_made(
+    redis_db: redis.Redis[str],
+) -> None:
+    backend = RedisBackend(redis_db)
+    quick = backend.without_retries()
+    quick.queues_with_tasks(TaskState.QUEUED)
+    backend.queues_with_tasks(TaskState.QUEUED)
+    quick.close()
+    backend.close()
+    pools = quick.client.connection_pool, redis_db.connection_pool
+    assert [c for c in pools[0]._available_connections if c._sock is not None] == []
+    assert [c for c in pools[1]._available_connections if c._sock is not None] != []
+
+
+# --- StorageOutage, on a clock of the test's own -----------------------------------------
+
+
+class _Time:
+    """A monotonic clock that moves only when slept on."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.sleeps: list[float] = []
+        self.stop = False
+        self.stop_after: float | None = None
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+        if self.stop_after is not None and self.now >= self.stop_after:
+            self.stop = True
+
+
+def _outage(clock: _Time, deadline: float, jitter: float = 1.0) -> StorageOutage:
+    return StorageOutage(
+        deadline,
+        lambda: clock.stop,
+        structlog.get_logger("test"),
+        monotonic=lambda: clock.now,
+        sleep=clock.sleep,
+        jitter=lambda: jitter,
+    )
+
+
+def test_waits_double_up_to_the_cap_and_an_outage_ends_past_its_deadline() -> None:
+    clock = _Time()
+    outage = _outage(clock, deadline=60.0)
+    waits = []
+    with pytest.raises(StorageGaveUp, match=r"storage_retry_deadline \(60 s\) passed"):
+        while True:
+            before = clock.now
+            outage.failed(BackendUnavailable("down"))
+            waits.append(round(clock.now - before, 6))
+    assert waits[:4] == [FIRST_WAIT, 2 * FIRST_WAIT, 4 * FIRST_WAIT, 8 * FIRST_WAIT]
+    assert max(waits) == MAX_WAIT
+    assert clock.now == pytest.approx(160.0)  # the last wait is cut to the deadline
+    assert max(clock.sleeps) <= 0.1  # slept in slices, to notice a stop
+
+
+def test_jitter_shortens_each_wait_by_up_to_half() -> None:
+    clock = _Time()
+    outage = _outage(clock, deadline=60.0, jitter=0.0)
+    outage.failed(BackendUnavailable("down"))
+    assert clock.now - 100.0 == pytest.approx(FIRST_WAIT / 2)
+
+
+def test_a_call_that_succeeds_ends_the_outage() -> None:
+    clock = _Time()
+    outage = _outage(clock, deadline=1.0)
+    for _ in range(3):
+        outage.failed(BackendUnavailable("down"))
+    outage.succeeded()
+    assert not outage.ongoing
+    clock.now += 10  # a new outage gets a deadline of its own
+    before = clock.now
+    outage.failed(BackendUnavailable("down again"))
+    assert clock.now - before == pytest.approx(FIRST_WAIT)
+
+
+def test_a_stop_request_ends_an_outage_within_the_grace() -> None:
+    clock = _Time()
+    outage = _outage(clock, deadline=300.0)
+    clock.stop_after = 105.0
+    with pytest.raises(StorageGaveUp, match="a stop was requested"):
+        while True:
+            outage.failed(BackendUnavailable("down"))
+    assert clock.now <= 105.0 + 0.1 + STOP_GRACE
+
+
+# --- redis-servers of the test's own -------------------------------------------------------
+
+
+@pytest.fixture
+def servers(tmp_path: Path) -> Iterator[Callable[[], RedisServer]]:
+    """Start redis-servers of the test's own (tests/redis_server.py); stopped at the end."""
+    with contextlib.ExitStack() as stack:
+        started = 0
+
+        def start() -> RedisServer:
+            nonlocal started
+            started += 1
+            return stack.enter_context(own_redis_server(tmp_path / f"redis-{started}"))
+
+        yield start
+
+
+def _client(server: RedisServer) -> redis.Redis[str]:
+    assert server.client is not None
+    return server.client
+
+
+def _tiger(url: str) -> Tiger:
+    tiger = Tiger(RedisBackend.from_url(url), FAST)
+    tiger.adopt(worker_tasks.tiger)
+    return tiger
+
+
+def _log_of(tmp_path: Path, number: int = 0) -> str:
+    return (tmp_path / f"worker-{number}.log").read_text()
+
+
+def _stop(worker: subprocess.Popen[bytes]) -> int:
+    worker.send_signal(signal.SIGTERM)
+    return worker.wait(timeout=scaled(20))
+
+
+def test_a_full_redis_is_an_outage_the_worker_survives(
+    servers: Callable[[], RedisServer],
+    workers: Callable[..., subprocess.Popen[bytes]],
+    tmp_path: Path,
+) -> None:
+    server = servers()
+    tiger = _tiger(server.url())
+    ledger = tmp_path / "ledger.txt"
+    tiger.enqueue_many([TaskSpec.of(worker_tasks.record, str(ledger), str(n)) for n in range(3)])
+    tiger.enqueue(TaskSpec.of(worker_tasks.exit_with, 3))  # its failure must be recorded
+    _client(server).config_set("maxmemory-policy", "noeviction")
+    _client(server).config_set("maxmemory", 1)  # below what is used: every denyoom write fails
+    with pytest.raises(BackendUnavailable, match="maxmemory"):
+        tiger.enqueue(TaskSpec.of(worker_tasks.record, str(ledger), "refused"))
+
+    worker = workers(url=server.url())
+    wait_until(lambda: "backend unavailable" in _log_of(tmp_path), 20, "the outage to be seen")
+    time.sleep(0.5)  # (several backoff rounds)
+    assert worker.poll() is None, _log_of(tmp_path)
+
+    _client(server).config_set("maxmemory", 0)
+    wait_until(lambda: tiger.get_queue_stats() == {"default": {"error": 1}}, 20, "the queue")
+    assert sorted(lines(ledger)[1::2]) == ["0", "1", "2"]
+    _, (failed,) = Task.tasks_from_queue(tiger, "default", TaskState.ERROR, load_executions=1)
+    assert "ChildProcessDied" in str(failed.executions[-1].exception_name)
+    assert worker.poll() is None
+    assert _stop(worker) == 0
+
+
+def test_a_read_only_replica_is_an_outage_until_it_is_promoted(
+    servers: Callable[[], RedisServer],
+    workers: Callable[..., subprocess.Popen[bytes]],
+    tmp_path: Path,
+) -> None:
+    primary, replica = servers(), servers()
+    ledger = tmp_path / "ledger.txt"
+    _tiger(primary.url()).enqueue_many(
+        [TaskSpec.of(worker_tasks.record, str(ledger), str(n)) for n in range(3)]
+    )
+    _client(replica).replicaof("127.0.0.1", primary.port)
+    wait_until(lambda: _client(replica).zcard("t:queued:default") == 3, 20, "replication")
+
+    worker = workers(url=replica.url())  # as after a failover that left it pointing at a replica
+    wait_until(lambda: "READONLY" in _log_of(tmp_path) or "read only" in _log_of(tmp_path), 20,
+               "the replica's refusal")  # fmt: skip
+    assert worker.poll() is None, _log_of(tmp_path)
+    assert lines(ledger) == []
+
+    _client(replica).replicaof("NO", "ONE")  # the failover completes: it is the primary now
+    tiger = _tiger(replica.url())
+    wait_until(lambda: tiger.get_queue_stats() == {}, 20, "the tasks to run on the new primary")
+    assert sorted(lines(ledger)[1::2]) == ["0", "1", "2"]
+    assert _stop(worker) == 0
+
+
+def test_the_cli_gives_up_past_the_deadline_with_one_clear_line() -> None:
+    url = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "typedtiger.cli", "worker", "--url", url,
+         "--storage-retry-deadline", "1", "--exit-after", "idle"],
+        cwd=REPO, capture_output=True, text=True, timeout=scaled(60), check=False,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert time.monotonic() - started < scaled(30)
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("Error: gave up on the storage after 1.")
+    assert "storage_retry_deadline (1 s) passed" in last
+    assert "Traceback" not in result.stderr
+
+
+def test_the_cli_gives_up_past_the_deadline_when_running_for_good() -> None:
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    result = subprocess.run(
+        [sys.executable, "-m", "typedtiger.cli", "worker", "--url", url,
+         "--storage-retry-deadline", "0.5"],
+        cwd=REPO, capture_output=True, text=True, timeout=scaled(60), check=False,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "storage_retry_deadline (0.5 s) passed" in result.stderr.splitlines()[-1]
+
+
+def _worker_on(url: str, deadline: float) -> tuple[Tiger, Worker]:
+    tiger = Tiger(RedisBackend.from_url(url), Config(storage_retry_deadline=deadline))
+    tiger.adopt(worker_tasks.tiger)
+    return tiger, Worker(tiger, executor=SyncExecutor())
+
+
+def test_run_once_gives_up_past_the_deadline() -> None:
+    _, worker = _worker_on(f"redis://127.0.0.1:{free_port()}/0", deadline=0.3)
+    started = time.monotonic()
+    with pytest.raises(StorageGaveUp):
+        worker.run(once=True)
+    assert time.monotonic() - started < scaled(5)
+
+
+def test_a_stop_during_an_outage_returns_promptly() -> None:
+    _, worker = _worker_on(f"redis://127.0.0.1:{free_port()}/0", deadline=300)
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            worker.run()
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    time.sleep(0.3)  # (in the outage's backoff)
+    stopped = time.monotonic()
+    worker.stop()
+    thread.join(timeout=scaled(10))
+    assert not thread.is_alive()
+    assert time.monotonic() - stopped < scaled(1.0)
+    assert errors == []  # nothing was in flight: a plain stop
+
+
+def test_an_outcome_pending_at_a_stop_during_an_outage_is_given_up_on_after_the_grace(
+    servers: Callable[[], RedisServer], tmp_path: Path
+) -> None:
+    server = servers()
+    ledger = tmp_path / "ledger.txt"
+    tiger, worker = _worker_on(server.url(), deadline=300)
+    tiger.enqueue(TaskSpec.of(worker_tasks.record, str(ledger), "a", 0.5))
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            worker.run()
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    wait_until(lambda: len(lines(ledger)) == 1, 20, "the task to start")
+    server.stop()  # the outcome cannot be recorded
+    worker.stop()
+    stopped = time.monotonic()
+    thread.join(timeout=scaled(20))
+    assert not thread.is_alive()
+    assert time.monotonic() - stopped < 0.5 + STOP_GRACE + scaled(1.5)
+    assert lines(ledger)[-1] == "a"
+    assert len(errors) == 1 and isinstance(errors[0], StorageGaveUp), errors
+    assert "a stop was requested" in str(errors[0])
