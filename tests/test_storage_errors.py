@@ -229,8 +229,22 @@ def _client(server: RedisServer) -> redis.Redis[str]:
     return server.client
 
 
-def _tiger(url: str) -> Tiger:
-    tiger = Tiger(RedisBackend.from_url(url), FAST)
+#: Clients the tests below open, closed after each test: a socket left open in this process
+#: would be inherited by the task children of later tests.
+_opened: list[redis.Redis[str]] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_clients() -> Iterator[None]:
+    yield
+    while _opened:
+        _opened.pop().close()
+
+
+def _tiger(url: str, config: Config = FAST) -> Tiger:
+    backend = RedisBackend.from_url(url)
+    _opened.append(backend.client)
+    tiger = Tiger(backend, config)
     tiger.adopt(worker_tasks.tiger)
     return tiger
 
@@ -327,8 +341,7 @@ def test_the_cli_gives_up_past_the_deadline_when_running_for_good() -> None:
 
 
 def _worker_on(url: str, deadline: float) -> tuple[Tiger, Worker]:
-    tiger = Tiger(RedisBackend.from_url(url), Config(storage_retry_deadline=deadline))
-    tiger.adopt(worker_tasks.tiger)
+    tiger = _tiger(url, Config(storage_retry_deadline=deadline))
     return tiger, Worker(tiger, executor=SyncExecutor())
 
 
