@@ -154,7 +154,6 @@ class _Time:
 def _outage(clock: _Time, deadline: float, jitter: float = 1.0) -> StorageOutage:
     return StorageOutage(
         deadline,
-        lambda: clock.stop,
         structlog.get_logger("test"),
         monotonic=lambda: clock.now,
         sleep=clock.sleep,
@@ -169,7 +168,7 @@ def test_waits_double_up_to_the_cap_and_an_outage_ends_past_its_deadline() -> No
     with pytest.raises(StorageGaveUp, match=r"storage_retry_deadline \(60 s\) passed"):
         while True:
             before = clock.now
-            outage.failed(BackendUnavailable("down"))
+            outage.failed(BackendUnavailable("down"), lambda: clock.stop)
             waits.append(round(clock.now - before, 6))
     assert waits[:4] == [FIRST_WAIT, 2 * FIRST_WAIT, 4 * FIRST_WAIT, 8 * FIRST_WAIT]
     assert max(waits) == MAX_WAIT
@@ -180,7 +179,7 @@ def test_waits_double_up_to_the_cap_and_an_outage_ends_past_its_deadline() -> No
 def test_jitter_shortens_each_wait_by_up_to_half() -> None:
     clock = _Time()
     outage = _outage(clock, deadline=60.0, jitter=0.0)
-    outage.failed(BackendUnavailable("down"))
+    outage.failed(BackendUnavailable("down"), lambda: clock.stop)
     assert clock.now - 100.0 == pytest.approx(FIRST_WAIT / 2)
 
 
@@ -188,12 +187,12 @@ def test_a_call_that_succeeds_ends_the_outage() -> None:
     clock = _Time()
     outage = _outage(clock, deadline=1.0)
     for _ in range(3):
-        outage.failed(BackendUnavailable("down"))
+        outage.failed(BackendUnavailable("down"), lambda: clock.stop)
     outage.succeeded()
     assert not outage.ongoing
     clock.now += 10  # a new outage gets a deadline of its own
     before = clock.now
-    outage.failed(BackendUnavailable("down again"))
+    outage.failed(BackendUnavailable("down again"), lambda: clock.stop)
     assert clock.now - before == pytest.approx(FIRST_WAIT)
 
 
@@ -203,7 +202,7 @@ def test_a_stop_request_ends_an_outage_within_the_grace() -> None:
     clock.stop_after = 105.0
     with pytest.raises(StorageGaveUp, match="a stop was requested"):
         while True:
-            outage.failed(BackendUnavailable("down"))
+            outage.failed(BackendUnavailable("down"), lambda: clock.stop)
     assert clock.now <= 105.0 + 0.1 + STOP_GRACE
 
 

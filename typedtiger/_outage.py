@@ -31,12 +31,15 @@ _SLICE: Final = 0.1
 
 class StorageOutage:
     """Backoff state across one outage. ``failed`` after each failed call (it waits, or raises
-    ``StorageGaveUp``), ``succeeded`` after each call that went through."""
+    ``StorageGaveUp``), ``succeeded`` after each call that went through.
+
+    (The stop request is asked for per call, not kept: a worker holding this must not be held
+    by it in a reference cycle, which would keep its clients open until a garbage collection.)
+    """
 
     def __init__(
         self,
         deadline: float,
-        stop_requested: Callable[[], bool],
         log: structlog.typing.FilteringBoundLogger,
         *,
         monotonic: Callable[[], float] = time.monotonic,
@@ -44,7 +47,6 @@ class StorageOutage:
         jitter: Callable[[], float] = random.random,
     ) -> None:
         self._deadline = deadline
-        self._stop_requested = stop_requested
         self._log = log
         self._monotonic = monotonic
         self._sleep = sleep
@@ -65,13 +67,13 @@ class StorageOutage:
         self._started = self._stop_seen = None
         self._wait = FIRST_WAIT
 
-    def failed(self, exc: BackendUnavailable) -> None:
+    def failed(self, exc: BackendUnavailable, stop_requested: Callable[[], bool]) -> None:
         """Wait before the next try; StorageGaveUp when no further try is allowed."""
         now = self._monotonic()
         if self._started is None:
             self._started = now
         give_up_at = self._started + self._deadline
-        if self._stop_requested():
+        if stop_requested():
             self._stop_seen = now if self._stop_seen is None else self._stop_seen
             give_up_at = min(give_up_at, self._stop_seen + STOP_GRACE)
         if now >= give_up_at:
@@ -81,7 +83,7 @@ class StorageOutage:
         self._wait = min(MAX_WAIT, self._wait * 2)
         end = now + wait
         while (left := end - self._monotonic()) > 0:
-            if self._stop_requested() and self._stop_seen is None:
+            if stop_requested() and self._stop_seen is None:
                 return  # try once more now, then within the stop's grace
             self._sleep(min(left, _SLICE))
 

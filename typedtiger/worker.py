@@ -29,6 +29,7 @@ from typedtiger._queues import QueueSet, queue_matches
 from typedtiger._retry import check_names, decide
 from typedtiger._slots import JobSlots
 from typedtiger.backends.base import (
+    Backend,
     Claimed,
     Completion,
     EnqueueMode,
@@ -151,7 +152,7 @@ class Worker:
         )
         if isinstance(self._executor, ForkExecutor):
             self._executor.use_config_grace(config.hard_timeout_kill_grace)
-            self._executor.close_in_children(self._close_inherited)
+            self._executor.close_in_children(_closing_inherited(self._backend, tiger.backend))
             # Spares, forked by a fork server, take the fork off the claim-to-start path and
             # out of this process (measured: fork -c 1 CPU per task -15%, -c 2 +25-45% tasks/s).
             self._executor.use_spares(JobWire(tiger, self._store_tracebacks), concurrency)
@@ -160,9 +161,7 @@ class Worker:
         self._log = structlog.get_logger("typedtiger.worker").bind(worker_id=self.id)
         self._queues = QueueSet()
         self._stop_requested = False
-        self._outage = StorageOutage(
-            config.storage_retry_deadline, lambda: self._stop_requested, self._log
-        )
+        self._outage = StorageOutage(config.storage_retry_deadline, self._log)
         self._next_scheduled_move = 0.0
         self._next_requeue = 0.0
         self._next_queue_refresh = 0.0
@@ -175,14 +174,10 @@ class Worker:
         #: Tasks of the current claim rescheduled because their lock was busy.
         self._lock_bounces = 0
 
-    def _close_inherited(self) -> None:
-        """In a task's child: close both clients' connections, the worker's own (without
-        retries) and the application's (periodic tasks are enqueued through it)."""
-        self._backend.close_inherited()
-        if self._tiger.backend is not self._backend:
-            self._tiger.backend.close_inherited()
-
     # --- public -------------------------------------------------------------------------
+
+    def _stopping(self) -> bool:
+        return self._stop_requested
 
     def serves(self, queue: str) -> bool:
         """Whether this worker processes ``queue``."""
@@ -292,7 +287,7 @@ class Worker:
             # Every heartbeat went stale during the outage: give running tasks' workers
             # a full timeout to refresh theirs before requeueing anything as lost.
             self._next_requeue = self._clock.now() + self._config.active_task_update_timeout
-            self._outage.failed(exc)
+            self._outage.failed(exc, self._stopping)
             return False
         except StorageDataError as exc:
             self._log.error("bad data in storage, skipped", error=str(exc))
@@ -802,7 +797,7 @@ class Worker:
             try:
                 operation()
             except BackendUnavailable as exc:
-                self._outage.failed(exc)
+                self._outage.failed(exc, self._stopping)
             except StorageDataError as exc:
                 self._log.error("bad data in storage, skipped", error=str(exc))
                 return
@@ -831,6 +826,20 @@ class Worker:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+
+
+def _closing_inherited(own: Backend, app: Backend) -> Callable[[], None]:
+    """What a task's child runs first: close both clients' connections, the worker's own
+    (without retries) and the application's (periodic tasks are enqueued through it). (A
+    function of the backends, not a method: the executor keeps it, and a worker it kept would
+    be in a reference cycle, its clients open until a garbage collection.)"""
+
+    def close_inherited() -> None:
+        own.close_inherited()
+        if app is not own:
+            app.close_inherited()
+
+    return close_inherited
 
 
 def _default_executor(tiger: Tiger) -> Executor:
