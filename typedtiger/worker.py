@@ -291,12 +291,13 @@ class Worker:
             return False
         except StorageDataError as exc:
             self._log.error("bad data in storage, skipped", error=str(exc))
-            self._rest(_BAD_DATA_PAUSE)
+            self._pause(_BAD_DATA_PAUSE)
             return False
         self._outage.succeeded()
         return done
 
-    def _rest(self, seconds: float) -> None:
+    def _pause(self, seconds: float) -> None:
+        """Sleep ``seconds``, or less if a stop is requested."""
         end = time.monotonic() + seconds
         while not self._stop_requested and (left := end - time.monotonic()) > 0:
             time.sleep(min(left, 0.1))
