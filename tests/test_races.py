@@ -166,6 +166,9 @@ class _StopsWhenIdle:
         assert prefix == self._inner.prefix
         return self
 
+    def without_retries(self) -> _StopsWhenIdle:
+        return self
+
 
 def test_a_claim_that_only_met_a_busy_lock_leaves_the_queue_until_activity(
     backend: RedisBackend, clock: ManualClock

@@ -254,6 +254,9 @@ class Worker:
 
     def _loop(self) -> None:
         deadline = None if self._exit_after is None else time.monotonic() + self._exit_after
+        # Subscribed before the first look at the queues, so that no activity between the two
+        # is missed (and the subscription's connection is the first one made).
+        self._guarded(self._listen)
         while not self._stop_requested:
             if deadline is not None and time.monotonic() >= deadline:
                 self._log.info("exit_after reached", seconds=self._exit_after)
@@ -276,6 +279,11 @@ class Worker:
             self._maintain(force=False)
             self._idle()
         return False
+
+    def _listen(self) -> bool:
+        woken = self._backend.wait_for_activity(0)
+        self._queues.update(queue for queue in woken if self.serves(queue))
+        return True
 
     def _guarded(self, step: Callable[[], bool]) -> bool:
         """Run a step of the loop. An unavailable storage is waited out (StorageGaveUp past

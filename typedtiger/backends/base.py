@@ -174,7 +174,9 @@ class Backend(Protocol):
 
     def without_retries(self) -> Backend:
         """The same storage, with calls that raise BackendUnavailable at once on an outage
-        instead of retrying inside the call (for a caller that owns its retry policy)."""
+        instead of retrying inside the call (for a caller that owns its retry policy: the
+        Worker talks to storage only through what this returns; a backend wrapping another
+        returns a wrapper of the inner one's, or itself)."""
         ...
 
     # --- producing ----------------------------------------------------------------------
