@@ -7,7 +7,6 @@ Redis, with the short timings of tests/worker_main.py.
 
 from __future__ import annotations
 
-import gc
 import os
 import signal
 import subprocess
@@ -131,9 +130,6 @@ def test_a_task_scribbling_on_inherited_descriptors_harms_nothing(
     start_worker: Callable[..., subprocess.Popen[bytes]],
     concurrency: int,
 ) -> None:
-    # Earlier tests' clients that only a garbage collection closes (redis-py connections are in
-    # reference cycles) are not the worker's: their sockets must not count here.
-    gc.collect()
     tiger.enqueue(TaskSpec.of(child_tasks.append, str(ledger), "first", 0.5))
     scribbler = tiger.enqueue(TaskSpec.of(child_tasks.scribble_on_inherited_fds, str(ledger)))
     tiger.enqueue(TaskSpec.of(child_tasks.append, str(ledger), "after"))
