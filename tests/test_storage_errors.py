@@ -340,8 +340,47 @@ def test_the_cli_gives_up_past_the_deadline_when_running_for_good() -> None:
 
 
 def _worker_on(url: str, deadline: float) -> tuple[Tiger, Worker]:
-    tiger = _tiger(url, Config(storage_retry_deadline=deadline))
+    config = Config(storage_retry_deadline=deadline, allowed_task_modules=("tests.worker_tasks",))
+    tiger = _tiger(url, config)
     return tiger, Worker(tiger, executor=SyncExecutor())
+
+
+class _InThread:
+    """A worker's run() in a thread of the test; what it raised is in ``errors``."""
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self.errors: list[BaseException] = []
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.worker.run()
+        except BaseException as exc:
+            self.errors.append(exc)
+
+    def stop(self, timeout: float) -> float:
+        """Stop the worker and wait for run() to return; how long that took."""
+        stopped = time.monotonic()
+        self.worker.stop()
+        self.thread.join(timeout=timeout)
+        assert not self.thread.is_alive()
+        return time.monotonic() - stopped
+
+
+@pytest.fixture
+def in_thread() -> Iterator[Callable[[Worker], _InThread]]:
+    started: list[_InThread] = []
+
+    def start(worker: Worker) -> _InThread:
+        started.append(_InThread(worker))
+        return started[-1]
+
+    yield start
+    for running in started:  # (a failed test's worker must not outlive it)
+        running.worker.stop()
+        running.thread.join(timeout=scaled(10))
 
 
 def test_run_once_gives_up_past_the_deadline() -> None:
@@ -352,51 +391,30 @@ def test_run_once_gives_up_past_the_deadline() -> None:
     assert time.monotonic() - started < scaled(5)
 
 
-def test_a_stop_during_an_outage_returns_promptly() -> None:
+def test_a_stop_during_an_outage_returns_promptly(
+    in_thread: Callable[[Worker], _InThread],
+) -> None:
     _, worker = _worker_on(f"redis://127.0.0.1:{free_port()}/0", deadline=300)
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            worker.run()
-        except BaseException as exc:
-            errors.append(exc)
-
-    thread = threading.Thread(target=run)
-    thread.start()
+    running = in_thread(worker)
     time.sleep(0.3)  # (in the outage's backoff)
-    stopped = time.monotonic()
-    worker.stop()
-    thread.join(timeout=scaled(10))
-    assert not thread.is_alive()
-    assert time.monotonic() - stopped < scaled(1.0)
-    assert errors == []  # nothing was in flight: a plain stop
+    assert running.stop(timeout=scaled(10)) < scaled(1.0)
+    assert running.errors == []  # nothing was in flight: a plain stop
 
 
 def test_an_outcome_pending_at_a_stop_during_an_outage_is_given_up_on_after_the_grace(
-    servers: Callable[[], RedisServer], tmp_path: Path
+    servers: Callable[[], RedisServer],
+    in_thread: Callable[[Worker], _InThread],
+    tmp_path: Path,
 ) -> None:
     server = servers()
     ledger = tmp_path / "ledger.txt"
     tiger, worker = _worker_on(server.url(), deadline=300)
     tiger.enqueue(TaskSpec.of(worker_tasks.record, str(ledger), "a", 0.5))
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            worker.run()
-        except BaseException as exc:
-            errors.append(exc)
-
-    thread = threading.Thread(target=run)
-    thread.start()
+    running = in_thread(worker)
     wait_until(lambda: len(lines(ledger)) == 1, 20, "the task to start")
     server.stop()  # the outcome cannot be recorded
-    worker.stop()
-    stopped = time.monotonic()
-    thread.join(timeout=scaled(20))
-    assert not thread.is_alive()
-    assert time.monotonic() - stopped < 0.5 + STOP_GRACE + scaled(1.5)
+    assert running.stop(timeout=scaled(20)) < 0.5 + STOP_GRACE + scaled(1.5)
     assert lines(ledger)[-1] == "a"
-    assert len(errors) == 1 and isinstance(errors[0], StorageGaveUp), errors
-    assert "a stop was requested" in str(errors[0])
+    assert len(running.errors) == 1, running.errors
+    assert isinstance(running.errors[0], StorageGaveUp), running.errors
+    assert "a stop was requested" in str(running.errors[0])
