@@ -29,6 +29,7 @@ from tests import integration_app
 from tests.conftest import REDIS_URL
 from typedtiger import Config, Task, TaskState, Tiger
 from typedtiger.backends.fake import FakeBackend
+from typedtiger.backends.redis import RedisBackend
 from typedtiger.exceptions import NotInitialized, TaskNotFound
 from typedtiger.executor import ForkExecutor, SyncExecutor
 from typedtiger.logging import setup_structlog, typedtiger_processor
@@ -178,6 +179,10 @@ def test_processor_tags_events_emitted_in_a_forked_child(
     assert_no_task_keys(named(events, "outside task"))
     assert_no_task_keys(named(events, "ready") + named(events, "stopped"))
     assert app.tiger.get_queue_stats() == {}  # done, not errored
+    backend = app.tiger.backend
+    assert isinstance(backend, RedisBackend)
+    backend.close()
+    backend.client.close()
 
 
 @pytest.mark.usefixtures("app_module")

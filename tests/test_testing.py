@@ -575,7 +575,10 @@ def test_without_configuration_the_plugin_never_writes_to_the_apps_redis(
             import plugin_redis_app
 
             def test_delay_outside_the_harness():
-                plugin_redis_app.greet.delay("ada")
+                try:
+                    plugin_redis_app.greet.delay("ada")
+                finally:  # the inner session runs in this process: leave no socket open
+                    plugin_redis_app.tiger.backend.client.close()
         """
     )
     pytester.runpytest(*_plugin_args(request)).assert_outcomes(passed=1)
