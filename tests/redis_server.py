@@ -119,7 +119,7 @@ class RedisServer:
         assert self.client is not None and self._process is not None
         try:
             info = self.client.info("server")
-        except redis.exceptions.ConnectionError:
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
             return False
         return int(info["process_id"]) == self._process.pid
 
