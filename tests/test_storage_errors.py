@@ -16,20 +16,24 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
+from typing import cast
 
 import pytest
 import redis
 import structlog
 
-from tests import test_worker_process, worker_tasks
+from tests import tasks, test_worker_process, worker_tasks
 from tests.redis_server import RedisServer, free_port, own_redis_server
 from tests.test_worker_process import REPO, lines
 from tests.waiting import scaled, wait_until
 from tests.worker_main import FAST
 from typedtiger import Config, Task, TaskSpec, TaskState, Tiger
 from typedtiger._outage import FIRST_WAIT, MAX_WAIT, STOP_GRACE, StorageOutage
+from typedtiger.backends.base import Failure
 from typedtiger.backends.redis import RedisBackend, translate_error
+from typedtiger.clock import ManualClock
 from typedtiger.exceptions import (
     BackendUnavailable,
     StorageDataError,
@@ -418,3 +422,96 @@ def test_an_outcome_pending_at_a_stop_during_an_outage_is_given_up_on_after_the_
     assert len(running.errors) == 1, running.errors
     assert isinstance(running.errors[0], StorageGaveUp), running.errors
     assert "a stop was requested" in str(running.errors[0])
+
+
+# --- keys of another type under the prefix ------------------------------------------------
+
+
+def _plant(backend: RedisBackend, state: str, queue: str) -> None:
+    """A list where a state's sorted set of ``queue`` belongs, named in the state's set."""
+    backend.client.rpush(f"t:{state}:{queue}", "junk")
+    backend.client.sadd(f"t:{state}", queue)
+
+
+def _sizes(tiger: Tiger, queue: str = "default") -> dict[TaskState, int]:
+    return {state: n for state, n in tiger.get_queue_sizes(queue, with_errors=True).items() if n}
+
+
+def test_a_scheduled_key_of_another_type_skips_its_queue_only(
+    tiger: Tiger, backend: RedisBackend, clock: ManualClock
+) -> None:
+    tiger.enqueue(TaskSpec.of(tasks.simple, 1), when=timedelta(seconds=1))
+    _plant(backend, "scheduled", "x")
+    clock.advance(2)
+    with pytest.raises(StorageDataError, match="t:scheduled:x is a Redis list, not a zset"):
+        backend.move_due_scheduled(clock.now(), 100)
+    assert _sizes(tiger) == {TaskState.QUEUED: 1}  # the other queue's task moved all the same
+
+
+def test_an_active_key_of_another_type_skips_its_queue_only_when_requeueing(
+    tiger: Tiger, backend: RedisBackend, clock: ManualClock
+) -> None:
+    tiger.enqueue(TaskSpec.of(tasks.simple, 1))
+    assert len(backend.claim("default", clock.now(), 10)) == 1
+    _plant(backend, "active", "x")
+    clock.advance(60)
+    with pytest.raises(StorageDataError, match="t:active:x is a Redis list"):
+        backend.requeue_expired(clock.now(), 20, 100, 3, "{}", 5)
+    assert _sizes(tiger) == {TaskState.QUEUED: 1}
+
+
+@pytest.mark.parametrize("state", ["queued", "active", "scheduled", "error"])
+def test_a_claim_refuses_a_queue_with_a_key_of_another_type_before_any_change(
+    tiger: Tiger, backend: RedisBackend, clock: ManualClock, state: str
+) -> None:
+    tiger.enqueue(TaskSpec.of(tasks.simple, 1).evolve(queue="x"))
+    backend.client.delete(f"t:{state}:x")
+    backend.client.rpush(f"t:{state}:x", "junk")
+    before = {key: backend.client.dump(key) for key in sorted(backend.client.keys("t:*"))}
+    with pytest.raises(StorageDataError, match=f"t:{state}:x is a Redis list"):
+        backend.claim("x", clock.now(), 10)
+    after = {key: backend.client.dump(key) for key in sorted(backend.client.keys("t:*"))}
+    assert after == before
+
+
+def test_a_failure_is_not_recorded_half_way_into_a_queue_with_a_key_of_another_type(
+    tiger: Tiger, backend: RedisBackend, clock: ManualClock
+) -> None:
+    tiger.enqueue(TaskSpec.of(tasks.simple, 1).evolve(queue="x"))
+    (claimed,) = backend.claim("x", clock.now(), 10)
+    backend.client.rpush("t:error:x", "junk")
+    failure = Failure(execution="{}", to_state=TaskState.ERROR, when=clock.now())
+    with pytest.raises(StorageDataError, match="t:error:x is a Redis list"):
+        backend.fail("x", [claimed.id], [], failure)
+    assert backend.client.zscore("t:active:x", claimed.id) is not None  # still active
+
+
+def test_a_worker_keeps_serving_other_queues_past_keys_of_another_type(
+    redis_db: redis.Redis[str],
+    workers: Callable[..., subprocess.Popen[bytes]],
+    tmp_path: Path,
+) -> None:
+    tiger = Tiger(RedisBackend(redis_db), FAST)
+    tiger.adopt(worker_tasks.tiger)
+    ledger = tmp_path / "ledger.txt"
+    for state, queue in [("scheduled", "s"), ("queued", "q"), ("active", "a"), ("error", "e")]:
+        _plant(cast(RedisBackend, tiger.backend), state, queue)
+    tiger.enqueue(TaskSpec.of(worker_tasks.record, str(ledger), "a-task").evolve(queue="a"))
+    poisoned = tiger.enqueue(TaskSpec.of(worker_tasks.record, str(ledger), "never"))
+    redis_db.delete(f"t:task:{poisoned.id}")
+    redis_db.rpush(f"t:task:{poisoned.id}", "junk")  # the task key itself of another type
+    tiger.enqueue(TaskSpec.of(worker_tasks.record, str(ledger), "now"))
+    tiger.enqueue(TaskSpec.of(worker_tasks.record, str(ledger), "later"), when=timedelta(seconds=1))
+
+    worker = workers()  # at start the bad keys are met at once: it must not exit
+    wait_until(lambda: {"now", "later"} <= set(lines(ledger)), 30, "the good tasks to run")
+    time.sleep(1)  # (a few more passes over the bad keys)
+    log = _log_of(tmp_path)
+    assert worker.poll() is None, log
+    assert "t:scheduled:s is a Redis list" in log and "t:active:a is a Redis list" in log
+    assert "never" not in lines(ledger) and "a-task" not in lines(ledger)
+    assert _sizes(tiger)[TaskState.ERROR] == 1  # the poisoned task, quarantined
+    assert _stop(worker) == 0
+
+    once = workers("--exit-after", "idle")
+    assert once.wait(timeout=scaled(30)) == 0, _log_of(tmp_path, 1)

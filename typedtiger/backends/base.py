@@ -199,7 +199,10 @@ class Backend(Protocol):
         ...
 
     def move_due_scheduled(self, now: float, limit: int, publish: bool = True) -> int:
-        """Move scheduled tasks due at ``now`` to queued (at most ``limit`` per queue)."""
+        """Move scheduled tasks due at ``now`` to queued (at most ``limit`` per queue).
+
+        StorageDataError, once the other queues are done, if a queue's keys hold another type
+        (that queue is skipped)."""
         ...
 
     def claim(
@@ -215,6 +218,7 @@ class Backend(Protocol):
         Nothing is claimed while the queue's system lock is held. A task that is already
         active (a unique task queued again while it runs) is scheduled ``lock_retry`` later.
         ``done``, the previous job's success, is recorded first in the same atomic step.
+        StorageDataError, with nothing claimed, if one of the queue's keys holds another type.
         """
         ...
 
@@ -266,6 +270,8 @@ class Backend(Protocol):
         Runs under a lock (held for ``lock_for`` seconds) so that one worker does it at a
         time. A task lost more than ``max_losses`` times goes to error with
         ``lost_execution`` instead. Returns (requeued, failed); (0, 0) if the lock was busy.
+        StorageDataError, once the other queues are done, if a queue's keys hold another type
+        (that queue is skipped).
         """
         ...
 

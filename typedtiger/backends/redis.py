@@ -167,6 +167,13 @@ def _close_inherited_sockets(pool: object) -> None:
                 sock.close()
 
 
+def _raise_skipped(skipped: Sequence[str]) -> None:
+    """StorageDataError for the queues a script skipped, their keys holding another type (what
+    it did for the other queues stands)."""
+    if skipped:
+        raise StorageDataError(f"WRONGTYPE, queue skipped: {'; '.join(skipped)}")
+
+
 def _enqueue_options(task: NewTask) -> tuple[str, float, EnqueueMode, int | None]:
     return task.queue, task.due, task.mode, task.max_queue_size
 
@@ -437,7 +444,9 @@ class RedisBackend:
 
     @_redis_call
     def move_due_scheduled(self, now: float, limit: int, publish: bool = True) -> int:
-        return int(self._run("move_due", [_num(now), int(publish), limit]))
+        moved, *skipped = self._run("move_due", [_num(now), int(publish), limit])
+        _raise_skipped(skipped)
+        return int(moved)
 
     @_redis_call
     def claim(
@@ -513,7 +522,8 @@ class RedisBackend:
         publish: bool = True,
     ) -> tuple[int, int]:
         args = [_num(now), _num(timeout), limit, max_losses, lost_execution, _num(lock_for)]
-        requeued, failed, _busy = self._run("requeue_expired", [*args, int(publish)])
+        requeued, failed, _busy, *skipped = self._run("requeue_expired", [*args, int(publish)])
+        _raise_skipped(skipped)
         return int(requeued), int(failed)
 
     @_redis_call

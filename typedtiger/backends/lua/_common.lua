@@ -60,6 +60,26 @@ end
 -- of another type, INCR on a non-integer) must be known to fail before the first write.
 local function key_type(key) return redis.call('type', key)['ok'] end
 
+-- The same for the keys of a queue: a key of another type under the prefix (planted, or left
+-- by another program) costs its queue, which is skipped and reported, never a half-done
+-- move. The first of the queue's keys in `states` (its sorted set, and the set of the
+-- state's queue names) that holds another type, as a reason naming it; nil if none does.
+local function queue_keys_problem(queue, states)
+  for _, state in ipairs(states) do
+    for _, check in ipairs({{state_key(state, queue), 'zset'}, {P .. ':' .. state, 'set'}}) do
+      local kind = key_type(check[1])
+      if kind ~= check[2] and kind ~= 'none' then
+        return check[1] .. ' is a Redis ' .. kind .. ', not a ' .. check[2]
+      end
+    end
+  end
+  return nil
+end
+
+-- A script's refusal of a queue whose keys are bad, before any write of its own (the worker
+-- sees a StorageDataError naming the key, and skips the queue).
+local function wrong_type_reply(problem) return redis.error_reply('WRONGTYPE ' .. problem) end
+
 -- Printable ASCII but for quotes and backslashes as is, any other byte as \xNN, at most 40
 -- bytes: a reason says what it found without carrying arbitrary bytes into JSON.
 local function escaped(value)
@@ -203,6 +223,8 @@ local function claim_from(first)
   local queue, now_s = ARGV[first], ARGV[first + 1]
   local now = tonumber(now_s)
   local lock_retry, limit = tonumber(ARGV[first + 2]), tonumber(ARGV[first + 3])
+  local bad = queue_keys_problem(queue, STATES)
+  if bad then return wrong_type_reply(bad) end
   local system_lock = redis.call('zscore', P .. ':qslock:' .. queue, 'SYSTEM_LOCK')
   if system_lock and tonumber(system_lock) > now then return {-1} end
   local result = {0}

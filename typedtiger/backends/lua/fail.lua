@@ -5,6 +5,8 @@
 -- `when`).
 local queue, to_state, when = ARGV[2], ARGV[3], tonumber(ARGV[4])
 local max_stored, execution, n = tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[7])
+local bad = queue_keys_problem(queue, STATES)
+if bad then return wrong_type_reply(bad) end
 for i = 8, 7 + n do
   local id = ARGV[i]
   local problem = in_state('active', queue, id) and bookkeeping_problem(id)

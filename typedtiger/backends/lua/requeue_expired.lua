@@ -3,7 +3,8 @@
 -- Runs under the lock P:lockv2:queue_expired_tasks. Each loss appends the lost execution
 -- record and counts in P:task:<id>:worker_losses (a counter, not the records: those may be
 -- trimmed by max_stored_executions); a task lost more than max losses times goes to error
--- instead. Returns {requeued, failed, busy (0/1)}.
+-- instead. A queue whose keys hold another type is skipped. Returns {requeued, failed, busy
+-- (0/1), then the reason each queue was skipped}.
 local now, timeout, limit = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local max_losses, lost_execution = tonumber(ARGV[5]), ARGV[6]
 local lock_for, publish = tonumber(ARGV[7]), ARGV[8] == '1'
@@ -35,12 +36,18 @@ local function problem_of(id)
   return bookkeeping_problem(id)
 end
 
-local requeued, failed = 0, 0
+local requeued, failed, skipped = 0, 0, {}
 for _, queue in ipairs(redis.call('smembers', P .. ':active')) do
   local budget = limit - requeued - failed
   if budget <= 0 then break end
-  local ids = redis.call('zrangebyscore', state_key('active', queue), '-inf', now - timeout,
-    'LIMIT', 0, budget)
+  local bad = queue_keys_problem(queue, STATES)
+  local ids = {}
+  if bad then
+    skipped[#skipped + 1] = bad
+  else
+    ids = redis.call('zrangebyscore', state_key('active', queue), '-inf', now - timeout,
+      'LIMIT', 0, budget)
+  end
   for _, id in ipairs(ids) do
     local problem = problem_of(id)
     if problem then
@@ -63,4 +70,4 @@ for _, queue in ipairs(redis.call('smembers', P .. ':active')) do
   end
 end
 if requeued + failed < limit then redis.call('del', lkey) end
-return {requeued, failed, 0}
+return {requeued, failed, 0, unpack(skipped)}
