@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 
@@ -32,3 +33,13 @@ def hold(path: str, item: str, seconds: float, *, key: str) -> None:
             os.write(fd, line)
         finally:
             os.close(fd)
+
+
+def stubborn(path: str, item: str, seconds: float, *, key: str) -> None:
+    """``hold``, deaf to whatever the timeout raises (as a task stuck in C code would be): only
+    a kill ends it before ``seconds``."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        with contextlib.suppress(BaseException):  # the point: a timeout does not stop it
+            time.sleep(0.05)
+    hold(path, item, 0, key=key)

@@ -1,11 +1,18 @@
-"""Lock tasks at default timings, typedtiger and TaskTiger 0.26.3 side by side.
+"""Drain times at default timings, typedtiger and TaskTiger 0.26.3 side by side.
 
-N ``lock=True`` tasks (``lock_key`` over K keys, each sleeping S seconds) are enqueued once
-(by typedtiger: the payloads and lock ids are TaskTiger's), then W workers of one system with
-its default settings drain them; the time from the workers' start to an empty queue is
-printed, with the overlapping runs of one key (must be 0)::
+N tasks are enqueued once (by typedtiger: the payloads and lock ids are TaskTiger's), then W
+workers of one system with its default settings drain them; the time from the workers' start to
+an empty queue is printed, with the overlapping runs of one key (must be 0). Scenarios:
 
-    .venv/bin/python -m bench.lock_drain --db 10 [--tt-python PATH] [--workers 3] [--tasks 60]
+- ``lock``: ``lock_key`` tasks over K keys, each sleeping S seconds;
+- ``hard_timeout``: every other task hangs (``--hang`` seconds) past its ``--hard-timeout``;
+  the others sleep S seconds;
+- ``hard_timeout_deaf``: the same, but the hanging tasks swallow the exception the timeout
+  raises (as a task stuck in C code would), so only a kill ends them.
+
+::
+
+    .venv/bin/python -m bench.drain --db 10 [--scenario SCENARIO] [--tt-python PATH] [--repeat 5]
 
 The database is flushed before each run: never point ``--db`` at data you want to keep.
 TaskTiger runs from its own virtualenv (``--tt-python``; the interop suite builds one).
@@ -67,6 +74,29 @@ def _workers(system: str, args: argparse.Namespace) -> list[subprocess.Popen[byt
     return workers
 
 
+def _specs(args: argparse.Namespace, ledger: str) -> list[TaskSpec[..., None]]:
+    from bench import tasks
+
+    if args.scenario == "lock":
+        return [
+            TaskSpec.of(tasks.hold, ledger, f"t{n}", args.seconds, key=f"k{n % args.keys}").evolve(
+                lock_key=["key"]
+            )
+            for n in range(args.tasks)
+        ]
+    hang = tasks.stubborn if args.scenario == "hard_timeout_deaf" else tasks.hold
+    return [
+        TaskSpec.of(
+            hang if n % 2 else tasks.hold,
+            ledger,
+            f"t{n}",
+            args.hang if n % 2 else args.seconds,
+            key=f"t{n}",
+        ).evolve(hard_timeout=args.hard_timeout)
+        for n in range(args.tasks)
+    ]
+
+
 def run(system: str, args: argparse.Namespace) -> tuple[float, int, int]:
     """(drain seconds, runs, overlapping runs) of one system."""
     client: redis.Redis[str] = redis.Redis(db=args.db, decode_responses=True)
@@ -74,13 +104,7 @@ def run(system: str, args: argparse.Namespace) -> tuple[float, int, int]:
     tiger = Tiger(RedisBackend(client))
     with tempfile.TemporaryDirectory() as folder:
         ledger = Path(folder) / "ledger"
-        from bench import tasks
-
-        specs = [
-            TaskSpec.of(tasks.hold, str(ledger), f"t{n}", args.seconds, key=f"k{n % args.keys}")
-            for n in range(args.tasks)
-        ]
-        tiger.enqueue_many([spec.evolve(lock_key=["key"]) for spec in specs])
+        tiger.enqueue_many(_specs(args, str(ledger)))
         workers = _workers(system, args)
         started = time.monotonic()
         try:
@@ -100,6 +124,11 @@ def run(system: str, args: argparse.Namespace) -> tuple[float, int, int]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.partition("\n")[0])
     p.add_argument("--db", type=int, required=True)
+    p.add_argument(
+        "--scenario", choices=["lock", "hard_timeout", "hard_timeout_deaf"], default="lock"
+    )
+    p.add_argument("--hang", type=float, default=30.0, help="seconds a hanging task sleeps")
+    p.add_argument("--hard-timeout", type=float, default=1.0)
     p.add_argument("--tt-python", type=Path, default=TT_PYTHON)
     p.add_argument("--workers", type=int, default=3)
     p.add_argument("--tasks", type=int, default=60)
