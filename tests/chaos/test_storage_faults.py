@@ -28,8 +28,9 @@ import pytest
 import redis
 
 from tests import chaos_tasks
-from tests.chaos.conftest import OwnRedis, Report
+from tests.chaos.conftest import Report
 from tests.chaos.harness import Figures, Ledger, WorkerPool, error_details, measure, pending
+from tests.redis_server import RedisServer
 from typedtiger import Task, TaskSpec, TaskState, Tiger
 from typedtiger.exceptions import BackendUnavailable
 
@@ -48,6 +49,11 @@ def _pending_or_none(tiger: Tiger) -> int | None:
         return pending(tiger, QUEUE)
     except BackendUnavailable:
         return None
+
+
+def _client(server: RedisServer) -> redis.Redis[str]:
+    assert server.client is not None, "the server is started"
+    return server.client
 
 
 def _drain(tiger: Tiger, pool: WorkerPool, started: float) -> float:
@@ -106,18 +112,18 @@ def _finish(
 
 
 def test_redis_at_maxmemory_for_30_seconds(
-    own_redis: OwnRedis, own_tiger: Tiger, ledger: Ledger, tmp_path: Path, report: Report
+    own_redis: RedisServer, own_tiger: Tiger, ledger: Ledger, tmp_path: Path, report: Report
 ) -> None:
     items = _enqueue(own_tiger, ledger, 300, 0.1)
-    with _workers(own_redis.url, tmp_path) as pool:
+    with _workers(own_redis.url(), tmp_path) as pool:
         started = time.monotonic()
         _wait_for(lambda: len(ledger.ends()) >= 30, "some tasks to finish")
-        own_redis.client.config_set("maxmemory-policy", "noeviction")
-        own_redis.client.config_set("maxmemory", 1)
+        _client(own_redis).config_set("maxmemory-policy", "noeviction")
+        _client(own_redis).config_set("maxmemory", 1)
         with pytest.raises(redis.exceptions.ResponseError, match="OOM"):
-            own_redis.client.set("probe", "x")  # the fault is real
+            _client(own_redis).set("probe", "x")  # the fault is real
         time.sleep(FULL_S)
-        own_redis.client.config_set("maxmemory", 0)
+        _client(own_redis).config_set("maxmemory", 0)
         drain_s = _drain(own_tiger, pool, started)
         figures = _finish("maxmemory_30s", own_tiger, ledger, pool, items, drain_s, report)
     assert figures.errors == 0, error_details(own_tiger, QUEUE)
@@ -132,18 +138,18 @@ def _unreachable_port() -> Iterator[int]:
 
 
 def test_readonly_replica_in_place_of_the_primary_for_10_seconds(
-    own_redis: OwnRedis, own_tiger: Tiger, ledger: Ledger, tmp_path: Path, report: Report
+    own_redis: RedisServer, own_tiger: Tiger, ledger: Ledger, tmp_path: Path, report: Report
 ) -> None:
     items = _enqueue(own_tiger, ledger, 200, 0.1)
-    with _workers(own_redis.url, tmp_path) as pool, _unreachable_port() as port:
+    with _workers(own_redis.url(), tmp_path) as pool, _unreachable_port() as port:
         started = time.monotonic()
         _wait_for(lambda: len(ledger.ends()) >= 30, "some tasks to finish")
         # A replica keeps its data until a sync with its master succeeds, which never happens.
-        own_redis.client.replicaof("127.0.0.1", port)
+        _client(own_redis).replicaof("127.0.0.1", port)
         with pytest.raises(redis.exceptions.ReadOnlyError):
-            own_redis.client.set("probe", "x")  # the fault is real
+            _client(own_redis).set("probe", "x")  # the fault is real
         time.sleep(READONLY_S)
-        own_redis.client.replicaof("NO", "ONE")
+        _client(own_redis).replicaof("NO", "ONE")
         drain_s = _drain(own_tiger, pool, started)
         figures = _finish("readonly_10s", own_tiger, ledger, pool, items, drain_s, report)
     assert figures.errors == 0, error_details(own_tiger, QUEUE)
@@ -155,9 +161,9 @@ def _task_ids(tiger: Tiger, state: TaskState) -> set[str]:
 
 
 def test_wrong_type_keys_under_the_prefix(
-    own_redis: OwnRedis, own_tiger: Tiger, ledger: Ledger, tmp_path: Path, report: Report
+    own_redis: RedisServer, own_tiger: Tiger, ledger: Ledger, tmp_path: Path, report: Report
 ) -> None:
-    client = own_redis.client
+    client = _client(own_redis)
     items = _enqueue(own_tiger, ledger, 100)
     poisoned = own_tiger.enqueue(TaskSpec.of(chaos_tasks.run, str(ledger.path), "poisoned"))
     client.delete(f"t:task:{poisoned.id}")
@@ -168,7 +174,7 @@ def test_wrong_type_keys_under_the_prefix(
     client.sadd("t:queued", "y")
     client.hset("t:active:z", "field", "junk")
     client.sadd("t:active", "z")
-    with _workers(own_redis.url, tmp_path) as pool:
+    with _workers(own_redis.url(), tmp_path) as pool:
         started = time.monotonic()
         drain_s = _drain(own_tiger, pool, started)
         figures = _finish("wrong_type_keys", own_tiger, ledger, pool, items, drain_s, report)
@@ -209,7 +215,7 @@ POISONS: dict[str, tuple[Callable[[str], str | bytes], str]] = {
 
 
 def test_poisoned_payloads_between_good_tasks(
-    own_redis: OwnRedis, own_tiger: Tiger, ledger: Ledger, tmp_path: Path, report: Report
+    own_redis: RedisServer, own_tiger: Tiger, ledger: Ledger, tmp_path: Path, report: Report
 ) -> None:
     raw = redis.Redis(host="127.0.0.1", port=own_redis.port)  # bytes: invalid UTF-8 included
     items: list[str] = []
@@ -232,7 +238,7 @@ def test_poisoned_payloads_between_good_tasks(
     poisoned[counted.id] = "executions_count"
     raw.close()
 
-    with _workers(own_redis.url, tmp_path) as pool:
+    with _workers(own_redis.url(), tmp_path) as pool:
         started = time.monotonic()
         drain_s = _drain(own_tiger, pool, started)
         figures = _finish("poisoned_payloads", own_tiger, ledger, pool, items, drain_s, report)
