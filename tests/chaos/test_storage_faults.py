@@ -120,7 +120,7 @@ def test_redis_at_maxmemory_for_30_seconds(
         _wait_for(lambda: len(ledger.ends()) >= 30, "some tasks to finish")
         _client(own_redis).config_set("maxmemory-policy", "noeviction")
         _client(own_redis).config_set("maxmemory", 1)
-        with pytest.raises(redis.exceptions.ResponseError, match="OOM"):
+        with pytest.raises(redis.exceptions.ResponseError, match="maxmemory"):
             _client(own_redis).set("probe", "x")  # the fault is real
         time.sleep(FULL_S)
         _client(own_redis).config_set("maxmemory", 0)
