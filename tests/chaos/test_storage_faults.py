@@ -5,8 +5,9 @@
 - wrong-type keys: keys of the wrong Redis type planted under the prefix (a queue's scheduled
   list, queued string, active hash, and one queued task whose payload key is a list);
 - READONLY: the workers' Redis turns into a replica (of a master that never answers, so it keeps
-  its data and answers READONLY to every write) for 10 s, then is a primary again;
-- poisoned payloads: broken tasks written straight into Redis between good ones.
+  its data and answers READONLY to every write) for 10 s, then is a primary again.
+
+(Poisoned payloads between good tasks: tests/chaos/test_poisoned.py.)
 
 Each prints ``lost=0 stuck=0 worker_crashes=0``: no good task lost or left pending, no worker
 exited before it was told to stop. Duplicates are allowed (at-least-once): a task that ran while
@@ -17,10 +18,8 @@ from __future__ import annotations
 
 import socket
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 
 import attrs
@@ -31,14 +30,15 @@ from tests import chaos_tasks
 from tests.chaos.conftest import Report
 from tests.chaos.harness import Figures, Ledger, WorkerPool, error_details, measure, pending
 from tests.redis_server import RedisServer
+from tests.waiting import scaled
 from typedtiger import Task, TaskSpec, TaskState, Tiger
 from typedtiger.exceptions import BackendUnavailable
 
-pytestmark = [pytest.mark.chaos, pytest.mark.redis]
+pytestmark = [pytest.mark.chaos, pytest.mark.redis, pytest.mark.timeout(300)]
 
 QUEUE = "default"
 WORKERS = 3
-BOUND_S = 90.0
+BOUND_S = scaled(90.0)  # longer on a busy machine (tests/waiting.py)
 #: How long each fault lasts: the issue's figures (a full Redis for 30 s, a replica for 10 s).
 FULL_S = 30.0
 READONLY_S = 10.0
@@ -180,79 +180,3 @@ def test_wrong_type_keys_under_the_prefix(
         figures = _finish("wrong_type_keys", own_tiger, ledger, pool, items, drain_s, report)
     assert _task_ids(own_tiger, TaskState.ERROR) == {poisoned.id}, error_details(own_tiger, QUEUE)
     assert figures.errors == 1
-
-
-def _payload(
-    task_id: str, *, func: str = "tests.chaos_tasks:run", args: str = "", extra: str = ""
-) -> str:
-    """A payload as JSON text; ``args`` and ``extra`` are raw JSON (NaN and Infinity allowed)."""
-    fields = f'"id": "{task_id}", "func": "{func}", "args": [{args}"/dev/null", "{task_id}"]'
-    return "{" + fields + extra + "}"
-
-
-#: Broken tasks as a bug or an old client could leave them: name -> (payload, reason expected).
-POISONS: dict[str, tuple[Callable[[str], str | bytes], str]] = {
-    "not_json": (lambda task_id: "{not json", "not valid JSON"),
-    "nan_hard_timeout": (
-        lambda task_id: _payload(task_id, extra=', "hard_timeout": NaN'),
-        "hard_timeout",
-    ),
-    "infinite_time_last_queued": (
-        lambda task_id: _payload(task_id, extra=', "time_last_queued": Infinity'),
-        "time_last_queued",
-    ),
-    "nested_5000_deep": (
-        lambda task_id: _payload(task_id, args="[" * 5000 + "]" * 5000 + ", "),
-        "nested too deeply",
-    ),
-    "int_past_2_63": (lambda task_id: _payload(task_id, args=f"{2**64}, "), "args"),
-    "invalid_utf8": (
-        lambda task_id: _payload(task_id, args='"?", ').encode().replace(b"?", b"\xff\xfe"),
-        "UTF-8",
-    ),
-    "unknown_function": (lambda task_id: _payload(task_id, func="os:system"), "os:system"),
-}
-
-
-def test_poisoned_payloads_between_good_tasks(
-    own_redis: RedisServer, own_tiger: Tiger, ledger: Ledger, tmp_path: Path, report: Report
-) -> None:
-    raw = redis.Redis(host="127.0.0.1", port=own_redis.port)  # bytes: invalid UTF-8 included
-    items: list[str] = []
-    poisoned: dict[str, str] = {}
-    for round_ in range(5):
-        batch = [f"g{round_}-{n}" for n in range(20)]
-        own_tiger.enqueue_many(
-            [TaskSpec.of(chaos_tasks.run, str(ledger.path), item, 0.02) for item in batch]
-        )
-        items += batch
-        for name, (make, _reason) in POISONS.items():
-            task_id = uuid.uuid4().hex
-            raw.set(f"t:task:{task_id}", make(task_id))
-            raw.zadd(f"t:queued:{QUEUE}", {task_id: datetime.now(UTC).timestamp()})
-            raw.sadd("t:queued", QUEUE)
-            poisoned[task_id] = name
-    # A good payload whose execution counter is not a number.
-    counted = own_tiger.enqueue(TaskSpec.of(chaos_tasks.run, str(ledger.path), "counted"))
-    raw.set(f"t:task:{counted.id}:executions_count", "not a number")
-    poisoned[counted.id] = "executions_count"
-    raw.close()
-
-    with _workers(own_redis.url(), tmp_path) as pool:
-        started = time.monotonic()
-        drain_s = _drain(own_tiger, pool, started)
-        figures = _finish("poisoned_payloads", own_tiger, ledger, pool, items, drain_s, report)
-
-    _total, errored = Task.tasks_from_queue(
-        own_tiger, QUEUE, TaskState.ERROR, limit=1000, load_executions=1
-    )
-    assert {task.id for task in errored} >= set(poisoned) - {counted.id}
-    wrong = []
-    for task in errored:
-        name = poisoned[task.id]
-        reason = POISONS[name][1] if name in POISONS else name
-        why = task.broken or (task.executions[-1].exception if task.executions else None) or ""
-        if reason not in why:
-            wrong.append(f"{name}: {why!r}")
-    assert not wrong, "\n".join(wrong)
-    assert figures.errors == len(errored)
