@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import cast
+from typing import Any, ClassVar, cast
 
 import pytest
 import redis
@@ -31,8 +31,8 @@ from tests.waiting import scaled, wait_until
 from tests.worker_main import FAST
 from typedtiger import Config, Task, TaskSpec, TaskState, Tiger
 from typedtiger._outage import FIRST_WAIT, MAX_WAIT, STOP_GRACE, StorageOutage
-from typedtiger.backends.base import Failure
-from typedtiger.backends.redis import RedisBackend, translate_error
+from typedtiger.backends.base import ClaimTicket, Completion, Failure
+from typedtiger.backends.redis import _SHAS, RedisBackend, translate_error
 from typedtiger.clock import ManualClock
 from typedtiger.exceptions import (
     BackendUnavailable,
@@ -515,3 +515,75 @@ def test_a_worker_keeps_serving_other_queues_past_keys_of_another_type(
 
     once = workers("--exit-after", "idle")
     assert once.wait(timeout=scaled(30)) == 0, _log_of(tmp_path, 1)
+
+
+# --- a claim whose reply is lost ----------------------------------------------------------
+
+
+def test_a_claim_sent_again_with_its_ticket_gets_the_same_tasks(
+    tiger: Tiger, backend: RedisBackend, clock: ManualClock
+) -> None:
+    tiger.enqueue_many([TaskSpec.of(tasks.simple, n) for n in range(5)])
+    ticket = ClaimTicket("worker-1", "7", remember_for=10)
+    first = [item.id for item in backend.claim("default", clock.now(), 2, ticket=ticket)]
+    clock.advance(1)
+    again = backend.claim("default", clock.now(), 2, ticket=ticket)
+    assert [item.id for item in again] == first
+    assert all(item.payload is not None for item in again)
+    for task_id in first:  # renewed: the heartbeat starts from the resend
+        assert backend.client.zscore("t:active:default", task_id) == clock.now()
+    backend.complete(Completion("default", (first[0],)))
+    assert [item.id for item in backend.claim("default", clock.now(), 2, ticket=ticket)] == [
+        first[1]
+    ]  # only what is still active
+    fresh = backend.claim("default", clock.now(), 2, ticket=ClaimTicket("worker-1", "8", 10))
+    assert len(fresh) == 2 and not {item.id for item in fresh} & set(first)
+    assert _sizes(tiger) == {TaskState.QUEUED: 1, TaskState.ACTIVE: 3}
+
+
+def test_a_claim_ticket_is_forgotten_after_its_time(
+    tiger: Tiger, backend: RedisBackend, clock: ManualClock
+) -> None:
+    tiger.enqueue_many([TaskSpec.of(tasks.simple, n) for n in range(2)])
+    ticket = ClaimTicket("worker-1", "7", remember_for=10)
+    backend.claim("default", clock.now(), 1, ticket=ticket)
+    assert 0 < backend.client.pttl("t:claim:worker-1") <= 10_000
+
+
+class _LosesAClaimReply(redis.Connection):
+    """Loses the reply (and its socket) of the next claim while ``armed``, once the script ran."""
+
+    armed = False
+    shas: ClassVar[set[bytes]] = {_SHAS["claim"].encode(), _SHAS["complete_claim"].encode()}
+
+    def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        packed = b"".join(command) if isinstance(command, list) else command
+        self._claiming = any(sha in packed[:100] for sha in self.shas)
+        super().send_packed_command(command, check_health)
+
+    def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        reply = super().read_response(*args, **kwargs)
+        if type(self).armed and getattr(self, "_claiming", False):
+            type(self).armed = False
+            self.disconnect()
+            raise redis.exceptions.ConnectionError("connection lost before the reply (test)")
+        return reply
+
+
+def test_a_worker_whose_claim_reply_is_lost_runs_the_claimed_tasks_at_once(
+    redis_db: redis.Redis[str],
+) -> None:
+    pool = redis.ConnectionPool(
+        connection_class=_LosesAClaimReply, **redis_db.connection_pool.connection_kwargs
+    )
+    client: redis.Redis[str] = redis.Redis(connection_pool=pool, decode_responses=True)
+    _opened.append(client)
+    tiger = Tiger(RedisBackend(client), Config(allowed_task_modules=("tests.tasks",)))
+    tiger.enqueue_many([TaskSpec.of(tasks.simple, n) for n in range(3)])
+    _LosesAClaimReply.armed = True
+
+    Worker(tiger, executor=SyncExecutor()).run(once=True)
+
+    assert not _LosesAClaimReply.armed  # a reply was lost
+    assert sorted(str(call[1]) for call in tasks.CALLS) == ["0", "1", "2"]  # each once, at once
+    assert _sizes(tiger) == {}  # none left active for the expiry requeue

@@ -31,6 +31,7 @@ from typedtiger._slots import JobSlots
 from typedtiger.backends.base import (
     Backend,
     Claimed,
+    ClaimTicket,
     Completion,
     EnqueueMode,
     Failure,
@@ -161,6 +162,9 @@ class Worker:
         self._log = structlog.get_logger("typedtiger.worker").bind(worker_id=self.id)
         self._queues = QueueSet()
         self._stop_requested = False
+        #: The queue and token of a claim that failed with BackendUnavailable (see _ticket).
+        self._unanswered: tuple[str, str] | None = None
+        self._claim_tokens = itertools.count(1)
         self._outage = StorageOutage(config.storage_retry_deadline, self._log)
         self._next_scheduled_move = 0.0
         self._next_requeue = 0.0
@@ -244,10 +248,10 @@ class Worker:
         """One pass of ``once``: True when nothing more can be done now."""
         self._maintain(force=True)
         self._refresh_queues()
-        if not self._queues and not self._slots.running:
+        if not self._queues and not self._slots.running and self._unanswered is None:
             return True
         claimed = False
-        while self._queues and not self._stop_requested:
+        while (self._queues or self._unanswered is not None) and not self._stop_requested:
             claimed = self._process_next() or claimed
         self._slots.drain()  # what they record or enqueue may make more work due
         return not claimed  # what is queued cannot be claimed now (paused queue, no free slot)
@@ -267,7 +271,7 @@ class Worker:
         while self._slots.running and self._slots.collect(timeout=0):
             pass
         # Work that woke the worker is claimed first; upkeep comes after it.
-        if self._queues:
+        if self._queues or self._unanswered is not None:
             self._process_next()
             self._maintain(force=False)
         elif self._slots.running:
@@ -387,7 +391,8 @@ class Worker:
         self._next_stats = now + self._config.stats_interval
 
     def _process_next(self) -> bool:
-        queue = self._queues.choice()
+        # A claim whose reply was lost is sent again before any other (see _ticket).
+        queue = self._unanswered[0] if self._unanswered is not None else self._queues.choice()
         try:
             if self._process_queue(queue):
                 return True
@@ -427,13 +432,22 @@ class Worker:
 
     def _claim_and_run(self, queue: str) -> bool:
         pending = self._pending_done
-        claimed = self._backend.claim(
-            queue,
-            self._clock.now(),
-            self._config.batch_size_for(queue),
-            self._config.lock_retry,
-            done=None if pending is None else pending.completion,
-        )
+        ticket = self._ticket(queue)
+        try:
+            claimed = self._backend.claim(
+                queue,
+                self._clock.now(),
+                self._config.batch_size_for(queue),
+                self._config.lock_retry,
+                done=None if pending is None else pending.completion,
+                ticket=ticket,
+            )
+        except BackendUnavailable:
+            raise  # its reply may be lost: the next claim is this one again (the same ticket)
+        except BaseException:
+            self._unanswered = None
+            raise
+        self._unanswered = None
         if pending is not None:  # the previous job's success was recorded by the same script
             self._pending_done = None
             pending.log.info("done", duration=pending.duration)
@@ -444,6 +458,19 @@ class Worker:
             if self._lock_bounces == len(claimed):
                 self._rest(queue)
         return bool(claimed)
+
+    def _ticket(self, queue: str) -> ClaimTicket:
+        """The claim's ticket: the one of the claim of ``queue`` whose reply was lost if there
+        is one (sent again, it gets the tasks that claim moved to active instead of leaving them
+        there with nobody running them until the expiry requeue), else a new one."""
+        unanswered = self._unanswered
+        if unanswered is not None and unanswered[0] == queue:
+            token = unanswered[1]
+        else:
+            token = str(next(self._claim_tokens))
+        self._unanswered = (queue, token)
+        # Remembered for less than the expiry: a resend never takes back a requeued task.
+        return ClaimTicket(self.id, token, self._config.active_task_update_timeout / 2)
 
     def _rest(self, queue: str) -> None:
         """Leave ``queue`` until activity on it or the next refresh, as if it were empty: all

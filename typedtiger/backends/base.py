@@ -17,6 +17,7 @@ from typedtiger.clock import Clock
 
 __all__ = [
     "Backend",
+    "ClaimTicket",
     "Claimed",
     "Claims",
     "Completion",
@@ -93,6 +94,17 @@ class Claimed:
     #: How many failed executions the task has had before this one.
     executions_count: int = 0
     broken: str | None = None
+
+
+@attrs.frozen
+class ClaimTicket:
+    """What makes a claim safe to send again after its reply was lost: the claimant's id, a
+    token naming this claim (a resend carries the same token and gets the same tasks back,
+    still active) and how long the claimed ids are remembered for that."""
+
+    claimant: str
+    token: str
+    remember_for: float
 
 
 class Claims(list[Claimed]):
@@ -212,6 +224,7 @@ class Backend(Protocol):
         limit: int,
         lock_retry: float = 1.0,
         done: Completion | None = None,
+        ticket: ClaimTicket | None = None,
     ) -> Claims:
         """Move up to ``limit`` queued tasks of ``queue`` (oldest first) to active.
 
@@ -219,6 +232,9 @@ class Backend(Protocol):
         active (a unique task queued again while it runs) is scheduled ``lock_retry`` later.
         ``done``, the previous job's success, is recorded first in the same atomic step.
         StorageDataError, with nothing claimed, if one of the queue's keys holds another type.
+        With a ``ticket``, a claim sent again with the same ticket (after BackendUnavailable:
+        its reply may have been lost) returns the tasks the first one claimed that are still
+        active, their active time renewed, instead of claiming others.
         """
         ...
 

@@ -29,6 +29,7 @@ from redis.sentinel import SentinelConnectionPool
 from typedtiger.backends.base import (
     Claimed,
     Claims,
+    ClaimTicket,
     Completion,
     Enqueued,
     EnqueueMode,
@@ -456,8 +457,11 @@ class RedisBackend:
         limit: int,
         lock_retry: float = 1.0,
         done: Completion | None = None,
+        ticket: ClaimTicket | None = None,
     ) -> Claims:
-        claim = [queue, _num(now), _num(lock_retry), limit]
+        claim: list[object] = [queue, _num(now), _num(lock_retry), limit]
+        if ticket is not None:
+            claim += [ticket.claimant, ticket.token, max(1, round(ticket.remember_for * 1000))]
         # Undecoded: a payload that is not UTF-8 is the worker's to quarantine (see _claimed).
         if done is None:
             reply = self._run("claim", claim, decode=False)

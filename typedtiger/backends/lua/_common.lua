@@ -213,45 +213,84 @@ local function complete_from(first)
   return at + 1 + 2 * m
 end
 
+-- Move a task of `queue` from `from` to active at `now` (or, if its stored data is unusable,
+-- quarantine it: see quarantine) and add it to a claim's reply: id, payload, executions count;
+-- for a quarantined task: id, false, the reason (a string). Whether it went to active.
+local function take(result, queue, from, id, now, now_s)
+  local problem, payload = nil, false
+  if valid_utf8(id) then
+    problem, payload = payload_problem(id)
+    problem = problem or bookkeeping_problem(id)
+  else  -- (no reader of a decoded reply could take it)
+    problem = 'the task id is not valid UTF-8'
+  end
+  result[#result + 1] = id
+  if problem then
+    quarantine(queue, from, id, now_s, problem)
+    result[#result + 1] = false
+    result[#result + 1] = problem
+    return false
+  end
+  if from ~= 'active' then unfile(from, queue, id) end
+  file('active', queue, id, now, '')
+  result[#result + 1] = payload
+  result[#result + 1] = tonumber(redis.call('get', task_key(id) .. ':executions_count') or '0')
+  return true
+end
+
+-- A claim sent again because its reply was lost (same owner, token and queue; see claim_from):
+-- the reply to the first one, read again: the tasks it moved to active that still are (their
+-- active time renewed), or nil when this claim is not a resend.
+local function resent_claim(memo, token, queue, now, now_s)
+  if token == '' or key_type(memo) ~= 'list' then return nil end
+  local saved = redis.call('lrange', memo, 0, -1)
+  if saved[1] ~= token or saved[2] ~= queue then return nil end
+  local result = {0}
+  for i = 3, #saved do
+    if in_state('active', queue, saved[i]) then take(result, queue, 'active', saved[i], now, now_s) end
+  end
+  result[1] = redis.call('zcard', state_key('queued', queue))
+  return result
+end
+
 -- Move up to `limit` queued tasks of a queue to active. From ARGV[first]: queue, now,
--- lock_retry, limit. A task that is already active (a unique task queued again while it runs)
--- is put back in scheduled at now + lock_retry instead, and one whose stored data is unusable
--- is quarantined (see quarantine). Nothing is claimed under a queue system lock. Returns
--- {tasks left queued, then for each task: id, payload or false, executions count}; for a
--- quarantined task: id, false, the reason (a string).
+-- lock_retry, limit, then optionally the claimant's id, the claim's token and how long (ms) to
+-- remember it. A task that is already active (a unique task queued again while it runs) is put
+-- back in scheduled at now + lock_retry instead, and one whose stored data is unusable is
+-- quarantined (see take). Nothing is claimed under a queue system lock. Returns {tasks left
+-- queued, then three items per task (see take)}.
+--
+-- With a claimant, the ids claimed are remembered in P:claim:<claimant> with the token, so that
+-- the same claim sent again (its reply lost to a dropped connection) gets the same tasks
+-- instead of leaving them active with nobody running them; the claimant's next claim, with a
+-- new token, replaces them.
 local function claim_from(first)
   local queue, now_s = ARGV[first], ARGV[first + 1]
   local now = tonumber(now_s)
   local lock_retry, limit = tonumber(ARGV[first + 2]), tonumber(ARGV[first + 3])
+  local claimant, token = ARGV[first + 4] or '', ARGV[first + 5] or ''
   local bad = queue_keys_problem(queue, STATES)
   if bad then return wrong_type_reply(bad) end
+  local memo = P .. ':claim:' .. claimant
+  if claimant ~= '' then
+    local resent = resent_claim(memo, token, queue, now, now_s)
+    if resent then return resent end
+  end
   local system_lock = redis.call('zscore', P .. ':qslock:' .. queue, 'SYSTEM_LOCK')
   if system_lock and tonumber(system_lock) > now then return {-1} end
-  local result = {0}
+  local result, claimed = {0}, {}
   for _, id in ipairs(redis.call('zrange', state_key('queued', queue), 0, limit - 1)) do
     if in_state('active', queue, id) then
       unfile('queued', queue, id)
       file('scheduled', queue, id, now + lock_retry, 'min')
-    else
-      local problem, payload = nil, false
-      if valid_utf8(id) then
-        problem, payload = payload_problem(id)
-        problem = problem or bookkeeping_problem(id)
-      else  -- (no reader of a decoded reply could take it)
-        problem = 'the task id is not valid UTF-8'
-      end
-      result[#result + 1] = id
-      if problem then
-        quarantine(queue, 'queued', id, now_s, problem)
-        result[#result + 1] = false
-        result[#result + 1] = problem
-      else
-        unfile('queued', queue, id)
-        file('active', queue, id, now, '')
-        result[#result + 1] = payload
-        result[#result + 1] = tonumber(redis.call('get', task_key(id) .. ':executions_count') or '0')
-      end
+    elseif take(result, queue, 'queued', id, now, now_s) then
+      claimed[#claimed + 1] = id
     end
+  end
+  if claimant ~= '' and #claimed > 0 then
+    redis.call('del', memo)
+    redis.call('rpush', memo, token, queue, unpack(claimed))
+    redis.call('pexpire', memo, tonumber(ARGV[first + 6]))
   end
   result[1] = redis.call('zcard', state_key('queued', queue))
   return result
