@@ -229,6 +229,7 @@ class Worker:
                 try:
                     self._slots.drain()
                     self._flush_done()
+                    self._forget_claims()
                 finally:
                     self._executor.close()
                     self._backend.close()
@@ -236,6 +237,16 @@ class Worker:
             self._log.error("stopped: storage unavailable", error=str(exc))
             raise
         self._log.info("stopped")
+
+    def _forget_claims(self) -> None:
+        """Tidy up what is kept for this worker's claims to be sent again: once, and not
+        during an outage (it expires by itself; a stop must not wait for it)."""
+        if self._outage.ongoing:
+            return
+        try:
+            self._backend.forget_claims(self.id)
+        except (BackendUnavailable, StorageDataError) as exc:
+            self._log.info("claims left to expire", error=str(exc))
 
     # --- the loop -----------------------------------------------------------------------
 

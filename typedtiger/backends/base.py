@@ -238,6 +238,11 @@ class Backend(Protocol):
         """
         ...
 
+    def forget_claims(self, claimant: str) -> None:
+        """Drop what is kept for ``claimant``'s claims to be sent again (see ClaimTicket):
+        it has stopped claiming."""
+        ...
+
     def acquire_locks(
         self, queue: str, locks: Mapping[str, str], now: float, timeout: float, retry_at: float
     ) -> set[str]:

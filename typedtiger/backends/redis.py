@@ -473,6 +473,10 @@ class RedisBackend:
         return claims
 
     @_redis_call
+    def forget_claims(self, claimant: str) -> None:
+        self._client.delete(self._key("claim", claimant))
+
+    @_redis_call
     def acquire_locks(
         self, queue: str, locks: Mapping[str, str], now: float, timeout: float, retry_at: float
     ) -> set[str]:
