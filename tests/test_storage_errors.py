@@ -22,6 +22,7 @@ from typing import Any, ClassVar, cast
 
 import pytest
 import redis
+import redis.sentinel
 import structlog
 
 from tests import tasks, test_worker_process, worker_tasks
@@ -120,6 +121,27 @@ def test_a_backend_without_retries_fails_at_once_and_leaves_the_original_alone()
     assert retry.get_retries() > 0
     client.close()
     quick.client.close()
+
+
+@pytest.mark.parametrize("kind", ["plain", "blocking", "sentinel"])
+def test_a_backend_without_retries_keeps_the_kind_of_pool(kind: str) -> None:
+    client: redis.Redis[str]
+    if kind == "sentinel":  # (no I/O until a command is sent)
+        sentinel = redis.sentinel.Sentinel([("127.0.0.1", free_port())], socket_timeout=0.1)
+        client = sentinel.master_for("mymaster", decode_responses=True)
+    else:
+        kinds = {"plain": redis.ConnectionPool, "blocking": redis.BlockingConnectionPool}
+        pool = kinds[kind](port=free_port(), decode_responses=True, max_connections=7)
+        client = redis.Redis(connection_pool=pool, decode_responses=True)
+    quick = RedisBackend(client).without_retries()
+    fresh = quick.client.connection_pool
+    assert type(fresh) is type(client.connection_pool) and fresh is not client.connection_pool
+    assert fresh.connection_kwargs["retry"].get_retries() == 0
+    assert fresh.max_connections == client.connection_pool.max_connections
+    if isinstance(fresh, redis.sentinel.SentinelConnectionPool):
+        assert fresh.service_name == "mymaster"
+        proxy = fresh.connection_kwargs["connection_pool"]  # its own, not the original's
+        assert proxy is getattr(fresh, "proxy")  # noqa: B009 (types-redis lacks it)
 
 
 def test_closing_a_backend_without_retries_closes_the_client_it_made(
