@@ -24,6 +24,7 @@ import pytest
 import redis
 import redis.sentinel
 import structlog
+import structlog.testing
 
 from tests import tasks, test_worker_process, worker_tasks
 from tests.redis_server import RedisServer, free_port, own_redis_server
@@ -609,3 +610,15 @@ def test_a_worker_whose_claim_reply_is_lost_runs_the_claimed_tasks_at_once(
     assert not _LosesAClaimReply.armed  # a reply was lost
     assert sorted(str(call[1]) for call in tasks.CALLS) == ["0", "1", "2"]  # each once, at once
     assert _sizes(tiger) == {}  # none left active for the expiry requeue
+
+
+def test_a_heartbeat_during_an_outage_is_a_warning_not_a_traceback() -> None:
+    tiger = _tiger(f"redis://127.0.0.1:{free_port()}/0")
+    worker = Worker(tiger, executor=SyncExecutor())
+    beat = worker._beat("default", ["id"], [""], None, structlog.get_logger("test"))
+    with structlog.testing.capture_logs() as logs:
+        beat()  # must not raise: the executor's thread would log a traceback per beat
+    assert [(entry["log_level"], entry["event"]) for entry in logs] == [
+        ("warning", "heartbeat not recorded: backend unavailable")
+    ]
+    worker._backend.close()

@@ -678,15 +678,7 @@ class Worker:
 
         lease = self._lease
 
-        def beat() -> None:
-            now, timeout = self._clock.now(), self._config.active_task_update_timeout
-            self._backend.heartbeat(queue, ids, lock_ids, now, timeout)
-            if lease is not None:  # keep this claim's slot of the queue's worker limit
-                self._backend.acquire_queue_slot(
-                    lease.queue, lease.holder, lease.limit, now, timeout, refresh=True
-                )
-
-        heartbeat = Heartbeat(beat)
+        heartbeat = Heartbeat(self._beat(queue, ids, lock_ids, lease, log))
 
         def record(outcome: Outcome) -> None:
             heartbeat.stop()  # no beat may follow the record (it would re-take the slot)
@@ -705,6 +697,31 @@ class Worker:
                     self._release_if_done(lease)
 
         self._slots.run(job, heartbeat, record_and_release, on_start=log_processing)
+
+    def _beat(
+        self,
+        queue: str,
+        ids: list[str],
+        lock_ids: list[str],
+        lease: _SlotLease | None,
+        log: structlog.typing.FilteringBoundLogger,
+    ) -> Callable[[], None]:
+        """One job's heartbeat: its tasks' active time, their locks, its queue slot."""
+
+        def beat() -> None:
+            now, timeout = self._clock.now(), self._config.active_task_update_timeout
+            try:
+                self._backend.heartbeat(queue, ids, lock_ids, now, timeout)
+                if lease is not None:  # keep this claim's slot of the queue's worker limit
+                    self._backend.acquire_queue_slot(
+                        lease.queue, lease.holder, lease.limit, now, timeout, refresh=True
+                    )
+            except BackendUnavailable as exc:  # the next beat tries again (no traceback each)
+                log.warning("heartbeat not recorded: backend unavailable", error=str(exc))
+            except StorageDataError as exc:
+                log.error("heartbeat not recorded: bad data in storage", error=str(exc))
+
+        return beat
 
     def _hard_timeout(self, tasks: Sequence[Task], registration: Registration | None) -> float:
         own = [task.payload.hard_timeout for task in tasks if task.payload.hard_timeout]
