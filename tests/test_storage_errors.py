@@ -622,3 +622,17 @@ def test_a_heartbeat_during_an_outage_is_a_warning_not_a_traceback() -> None:
         ("warning", "heartbeat not recorded: backend unavailable")
     ]
     worker._backend.close()
+
+
+@pytest.mark.parametrize("key", ["t:queued", "t:scheduled", "t:active"])
+def test_a_set_of_queue_names_of_another_type_is_logged_and_a_run_once_still_ends(
+    tiger: Tiger, backend: RedisBackend, key: str
+) -> None:
+    backend.client.delete(key)
+    backend.client.rpush(key, "junk")
+    with structlog.testing.capture_logs() as logs:
+        tiger.run_worker(executor=SyncExecutor(), once=True)
+    errors = [entry for entry in logs if entry["log_level"] == "error"]
+    named = (f"{key} is a Redis list", f"(key {key})")
+    assert errors and all(any(n in entry["error"] for n in named) for entry in errors), errors
+    assert any(entry["event"] == "stopped" for entry in logs)

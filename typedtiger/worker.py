@@ -252,7 +252,9 @@ class Worker:
 
     def _run_until_idle(self) -> None:
         while not self._stop_requested:
-            if self._guarded(self._pass_until_idle):
+            # (bad data no queue can be blamed for, such as a set of queue names of another
+            # type, would be met again at every pass: nothing more can be done now)
+            if self._guarded(self._pass_until_idle, bad_data_ends=True):
                 return
 
     def _pass_until_idle(self) -> bool:
@@ -300,10 +302,10 @@ class Worker:
         self._queues.update(queue for queue in woken if self.serves(queue))
         return True
 
-    def _guarded(self, step: Callable[[], bool]) -> bool:
-        """Run a step of the loop. An unavailable storage is waited out (StorageGaveUp past
-        the deadline); bad data the step could not pin on one queue or task is logged and
-        skipped. False when the step did not complete."""
+    def _guarded(self, step: Callable[[], bool], bad_data_ends: bool = False) -> bool:
+        """Run a step of the loop; what it returned. An unavailable storage is waited out
+        (StorageGaveUp past the deadline): False. Bad data the step could not pin on one queue
+        or task is logged and skipped: ``bad_data_ends``, after a pause unless it ends."""
         try:
             done = step()
         except BackendUnavailable as exc:
@@ -314,8 +316,9 @@ class Worker:
             return False
         except StorageDataError as exc:
             self._log.error("bad data in storage, skipped", error=str(exc))
-            self._pause(_BAD_DATA_PAUSE)
-            return False
+            if not bad_data_ends:
+                self._pause(_BAD_DATA_PAUSE)
+            return bad_data_ends
         self._outage.succeeded()
         return done
 

@@ -123,11 +123,11 @@ _DATA_CODES: Final = (
 )
 
 
-def translate_error(exc: redis.exceptions.RedisError) -> TypedTigerError:
+def translate_error(exc: redis.exceptions.RedisError, key: str | None = None) -> TypedTigerError:
     """typedtiger's error for a redis-py error: BackendUnavailable (try again later),
     StorageDataError (one key or task is bad) or TypedTigerError (a bug, or a setup Redis
-    refuses, such as a missing ACL permission)."""
-    message = str(exc)
+    refuses, such as a missing ACL permission). ``key``: the one key the command read."""
+    message = str(exc) if key is None else f"{exc} (key {key})"
     if isinstance(exc, _OUTAGE_CLASSES) or message.startswith(_OUTAGE_CODES):
         return BackendUnavailable(f"Redis is unavailable: {message}")
     if message.startswith(_DATA_CODES):
@@ -403,7 +403,11 @@ class RedisBackend:
 
     @_redis_call
     def queues_with_tasks(self, state: TaskState) -> set[str]:
-        return _queue_names(self._smembers_undecoded(self._key(state.value)))
+        key = self._key(state.value)
+        try:
+            return _queue_names(self._smembers_undecoded(key))
+        except redis.exceptions.ResponseError as exc:
+            raise translate_error(exc, key) from exc
 
     def _smembers_undecoded(self, key: str, pipe: Any = None) -> Any:
         target = self._client if pipe is None else pipe

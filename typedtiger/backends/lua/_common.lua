@@ -64,20 +64,23 @@ local function key_type(key) return redis.call('type', key)['ok'] end
 -- by another program) costs its queue, which is skipped and reported, never a half-done
 -- move. The first of the queue's keys in `states` (its sorted set, and the set of the
 -- state's queue names) that holds another type, as a reason naming it; nil if none does.
+local function type_problem(key, want)
+  local kind = key_type(key)
+  if kind == want or kind == 'none' then return nil end
+  return key .. ' is a Redis ' .. kind .. ', not a ' .. want
+end
+
 local function queue_keys_problem(queue, states)
   for _, state in ipairs(states) do
-    for _, check in ipairs({{state_key(state, queue), 'zset'}, {P .. ':' .. state, 'set'}}) do
-      local kind = key_type(check[1])
-      if kind ~= check[2] and kind ~= 'none' then
-        return check[1] .. ' is a Redis ' .. kind .. ', not a ' .. check[2]
-      end
-    end
+    local problem = type_problem(state_key(state, queue), 'zset')
+      or type_problem(P .. ':' .. state, 'set')
+    if problem then return problem end
   end
   return nil
 end
 
--- A script's refusal of a queue whose keys are bad, before any write of its own (the worker
--- sees a StorageDataError naming the key, and skips the queue).
+-- A script's refusal of a queue whose keys are bad (or of a key all queues share), before any
+-- write of its own: the worker sees a StorageDataError naming the key.
 local function wrong_type_reply(problem) return redis.error_reply('WRONGTYPE ' .. problem) end
 
 -- Printable ASCII but for quotes and backslashes as is, any other byte as \xNN, at most 40

@@ -3,6 +3,8 @@
 -- type is skipped. Returns {how many moved, then the reason each queue was skipped}.
 local now, publish, limit = tonumber(ARGV[2]), ARGV[3] == '1', tonumber(ARGV[4])
 local moved, skipped = 0, {}
+local bad = type_problem(P .. ':scheduled', 'set')
+if bad then return wrong_type_reply(bad) end
 for _, queue in ipairs(redis.call('smembers', P .. ':scheduled')) do
   local bad = queue_keys_problem(queue, {'scheduled', 'queued'})
   if bad then

@@ -21,6 +21,8 @@ local function count_loss(id)
   return losses
 end
 
+local bad = type_problem(P .. ':active', 'set')
+if bad then return wrong_type_reply(bad) end
 local lkey = P .. ':lockv2:queue_expired_tasks'
 if not lock_free(lkey, now) then return {0, 0, 1} end
 redis.call('set', lkey, 'requeue|' .. tostring(now + lock_for), 'PX', lock_ttl_ms(lock_for))
