@@ -34,6 +34,7 @@ from tests.worker_main import FAST
 from typedtiger import Config, Task, TaskSpec, TaskState, Tiger
 from typedtiger._outage import FIRST_WAIT, MAX_WAIT, STOP_GRACE, StorageOutage
 from typedtiger.backends.base import ClaimTicket, Completion, Failure
+from typedtiger.backends.fake import FakeBackend
 from typedtiger.backends.redis import _SHAS, RedisBackend, translate_error
 from typedtiger.clock import ManualClock
 from typedtiger.exceptions import (
@@ -636,3 +637,40 @@ def test_a_set_of_queue_names_of_another_type_is_logged_and_a_run_once_still_end
     named = (f"{key} is a Redis list", f"(key {key})")
     assert errors and all(any(n in entry["error"] for n in named) for entry in errors), errors
     assert any(entry["event"] == "stopped" for entry in logs)
+
+
+def test_waits_never_pass_the_max_wait() -> None:
+    clock = _Time()
+    outage = StorageOutage(
+        300.0,
+        structlog.get_logger("test"),
+        max_wait=0.25,
+        monotonic=lambda: clock.now,
+        sleep=clock.sleep,
+        jitter=lambda: 1.0,
+    )
+    waits = []
+    for _ in range(5):
+        before = clock.now
+        outage.failed(BackendUnavailable("down"), lambda: False)
+        waits.append(round(clock.now - before, 6))
+    assert waits == [0.1, 0.2, 0.25, 0.25, 0.25]
+
+
+def test_the_first_pass_after_an_outage_requeues_nothing() -> None:
+    clock = ManualClock()
+    backend = FakeBackend(clock)
+    tiger = Tiger(backend, Config())
+    tiger.enqueue(TaskSpec.of(tasks.simple, 1))
+    backend.claim("default", clock.now(), 1)  # another worker's task
+    clock.advance(60)  # its heartbeat as stale as everyone's after an outage
+    worker = Worker(tiger, executor=SyncExecutor())
+    worker._outage.failed(BackendUnavailable("down"), lambda: False)  # an outage goes on
+
+    worker._maintain(force=True)  # the first pass that reaches storage again
+    assert _sizes(tiger) == {TaskState.ACTIVE: 1}  # its owner gets a timeout to beat again
+
+    worker._outage.succeeded()
+    clock.advance(Config().active_task_update_timeout)
+    worker._maintain(force=False)
+    assert _sizes(tiger) == {TaskState.QUEUED: 1}

@@ -42,18 +42,20 @@ class StorageOutage:
         deadline: float,
         log: structlog.typing.FilteringBoundLogger,
         *,
+        max_wait: float = MAX_WAIT,
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         jitter: Callable[[], float] = random.random,
     ) -> None:
         self._deadline = deadline
+        self._max_wait = min(MAX_WAIT, max_wait)
         self._log = log
         self._monotonic = monotonic
         self._sleep = sleep
         self._jitter = jitter
         self._started: float | None = None
         self._stop_seen: float | None = None
-        self._wait = FIRST_WAIT
+        self._wait = min(FIRST_WAIT, self._max_wait)
 
     @property
     def ongoing(self) -> bool:
@@ -65,7 +67,7 @@ class StorageOutage:
                 "backend available again", outage_s=round(self._monotonic() - self._started, 3)
             )
         self._started = self._stop_seen = None
-        self._wait = FIRST_WAIT
+        self._wait = min(FIRST_WAIT, self._max_wait)
 
     def failed(self, exc: BackendUnavailable, stop_requested: Callable[[], bool]) -> None:
         """Wait before the next try; StorageGaveUp when no further try is allowed."""
@@ -80,7 +82,7 @@ class StorageOutage:
             raise self._give_up(exc, now)
         wait = min(self._wait * (0.5 + self._jitter() / 2), give_up_at - now)
         self._log.warning("backend unavailable", error=str(exc), retry_in=round(wait, 3))
-        self._wait = min(MAX_WAIT, self._wait * 2)
+        self._wait = min(self._max_wait, self._wait * 2)
         end = now + wait
         while (left := end - self._monotonic()) > 0:
             if stop_requested() and self._stop_seen is None:

@@ -165,7 +165,11 @@ class Worker:
         #: The queue and token of a claim that failed with BackendUnavailable (see _ticket).
         self._unanswered: tuple[str, str] | None = None
         self._claim_tokens = itertools.count(1)
-        self._outage = StorageOutage(config.storage_retry_deadline, self._log)
+        # Waits no longer than a heartbeat period: a worker back late from an outage would
+        # leave its last outcomes unrecorded past the others' requeue of them.
+        self._outage = StorageOutage(
+            config.storage_retry_deadline, self._log, max_wait=config.active_task_update_timer
+        )
         self._next_scheduled_move = 0.0
         self._next_requeue = 0.0
         self._next_queue_refresh = 0.0
@@ -309,9 +313,7 @@ class Worker:
         try:
             done = step()
         except BackendUnavailable as exc:
-            # Every heartbeat went stale during the outage: give running tasks' workers
-            # a full timeout to refresh theirs before requeueing anything as lost.
-            self._next_requeue = self._clock.now() + self._config.active_task_update_timeout
+            self._outage_seen()
             self._outage.failed(exc, self._stopping)
             return False
         except StorageDataError as exc:
@@ -319,8 +321,20 @@ class Worker:
             if not bad_data_ends:
                 self._pause(_BAD_DATA_PAUSE)
             return bad_data_ends
-        self._outage.succeeded()
+        self._storage_answered()
         return done
+
+    def _outage_seen(self) -> None:
+        """Every heartbeat went stale during the outage (a worker busy with a task sees it only
+        through its heartbeat): give running tasks' workers a full timeout after its end (the
+        last failure, or the first answer after it) to refresh theirs before requeueing
+        anything as lost."""
+        self._next_requeue = self._clock.now() + self._config.active_task_update_timeout
+
+    def _storage_answered(self) -> None:
+        if self._outage.ongoing:
+            self._outage_seen()
+        self._outage.succeeded()
 
     def _pause(self, seconds: float) -> None:
         """Sleep ``seconds``, or less if a stop is requested."""
@@ -362,7 +376,9 @@ class Worker:
                 if moved:
                     self._log.debug("scheduled tasks queued", count=moved)
             self._next_scheduled_move = now + config.select_timeout
-        if force or now >= self._next_requeue:
+        if self._outage.ongoing:  # just back from an outage: every heartbeat is stale for now
+            self._outage_seen()
+        elif force or now >= self._next_requeue:
             with self._bad_data_skipped("requeueing expired tasks"):
                 self._requeue_expired(now)
             self._next_requeue = now + config.requeue_expired_tasks_interval
@@ -711,7 +727,10 @@ class Worker:
     ) -> Callable[[], None]:
         """One job's heartbeat: its tasks' active time, their locks, its queue slot."""
 
+        failing = False
+
         def beat() -> None:
+            nonlocal failing
             now, timeout = self._clock.now(), self._config.active_task_update_timeout
             try:
                 self._backend.heartbeat(queue, ids, lock_ids, now, timeout)
@@ -720,9 +739,16 @@ class Worker:
                         lease.queue, lease.holder, lease.limit, now, timeout, refresh=True
                     )
             except BackendUnavailable as exc:  # the next beat tries again (no traceback each)
+                failing = True
+                self._outage_seen()
                 log.warning("heartbeat not recorded: backend unavailable", error=str(exc))
+                return
             except StorageDataError as exc:
                 log.error("heartbeat not recorded: bad data in storage", error=str(exc))
+                return
+            if failing:  # the outage is over
+                failing = False
+                self._outage_seen()
 
         return beat
 
@@ -864,12 +890,13 @@ class Worker:
             try:
                 operation()
             except BackendUnavailable as exc:
+                self._outage_seen()
                 self._outage.failed(exc, self._stopping)
             except StorageDataError as exc:
                 self._log.error("bad data in storage, skipped", error=str(exc))
                 return
             else:
-                self._outage.succeeded()
+                self._storage_answered()
                 return
 
     # --- signals ------------------------------------------------------------------------
