@@ -95,7 +95,6 @@ def latency(args: argparse.Namespace) -> dict[str, Any]:
 def executor_micro(args: argparse.Namespace) -> dict[str, Any]:
     """Executors alone, no Redis: bare fork vs ForkExecutor vs SyncExecutor on a no-op Job."""
     import typedtiger.cli  # noqa: F401  (a worker process has all of this loaded)
-    from typedtiger._job_wire import JobWire
     from typedtiger.backends.base import TaskState
     from typedtiger.clock import SystemClock
     from typedtiger.executor import Job
@@ -116,9 +115,7 @@ def executor_micro(args: argparse.Namespace) -> dict[str, Any]:
         runner=DefaultRunner(tiger),
         clock=SystemClock(),
     )
-    fork, served, sync = ForkExecutor(), ForkExecutor(), SyncExecutor()
-    served.use_spares(JobWire(tiger, store_traceback=True))
-    served.execute(job, lambda: None, 5.0)  # the fork server starts at the first job
+    fork, sync = ForkExecutor(), SyncExecutor()
     floor = subprocess.run(
         [sys.executable, "-m", "bench.forkfloor", str(args.n)],
         capture_output=True,
@@ -130,9 +127,6 @@ def executor_micro(args: argparse.Namespace) -> dict[str, Any]:
         "rss_kib": common.rss_kib(),
         "bare_fork": common.timed(common.bare_fork, args.n),
         "fork_executor": common.timed(lambda: fork.execute(job, lambda: None, 5.0), args.n),
-        "spare_executor": common.timed(
-            lambda: served.execute(job, lambda: None, 5.0), args.n, finish=served.close
-        ),
         "sync_executor": common.timed(lambda: sync.execute(job, lambda: None, 5.0), 5 * args.n),
     }
 

@@ -475,10 +475,6 @@ def micro_table(results: dict[str, Any]) -> list[str]:
     for what, label in (
         ("bare_fork", "bare `fork` + `_exit` + `waitpid`, library loaded"),
         ("fork_executor", "`ForkExecutor.execute(no-op)`"),
-        (
-            "spare_executor",
-            "… with spares, as a worker runs it (child: the fork server and its children)",
-        ),
         ("sync_executor", "`SyncExecutor.execute(no-op)`"),
     ):
         rows.append(

@@ -20,7 +20,6 @@ from structlog.testing import capture_logs
 
 from tests.waiting import scaled
 from typedtiger import Config, _fork
-from typedtiger._job_wire import JobWire
 from typedtiger._json import JSONValue
 from typedtiger._outcome import Failed, Outcome, Succeeded
 from typedtiger.backends.base import TaskState
@@ -198,41 +197,8 @@ def no_beat() -> None:
     pass
 
 
-class RegistryWire:
-    """Test codec: jobs travel as keys of a registry filled before the spare is forked
-    (``start`` encodes the job first, then forks its first spare)."""
-
-    clock = SystemClock()
-
-    def __init__(self) -> None:
-        self.jobs: dict[bytes, Job] = {}
-
-    def encode(self, job: Job) -> bytes:
-        key = str(len(self.jobs)).encode()
-        self.jobs[key] = job
-        return key
-
-    def decode(self, data: bytes) -> Job:
-        return self.jobs[data]
-
-
-@pytest.fixture(autouse=True, params=["fork per job", "spare"])
-def fork_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Every test runs twice: forking at start, and through a spare forked ahead."""
-    mode: str = request.param
-    monkeypatch.setattr(sys.modules[__name__], "SPARES", mode == "spare")
-    return mode
-
-
-SPARES = False
-
-
 def fork_executor(kill_grace: float = 5.0) -> ForkExecutor:
-    """A ForkExecutor in this test's mode (see ``fork_mode``)."""
-    executor = ForkExecutor(kill_grace=kill_grace)
-    if SPARES:
-        executor.use_spares(RegistryWire())
-    return executor
+    return ForkExecutor(kill_grace=kill_grace)
 
 
 def run(
@@ -611,8 +577,6 @@ def test_kill_grace_defaults_to_configs() -> None:
 
 def test_a_child_holds_no_pipe_of_another_job(tmp_path: Path) -> None:
     executor = ForkExecutor()
-    if SPARES:  # (a RegistryWire cannot send a job to a spare forked before it was encoded)
-        executor.use_spares(JobWire(TIGER, store_traceback=True))
     first = executor.start(make_job(sleep_for, 1.0))
     path = tmp_path / "pipes"
     try:
@@ -625,3 +589,96 @@ def test_a_child_holds_no_pipe_of_another_job(tmp_path: Path) -> None:
     finally:
         executor.close()
     assert_no_child_left()
+
+
+# --- isolation: each child is a fresh fork of the worker at its job's start ---------------------
+
+#: Set by the tests between jobs, read by the tasks: the child must see the latest value.
+WORKER_STATE = "unset"
+
+
+def record_worker_state(path: str) -> None:
+    Path(path).write_text(WORKER_STATE)
+
+
+def record_parent(path: str) -> None:
+    Path(path).write_text(str(os.getppid()))
+
+
+def record_fd_targets(path: str) -> None:
+    targets = []
+    for name in os.listdir("/proc/self/fd"):
+        with suppress(OSError):  # the listing's own descriptor
+            targets.append(os.readlink(f"/proc/self/fd/{name}"))
+    Path(path).write_text("\n".join(targets))
+
+
+def test_a_child_sees_the_worker_as_it_is_at_the_job_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    executor, path = fork_executor(), tmp_path / "state"
+    try:
+        for state in ("first", "second"):
+            # changed in the worker between jobs
+            monkeypatch.setattr(sys.modules[__name__], "WORKER_STATE", state)
+            assert isinstance(execute(executor, record_worker_state, str(path)), Succeeded)
+            assert path.read_text() == state
+    finally:
+        executor.close()
+
+
+def test_a_child_never_runs_code_of_another_task(tmp_path: Path) -> None:
+    ran_a = tmp_path / "a"  # every pid where task A's code ran (its context manager, itself)
+
+    @contextmanager
+    def marking() -> Iterator[None]:
+        append_pid(str(ran_a))
+        yield
+
+    executor, b_path = fork_executor(), tmp_path / "b"
+    b_pids = []
+    try:
+        for _ in range(3):
+            job_a = make_job(append_pid, str(ran_a), context_managers=(marking,))
+            assert isinstance(executor.execute(job_a, no_beat, 10), Succeeded)
+            assert isinstance(execute(executor, record_pid, str(b_path)), Succeeded)
+            b_pids.append(int(b_path.read_text()))
+    finally:
+        executor.close()
+    a_pids = [int(line) for line in ran_a.read_text().split()]
+    # each A ran once (its context manager, then its function, in one process of its own)
+    assert a_pids[0::2] == a_pids[1::2] and len(set(a_pids)) == 3
+    assert not set(a_pids) & set(b_pids) and len(set(b_pids)) == 3
+
+
+def test_a_task_s_parent_is_the_worker(tmp_path: Path) -> None:
+    executor, path = fork_executor(), tmp_path / "parent"
+    try:
+        for _ in range(2):
+            assert isinstance(execute(executor, record_parent, str(path)), Succeeded)
+            assert int(path.read_text()) == os.getpid()
+    finally:
+        executor.close()
+
+
+@pytest.mark.skipif(not LINUX, reason="reads /proc/self/fd")
+def test_a_descriptor_the_worker_closed_is_not_open_in_the_child(tmp_path: Path) -> None:
+    marker, path = tmp_path / "marker", tmp_path / "fds"
+    marker.write_text("")
+    executor = fork_executor()
+    fd = os.open(marker, os.O_RDONLY)
+    try:
+        assert isinstance(execute(executor, record_fd_targets, str(path)), Succeeded)
+        assert str(marker) in path.read_text().split("\n")  # open then: the child had it
+        os.close(fd)
+        fd = -1
+        assert isinstance(execute(executor, record_fd_targets, str(path)), Succeeded)
+        assert str(marker) not in path.read_text().split("\n")
+    finally:
+        if fd >= 0:
+            os.close(fd)
+        executor.close()
+
+
+def execute(executor: ForkExecutor, func: Callable[..., object], *args: JSONValue) -> Outcome:
+    return executor.execute(make_job(func, *args), no_beat, 10)

@@ -149,7 +149,7 @@ def test_a_task_scribbling_on_inherited_descriptors_harms_nothing(
     assert record.exception_name == "typedtiger.exceptions:ChildProcessDied", scribbled
 
 
-def test_close_inherited_frees_the_child_and_spares_the_parent(tiger: Tiger) -> None:
+def test_close_inherited_frees_the_child_and_leaves_the_parent_alone(tiger: Tiger) -> None:
     backend = tiger.backend
     assert isinstance(backend, RedisBackend)
     client = backend.client

@@ -1,8 +1,8 @@
-"""The forked processes' side of ForkExecutor: forking one, a job child's life, a spare's job.
+"""The forked processes' side of ForkExecutor: forking one, a job child's life.
 
-Used by the executor (``_fork``), which forks job children itself, and by the fork server
-(``_fork_server``), which forks spare children for it. Names from ``executor`` are imported
-inside functions (``executor`` imports ``_fork``, which imports this module, at its end).
+Used by the executor (``_fork``), which forks each job's child itself at the job's start. Names
+from ``executor`` are imported inside functions (``executor`` imports ``_fork``, which imports
+this module, at its end).
 """
 
 from __future__ import annotations
@@ -15,26 +15,21 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Final, NoReturn, Protocol
+from typing import TYPE_CHECKING, Final, NoReturn
 
-import attrs
 import structlog
 
 from typedtiger.serialization import encode_outcome
 
 if TYPE_CHECKING:
     from typedtiger._outcome import Outcome
-    from typedtiger.clock import Clock
     from typedtiger.executor import Job
 
 __all__ = [
-    "JobCodec",
     "fork_job_child",
     "fork_process",
     "kill_group",
     "reap",
-    "reap_any",
-    "run_sent_job",
 ]
 
 _log = structlog.get_logger("typedtiger.executor")
@@ -59,19 +54,6 @@ _GUARDED_SIGNALS: Final = frozenset(
 )
 
 _Prctl = Callable[..., int]
-
-
-class JobCodec(Protocol):
-    """How a job travels to a spare child: encoded in the worker, rebuilt in the child."""
-
-    @property
-    def clock(self) -> Clock:
-        """The jobs' clock (it times a job that cannot be rebuilt)."""
-        ...
-
-    def encode(self, job: Job) -> bytes: ...
-
-    def decode(self, data: bytes) -> Job: ...
 
 
 def fork_process(
@@ -235,58 +217,10 @@ def reap(pid: int, block: bool) -> int | None:
     return os.waitpid(pid, 0)[1]
 
 
-def reap_any(block: bool) -> tuple[int, int] | None:
-    """``reap`` for whichever child has exited: its pid and wait status (None: none has)."""
-    flags = os.WEXITED | os.WNOWAIT | (0 if block else os.WNOHANG)
-    exited = os.waitid(os.P_ALL, 0, flags)
-    if exited is None:
-        return None
-    _kill_leftovers(exited.si_pid)
-    return exited.si_pid, os.waitpid(exited.si_pid, 0)[1]
-
-
 def _kill_leftovers(pid: int) -> None:
     # The exited leader, not yet reaped, still holds its group's id.
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
-
-
-def run_sent_job(job_fd: int, wire: JobCodec, rehearsal: bytes) -> Outcome | None:
-    """A spare child's job: read it from the worker, rebuild it and run it (None: the worker
-    closed the pipe without sending one, it no longer needs this spare).
-
-    While it waits, the spare rehearses ``rehearsal``, the job sent before: it rebuilds it and
-    runs typedtiger's side of it (runner, hard-timeout alarm, outcome) around a function that
-    does nothing, so that the pages all this writes to are copied now rather than when its own
-    job is due. The task itself never runs, nor application code (context managers, a custom
-    runner class).
-    """
-    from typedtiger.executor import failed_from_exception
-
-    if rehearsal:
-        with contextlib.suppress(Exception):
-            _rehearse(wire.decode(rehearsal))
-    data = read_all(job_fd)
-    os.close(job_fd)
-    if not data:
-        return None
-    try:
-        job = wire.decode(data)
-    except Exception as exc:  # e.g. its function's module fails to import here
-        now = wire.clock.now()
-        return failed_from_exception(exc, now, now, store_traceback=True)
-    return run_in_child(job)
-
-
-def _rehearse(job: Job) -> None:
-    from typedtiger.runner import DefaultRunner
-
-    if type(job.runner) is DefaultRunner:
-        encode_outcome(run_in_child(attrs.evolve(job, func=_do_nothing, context_managers=())))
-
-
-def _do_nothing(*_args: object, **_kwargs: object) -> None:
-    pass
 
 
 def run_in_child(job: Job) -> Outcome:
@@ -306,13 +240,6 @@ def write_all(fd: int, data: bytes) -> None:
     while view:
         written = os.write(fd, view)
         view = view[written:]
-
-
-def read_all(fd: int) -> bytes:
-    chunks = []
-    while chunk := os.read(fd, READ_SIZE):
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def flush_std_streams() -> None:

@@ -2,8 +2,7 @@
 
 ``typedtiger.executor`` imports this module at its end and re-exports ``ForkExecutor``. The names
 this module needs from ``executor`` are therefore imported inside functions, so that importing
-either module first works. The children's side is in ``_child``, the fork server (which forks
-spare children) in ``_fork_server``.
+either module first works. The children's side is in ``_child``.
 """
 
 from __future__ import annotations
@@ -16,28 +15,17 @@ import select
 import signal
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, ClassVar, Final
 
 import structlog
 
 from typedtiger._child import (
-    OUTCOME_END,
     READ_SIZE,
-    JobCodec,
     fork_job_child,
     kill_group,
     reap,
     run_in_child,
-    write_all,
-)
-from typedtiger._fork_server import (
-    STATUS_MARK,
-    STATUS_SIZE,
-    ForkServer,
-    ForkServerGone,
-    ServedSpare,
 )
 from typedtiger._outcome import Outcome
 from typedtiger.exceptions import ChildProcessDied
@@ -46,7 +34,7 @@ from typedtiger.serialization import decode_outcome
 if TYPE_CHECKING:
     from typedtiger.executor import Job
 
-__all__ = ["ForkExecutor", "ForkedJob", "JobCodec"]
+__all__ = ["ForkExecutor", "ForkedJob"]
 
 _log = structlog.get_logger("typedtiger.executor")
 
@@ -54,10 +42,6 @@ _log = structlog.get_logger("typedtiger.executor")
 #: (a grandchild may hold its write end) and once the pipe has reached EOF.
 _EXIT_CHECK_OPEN = 0.5
 _EXIT_CHECK_EOF = 0.01
-#: A job larger than this is not sent to the fork server for the next spare to rehearse.
-_REHEARSAL_MAX: Final = 1 << 16
-#: How long a kill waits for the fork server to report the killed spare's exit.
-_STATUS_WAIT: Final = 5.0
 #: Without a worker's Config (an executor used alone): Config's own default.
 _DEFAULT_KILL_GRACE: Final = 2.0
 
@@ -73,15 +57,14 @@ class ForkExecutor:
 
     Process model:
 
-    - One child per job (a single task or a batch), forked with ``os.fork``; the worker's
-      imported modules and registrations are simply inherited.
-    - With ``use_spares`` (as a Worker sets it up), each child is forked ahead of its job by a
-      fork server: a copy of the worker forked once, at the first job. The worker then sends
-      each job to a waiting child through a pipe.
+    - One child per job (a single task or a batch), forked with ``os.fork`` by this process
+      when the job starts, as TaskTiger does: a copy of the worker as it is at that moment
+      (its imported modules, registrations and configuration), never reused for another job,
+      and nothing of another job runs in it.
     - The child never outlives its worker: on Linux it asks for ``PR_SET_PDEATHSIG`` = SIGKILL
-      right after the fork (and exits if its parent is already gone; the fork server does the
-      same). It leads a session (and process group) of its own: when it exits or is killed,
-      whatever it left running in its group is SIGKILLed before it is reaped. SIGTERM and
+      right after the fork (and exits if its parent is already gone). It leads a session
+      (and process group) of its own: when it exits or is killed, whatever it left running
+      in its group is SIGKILLed before it is reaped. SIGTERM and
       SIGINT are caught and do nothing there: a stop sent to the worker's process group or to
       every process of the service stops the worker, which lets the task finish.
     - Hard timeout: in the child a SIGALRM raises ``JobTimeoutException`` inside the task after
@@ -91,8 +74,7 @@ class ForkExecutor:
       here, ``kill_grace`` is the worker's ``Config.hard_timeout_kill_grace`` (2 s by default).
     - The child reports its outcome to the parent through a pipe, as JSON (never pickle), and
       then exits; it never writes to storage. The parent calls ``heartbeat`` every
-      ``heartbeat_interval`` seconds while it waits, and every child is reaped (by the fork
-      server for the children it forked, which reports their exit status).
+      ``heartbeat_interval`` seconds while it waits, and every child is reaped.
     - A child that exits or dies without reporting (``os._exit``, a segfault, the OOM killer)
       becomes a ``ChildProcessDied`` failure naming its exit code or signal.
     """
@@ -103,15 +85,6 @@ class ForkExecutor:
         #: Children that reported their outcome and are exiting: (pid, when it reported).
         self._exiting: list[tuple[int, float]] = []
         self._lock = threading.Lock()
-        self._wire: JobCodec | None = None
-        self._server: ForkServer | None = None
-        #: Children forked ahead, oldest first, and how many to keep.
-        self._spares: deque[ServedSpare] = deque()
-        self._spare_count = 0
-        self._last_sent = b""
-        self._last_func = ""
-        #: The functions of the jobs shown to the fork server (it has loaded them).
-        self._server_loaded: set[str] = set()
         #: What a forked process calls first to let go of the worker's storage connections.
         self._cleanup: Callable[[], None] | None = None
         #: Jobs started and not yet waited for (their pipes and pidfds stay here).
@@ -132,9 +105,7 @@ class ForkExecutor:
         return f"ForkExecutor(kill_grace={self._kill_grace:g})"
 
     def close(self) -> None:
-        """Let the spare children and the fork server go and reap every child still exiting
-        (the worker calls this when it stops)."""
-        self._stop_server()
+        """Reap every child still exiting (the worker calls this when it stops)."""
         self._reap_exiting(block=True)
 
     def _reap_exiting(self, block: bool) -> None:
@@ -170,24 +141,11 @@ class ForkExecutor:
         return self.start(job).wait(heartbeat, heartbeat_interval)
 
     def close_in_children(self, cleanup: Callable[[], None]) -> None:
-        """Have every process this executor forks (its children, its fork server) call
-        ``cleanup`` first: the Worker passes its storage's ``close_inherited``, so that no
-        task can write to (or read from) the worker's connections. The executor's own pipes
+        """Have every child this executor forks call ``cleanup`` first: the Worker passes its
+        storage's ``close_inherited``, so that no task can write to (or read from) the
+        worker's connections. The executor's own pipes
         and pidfds are closed there in any case."""
         self._cleanup = cleanup
-
-    def use_spares(self, wire: JobCodec, count: int = 1) -> None:
-        """Keep ``count`` children forked ahead of the next jobs, waiting for them (the Worker
-        does this, one per job it may run at once).
-
-        A fork server, forked from this process at the first job, forks the spares: neither
-        the fork nor its copy-on-write page faults are paid by this process. The worker sends
-        each job through a pipe with ``wire.encode``; the spare rebuilds it with
-        ``wire.decode`` and runs it like any child.
-        """
-        if count < 1:
-            raise ValueError(f"count must be >= 1, not {count!r}")
-        self._wire, self._spare_count = wire, count
 
     def start(self, job: Job) -> ForkedJob:
         """Start the child that runs ``job`` and return at once; ``wait`` on the result.
@@ -196,27 +154,10 @@ class ForkExecutor:
         ``wait`` may happen in another thread.
         """
         self._reap_exiting(block=False)
-        wire = self._wire
-        if wire is None:
-            return self._fork_here(job)
-        data = wire.encode(job)
-        try:
-            spare = self._hand_over(data, wire)
-        except OSError as exc:  # no fork server can be had: the job must run all the same
-            _log.error("no spare child: forking the job from the worker", error=str(exc))
-            return self._fork_here(job)
-        forked = self._started(job, spare.pid, spare.outcome_fd, served=True)
-        self._last_sent, self._last_func = data, job.serialized_func
-        try:
-            while len(self._spares) < self._spare_count:
-                self._spares.append(self._spawn(wire))
-        except OSError as exc:  # no spare this time: the next job waits for its own
-            _log.warning("could not ask the fork server for a spare child", error=str(exc))
-        return forked
+        return self._fork_here(job)
 
     def _fork_here(self, job: Job) -> ForkedJob:
         read_fd, write_fd = os.pipe()
-        # (a spare's job pipe held open there would never reach EOF in the spare)
         held = (read_fd, *self._held_fds())
         try:
             run = functools.partial(run_in_child, job)
@@ -226,66 +167,21 @@ class ForkExecutor:
             raise
         finally:
             os.close(write_fd)
-        return self._started(job, pid, read_fd, served=False)
-
-    def _hand_over(self, data: bytes, wire: JobCodec) -> ServedSpare:
-        """Send a job to the oldest spare, or to a new one if it (or its fork server) is
-        gone."""
-        spare = self._spares.popleft() if self._spares else None
-        for attempt in (1, 2):
-            try:
-                if spare is None:
-                    spare = self._spawn(wire)
-                _pid = spare.pid  # ForkServerGone if the server exited
-                write_all(spare.job_fd, data)
-            except OSError as exc:  # e.g. a signal sent to the worker's process group
-                if spare is not None:
-                    spare.discard()
-                    spare = None
-                server = self._server
-                if isinstance(exc, ForkServerGone) or (server is not None and server.exited()):
-                    _log.warning("the fork server is gone: starting another", error=str(exc))
-                    self._stop_server()
-                if attempt == 2:
-                    raise
-                continue
-            os.close(spare.job_fd)
-            return spare
-        raise AssertionError("unreachable")
+        return self._started(job, pid, read_fd)
 
     def _held_fds(self) -> list[int]:
-        """The descriptors this executor holds: no process it forks may keep them (a task
-        could read another job's outcome, or write to the fork server)."""
-        fds = [fd for spare in self._spares for fd in (spare.job_fd, spare.outcome_fd)]
-        if self._server is not None:
-            fds.append(self._server.fileno())
+        """The descriptors this executor holds: no child it forks may keep them (a task
+        could read another job's outcome)."""
+        fds: list[int] = []
         with self._lock:
             running = list(self._running)
         for job in running:
             fds += job.fds()
         return fds
 
-    def _spawn(self, wire: JobCodec) -> ServedSpare:
-        if self._server is None:
-            self._server = ForkServer.start(wire, self._held_fds(), self._cleanup)
-            self._server_loaded = set()
-        rehearsal = self._last_sent if len(self._last_sent) <= _REHEARSAL_MAX else b""
-        load = bool(rehearsal) and self._last_func not in self._server_loaded
-        if load:
-            self._server_loaded.add(self._last_func)
-        return self._server.spawn(rehearsal, load)
-
-    def _stop_server(self) -> None:
-        """Let the spares go, then their server."""
-        while self._spares:
-            self._spares.popleft().discard()
-        server, self._server = self._server, None
-        if server is not None:
-            server.close()
-
-    def _started(self, job: Job, pid: int, read_fd: int, served: bool) -> ForkedJob:
+    def _started(self, job: Job, pid: int, read_fd: int) -> ForkedJob:
         deadline = time.monotonic() + job.hard_timeout + self._kill_grace
-        forked = ForkedJob(self, job, pid, read_fd, job.clock.now(), deadline, served)
+        forked = ForkedJob(self, job, pid, read_fd, job.clock.now(), deadline)
         with self._lock:
             self._running.add(forked)
         return forked
@@ -310,7 +206,6 @@ class ForkedJob:
         read_fd: int,
         started: float,
         deadline: float,
-        served: bool = False,
     ) -> None:
         self.pid = pid
         self._executor = executor
@@ -318,7 +213,6 @@ class ForkedJob:
         self._read_fd = read_fd
         self._started = started
         self._deadline = deadline
-        self._served = served
         self._watch: _Watch | None = None
 
     def fds(self) -> list[int]:
@@ -334,7 +228,7 @@ class ForkedJob:
         job, deadline = self._job, self._deadline
         watch: _Watch | None = None
         try:
-            watch = (_ServedWatch if self._served else _ChildWatch)(self.pid, self._read_fd)
+            watch = _ChildWatch(self.pid, self._read_fd)
             self._watch = watch
             # (binding a logger costs more than a short task: context goes in at each call)
             log = {"pid": self.pid, "queue": job.queue, "func": job.serialized_func}
@@ -529,113 +423,6 @@ class _ChildWatch(_Watch):
         self._reaped = True
         self.status = status
         return True
-
-
-class _ServedWatch(_Watch):
-    """A child of the fork server: done when its outcome (up to OUTCOME_END) is in, or when
-    the server has appended its exit status (or closed the pipe: the server is gone)."""
-
-    unknown_status = (
-        "the task's process ended, but its exit status is unknown (its fork server exited)"
-    )
-
-    def __init__(self, pid: int, read_fd: int) -> None:
-        super().__init__(pid, read_fd)
-        self._buffer = bytearray()
-        self._scan = 0  # where the server's status mark may start
-        self._exited = False
-        self.pidfd = _open_pidfd(pid)  # signals it without racing a reuse of its pid
-
-    def _poll(self, timeout: float, until_exit: bool) -> bool:
-        if not self._exited:
-            for _fd, _event in self._poller.poll(math.ceil(timeout * 1000)):
-                self._read()
-        return self._exited or (not until_exit and self._reported())
-
-    def _reported(self) -> bool:
-        end = self._buffer.find(OUTCOME_END)
-        return end >= 0 and not 0 <= self._buffer.find(STATUS_MARK) < end
-
-    def data(self) -> bytes:
-        if not self._reported():
-            return b""
-        return bytes(self._buffer[: self._buffer.find(OUTCOME_END)])
-
-    def detach(self) -> int | None:
-        self._close_pidfd()
-        self._exited = True  # as far as we care: it exits by itself, the fork server reaps it
-        return None
-
-    def kill(self) -> None:
-        if self._exited:
-            return
-        if self.pidfd is not None:
-            with contextlib.suppress(ProcessLookupError):
-                signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
-        else:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGKILL)
-        give_up = time.monotonic() + _STATUS_WAIT
-        while not self._exited and (left := give_up - time.monotonic()) > 0:
-            for _fd, _event in self._poller.poll(math.ceil(left * 1000)):
-                self._read()
-
-    def close(self) -> None:
-        try:
-            self.kill()
-        finally:
-            self._close_pidfd()
-
-    def _read(self) -> None:
-        chunk = os.read(self._read_fd, READ_SIZE)
-        if not chunk:  # the server closed its end without a status: it is gone
-            self._end_orphan()
-            self._exit()
-            return
-        self._buffer += chunk
-        while (mark := self._buffer.find(STATUS_MARK, self._scan)) >= 0:
-            if len(self._buffer) < mark + 1 + STATUS_SIZE:
-                return  # the rest is still to come
-            if not self._child_ended():
-                # A NUL the task wrote to its own pipe: the server appends the status only
-                # after the child's end (believing it would leave a running child unwatched).
-                self._scan = mark + 1
-                continue
-            self.status = int.from_bytes(
-                self._buffer[mark + 1 : mark + 1 + STATUS_SIZE], "big", signed=True
-            )
-            self._exit()
-            return
-
-    def _child_ended(self) -> bool:
-        """Whether the child has exited, as far as can be told (without a pidfd: yes)."""
-        if self.pidfd is None:
-            return True
-        poller = select.poll()
-        poller.register(self.pidfd, select.POLLIN)  # readable once the process has exited
-        return bool(poller.poll(0))
-
-    def _end_orphan(self) -> None:
-        """Kill the child of a fork server that is gone, and wait for its end: it dies with
-        its server (PR_SET_PDEATHSIG), but that signal may come after the server's pipe ends
-        reached EOF, and a child must not outlive its job's outcome. (Without a pidfd its pid
-        may be another process's by now: PR_SET_PDEATHSIG alone ends it.)"""
-        if self.pidfd is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
-        poller = select.poll()
-        poller.register(self.pidfd, select.POLLIN)  # readable once the process has exited
-        poller.poll(math.ceil(_STATUS_WAIT * 1000))
-
-    def _exit(self) -> None:
-        self._exited = True
-        self._poller.unregister(self._read_fd)
-
-    def _close_pidfd(self) -> None:
-        if self.pidfd is not None:
-            os.close(self.pidfd)
-            self.pidfd = None
 
 
 def _kill_and_reap(pid: int) -> None:

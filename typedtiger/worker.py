@@ -23,7 +23,6 @@ import attrs
 import structlog
 
 from typedtiger._heartbeat import Heartbeat
-from typedtiger._job_wire import JobWire
 from typedtiger._outage import StorageOutage
 from typedtiger._queues import QueueSet, queue_matches
 from typedtiger._retry import check_names, decide
@@ -154,9 +153,6 @@ class Worker:
         if isinstance(self._executor, ForkExecutor):
             self._executor.use_config_grace(config.hard_timeout_kill_grace)
             self._executor.close_in_children(_closing_inherited(self._backend, tiger.backend))
-            # Spares, forked by a fork server, take the fork off the claim-to-start path and
-            # out of this process (measured: fork -c 1 CPU per task -15%, -c 2 +25-45% tasks/s).
-            self._executor.use_spares(JobWire(tiger, self._store_tracebacks), concurrency)
         self._exit_after = exit_after
         self.id = str(uuid.uuid4())
         self._log = structlog.get_logger("typedtiger.worker").bind(worker_id=self.id)

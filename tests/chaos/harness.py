@@ -128,13 +128,10 @@ def descendants(pid: int) -> list[int]:
 
 
 def worker_of(pid: int, workers: set[int]) -> int | None:
-    """The worker among ``workers`` whose task ``pid`` runs: its parent, or its grandparent
-    when the worker's fork server forked it (one task at a time); None if neither."""
+    """The worker among ``workers`` whose task ``pid`` runs: its parent (a worker forks each
+    task's child itself); None if it is no child of theirs."""
     parent = parent_pid(pid)
-    if parent in workers:
-        return parent
-    grandparent = parent_pid(parent) if parent is not None else None
-    return grandparent if grandparent in workers else None
+    return parent if parent in workers else None
 
 
 def alive(pid: int) -> bool:
