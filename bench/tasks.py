@@ -11,28 +11,26 @@ def noop() -> None:
     """Does nothing: what is measured is the queue's own cost."""
 
 
-def stamp(path: str, enqueued_at: float) -> None:
-    """Append ``enqueued_at started_at`` to ``path``; started_at is taken first thing."""
-    started_at = time.time()
-    line = f"{enqueued_at!r} {started_at!r}\n".encode()
+def _append(path: str, line: str) -> None:
+    """Append ``line`` to ``path`` with one write (lines of concurrent processes never mix)."""
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        os.write(fd, line)
+        os.write(fd, f"{line}\n".encode())
     finally:
         os.close(fd)
 
 
+def stamp(path: str, enqueued_at: float) -> None:
+    """Append ``enqueued_at started_at`` to ``path``; started_at is taken first thing."""
+    started_at = time.time()
+    _append(path, f"{enqueued_at!r} {started_at!r}")
+
+
 def hold(path: str, item: str, seconds: float, *, key: str) -> None:
     """Append ``begin``, sleep ``seconds``, append ``end`` (for lock tasks keyed by ``key``)."""
-    for what in ("begin", "end"):
-        if what == "end":
-            time.sleep(seconds)
-        line = f"{what} {item}@{key} {time.time()!r}\n".encode()
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, line)
-        finally:
-            os.close(fd)
+    _append(path, f"begin {item}@{key} {time.time()!r}")
+    time.sleep(seconds)
+    _append(path, f"end {item}@{key} {time.time()!r}")
 
 
 def stubborn(path: str, item: str, seconds: float, *, key: str) -> None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NoReturn
@@ -129,3 +131,27 @@ def _reset_task_records() -> Iterator[None]:
 def run_worker(tiger: Tiger, **options: object) -> None:
     """Run a sync worker until nothing is due."""
     tiger.run_worker(executor=SyncExecutor(), once=True, **options)  # type: ignore[arg-type]
+
+
+#: The name every throwaway module of ``module_dir`` starts with (they are unloaded after).
+THROWAWAY_PREFIX = "tt_throwaway_"
+
+
+@pytest.fixture
+def module_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A directory on sys.path (children inherit it) for modules of ``throwaway_module``."""
+    folder = tmp_path / "modules"
+    folder.mkdir()
+    monkeypatch.syspath_prepend(str(folder))
+    before = set(sys.modules)
+    yield folder
+    for name in set(sys.modules) - before:
+        if name.startswith(THROWAWAY_PREFIX):
+            del sys.modules[name]
+
+
+def throwaway_module(folder: Path, body: str) -> str:
+    """Write a module of ``body`` with a fresh name into ``folder``; its name."""
+    name = f"{THROWAWAY_PREFIX}{uuid.uuid4().hex[:8]}"
+    (folder / f"{name}.py").write_text(body)
+    return name

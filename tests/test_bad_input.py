@@ -13,7 +13,6 @@ import json
 import math
 import signal
 import socket
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -27,7 +26,7 @@ import redis
 import structlog.testing
 
 from tests import chaos_tasks, worker_tasks
-from tests.conftest import REDIS_URL
+from tests.conftest import REDIS_URL, throwaway_module
 from tests.worker_main import FAST
 from typedtiger import Config, Task, TaskSpec, TaskState, Tiger, fixed
 from typedtiger.backends.redis import RedisBackend
@@ -121,34 +120,15 @@ def finished(ledger: Path, item: str = "normal") -> bool:
 # --- unimportable functions ------------------------------------------------------------
 
 
-@pytest.fixture
-def module_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A directory on sys.path for throwaway modules; they are unloaded afterwards."""
-    folder = tmp_path / "modules"
-    folder.mkdir()
-    monkeypatch.syspath_prepend(str(folder))
-    before = set(sys.modules)
-    yield folder
-    for name in set(sys.modules) - before:
-        if name.startswith("tt_"):
-            del sys.modules[name]
-
-
-def _broken_module(folder: Path, body: str) -> str:
-    name = f"tt_broken_{uuid.uuid4().hex[:8]}"
-    (folder / f"{name}.py").write_text(body)
-    return name
-
-
 UNIMPORTABLE: dict[str, tuple[Callable[[Path], str], str]] = {
     "missing module": (lambda _: "tests.no_such_module_here:func", "cannot import module"),
     "missing attribute": (lambda _: "tests.chaos_tasks:no_such_function", "has no attribute"),
     "module raising on import": (
-        lambda folder: _broken_module(folder, "raise RuntimeError('cannot start')\n") + ":f",
+        lambda folder: throwaway_module(folder, "raise RuntimeError('cannot start')\n") + ":f",
         "cannot start",
     ),
     "module exiting on import": (
-        lambda folder: _broken_module(folder, "import sys\nsys.exit('no config')\n") + ":f",
+        lambda folder: throwaway_module(folder, "import sys\nsys.exit('no config')\n") + ":f",
         "no config",
     ),
 }

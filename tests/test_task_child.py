@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ import structlog.testing
 
 from tests import child_tasks, worker_tasks
 from tests.chaos.harness import descendants
-from tests.conftest import REDIS_URL
+from tests.conftest import REDIS_URL, throwaway_module
 from tests.waiting import scaled, wait_until
 from tests.worker_main import FAST
 from typedtiger import Task, TaskSpec, TaskState, Tiger
@@ -193,25 +192,6 @@ JOB_TIMEOUT = "tasktiger.exceptions:JobTimeoutException"
 CHILD_DIED = "typedtiger.exceptions:ChildProcessDied"
 
 
-@pytest.fixture
-def module_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A directory on sys.path (children inherit it) for throwaway task modules."""
-    folder = tmp_path / "modules"
-    folder.mkdir()
-    monkeypatch.syspath_prepend(str(folder))
-    before = set(sys.modules)
-    yield folder
-    for name in set(sys.modules) - before:
-        if name.startswith("tt_child_"):
-            del sys.modules[name]
-
-
-def task_module(folder: Path, body: str) -> str:
-    name = f"tt_child_{uuid.uuid4().hex[:8]}"
-    (folder / f"{name}.py").write_text(body)
-    return name
-
-
 def allow(tiger: Tiger, module: str, **config: Any) -> None:
     """Let ``tiger``'s workers run ``module``'s functions (as ``-m`` would, minus the import)."""
     allowed = (*(tiger.config.allowed_task_modules or ()), module)
@@ -234,7 +214,7 @@ HANGS = {
 def test_a_module_that_hangs_on_import_costs_its_task_only(
     tiger: Tiger, ledger: Path, module_dir: Path, how: str
 ) -> None:
-    module = task_module(module_dir, HANGS[how] + "def f() -> None:\n    pass\n")
+    module = throwaway_module(module_dir, HANGS[how] + "def f() -> None:\n    pass\n")
     allow(tiger, module, hard_timeout_kill_grace=0.2)
     hung = tiger.enqueue(TaskSpec(func=f"{module}:f", hard_timeout=0.5))
     tiger.enqueue(TaskSpec.of(child_tasks.append, str(ledger), "after"))
@@ -247,7 +227,7 @@ def test_a_module_that_hangs_on_import_costs_its_task_only(
 def test_a_module_that_exits_on_import_costs_its_task_only(
     tiger: Tiger, ledger: Path, module_dir: Path
 ) -> None:
-    module = task_module(module_dir, "import os\nos._exit(3)\n")
+    module = throwaway_module(module_dir, "import os\nos._exit(3)\n")
     allow(tiger, module)
     exiting = tiger.enqueue(TaskSpec(func=f"{module}:f"))
     tiger.enqueue(TaskSpec.of(child_tasks.append, str(ledger), "after"))
@@ -264,7 +244,7 @@ def test_the_worker_leaves_the_import_to_the_child(
     body = (
         "import os\n\ndef f(path: str) -> None:\n    open(path, 'a').write(f'{os.getpid()}\\n')\n"
     )
-    module = task_module(module_dir, body)
+    module = throwaway_module(module_dir, body)
     allow(tiger, module)
     tiger.enqueue(TaskSpec(func=f"{module}:f", args=(str(ledger),)))
     tiger.enqueue(TaskSpec(func=f"{module}:f", args=(str(ledger),)))
@@ -280,7 +260,7 @@ def test_a_name_outside_the_allowlist_is_refused_without_an_import(
 ) -> None:
     tiger.reconfigure(attrs.evolve(tiger.config, allowed_task_modules=("tests",)))
     marker = module_dir / "imported"
-    module = task_module(module_dir, f"open({str(marker)!r}, 'w').close()\ndef f(): pass\n")
+    module = throwaway_module(module_dir, f"open({str(marker)!r}, 'w').close()\ndef f(): pass\n")
     refused = tiger.enqueue(TaskSpec(func=f"{module}:f"))
     Worker(tiger).run(once=True)
     record = last_record(tiger, refused)
