@@ -217,18 +217,14 @@ def _faults(who: int) -> int:
     return resource.getrusage(who).ru_minflt
 
 
-def timed(
-    run: Callable[[], object], n: int, finish: Callable[[], object] = lambda: None
-) -> dict[str, float]:
-    """Call ``run`` n times, then ``finish`` (which may reap children that reap others): rate;
-    CPU ms and minor page faults (copy-on-write copies, mostly) per call, of this process and
-    of its reaped children."""
+def timed(run: Callable[[], object], n: int) -> dict[str, float]:
+    """Call ``run`` n times: rate; CPU ms and minor page faults (copy-on-write copies, mostly)
+    per call, of this process and of its reaped children."""
     parent, children = _cpu(resource.RUSAGE_SELF), _cpu(resource.RUSAGE_CHILDREN)
     parent_faults, child_faults = _faults(resource.RUSAGE_SELF), _faults(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     for _ in range(n):
         run()
-    finish()
     seconds = time.perf_counter() - started
     return {
         "per_second": n / seconds,
