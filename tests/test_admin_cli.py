@@ -22,11 +22,11 @@ from click.testing import CliRunner, Result
 from tests import tasks, worker_tasks
 from tests.conftest import REDIS_URL, run_worker
 from typedtiger import Config, Task, TaskSpec, TaskState, Tiger
-from typedtiger._admin import make_tiger, parse_duration, register_admin_commands
-from typedtiger._connection import ConnectionSettings
 from typedtiger.backends.fake import FakeBackend
 from typedtiger.backends.redis import RedisBackend
 from typedtiger.clock import ManualClock
+from typedtiger.commands.admin import make_tiger, parse_duration, register_admin_commands
+from typedtiger.commands.connection import ConnectionSettings
 
 
 @pytest.fixture
@@ -496,9 +496,9 @@ def test_bulk_cancel_by_state(cli: Cli, fake: Tiger, clock: ManualClock) -> None
 def test_bulk_actions_work_page_by_page(
     cli: Cli, fake: Tiger, client: redis.Redis[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import typedtiger._admin
+    import typedtiger.commands.admin
 
-    monkeypatch.setattr(typedtiger._admin, "_BULK_PAGE", 2)
+    monkeypatch.setattr(typedtiger.commands.admin, "_BULK_PAGE", 2)
     for n in range(5):
         fake.enqueue(TaskSpec.of(tasks.simple, n).evolve(queue="many"))
     broken = fake.enqueue(TaskSpec.of(tasks.simple, "x").evolve(queue="many"))

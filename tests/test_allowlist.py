@@ -209,7 +209,7 @@ def test_task_execute_refuses_too(backend: RedisBackend) -> None:
 
 
 def test_the_demo_allows_its_own_functions() -> None:
-    from typedtiger._demo import run_demo
+    from typedtiger.cli.demo import run_demo
 
     lines: list[str] = []
     run_demo(lines.append)

@@ -5,7 +5,12 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable, Iterator, Sequence
 
-__all__ = ["QueueSet", "queue_matches"]
+__all__ = ["QueueSet", "queue_matches", "valid_queue_name"]
+
+
+def valid_queue_name(name: str) -> bool:
+    """Whether ``name`` is a queue name: not empty, no empty subqueue (``a..b``, ``.a``, ``a.``)."""
+    return bool(name) and not name.startswith(".") and not name.endswith(".") and ".." not in name
 
 
 def _prefixes(queue: str) -> list[str]:

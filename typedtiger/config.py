@@ -8,7 +8,8 @@ from contextlib import AbstractContextManager
 
 import attrs
 
-from typedtiger.spec import MAX_SECONDS, Fixed, RetryPolicy, _valid_queue_name
+from typedtiger._policies import MAX_SECONDS, Fixed, RetryPolicy
+from typedtiger._queues import valid_queue_name
 
 __all__ = ["Config"]
 
@@ -44,7 +45,7 @@ def _queue_names(value: Sequence[str]) -> tuple[str, ...]:
         raise TypeError("queue lists take a sequence of queue names, not a single string")
     names = tuple(value)
     for name in names:
-        if not _valid_queue_name(name):
+        if not valid_queue_name(name):
             raise ValueError(f"invalid queue name {name!r}")
     return names
 
@@ -52,7 +53,7 @@ def _queue_names(value: Sequence[str]) -> tuple[str, ...]:
 def _batch_queues(value: Mapping[str, int]) -> Mapping[str, int]:
     checked = dict(value)
     for name, size in checked.items():
-        if not _valid_queue_name(name):
+        if not valid_queue_name(name):
             raise ValueError(f"invalid queue name {name!r} in batch_queues")
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise ValueError(f"batch_queues[{name!r}] must be a positive integer, got {size!r}")
@@ -150,7 +151,7 @@ class Config:
     log_args_max_chars: int = attrs.field(default=200, validator=_non_negative_int)
 
     def __attrs_post_init__(self) -> None:
-        if not _valid_queue_name(self.default_queue):
+        if not valid_queue_name(self.default_queue):
             raise ValueError(f"invalid default_queue {self.default_queue!r}")
         if self.active_task_update_timeout <= self.active_task_update_timer:
             raise ValueError(

@@ -24,7 +24,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from typedtiger.spec import RetryPolicy
+    from typedtiger._policies import RetryPolicy
 
 
 class TypedTigerError(Exception):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from typedtiger import _context
+from typedtiger._context import running
 from typedtiger._sync_only import sync_only
 from typedtiger.backends.base import StoredTask, TaskExecutions, TaskState
 from typedtiger.clock import due_at
@@ -273,5 +273,5 @@ class Task:
         """Run the task here and now, without queueing it; exceptions propagate."""
         func, batch = self._tiger.resolve_function(self._payload.func)
         runner = self._tiger.runner_for(self._payload.runner_class)
-        with _context.running([self], batch, self._payload.func):
+        with running([self], batch, self._payload.func):
             return runner.run_eager_task(self, sync_only(func, self._payload.func), batch)

@@ -11,8 +11,10 @@ from typing import TYPE_CHECKING, Literal, ParamSpec, TypeVar, overload
 
 import attrs
 
-from typedtiger import _context
 from typedtiger._allowlist import Allowlist
+from typedtiger._context import current as running_now
+from typedtiger._context import running
+from typedtiger._logging import setup_structlog as setup_structlog_json_lines
 from typedtiger._names import qualified_name, split_name
 from typedtiger._queues import queue_matches
 from typedtiger._registry import BatchTaskFunction, Registration, TaskFunction
@@ -90,9 +92,7 @@ class Tiger:
         #: ``allowlist`` as last built, and the Config it was built from (None: build anew).
         self._allowlist: tuple[Config, Allowlist] | None = None
         if setup_structlog:
-            from typedtiger.logging import setup_structlog as configure
-
-            configure()
+            setup_structlog_json_lines()
         if backend is not None:
             self.init(backend=backend, config=config, clock=clock)
         elif config is not None or clock is not None:
@@ -507,7 +507,7 @@ class Tiger:
         task = Task(self, payload=payload, queue=queue, state=None)
         func, batch = self.resolve_function(payload.func)
         runner = self.runner_for(payload.runner_class)
-        with _context.running([task], batch, payload.func):
+        with running([task], batch, payload.func):
             runner.run_eager_task(task, sync_only(func, payload.func), batch)
         return task
 
@@ -576,7 +576,7 @@ class Tiger:
 
     def run_worker_with_args(self, args: Sequence[str]) -> None:
         """Run a worker with ``typedtiger worker`` command-line arguments, on this Tiger."""
-        from typedtiger.cli import run_worker_command
+        from typedtiger.commands.worker import run_worker_command
 
         run_worker_command(self, list(args))
 
@@ -585,7 +585,7 @@ class Tiger:
     @property
     def current_task(self) -> Task:
         """The task being run (in a batch: RuntimeError; use current_tasks)."""
-        running = _context.current()
+        running = running_now()
         if running.batch:
             raise RuntimeError("a batch is running: use tiger.current_tasks")
         return running.tasks[0]
@@ -594,7 +594,7 @@ class Tiger:
     def current_tasks(self) -> list[Task]:
         """The tasks of the batch being run (in a single task: RuntimeError; use
         current_task), as in TaskTiger."""
-        running = _context.current()
+        running = running_now()
         if not running.batch:
             raise RuntimeError("a single task is running: use tiger.current_task")
         return list(running.tasks)
@@ -602,12 +602,12 @@ class Tiger:
     @property
     def current_task_is_batch(self) -> bool:
         """Whether a batch task is being run."""
-        return _context.current().batch
+        return running_now().batch
 
     @property
     def current_serialized_func(self) -> str:
         """The "module:qualname" of the function being run."""
-        return _context.current().serialized_func
+        return running_now().serialized_func
 
     # --- inspection and administration --------------------------------------------------
 

@@ -286,9 +286,40 @@ class RedisBackend:
         return f"{type(self).__name__}({where}, prefix={self._prefix!r})"
 
     @classmethod
-    def from_url(cls, url: str, *, prefix: str = "t") -> RedisBackend:
-        """A backend on the Redis at ``url`` (redis://, rediss:// or unix://)."""
-        return cls(redis.Redis.from_url(url, decode_responses=True), prefix=prefix)
+    def from_url(cls, url: str, *, prefix: str = "t", check: bool = False) -> RedisBackend:
+        """A backend on the Redis at ``url`` (redis://, rediss:// or unix://).
+
+        With ``check=True`` the options the connection pool defers to its first connection are
+        checked now (no I/O): a bad one is a ValueError naming it."""
+        try:
+            backend = cls(redis.Redis.from_url(url, decode_responses=True), prefix=prefix)
+            if check:
+                pool = backend.client.connection_pool
+                pool.connection_class(**pool.connection_kwargs)
+        except (TypeError, KeyError, redis.RedisError) as exc:
+            if not check:
+                raise
+            raise ValueError(str(exc)) from exc
+        return backend
+
+    @classmethod
+    def connect(
+        cls,
+        *,
+        host: str = "localhost",
+        port: int = 6379,
+        password: str | None = None,
+        db: int = 0,
+        prefix: str = "t",
+    ) -> RedisBackend:
+        """A backend on the Redis at ``host:port``, database ``db`` (no I/O until used)."""
+        # redis-py >= 7 looks its own version up with importlib.metadata per client otherwise.
+        info = getattr(redis, "DriverInfo", None)
+        driver = {} if info is None else {"driver_info": info(lib_version=redis.__version__)}
+        client = redis.Redis(
+            host=host, port=port, password=password, db=db, decode_responses=True, **driver
+        )
+        return cls(client, prefix=prefix)
 
     @property
     def client(self) -> redis.Redis[str]:

@@ -24,9 +24,9 @@ from typing import Any, Final
 import attrs
 import click
 
-from typedtiger._connection import ConnectionSettings, connection_options, make_tiger
 from typedtiger._queues import queue_matches
 from typedtiger.backends.base import StoredTask, TaskState
+from typedtiger.commands.connection import ConnectionSettings, connection_options, make_tiger
 from typedtiger.exceptions import PayloadError, TaskNotFound, TypedTigerError
 from typedtiger.serialization import (
     ExecutionRecord,

@@ -13,7 +13,6 @@ from urllib.parse import urlsplit, urlunsplit
 
 import attrs
 import click
-import redis
 
 from typedtiger.backends.redis import RedisBackend
 from typedtiger.config import Config
@@ -65,12 +64,6 @@ class ConnectionSettings:
         )
         present = {name: value for name, value in values.items() if value is not None}
         return cls(**present, given=given)
-
-
-def _driver_info() -> dict[str, Any]:
-    # redis-py >= 7 looks its own version up with importlib.metadata per client (~4 ms).
-    info = getattr(redis, "DriverInfo", None)
-    return {} if info is None else {"driver_info": info(lib_version=redis.__version__)}
 
 
 def redacted_url(url: str) -> str:
@@ -141,22 +134,13 @@ def _url_tiger(settings: ConnectionSettings) -> Tiger:
     config = Config() if settings.prefix is None else Config(prefix=settings.prefix)
     if settings.url is not None:
         try:
-            backend = RedisBackend.from_url(settings.url)
-            # Building a connection (no I/O) checks the options the pool defers to it.
-            pool = backend.client.connection_pool
-            pool.connection_class(**pool.connection_kwargs)
-        except (ValueError, TypeError, KeyError, redis.RedisError) as exc:
+            backend = RedisBackend.from_url(settings.url, check=True)
+        except ValueError as exc:
             raise click.UsageError(f"--url {redacted_url(settings.url)!r}: {exc}") from exc
     else:
-        client = redis.Redis(
-            host=settings.host,
-            port=settings.port,
-            password=settings.password,
-            db=settings.db,
-            decode_responses=True,
-            **_driver_info(),
+        backend = RedisBackend.connect(
+            host=settings.host, port=settings.port, password=settings.password, db=settings.db
         )
-        backend = RedisBackend(client)
     return Tiger(backend, config)
 
 

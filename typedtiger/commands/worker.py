@@ -1,5 +1,6 @@
-"""The ``typedtiger`` command: ``worker`` (and ``demo``). The composition root: it may configure
-logging; nothing imports it but the console script and ``Tiger.run_worker_with_args``."""
+"""The ``worker`` command (registered by the ``typedtiger`` program and the Flask integration)
+and ``run_worker_command``, which ``Tiger.run_worker_with_args`` runs. It configures logging
+when it runs, never on import."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ from typing import Any
 import attrs
 import click
 
-from typedtiger._config_options import config_options, pop_config_overrides
-from typedtiger._connection import (
+from typedtiger._logging import setup_structlog
+from typedtiger.commands.config_options import config_options, pop_config_overrides
+from typedtiger.commands.connection import (
     ConnectionSettings,
     connection_options,
     import_module,
@@ -23,11 +25,10 @@ from typedtiger._connection import (
 from typedtiger.config import Config
 from typedtiger.exceptions import StorageGaveUp
 from typedtiger.executor import Executor, ForkExecutor, SyncExecutor
-from typedtiger.logging import setup_structlog
 from typedtiger.tiger import Tiger
 from typedtiger.worker import Worker
 
-__all__ = ["MAX_CONCURRENCY", "main", "run_worker_command"]
+__all__ = ["MAX_CONCURRENCY", "run_worker_command", "worker"]
 
 #: The largest ``-c``: each slot is a process (fork) or a task in memory (sync), and past a few
 #: hundred a worker spends more on its children than on tasks; run more workers instead.
@@ -49,45 +50,6 @@ class _ExitAfter(click.ParamType):  # type: ignore[type-arg]
         if not math.isfinite(seconds) or seconds <= 0:
             self.fail(f"{value!r}: must be a finite number of seconds > 0, or 'idle'", param, ctx)
         return seconds
-
-
-class _Main(click.Group):
-    """The admin commands are registered on first lookup of a command other than ``worker``."""
-
-    _admin_registered = False
-
-    def _register_admin(self) -> None:
-        if not self._admin_registered:
-            self._admin_registered = True
-            from typedtiger._admin import register_admin_commands
-
-            register_admin_commands(self)
-
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        if cmd_name not in self.commands:
-            self._register_admin()
-        return super().get_command(ctx, cmd_name)
-
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        self._register_admin()
-        return super().list_commands(ctx)
-
-
-@click.group(cls=_Main, context_settings={"help_option_names": ["--help"]})
-@click.version_option(package_name="typedtiger", prog_name="typedtiger")
-def main() -> None:
-    """typedtiger: a typed task queue on Redis."""
-
-
-@main.command()
-def demo() -> None:
-    """Show typedtiger at work on an in-process backend (no Redis needed)."""
-    try:
-        from typedtiger._demo import run_demo
-    except ImportError as exc:  # FakeBackend's extra is missing; its message says which
-        raise click.ClickException(str(exc)) from exc
-
-    run_demo(click.echo)
 
 
 def _worker_options(command: Callable[..., None]) -> Callable[..., None]:
@@ -146,7 +108,7 @@ def _worker_options(command: Callable[..., None]) -> Callable[..., None]:
     return config_options(command)
 
 
-@main.command(context_settings={"help_option_names": ["--help"]})
+@click.command(context_settings={"help_option_names": ["--help"]})
 @connection_options
 @_worker_options
 def worker(**options: Any) -> None:
@@ -272,7 +234,3 @@ def run_worker_command(tiger: Tiger, args: list[str]) -> None:
         _run_worker(tiger, None, **options)
 
     command.main(args=args, standalone_mode=False)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

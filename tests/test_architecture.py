@@ -1,0 +1,399 @@
+"""The package's layering, checked on its source: imports flow one way, bottom to top.
+
+The module graph is read with ``ast`` (no import runs): module-level imports, those under
+``if TYPE_CHECKING:`` and function-level (lazy) ones. A failure names the offending import.
+To place a new module, add it to ``LAYERS``; an exception to a rule is an entry with its reason.
+"""
+
+from __future__ import annotations
+
+import ast
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Final
+
+import attrs
+
+PACKAGE: Final = "typedtiger"
+ROOT: Final = Path(__file__).resolve().parent.parent / PACKAGE
+
+#: Bottom to top. A module is in the layer of the longest name here that is it or its package
+#: ("typedtiger" itself matches only the package's __init__). A module may import modules of
+#: its own layer or of a lower one.
+LAYERS: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
+    (
+        "values",
+        (
+            "typedtiger.spec",
+            "typedtiger.config",
+            "typedtiger.clock",
+            "typedtiger.exceptions",
+            "typedtiger.serialization",
+            "typedtiger._policies",
+            "typedtiger._schedules",
+            "typedtiger._json",
+            "typedtiger._names",
+            "typedtiger._cron",
+            "typedtiger._allowlist",
+            "typedtiger._sync_only",
+            "typedtiger._queues",
+            # The outcome values, still beside serialization's codec (TODO(A): the job/outcome
+            # codec moves to worker/, this entry goes with it).
+            "typedtiger._outcome",
+        ),
+    ),
+    ("backends", ("typedtiger.backends",)),
+    (
+        "facade",
+        (
+            "typedtiger.tiger",
+            "typedtiger.task",
+            "typedtiger.runner",
+            "typedtiger._registry",
+            "typedtiger._context",
+            "typedtiger._logging",
+        ),
+    ),
+    (
+        "worker",
+        (
+            "typedtiger.worker",
+            "typedtiger.executor",
+            "typedtiger._fork",
+            "typedtiger._child",
+            "typedtiger._slots",
+            "typedtiger._heartbeat",
+            "typedtiger._retry",
+            "typedtiger._outage",
+        ),
+    ),
+    ("commands", ("typedtiger.commands",)),
+    (
+        "integrations",
+        ("typedtiger.integrations", "typedtiger.logging", "typedtiger.flask", "typedtiger.rollbar"),
+    ),
+    ("front ends", ("typedtiger.cli", "typedtiger._console", "typedtiger.testing", "typedtiger")),
+)
+
+#: Lazy imports that go up a layer, each with its reason.
+LAZY_UPWARD: Final = {
+    ("typedtiger.tiger", "typedtiger.worker"): "Tiger.run_worker runs a Worker in this process",
+    ("typedtiger.tiger", "typedtiger.commands.worker"): (
+        "Tiger.run_worker_with_args parses the worker command's options"
+    ),
+}
+
+#: Annotation-only (TYPE_CHECKING) imports that go up a layer, each with its reason.
+ANNOTATION_UPWARD: Final = {
+    ("typedtiger.tiger", "typedtiger.executor"): "the type of Tiger.run_worker's executor argument",
+}
+
+#: Annotation-only imports that close a cycle inside one layer, each with its reason. Every
+#: other import is part of a graph without cycles.
+ANNOTATION_CYCLES: Final = {
+    ("typedtiger.exceptions", "typedtiger._policies"): (
+        "RetryException(method=...) takes a retry policy; the policies raise StopRetry"
+    ),
+    ("typedtiger.task", "typedtiger.tiger"): "a Task handle is bound to the Tiger that made it",
+    ("typedtiger._registry", "typedtiger.tiger"): "a task object enqueues through its Tiger",
+    ("typedtiger._registry", "typedtiger.task"): "a task object's delay() returns a Task",
+    ("typedtiger._context", "typedtiger.task"): "the running tasks are Task handles",
+    ("typedtiger.runner", "typedtiger.tiger"): "BaseRunner(tiger) is public API",
+    ("typedtiger.runner", "typedtiger.task"): "a runner is given the Task handles to run",
+    # TODO(A): the executor protocol and the worker/ package replace these three.
+    ("typedtiger._fork", "typedtiger.executor"): "Job type (TODO(A))",
+    ("typedtiger._child", "typedtiger.executor"): "Job type (TODO(A))",
+}
+
+#: The only modules that may import typedtiger.cli: the console script's entry point.
+CLI_IMPORTERS: Final = frozenset({"typedtiger._console"})
+#: Storage clients: only backends/ imports them.
+STORAGE_LIBRARIES: Final = frozenset({"redis", "fakeredis", "lupa"})
+#: Modules that run a job (executors and the child side): they never touch storage. The names of
+#: both layouts are listed; the check covers those that exist.
+EXECUTOR_MODULES: Final = (
+    "typedtiger.executor",
+    "typedtiger._fork",
+    "typedtiger._child",
+    "typedtiger._slots",
+    "typedtiger.worker.sync",
+    "typedtiger.worker.fork",
+    "typedtiger.worker.process",
+    "typedtiger.worker.child",
+)
+#: The worker loop (both layouts) and what it must not import: a concrete executor.
+LOOP_MODULES: Final = ("typedtiger.worker", "typedtiger.worker.loop")
+CONCRETE_EXECUTORS: Final = frozenset(
+    {
+        "ForkExecutor",
+        "SyncExecutor",
+        "typedtiger._fork",
+        "typedtiger.worker.sync",
+        "typedtiger.worker.fork",
+    }
+)
+#: TODO(A): the worker still picks its default executor itself.
+LOOP_PENDING: Final = frozenset(
+    {("typedtiger.worker", "ForkExecutor"), ("typedtiger.worker", "SyncExecutor")}
+)
+
+MAX_LINES: Final = 500
+#: Modules still over MAX_LINES, to be split.
+LONG_PENDING: Final = {
+    "typedtiger.commands.admin": "TODO(B): split by command family",
+    "typedtiger.tiger": "TODO(B): split inspection/decorator parts out",
+    "typedtiger.backends.redis": "TODO(B): split scripts/errors/inspection out",
+    "typedtiger.worker": "TODO(A): the worker/ package",
+    "typedtiger.testing": "TODO: the testing/ package",
+}
+
+
+@attrs.frozen
+class Import:
+    """One import statement's target, as written in ``source``."""
+
+    source: str
+    target: str  # the imported module (a typedtiger module, or a top-level library)
+    names: tuple[str, ...]
+    line: int
+    kind: str  # "module" | "annotation" | "lazy"
+
+    def __str__(self) -> str:
+        where = f"{self.source.replace('.', '/')}.py:{self.line}"
+        names = f" ({', '.join(self.names)})" if self.names else ""
+        return f"{where}: {self.kind} import of {self.target}{names}"
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+MODULES: Final = {_module_name(path): path for path in sorted(ROOT.rglob("*.py"))}
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _targets(
+    node: ast.Import | ast.ImportFrom, source: str
+) -> Iterator[tuple[str, tuple[str, ...]]]:
+    if isinstance(node, ast.Import):
+        for alias in node.names:
+            yield alias.name, ()
+        return
+    module = node.module or ""
+    if node.level:
+        base = source.split(".")
+        if MODULES[source].name != "__init__.py":
+            base.pop()
+        base = base[: len(base) - node.level + 1]
+        module = ".".join([*base, module] if module else base)
+    submodules = [alias.name for alias in node.names if f"{module}.{alias.name}" in MODULES]
+    others = tuple(alias.name for alias in node.names if alias.name not in submodules)
+    for name in submodules:
+        yield f"{module}.{name}", ()
+    if others or not submodules:
+        yield module, others
+
+
+def _imports_of(source: str) -> list[Import]:
+    found: list[Import] = []
+
+    def visit(node: ast.AST, kind: str) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+                visit(child, "lazy")
+            elif isinstance(child, ast.If) and _is_type_checking(child.test):
+                for statement in child.body:
+                    visit_statement(statement, "annotation" if kind == "module" else kind)
+                for statement in child.orelse:
+                    visit_statement(statement, kind)
+            elif isinstance(child, ast.Import | ast.ImportFrom):
+                visit_statement(child, kind)
+            else:
+                visit(child, kind)
+
+    def visit_statement(statement: ast.stmt, kind: str) -> None:
+        if isinstance(statement, ast.Import | ast.ImportFrom):
+            for target, names in _targets(statement, source):
+                found.append(Import(source, _owner(target), names, statement.lineno, kind))
+        else:
+            wrapper = ast.Module(body=[statement], type_ignores=[])
+            visit(wrapper, kind)
+
+    visit(ast.parse(MODULES[source].read_text(), str(MODULES[source])), "module")
+    return found
+
+
+def _owner(target: str) -> str:
+    """The typedtiger module ``target`` names (itself or its nearest existing package), or the
+    top-level library name."""
+    if target != PACKAGE and not target.startswith(PACKAGE + "."):
+        return target.split(".", maxsplit=1)[0]
+    while target not in MODULES:
+        target = target.rpartition(".")[0]
+    return target
+
+
+IMPORTS: Final = {source: _imports_of(source) for source in MODULES}
+
+
+def _internal(kinds: frozenset[str] = frozenset({"module", "annotation", "lazy"})) -> list[Import]:
+    return [
+        imp
+        for imports in IMPORTS.values()
+        for imp in imports
+        if imp.kind in kinds and imp.target in MODULES and imp.target != imp.source
+    ]
+
+
+def _layer(module: str) -> int:
+    best: tuple[int, int] | None = None  # (length of the matching name, layer index)
+    for index, (_, names) in enumerate(LAYERS):
+        for name in names:
+            matches = module == name or (name != PACKAGE and module.startswith(name + "."))
+            if matches and (best is None or len(name) > best[0]):
+                best = (len(name), index)
+    if best is None:
+        raise AssertionError(f"{module} is in no layer: add it to LAYERS in {__file__}")
+    return best[1]
+
+
+def _layer_name(module: str) -> str:
+    return LAYERS[_layer(module)][0]
+
+
+def test_every_module_is_in_a_layer() -> None:
+    for module in MODULES:
+        _layer(module)
+
+
+def test_imports_go_to_the_same_or_a_lower_layer() -> None:
+    wrong = []
+    for imp in _internal():
+        if _layer(imp.target) <= _layer(imp.source):
+            continue
+        allowed = LAZY_UPWARD if imp.kind == "lazy" else ANNOTATION_UPWARD
+        if imp.kind != "module" and (imp.source, imp.target) in allowed:
+            continue
+        wrong.append(f"{imp} ({_layer_name(imp.source)} -> {_layer_name(imp.target)})")
+    assert not wrong, "imports going up a layer:\n" + "\n".join(wrong)
+
+
+def _cycle(edges: dict[str, set[str]]) -> list[str] | None:
+    """A cycle of ``edges`` (its modules in order, the first repeated at the end), or None."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(module: str) -> list[str] | None:
+        state[module] = 1
+        path.append(module)
+        for target in sorted(edges.get(module, ())):
+            if state.get(target) == 1:
+                return [*path[path.index(target) :], target]
+            if target not in state and (found := visit(target)) is not None:
+                return found
+        path.pop()
+        state[module] = 2
+        return None
+
+    for module in sorted(edges):
+        if module not in state and (found := visit(module)) is not None:
+            return found
+    return None
+
+
+def test_no_import_cycle() -> None:
+    """Module-level imports, with those under TYPE_CHECKING, form no cycle (lazy imports are
+    checked by layer); an annotation-only import listed in ANNOTATION_CYCLES or
+    ANNOTATION_UPWARD is left out."""
+    edges: dict[str, set[str]] = {}
+    where: dict[tuple[str, str], Import] = {}
+    for imp in _internal(frozenset({"module", "annotation"})):
+        pair = (imp.source, imp.target)
+        if imp.kind == "annotation" and (pair in ANNOTATION_CYCLES or pair in ANNOTATION_UPWARD):
+            continue
+        edges.setdefault(imp.source, set()).add(imp.target)
+        where.setdefault((imp.source, imp.target), imp)
+    cycle = _cycle(edges)
+    assert cycle is None, "import cycle:\n" + "\n".join(
+        str(where[pair]) for pair in itertools.pairwise(cycle)
+    )
+
+
+def test_annotation_exceptions_stay_in_their_layer() -> None:
+    for source, target in ANNOTATION_CYCLES:
+        if source in MODULES and target in MODULES:
+            assert _layer(source) == _layer(target), (source, target)
+
+
+def test_nothing_imports_the_cli() -> None:
+    wrong = [
+        str(imp)
+        for imp in _internal()
+        if _layer_name(imp.target) == "front ends"
+        and imp.target.startswith("typedtiger.cli")
+        and not imp.source.startswith("typedtiger.cli")
+        and imp.source not in CLI_IMPORTERS
+    ]
+    assert not wrong, "typedtiger.cli is imported by:\n" + "\n".join(wrong)
+
+
+def test_only_backends_import_storage_libraries() -> None:
+    wrong = [
+        str(imp)
+        for imports in IMPORTS.values()
+        for imp in imports
+        if imp.target in STORAGE_LIBRARIES and not imp.source.startswith("typedtiger.backends")
+    ]
+    assert not wrong, "storage libraries imported outside backends/:\n" + "\n".join(wrong)
+
+
+def test_no_executor_touches_storage_or_the_tiger() -> None:
+    present = [module for module in EXECUTOR_MODULES if module in MODULES]
+    assert present, f"none of {EXECUTOR_MODULES} exists: update EXECUTOR_MODULES"
+    wrong = [
+        str(imp)
+        for imp in _internal()
+        if imp.source in present
+        and (imp.target == "typedtiger.tiger" or imp.target.startswith("typedtiger.backends"))
+    ]
+    assert not wrong, "an executor imports storage or the Tiger:\n" + "\n".join(wrong)
+
+
+def test_the_worker_loop_imports_no_concrete_executor() -> None:
+    # The loop is the worker module on the flat layout, worker/loop.py on the package one.
+    loops = [m for m in LOOP_MODULES if m in MODULES and MODULES[m].name != "__init__.py"]
+    assert loops, f"none of {LOOP_MODULES} exists: update LOOP_MODULES"
+    wrong = []
+    for imp in _internal():
+        if imp.source not in loops:
+            continue
+        for name in (imp.target, *imp.names):
+            if name in CONCRETE_EXECUTORS and (imp.source, name) not in LOOP_PENDING:
+                wrong.append(f"{imp}: {name}")
+    assert not wrong, "the worker loop imports a concrete executor:\n" + "\n".join(wrong)
+
+
+def test_no_module_is_too_long() -> None:
+    wrong = []
+    for module, path in MODULES.items():
+        lines = len(path.read_text().splitlines())
+        if lines > MAX_LINES and module not in LONG_PENDING:
+            wrong.append(f"{path.relative_to(ROOT.parent)}: {lines} lines (> {MAX_LINES})")
+    assert not wrong, "modules to split:\n" + "\n".join(wrong)
+
+
+def test_the_checker_sees_imports() -> None:
+    """The graph is not empty by mistake: a few imports it must find."""
+    pairs = {(imp.source, imp.target, imp.kind) for imp in _internal()}
+    assert ("typedtiger.tiger", "typedtiger.task", "module") in pairs
+    assert ("typedtiger.tiger", "typedtiger.commands.worker", "lazy") in pairs
+    assert any(kind == "annotation" for _, _, kind in pairs)
