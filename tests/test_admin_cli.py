@@ -496,9 +496,9 @@ def test_bulk_cancel_by_state(cli: Cli, fake: Tiger, clock: ManualClock) -> None
 def test_bulk_actions_work_page_by_page(
     cli: Cli, fake: Tiger, client: redis.Redis[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import typedtiger.commands.admin
+    import typedtiger.commands._admin_actions
 
-    monkeypatch.setattr(typedtiger.commands.admin, "_BULK_PAGE", 2)
+    monkeypatch.setattr(typedtiger.commands._admin_actions, "_BULK_PAGE", 2)
     for n in range(5):
         fake.enqueue(TaskSpec.of(tasks.simple, n).evolve(queue="many"))
     broken = fake.enqueue(TaskSpec.of(tasks.simple, "x").evolve(queue="many"))

@@ -14,7 +14,7 @@ from tests import tasks
 from tests.test_round_trips import CountingConnection
 from tests.waiting import scaled, wait_until
 from typedtiger import Config, TaskSpec, Tiger
-from typedtiger.backends import redis as redis_backend
+from typedtiger.backends._scripts import SHAS
 from typedtiger.backends.redis import RedisBackend
 from typedtiger.clock import ManualClock
 from typedtiger.executor import SyncExecutor
@@ -30,7 +30,7 @@ class RecordingConnection(CountingConnection):
         packed = b"".join(command) if isinstance(command, list) else command
         if isinstance(packed, bytes) and b"EVALSHA" in packed[:40]:
             RecordingConnection.scripts += [
-                name for name, sha in redis_backend._SHAS.items() if sha.encode() in packed[:80]
+                name for name, sha in SHAS.items() if sha.encode() in packed[:80]
             ]
         super().send_packed_command(command, check_health)
 

@@ -33,9 +33,10 @@ from tests.waiting import scaled, wait_until
 from tests.worker_main import FAST
 from typedtiger import Config, Task, TaskSpec, TaskState, Tiger
 from typedtiger._outage import FIRST_WAIT, MAX_WAIT, STOP_GRACE, StorageOutage
+from typedtiger.backends._scripts import SHAS
 from typedtiger.backends.base import ClaimTicket, Completion, Failure
 from typedtiger.backends.fake import FakeBackend
-from typedtiger.backends.redis import _SHAS, RedisBackend, translate_error
+from typedtiger.backends.redis import RedisBackend, translate_error
 from typedtiger.clock import ManualClock
 from typedtiger.exceptions import (
     BackendUnavailable,
@@ -578,7 +579,7 @@ class _LosesAClaimReply(redis.Connection):
     """Loses the reply (and its socket) of the next claim while ``armed``, once the script ran."""
 
     armed = False
-    shas: ClassVar[set[bytes]] = {_SHAS["claim"].encode(), _SHAS["complete_claim"].encode()}
+    shas: ClassVar[set[bytes]] = {SHAS["claim"].encode(), SHAS["complete_claim"].encode()}
 
     def send_packed_command(self, command: Any, check_health: bool = True) -> None:
         packed = b"".join(command) if isinstance(command, list) else command

@@ -47,7 +47,7 @@ def _scalar_problem(value: object) -> str | None:
 
 def _surrogate_problem(text: str) -> str | None:
     try:
-        text.encode("utf-8")  # (the fastest search for one: a regex is 10x slower)
+        text.encode("utf-8")  # (finds one faster than a regex would)
     except UnicodeEncodeError as exc:
         found = text[exc.start]
         return f"holds the lone surrogate {found!r} at index {exc.start}, which UTF-8 cannot carry"

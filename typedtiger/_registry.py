@@ -3,21 +3,31 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+import inspect
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Generic, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Generic, ParamSpec, Protocol, TypeVar
 
 import attrs
 
+from typedtiger._allowlist import Allowlist
 from typedtiger._json import JSONValue
+from typedtiger.config import Config
 from typedtiger.runner import BatchCall
-from typedtiger.spec import Custom, Schedule, TaskSpec
+from typedtiger.spec import (
+    Cron,
+    Custom,
+    CustomSchedule,
+    Periodic,
+    Schedule,
+    TaskSpec,
+    check_key_names,
+)
 
 if TYPE_CHECKING:
     from typedtiger.task import Task
-    from typedtiger.tiger import Tiger
 
-__all__ = ["BatchTaskFunction", "Registration", "TaskFunction"]
+__all__ = ["BatchTaskFunction", "Enqueuer", "Registration", "TaskFunction", "TaskRegistry"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -44,6 +54,12 @@ class Registration:
         return tuple(names)
 
 
+class Enqueuer(Protocol):
+    """What a task object enqueues through: its Tiger."""
+
+    def enqueue(self, spec: TaskSpec, *, when: datetime | timedelta | None = None) -> Task: ...
+
+
 class _Registered:
     """What task objects share: the registration and the Tiger they enqueue through."""
 
@@ -51,7 +67,7 @@ class _Registered:
     __qualname__: str
     __doc__: str | None
 
-    def __init__(self, tiger: Tiger, registration: Registration) -> None:
+    def __init__(self, tiger: Enqueuer, registration: Registration) -> None:
         self._tiger = tiger
         self._registration = registration
         functools.update_wrapper(self, registration.func)  # type: ignore[arg-type]
@@ -82,7 +98,7 @@ class TaskFunction(_Registered, Generic[P, R]):
 
     __wrapped__: Callable[P, R]
 
-    def __init__(self, tiger: Tiger, registration: Registration, func: Callable[P, R]) -> None:
+    def __init__(self, tiger: Enqueuer, registration: Registration, func: Callable[P, R]) -> None:
         super().__init__(tiger, registration)
         self._func = func
 
@@ -108,7 +124,7 @@ class BatchTaskFunction(_Registered, Generic[R]):
     ``.delay(*args, **kwargs)`` queues one call; the arguments are JSON values.
     """
 
-    def __init__(self, tiger: Tiger, registration: Registration, func: Callable[..., R]) -> None:
+    def __init__(self, tiger: Enqueuer, registration: Registration, func: Callable[..., R]) -> None:
         super().__init__(tiger, registration)
         self._func = func
 
@@ -124,3 +140,90 @@ class BatchTaskFunction(_Registered, Generic[R]):
     def delay(self, *args: JSONValue, **kwargs: JSONValue) -> Task:
         """Queue one call of the batch function now; returns its Task."""
         return self._tiger.enqueue(self.spec(*args, **kwargs))
+
+
+class TaskRegistry:
+    """The registry ``@tiger.task`` fills and the allowlist it vouches for; ``Tiger`` provides
+    ``config`` and ``enqueue`` (what the task objects call)."""
+
+    _registry: dict[str, Registration]
+    #: ``allowlist`` as last built, and the Config it was built from (None: build anew).
+    _allowlist: tuple[Config, Allowlist] | None
+
+    @property
+    def config(self) -> Config:
+        raise NotImplementedError
+
+    def enqueue(self, spec: TaskSpec, *, when: datetime | timedelta | None = None) -> Task:
+        raise NotImplementedError
+
+    @property
+    def allowlist(self) -> Allowlist:
+        """What a worker of this Tiger may import and run from a payload: registered tasks
+        (with what their registrations name), ``Config.allowed_task_modules`` (the CLI adds
+        the modules of ``--app`` and ``-m``), or anything if ``Config.allow_any_module``."""
+        config = self.config
+        if self._allowlist is None or self._allowlist[0] is not config:
+            vouched = [name for reg in self._registry.values() for name in reg.names()]
+            if isinstance(config.default_retry, Custom):
+                vouched.append(config.default_retry.func)
+            allowlist = Allowlist(
+                modules=config.allowed_task_modules or (),
+                vouched=frozenset(vouched),
+                any_module=config.allow_any_module,
+            )
+            self._allowlist = (config, allowlist)
+        return self._allowlist[1]
+
+    def _register(
+        self,
+        target: Callable[..., object],
+        defaults: TaskSpec,
+        schedule: Schedule | Callable[[datetime], datetime | None] | None,
+    ) -> TaskFunction[..., object] | BatchTaskFunction[object]:
+        """Register ``target`` with its default options (``@tiger.task``); its task object."""
+        if schedule is not None and not isinstance(target, type):
+            _check_no_required_args(target, defaults.func)
+        check_key_names(target, defaults)
+        batch = bool(defaults.batch)
+        registration = Registration(
+            func=target, defaults=defaults, schedule=_as_schedule(schedule), batch=batch
+        )
+        self._registry[defaults.func] = registration
+        self._allowlist = None
+        if batch:
+            return BatchTaskFunction(self, registration, target)
+        return TaskFunction(self, registration, target)
+
+    def adopt(self, other: TaskRegistry) -> None:
+        """Take over the task registrations of ``other`` (e.g. an application's Tiger found in
+        a module the worker imported), so this Tiger runs its periodic and batch tasks."""
+        for name, registration in other._registry.items():
+            self._registry.setdefault(name, registration)
+        self._allowlist = None
+
+    def registration(self, serialized_func: str) -> Registration | None:
+        """What ``@task`` registered under "module:qualname", if anything."""
+        return self._registry.get(serialized_func)
+
+    @property
+    def registrations(self) -> Mapping[str, Registration]:
+        """Every registered task, by "module:qualname"."""
+        return dict(self._registry)
+
+
+def _as_schedule(
+    schedule: Schedule | Callable[[datetime], datetime | None] | None,
+) -> Schedule | None:
+    if schedule is None or isinstance(schedule, Periodic | Cron | CustomSchedule):
+        return schedule
+    return CustomSchedule(schedule)
+
+
+def _check_no_required_args(func: Callable[..., object], name: str) -> None:
+    try:
+        inspect.signature(func).bind()
+    except TypeError:
+        raise ValueError(f"periodic task {name} must be callable without arguments") from None
+    except ValueError:
+        return

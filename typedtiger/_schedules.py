@@ -81,7 +81,7 @@ class Cron:
     _parsed: CronExpression = attrs.field(init=False, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
-        from typedtiger._cron import CronExpression  # only cron schedules need it (~2 ms)
+        from typedtiger._cron import CronExpression  # only cron schedules pay for loading it
 
         object.__setattr__(self, "_parsed", CronExpression.parse(self.expr))
 

@@ -14,42 +14,19 @@ import attrs
 from typedtiger._allowlist import Allowlist
 from typedtiger._context import current as running_now
 from typedtiger._context import running
+from typedtiger._inspection import QueueInspection
 from typedtiger._logging import setup_structlog as setup_structlog_json_lines
 from typedtiger._names import qualified_name, split_name
-from typedtiger._queues import queue_matches
-from typedtiger._registry import BatchTaskFunction, Registration, TaskFunction
+from typedtiger._payloads import build_payload, new_task
+from typedtiger._registry import BatchTaskFunction, Registration, TaskFunction, TaskRegistry
 from typedtiger._sync_only import refuse_async, sync_only
-from typedtiger.backends.base import Backend, Enqueued, EnqueueMode, NewTask, TaskState
-from typedtiger.clock import Clock, due_at, to_timestamp
+from typedtiger.backends.base import Backend, Enqueued, EnqueueMode
+from typedtiger.clock import Clock, due_at
 from typedtiger.config import Config
-from typedtiger.exceptions import (
-    ArgumentError,
-    NotInitialized,
-    PayloadError,
-    QueueFullException,
-    TaskImportError,
-)
+from typedtiger.exceptions import NotInitialized, PayloadError, QueueFullException, TaskImportError
 from typedtiger.runner import BaseRunner, BatchCall, DefaultRunner
-from typedtiger.serialization import (
-    JOB_TIMEOUT_NAME,
-    JOB_TIMEOUT_NAMES,
-    TaskPayload,
-    decode_stored_payload,
-    encode_payload,
-    new_task_id,
-    unique_task_id,
-)
-from typedtiger.spec import (
-    Cron,
-    Custom,
-    CustomSchedule,
-    KeyNames,
-    Periodic,
-    RetryPolicy,
-    Schedule,
-    TaskSpec,
-    check_key_names,
-)
+from typedtiger.serialization import TaskPayload, decode_stored_payload
+from typedtiger.spec import KeyNames, RetryPolicy, Schedule, TaskSpec, check_key_names
 from typedtiger.task import Task
 
 if TYPE_CHECKING:
@@ -68,7 +45,7 @@ class _Bound:
     clock: Clock
 
 
-class Tiger:
+class Tiger(TaskRegistry, QueueInspection):
     """A task queue on a storage backend.
 
     ``Tiger(backend, config)`` is ready to use. ``Tiger()`` creates one to be initialised later
@@ -183,24 +160,6 @@ class Tiger:
         """Where every "now" comes from."""
         return self._require().clock
 
-    @property
-    def allowlist(self) -> Allowlist:
-        """What a worker of this Tiger may import and run from a payload: registered tasks
-        (with what their registrations name), ``Config.allowed_task_modules`` (the CLI adds
-        the modules of ``--app`` and ``-m``), or anything if ``Config.allow_any_module``."""
-        config = self.config
-        if self._allowlist is None or self._allowlist[0] is not config:
-            vouched = [name for reg in self._registry.values() for name in reg.names()]
-            if isinstance(config.default_retry, Custom):
-                vouched.append(config.default_retry.func)
-            allowlist = Allowlist(
-                modules=config.allowed_task_modules or (),
-                vouched=frozenset(vouched),
-                any_module=config.allow_any_module,
-            )
-            self._allowlist = (config, allowlist)
-        return self._allowlist[1]
-
     # --- registration -------------------------------------------------------------------
 
     @overload
@@ -271,11 +230,8 @@ class Tiger:
 
         def register(target: Callable[..., object]) -> object:
             refuse_async(target)
-            name = qualified_name(target)
-            if schedule is not None and not isinstance(target, type):
-                _check_no_required_args(target, name)
             defaults = TaskSpec(
-                func=name,
+                func=qualified_name(target),
                 queue=queue,
                 hard_timeout=hard_timeout,
                 unique=True if schedule is not None else unique,
@@ -289,38 +245,11 @@ class Tiger:
                 runner_class=runner_class,
                 batch=batch,
             )
-            check_key_names(target, defaults)
-            registration = Registration(
-                func=target,
-                defaults=defaults,
-                schedule=_as_schedule(schedule),
-                batch=batch,
-            )
-            self._registry[name] = registration
-            self._allowlist = None
-            if batch:
-                return BatchTaskFunction(self, registration, target)
-            return TaskFunction(self, registration, target)
+            return self._register(target, defaults, schedule)
 
         if func is not None:
             return register(func)
         return register
-
-    def adopt(self, other: Tiger) -> None:
-        """Take over the task registrations of ``other`` (e.g. an application's Tiger found in
-        a module the worker imported), so this Tiger runs its periodic and batch tasks."""
-        for name, registration in other._registry.items():
-            self._registry.setdefault(name, registration)
-        self._allowlist = None
-
-    def registration(self, serialized_func: str) -> Registration | None:
-        """What ``@task`` registered under "module:qualname", if anything."""
-        return self._registry.get(serialized_func)
-
-    @property
-    def registrations(self) -> Mapping[str, Registration]:
-        """Every registered task, by "module:qualname"."""
-        return dict(self._registry)
 
     # --- enqueueing ---------------------------------------------------------------------
 
@@ -338,35 +267,12 @@ class Tiger:
     ) -> tuple[TaskPayload, str]:
         """The payload (with its id) and queue ``spec`` resolves to; ``store`` sets its times
         unless they are given here."""
-        config = self.config
-        spec = self.resolve(spec)
-        unique = bool(spec.unique or spec.unique_key)
-        if spec.unique_key:
-            keyed = {key: spec.kwargs.get(key) for key in spec.unique_key}
-            task_id = unique_task_id(spec.func, None, keyed)
-        elif unique:
-            task_id = unique_task_id(spec.func, spec.args, spec.kwargs)
-        else:
-            task_id = new_task_id()
-        payload = TaskPayload(
-            id=task_id,
-            func=spec.func,
-            args=spec.args,
-            kwargs=spec.kwargs,
-            unique=unique,
-            unique_key=spec.unique_key or None,
-            lock=bool(spec.lock or spec.lock_key),
-            lock_key=spec.lock_key or None,
-            hard_timeout=spec.hard_timeout,
-            retry_method=_retry_policy(spec, config),
-            retry_on=_interoperable_names(spec.retry_on),
-            max_queue_size=spec.max_queue_size,
-            max_stored_executions=spec.max_stored_executions,
-            runner_class=spec.runner_class,
+        return build_payload(
+            self.resolve(spec),
+            self.config,
             time_last_queued=time_last_queued,
             scheduled_at=scheduled_at,
         )
-        return payload, spec.queue or config.default_queue
 
     def enqueue(self, spec: TaskSpec, *, when: datetime | timedelta | None = None) -> Task:
         """Queue ``spec`` now, or at ``when`` (a datetime, naive = UTC, or a delay from now).
@@ -420,7 +326,10 @@ class Tiger:
     ) -> list[Task]:
         if self.config.always_eager and due <= now:
             return [self._run_eagerly(payload, queue) for payload, queue in timed]
-        new_tasks = [self._new_task(payload, queue, due, mode) for payload, queue in timed]
+        new_tasks = [
+            new_task(payload, queue, due, mode, self.config.max_payload_bytes)
+            for payload, queue in timed
+        ]
         results = self.backend.enqueue(new_tasks, now, self.config.publish_queued_tasks)
         return [
             self._stored_handle(payload, queue, result)
@@ -433,27 +342,6 @@ class Tiger:
             with contextlib.suppress(PayloadError):  # a broken stored copy: describe ours
                 payload = decode_stored_payload(payload.id, result.existing_payload)
         return Task(self, payload=payload, queue=queue, state=result.state, score=result.score)
-
-    def _new_task(
-        self, payload: TaskPayload, queue: str, due: float, mode: EnqueueMode | None
-    ) -> NewTask:
-        encoded = encode_payload(payload)
-        size = len(encoded.encode("utf8"))
-        limit = self.config.max_payload_bytes
-        if limit and size > limit:
-            raise ArgumentError(
-                f"the task payload of {payload.func} is {size} bytes, over "
-                f"Config.max_payload_bytes ({limit}); pass a reference (a key, a URL) "
-                "instead of the data"
-            )
-        return NewTask(
-            id=payload.id,
-            queue=queue,
-            payload=encoded,
-            due=due,
-            mode=mode or (EnqueueMode.UNIQUE if payload.unique else EnqueueMode.PLAIN),
-            max_queue_size=payload.max_queue_size,
-        )
 
     def delay(
         self,
@@ -608,105 +496,3 @@ class Tiger:
     def current_serialized_func(self) -> str:
         """The "module:qualname" of the function being run."""
         return running_now().serialized_func
-
-    # --- inspection and administration --------------------------------------------------
-
-    def get_queue_sizes(self, queue: str, *, with_errors: bool = False) -> dict[TaskState, int]:
-        """queued/active/scheduled -> number of tasks of ``queue`` (TaskTiger's shape);
-        ``with_errors=True`` adds the error state (as ``get_queue_stats`` and
-        ``get_sizes_for_queues_and_states`` do)."""
-        sizes = self.backend.queue_sizes([queue])[queue]
-        if not with_errors:
-            del sizes[TaskState.ERROR]
-        return sizes
-
-    def get_sizes_for_queues_and_states(
-        self, queues_and_states: Sequence[tuple[str, TaskState]]
-    ) -> list[int]:
-        """The size of each (queue, state)."""
-        sizes = self.backend.queue_sizes(sorted({queue for queue, _ in queues_and_states}))
-        return [sizes[queue][state] for queue, state in queues_and_states]
-
-    def get_total_queue_size(self, queue: str) -> int:
-        """Queued + active + scheduled tasks of ``queue`` (what ``max_queue_size`` counts)."""
-        sizes = self.get_queue_sizes(queue)
-        return sizes[TaskState.QUEUED] + sizes[TaskState.ACTIVE] + sizes[TaskState.SCHEDULED]
-
-    def get_queue_stats(self) -> dict[str, dict[TaskState, int]]:
-        """queue -> state -> size, for every queue that holds tasks."""
-        return {
-            queue: {state: n for state, n in sizes.items() if n}
-            for queue, sizes in self.backend.queue_sizes(None).items()
-        }
-
-    def set_queue_system_lock(self, queue: str, timeout: float) -> None:
-        """Pause ``queue``: no worker claims from it for ``timeout`` seconds."""
-        self.backend.set_queue_system_lock(queue, self.clock.now() + timeout)
-
-    def clear_queue_system_lock(self, queue: str) -> None:
-        """Unpause ``queue`` before its system lock expires."""
-        self.backend.clear_queue_system_lock(queue)
-
-    def get_queue_system_lock(self, queue: str) -> float | None:
-        """When ``queue``'s system lock ends (epoch seconds), or None if it is not paused."""
-        until = self.backend.get_queue_system_locks().get(queue)
-        return until if until is not None and until > self.clock.now() else None
-
-    def purge_errored_tasks(
-        self,
-        queues: Sequence[str] | None = None,
-        exclude_queues: Sequence[str] | None = None,
-        last_execution_before: datetime | None = None,
-        limit: int | None = None,
-    ) -> int:
-        """Delete errored tasks (of the matching queues, failed before the time); how many."""
-        only = tuple(queues) if queues is not None else self.config.only_queues
-        exclude = (
-            tuple(exclude_queues) if exclude_queues is not None else self.config.exclude_queues
-        )
-        before = None if last_execution_before is None else to_timestamp(last_execution_before)
-        purged = 0
-        for queue in sorted(self.backend.queues_with_tasks(TaskState.ERROR)):
-            if not queue_matches(queue, only, exclude):
-                continue
-            remaining = None if limit is None else limit - purged
-            if remaining is not None and remaining <= 0:
-                break
-            purged += self.backend.purge_errors(queue, before, remaining)
-        return purged
-
-
-def _interoperable_names(exception_names: tuple[str, ...] | None) -> tuple[str, ...] | None:
-    """``retry_on`` as stored: a hard timeout under the name TaskTiger workers can import."""
-    if not exception_names:
-        return None
-    return tuple(
-        JOB_TIMEOUT_NAME if name in JOB_TIMEOUT_NAMES else name for name in exception_names
-    )
-
-
-def _retry_policy(spec: TaskSpec, config: Config) -> RetryPolicy | None:
-    if spec.retry is None or spec.retry is False:
-        return config.default_retry if spec.retry_on else None
-    if spec.retry is True:
-        return config.default_retry
-    return spec.retry
-
-
-def _as_schedule(
-    schedule: Schedule | Callable[[datetime], datetime | None] | None,
-) -> Schedule | None:
-    if schedule is None or isinstance(schedule, Periodic | Cron | CustomSchedule):
-        return schedule
-    return CustomSchedule(schedule)
-
-
-def _check_no_required_args(func: Callable[..., object], name: str) -> None:
-    import inspect
-
-    try:
-        inspect.signature(func).bind()
-    except TypeError:
-        raise ValueError(f"periodic task {name} must be callable without arguments") from None
-    except ValueError:
-        return

@@ -1,0 +1,95 @@
+"""Inspection and administration of queues on a Tiger's backend: sizes, stats, pauses (queue
+system locks) and purging errored tasks. A part of ``Tiger``, kept apart."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from typedtiger._queues import queue_matches
+from typedtiger.backends.base import Backend, TaskState
+from typedtiger.clock import Clock, to_timestamp
+from typedtiger.config import Config
+
+__all__ = ["QueueInspection"]
+
+
+class QueueInspection:
+    """TaskTiger's inspection and admin methods; ``Tiger`` provides the backend, config and
+    clock they work on."""
+
+    @property
+    def backend(self) -> Backend:
+        raise NotImplementedError
+
+    @property
+    def config(self) -> Config:
+        raise NotImplementedError
+
+    @property
+    def clock(self) -> Clock:
+        raise NotImplementedError
+
+    def get_queue_sizes(self, queue: str, *, with_errors: bool = False) -> dict[TaskState, int]:
+        """queued/active/scheduled -> number of tasks of ``queue`` (TaskTiger's shape);
+        ``with_errors=True`` adds the error state (as ``get_queue_stats`` and
+        ``get_sizes_for_queues_and_states`` do)."""
+        sizes = self.backend.queue_sizes([queue])[queue]
+        if not with_errors:
+            del sizes[TaskState.ERROR]
+        return sizes
+
+    def get_sizes_for_queues_and_states(
+        self, queues_and_states: Sequence[tuple[str, TaskState]]
+    ) -> list[int]:
+        """The size of each (queue, state)."""
+        sizes = self.backend.queue_sizes(sorted({queue for queue, _ in queues_and_states}))
+        return [sizes[queue][state] for queue, state in queues_and_states]
+
+    def get_total_queue_size(self, queue: str) -> int:
+        """Queued + active + scheduled tasks of ``queue`` (what ``max_queue_size`` counts)."""
+        sizes = self.get_queue_sizes(queue)
+        return sizes[TaskState.QUEUED] + sizes[TaskState.ACTIVE] + sizes[TaskState.SCHEDULED]
+
+    def get_queue_stats(self) -> dict[str, dict[TaskState, int]]:
+        """queue -> state -> size, for every queue that holds tasks."""
+        return {
+            queue: {state: n for state, n in sizes.items() if n}
+            for queue, sizes in self.backend.queue_sizes(None).items()
+        }
+
+    def set_queue_system_lock(self, queue: str, timeout: float) -> None:
+        """Pause ``queue``: no worker claims from it for ``timeout`` seconds."""
+        self.backend.set_queue_system_lock(queue, self.clock.now() + timeout)
+
+    def clear_queue_system_lock(self, queue: str) -> None:
+        """Unpause ``queue`` before its system lock expires."""
+        self.backend.clear_queue_system_lock(queue)
+
+    def get_queue_system_lock(self, queue: str) -> float | None:
+        """When ``queue``'s system lock ends (epoch seconds), or None if it is not paused."""
+        until = self.backend.get_queue_system_locks().get(queue)
+        return until if until is not None and until > self.clock.now() else None
+
+    def purge_errored_tasks(
+        self,
+        queues: Sequence[str] | None = None,
+        exclude_queues: Sequence[str] | None = None,
+        last_execution_before: datetime | None = None,
+        limit: int | None = None,
+    ) -> int:
+        """Delete errored tasks (of the matching queues, failed before the time); how many."""
+        only = tuple(queues) if queues is not None else self.config.only_queues
+        exclude = (
+            tuple(exclude_queues) if exclude_queues is not None else self.config.exclude_queues
+        )
+        before = None if last_execution_before is None else to_timestamp(last_execution_before)
+        purged = 0
+        for queue in sorted(self.backend.queues_with_tasks(TaskState.ERROR)):
+            if not queue_matches(queue, only, exclude):
+                continue
+            remaining = None if limit is None else limit - purged
+            if remaining is not None and remaining <= 0:
+                break
+            purged += self.backend.purge_errors(queue, before, remaining)
+        return purged

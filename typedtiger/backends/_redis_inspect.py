@@ -1,0 +1,149 @@
+"""RedisBackend's reads for inspection: one task (with its executions), a page of a queue,
+where a task id is filed, queue sizes. Read undecoded, so that a broken task is listed with
+what is wrong with it. A part of ``RedisBackend``, kept apart."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Final, cast
+
+import redis
+from redis.client import NEVER_DECODE
+
+from typedtiger.backends._redis_errors import redis_call
+from typedtiger.backends._redis_wire import escaped, queue_names, stored_count, undecoded
+from typedtiger.backends.base import StoredTask, TaskExecutions, TaskState
+
+__all__ = ["RedisInspection"]
+
+_ALL_STATES: Final = tuple(TaskState)
+
+
+class RedisInspection:
+    """Inspection reads on ``_client`` under the keys ``_key`` names (RedisBackend's)."""
+
+    _client: redis.Redis[str]
+
+    def _key(self, *parts: str) -> str:
+        raise NotImplementedError
+
+    def _smembers_undecoded(self, key: str, pipe: Any = None) -> Any:
+        raise NotImplementedError
+
+    def _stored(
+        self,
+        queue: str,
+        state: TaskState,
+        scored: Sequence[tuple[str, float]],
+        load_executions: int,
+    ) -> list[StoredTask]:
+        # Read undecoded and without raising: whatever one task's keys hold (bytes that are not
+        # UTF-8, a key of another type), the others are listed and it is shown as broken.
+        pipe = self._client.pipeline(transaction=False)
+        # (typed here: types-redis leaves Pipeline.execute_command untyped)
+        command = cast(Callable[..., object], pipe.execute_command)
+        raw = {NEVER_DECODE: True}
+        for task_id, _score in scored:
+            base = self._key("task", task_id).encode("utf-8", "surrogateescape")
+            command("GET", base, **raw)
+            command("GET", base + b":executions_count", **raw)
+            if load_executions:
+                command("LRANGE", base + b":executions", -load_executions, -1, **raw)
+        replies = iter(pipe.execute(raise_on_error=False))
+        tasks = []
+        for task_id, score in scored:
+            payload, count = next(replies), next(replies)
+            executions = next(replies) if load_executions else []
+            problems = []
+            if isinstance(payload, redis.exceptions.ResponseError):
+                problems.append(f"the task key cannot be read: {payload}")
+                payload = None
+            counted = stored_count(count)
+            if counted is None:
+                problems.append(f"executions_count holds {escaped(count)}, not a count")
+            if isinstance(executions, redis.exceptions.ResponseError):
+                problems.append(f"executions cannot be read: {executions}")
+                executions = []
+            tasks.append(
+                StoredTask(
+                    id=task_id,
+                    queue=queue,
+                    state=state,
+                    score=float(score),
+                    payload=None if payload is None else undecoded(payload),
+                    executions=tuple(undecoded(item) for item in executions),
+                    executions_count=counted or 0,
+                    broken="; ".join(problems) or None,
+                )
+            )
+        return tasks
+
+    @redis_call
+    def get_task(
+        self, queue: str, state: TaskState, task_id: str, load_executions: int
+    ) -> StoredTask | None:
+        score = self._client.zscore(self._key(state.value, queue), task_id)
+        if score is None:
+            return None
+        return self._stored(queue, state, [(task_id, float(score))], load_executions)[0]
+
+    @redis_call
+    def list_tasks(
+        self, queue: str, state: TaskState, skip: int, limit: int, load_executions: int
+    ) -> tuple[int, list[StoredTask]]:
+        key = self._key(state.value, queue)
+        pipe = self._client.pipeline(transaction=False)
+        pipe.zcard(key)
+        # (undecoded: an id that is not UTF-8, quarantined by a claim, is listed escaped)
+        command = cast(Callable[..., object], pipe.execute_command)
+        stop = skip + limit - 1
+        command("ZREVRANGE", key, skip, stop, "WITHSCORES", **{NEVER_DECODE: True})
+        total, reply = pipe.execute()
+        # (pairs, or one flat list, depending on the server's protocol and the client)
+        flat = not reply or not isinstance(reply[0], list | tuple)
+        pairs = zip(reply[::2], reply[1::2], strict=True) if flat else reply
+        scored = [(undecoded(task_id), float(score)) for task_id, score in pairs]
+        return int(total), self._stored(queue, state, scored, load_executions)
+
+    @redis_call
+    def task_executions(self, task_id: str, load: int | None) -> TaskExecutions | None:
+        base = self._key("task", task_id)
+        pipe = self._client.pipeline(transaction=True)  # one consistent read, one round trip
+        pipe.exists(base)
+        pipe.get(f"{base}:executions_count")
+        if load != 0:
+            pipe.lrange(f"{base}:executions", 0 if load is None else -load, -1)
+        exists, count, *records = pipe.execute()
+        if not exists:
+            return None
+        return TaskExecutions(count=int(count or 0), records=tuple(records[0] if records else ()))
+
+    @redis_call
+    def find_task(self, task_id: str) -> list[tuple[str, TaskState]]:
+        pipe = self._client.pipeline(transaction=False)
+        for state in _ALL_STATES:
+            self._smembers_undecoded(self._key(state.value), pipe)
+        candidates = [
+            (queue, state)
+            for state, queues in zip(_ALL_STATES, pipe.execute(), strict=True)
+            for queue in sorted(queue_names(queues))
+        ]
+        for queue, state in candidates:
+            pipe.zscore(self._key(state.value, queue), task_id)
+        found = pipe.execute()
+        return [where for where, score in zip(candidates, found, strict=True) if score is not None]
+
+    @redis_call
+    def queue_sizes(self, queues: Sequence[str] | None) -> dict[str, dict[TaskState, int]]:
+        pipe = self._client.pipeline(transaction=False)
+        if queues is None:
+            for state in _ALL_STATES:
+                self._smembers_undecoded(self._key(state.value), pipe)
+            names = sorted({queue for members in pipe.execute() for queue in queue_names(members)})
+        else:
+            names = list(queues)
+        for queue in names:
+            for state in _ALL_STATES:
+                pipe.zcard(self._key(state.value, queue))
+        counts = iter(pipe.execute())
+        return {queue: {state: int(next(counts)) for state in _ALL_STATES} for queue in names}

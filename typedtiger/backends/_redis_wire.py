@@ -1,0 +1,126 @@
+"""How RedisBackend's script arguments and replies travel: argument lists, undecoded replies
+(bytes that are not UTF-8 kept as lone surrogates), counts, and sockets inherited by a fork."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from collections.abc import Sequence
+from typing import Any
+
+from typedtiger.backends.base import Claimed, Completion, EnqueueMode, NewTask
+from typedtiger.exceptions import StorageDataError
+
+__all__ = [
+    "claimed",
+    "close_inherited_sockets",
+    "completion_args",
+    "enqueue_options",
+    "escaped",
+    "lock_pairs",
+    "num",
+    "queue_names",
+    "raise_skipped",
+    "stored_count",
+    "undecoded",
+    "wire",
+]
+
+
+def close_inherited_sockets(pool: object) -> None:
+    # redis-py has no API for this (a pool's own disconnect() first forgets the connections it
+    # finds were made in another process): its connection lists, read defensively.
+    connections: list[Any] = [
+        *getattr(pool, "_available_connections", ()),
+        *getattr(pool, "_in_use_connections", ()),
+        *getattr(pool, "_connections", ()),  # BlockingConnectionPool
+    ]
+    for connection in connections:
+        sock = getattr(connection, "_sock", None)
+        if isinstance(sock, socket.socket):
+            connection._sock = None
+            with contextlib.suppress(OSError):
+                sock.close()
+
+
+def raise_skipped(skipped: Sequence[str]) -> None:
+    """StorageDataError for the queues a script skipped, their keys holding another type (what
+    it did for the other queues stands)."""
+    if skipped:
+        raise StorageDataError(f"WRONGTYPE, queue skipped: {'; '.join(skipped)}")
+
+
+def enqueue_options(task: NewTask) -> tuple[str, float, EnqueueMode, int | None]:
+    return task.queue, task.due, task.mode, task.max_queue_size
+
+
+def num(value: float) -> str:
+    return repr(float(value))
+
+
+def lock_pairs(task_ids: Sequence[str], lock_ids: Sequence[str]) -> list[str]:
+    if len(lock_ids) > len(task_ids):
+        raise ValueError("more lock ids than task ids")
+    pairs: list[str] = []
+    for task_id, lock_id in zip(task_ids, lock_ids, strict=False):
+        if lock_id:
+            pairs += [task_id, lock_id]
+    return pairs
+
+
+def completion_args(done: Completion) -> list[object]:
+    pairs = lock_pairs(done.task_ids, done.lock_ids)
+    return [done.queue, len(done.task_ids), *done.task_ids, len(pairs) // 2, *pairs]
+
+
+def claimed(task_id: bytes, payload: bytes | None, count_or_reason: int | bytes) -> Claimed:
+    """One task of an undecoded claim reply: a string in place of the count is why the script
+    quarantined it. A payload's bytes that are not UTF-8 are kept as lone surrogates
+    (surrogateescape), which decoding the payload reports as such."""
+    if isinstance(count_or_reason, bytes):  # (an id that is not UTF-8 is shown escaped)
+        shown = task_id.decode("utf-8", "backslashreplace")
+        return Claimed(shown, None, broken=count_or_reason.decode())
+    text = None if payload is None else payload.decode("utf-8", "surrogateescape")
+    return Claimed(task_id.decode(), text, int(count_or_reason))
+
+
+def wire(arg: object) -> object:
+    """A script argument as redis-py may send it: text holding bytes that were not UTF-8
+    (surrogateescape) as those bytes; redis-py's encoder would refuse it."""
+    if isinstance(arg, str) and not arg.isascii():
+        try:
+            arg.encode()
+        except UnicodeEncodeError:
+            return arg.encode("utf-8", "surrogateescape")
+    return arg
+
+
+def queue_names(members: set[bytes]) -> set[str]:
+    """The queue names of a state's set that are UTF-8: typedtiger refuses any other name at
+    enqueue, and none could be passed on as text; another writer's are left alone."""
+    names = set()
+    for member in members:
+        with contextlib.suppress(UnicodeDecodeError):
+            names.add(member.decode())
+    return names
+
+
+def undecoded(value: bytes) -> str:
+    """Stored text, with bytes that are not UTF-8 kept as lone surrogates (surrogateescape):
+    decoding it reports them, and a display can show them escaped."""
+    return value.decode("utf-8", "surrogateescape")
+
+
+def stored_count(value: object) -> int | None:
+    """An executions count as stored (absent: 0), or None if it is not one."""
+    if value is None:
+        return 0
+    if isinstance(value, bytes) and value.isdigit() and len(value) <= 18:
+        return int(value)
+    return None
+
+
+def escaped(value: object) -> str:
+    if isinstance(value, bytes):
+        return repr(value)[1:]  # (quoted, every byte that is not printable ASCII escaped)
+    return f"a value Redis refused to read ({value})"
