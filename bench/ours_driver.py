@@ -95,26 +95,14 @@ def latency(args: argparse.Namespace) -> dict[str, Any]:
 def executor_micro(args: argparse.Namespace) -> dict[str, Any]:
     """Executors alone, no Redis: bare fork vs ForkExecutor vs SyncExecutor on a no-op Job."""
     import typedtiger.cli  # noqa: F401  (a worker process has all of this loaded)
-    from typedtiger.backends.base import TaskState
-    from typedtiger.clock import SystemClock
     from typedtiger.executor import Job
-    from typedtiger.runner import DefaultRunner
-    from typedtiger.task import Task
+    from typedtiger.worker.resolve import Resolver
 
     setup_structlog()
     tiger = _tiger(args)
     payload, queue = tiger.build(TaskSpec.of(tasks.noop))
-    task = Task(tiger, payload=payload, queue=queue, state=TaskState.ACTIVE)
-    job = Job(
-        queue=queue,
-        tasks=(task,),
-        func=tasks.noop,
-        serialized_func=payload.func,
-        batch=False,
-        hard_timeout=300.0,
-        runner=DefaultRunner(tiger),
-        clock=SystemClock(),
-    )
+    job = Job(queue=queue, func=payload.func, batch=False, hard_timeout=300.0, tasks=(payload,))
+    run = Resolver(tiger).run_job
     fork, sync = ForkExecutor(), SyncExecutor()
     floor = subprocess.run(
         [sys.executable, "-m", "bench.forkfloor", str(args.n)],
@@ -126,8 +114,8 @@ def executor_micro(args: argparse.Namespace) -> dict[str, Any]:
         "bare_interpreter_fork": json.loads(floor.stdout),
         "rss_kib": common.rss_kib(),
         "bare_fork": common.timed(common.bare_fork, args.n),
-        "fork_executor": common.timed(lambda: fork.execute(job, lambda: None, 5.0), args.n),
-        "sync_executor": common.timed(lambda: sync.execute(job, lambda: None, 5.0), 5 * args.n),
+        "fork_executor": common.timed(lambda: fork.start(job, run).wait(None), args.n),
+        "sync_executor": common.timed(lambda: sync.start(job, run).wait(None), 5 * args.n),
     }
 
 

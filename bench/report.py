@@ -474,8 +474,8 @@ def micro_table(results: dict[str, Any]) -> list[str]:
         )
     for what, label in (
         ("bare_fork", "bare `fork` + `_exit` + `waitpid`, library loaded"),
-        ("fork_executor", "`ForkExecutor.execute(no-op)`"),
-        ("sync_executor", "`SyncExecutor.execute(no-op)`"),
+        ("fork_executor", "`ForkExecutor.start(no-op).wait()`"),
+        ("sync_executor", "`SyncExecutor.start(no-op).wait()`"),
     ):
         rows.append(
             f"| {label}: per second | {cell(OURS, what, 'per_second')} | "

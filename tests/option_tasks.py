@@ -30,10 +30,11 @@ from typedtiger import periodic as periodic_schedule
 from typedtiger._json import JSONValue
 from typedtiger.backends.base import Backend
 from typedtiger.clock import ManualClock
-from typedtiger.executor import Job, Outcome, SyncExecutor
+from typedtiger.executor import ExecutorSettings, Job, Outcome, RunJob, Running, SyncExecutor
 from typedtiger.runner import BatchCall
 from typedtiger.spec import Custom, cron
 from typedtiger.worker import Worker
+from typedtiger.worker.heartbeat import Heartbeats
 
 #: What the tasks did, in order: (name, details...).
 CALLS: list[tuple[object, ...]] = []
@@ -350,43 +351,70 @@ def due_at(target: Tiger, queue: str, task_id: str) -> float:
 
 
 class RecordingExecutor:
-    """Runs jobs in process (SyncExecutor) and records them; ``on_job`` sees each one first."""
+    """Runs jobs in process (SyncExecutor) and records them; ``on_job`` sees each one first,
+    when the worker waits for it (after the worker has started its heartbeat)."""
+
+    side_by_side = False
 
     def __init__(self, on_job: Callable[[Job], None] | None = None) -> None:
         self.jobs: list[Job] = []
         self._on_job = on_job
         self._inner = SyncExecutor()
 
-    def execute(
-        self, job: Job, heartbeat: Callable[[], None], heartbeat_interval: float
-    ) -> Outcome:
+    def bind(self, settings: ExecutorSettings) -> None:
+        self._inner.bind(settings)
+
+    def start(self, job: Job, run: RunJob) -> Running:
+        return _Deferred(lambda: self.run_job(job, run))
+
+    def run_job(self, job: Job, run: RunJob) -> Outcome:
         self.jobs.append(job)
         if self._on_job is not None:
             self._on_job(job)
-        return self._inner.execute(job, heartbeat, heartbeat_interval)
+        outcome = self._inner.start(job, run).wait(None)
+        assert outcome is not None
+        return outcome
 
     def close(self) -> None:
         self._inner.close()
 
 
+@attrs.define
+class _Deferred:
+    """A job run when waited for."""
+
+    _run: Callable[[], Outcome]
+
+    def wait(self, timeout: float | None) -> Outcome:
+        return self._run()
+
+
 class HeartbeatingExecutor(RecordingExecutor):
     """Before running a job, lets ``seconds`` pass on the ManualClock in heartbeat-interval
-    steps, calling the worker's heartbeat after each step (as a long task's worker would), then
-    calls ``probe`` (while the job is still active), then runs the job."""
+    steps, beating the worker's heartbeats after each step (as a long task's worker would), then
+    calls ``probe`` (while the job is still active), then runs the job. Run workers with it
+    through ``run_worker``, which wires it to the worker's heartbeats."""
 
     def __init__(self, clock: ManualClock, seconds: float, probe: Callable[[Job], None]) -> None:
         super().__init__()
         self._clock = clock
         self._seconds = seconds
         self._probe = probe
+        self.heartbeats: Heartbeats | None = None
 
-    def execute(
-        self, job: Job, heartbeat: Callable[[], None], heartbeat_interval: float
-    ) -> Outcome:
+    def run_worker(self, tiger_: Tiger, max_workers_per_queue: int | None = None) -> None:
+        """``tiger_.run_worker(executor=self, once=True, ...)``, beating through it."""
+        worker = Worker(tiger_, executor=self, max_workers_per_queue=max_workers_per_queue)
+        self.heartbeats = worker.heartbeats
+        worker.run(once=True)
+
+    def run_job(self, job: Job, run: RunJob) -> Outcome:
+        heartbeats = self.heartbeats
+        assert heartbeats is not None, "run the worker with HeartbeatingExecutor.run_worker"
         elapsed = 0.0
         while elapsed < self._seconds:
-            self._clock.advance(heartbeat_interval)
-            elapsed += heartbeat_interval
-            heartbeat()
+            self._clock.advance(heartbeats.interval)
+            elapsed += heartbeats.interval
+            heartbeats.beat_now()
         self._probe(job)
-        return super().execute(job, heartbeat, heartbeat_interval)
+        return super().run_job(job, run)

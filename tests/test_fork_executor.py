@@ -15,27 +15,33 @@ from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
 from types import FrameType
 
+import attrs
 import pytest
+import redis
 from structlog.testing import capture_logs
 
 from tests.waiting import scaled
-from typedtiger import Config, _fork
+from typedtiger import Config
 from typedtiger._json import JSONValue
-from typedtiger._outcome import Failed, Outcome, Succeeded
-from typedtiger.backends.base import TaskState
 from typedtiger.backends.fake import FakeBackend
+from typedtiger.backends.redis import RedisBackend
 from typedtiger.clock import SystemClock
-from typedtiger.executor import ForkExecutor, Job
+from typedtiger.executor import ExecutorSettings, ForkedJob, ForkExecutor, Job, RunJob, Running
 from typedtiger.runner import BatchCall, DefaultRunner
 from typedtiger.serialization import TaskPayload
-from typedtiger.task import Task
 from typedtiger.tiger import Tiger
+from typedtiger.worker import Worker, fork
+from typedtiger.worker.heartbeat import Heartbeat, Heartbeats
+from typedtiger.worker.job import Failed, Outcome, Succeeded
+from typedtiger.worker.resolve import Resolver
 
 JOB_TIMEOUT = "tasktiger.exceptions:JobTimeoutException"
 CHILD_DIED = "typedtiger.exceptions:ChildProcessDied"
 LINUX = sys.platform.startswith("linux")
 
-TIGER = Tiger(FakeBackend(), Config(allowed_task_modules=("tests",)))  # runs functions by name
+# Runs functions by name; the outcomes' times are the system's.
+TIGER = Tiger(FakeBackend(), Config(allowed_task_modules=("tests",)), clock=SystemClock())
+RESOLVER = Resolver(TIGER)
 
 
 # --- task functions (run in the forked child) ---------------------------------------------------
@@ -165,6 +171,7 @@ def exit_slowly(path: str, seconds: float) -> None:
     sys.stdout = _SlowFlush(path, seconds)
 
 
+@TIGER.task(batch=True)
 def batch_count(calls: list[BatchCall]) -> None:
     raise ValueError(f"{len(calls)} calls: {[call['args'] for call in calls]}")
 
@@ -172,45 +179,58 @@ def batch_count(calls: list[BatchCall]) -> None:
 # --- helpers ----------------------------------------------------------------------------------
 
 
+@attrs.frozen
+class Work:
+    """A job and how to run it in the current process (what a worker gives its executor)."""
+
+    job: Job
+    run: RunJob
+
+
+def resolver(
+    context_managers: tuple[Callable[[], AbstractContextManager[object]], ...] = (),
+) -> Resolver:
+    if not context_managers:
+        return RESOLVER
+    config = Config(allowed_task_modules=("tests",), child_context_managers=context_managers)
+    return Resolver(Tiger(FakeBackend(), config, clock=SystemClock()))
+
+
 def make_job(
     func: Callable[..., object],
     *args: JSONValue,
     hard_timeout: float = 5.0,
     context_managers: tuple[Callable[[], AbstractContextManager[object]], ...] = (),
-) -> Job:
+) -> Work:
     payload = TaskPayload(id="t1", func=f"{__name__}:{func.__name__}", args=tuple(args))
-    task = Task(TIGER, payload=payload, queue="q", state=TaskState.ACTIVE)
-    return Job(
-        queue="q",
-        tasks=(task,),
-        func=func,
-        serialized_func=payload.func,
-        batch=False,
-        hard_timeout=hard_timeout,
-        runner=DefaultRunner(TIGER),
-        context_managers=context_managers,
-        clock=SystemClock(),
+    job = Job(
+        queue="q", func=payload.func, batch=False, hard_timeout=hard_timeout, tasks=(payload,)
     )
-
-
-def no_beat() -> None:
-    pass
+    return Work(job, resolver(context_managers).run_job)
 
 
 def fork_executor(kill_grace: float = 5.0) -> ForkExecutor:
     return ForkExecutor(kill_grace=kill_grace)
 
 
-def run(
-    job: Job,
-    *,
-    kill_grace: float = 5.0,
-    heartbeat: Callable[[], None] = no_beat,
-    interval: float = 10.0,
-) -> Outcome:
+def start(executor: ForkExecutor, work: Work) -> ForkedJob:
+    return executor.start(work.job, work.run)
+
+
+def outcome_of(running: Running) -> Outcome:
+    outcome = running.wait(None)
+    assert outcome is not None
+    return outcome
+
+
+def execute_work(executor: ForkExecutor, work: Work) -> Outcome:
+    return outcome_of(start(executor, work))
+
+
+def run(work: Work, *, kill_grace: float = 5.0) -> Outcome:
     executor = fork_executor(kill_grace=kill_grace)
     try:
-        outcome = executor.execute(job, heartbeat, interval)
+        outcome = execute_work(executor, work)
     finally:
         executor.close()
     assert_no_child_left()
@@ -298,25 +318,10 @@ def test_context_managers_run_in_the_child(tmp_path: Path) -> None:
 
 def test_batch_job() -> None:
     tasks = tuple(
-        Task(
-            TIGER,
-            payload=TaskPayload(id=f"t{n}", func=f"{__name__}:batch_count", args=(n,)),
-            queue="q",
-            state=TaskState.ACTIVE,
-        )
-        for n in (1, 2)
+        TaskPayload(id=f"t{n}", func=f"{__name__}:batch_count", args=(n,)) for n in (1, 2)
     )
-    job = Job(
-        queue="q",
-        tasks=tasks,
-        func=batch_count,
-        serialized_func=f"{__name__}:batch_count",
-        batch=True,
-        hard_timeout=5.0,
-        runner=DefaultRunner(TIGER),
-        clock=SystemClock(),
-    )
-    assert failed(run(job)).message == "2 calls: [[1], [2]]"
+    job = Job(queue="q", func=f"{__name__}:batch_count", batch=True, hard_timeout=5.0, tasks=tasks)
+    assert failed(run(Work(job, RESOLVER.run_job))).message == "2 calls: [[1], [2]]"
 
 
 def test_large_outcome_goes_through_the_pipe() -> None:
@@ -462,7 +467,7 @@ def test_a_child_that_reported_is_left_to_exit_by_itself(tmp_path: Path) -> None
     path = tmp_path / "flushed"
     executor = fork_executor()
     start = time.monotonic()
-    outcome = executor.execute(make_job(exit_slowly, str(path), 1.5), no_beat, 10)
+    outcome = execute_work(executor, make_job(exit_slowly, str(path), 1.5))
     assert isinstance(outcome, Succeeded)
     # The outcome did not wait for the exit: the child's last step (1.5 s) had not finished.
     assert not path.exists() and time.monotonic() - start < 1.5
@@ -474,12 +479,25 @@ def test_a_child_that_reported_is_left_to_exit_by_itself(tmp_path: Path) -> None
 # --- heartbeats -----------------------------------------------------------------------------
 
 
+def beating(heartbeat: Callable[[], None], interval: float, work: Work) -> Outcome:
+    """Run ``work`` with the worker's heartbeat thread beating ``heartbeat`` meanwhile."""
+    heartbeats, beat = Heartbeats(interval), Heartbeat(heartbeat)
+    executor = fork_executor()
+    try:
+        running = start(executor, work)
+        heartbeats.add(beat)
+        outcome = outcome_of(running)
+        heartbeats.remove(beat)
+    finally:
+        executor.close()
+    assert_no_child_left()
+    return outcome
+
+
 def test_heartbeat_is_called_while_the_task_runs() -> None:
     beats: list[float] = []
     started = time.monotonic()
-    outcome = run(
-        make_job(sleep_for, 0.55), heartbeat=lambda: beats.append(time.monotonic()), interval=0.1
-    )
+    outcome = beating(lambda: beats.append(time.monotonic()), 0.1, make_job(sleep_for, 0.55))
     elapsed = time.monotonic() - started  # more than 0.55 s when forking is slow
     assert isinstance(outcome, Succeeded)
     assert 4 <= len(beats) <= elapsed / 0.1 + 1  # every interval, not more often
@@ -493,21 +511,47 @@ def test_failing_heartbeat_does_not_stop_the_wait() -> None:
         raise ConnectionError("redis is down")
 
     with capture_logs() as logs:
-        outcome = run(make_job(sleep_for, 0.3), heartbeat=heartbeat, interval=0.05)
+        outcome = beating(heartbeat, 0.05, make_job(sleep_for, 0.3))
     assert isinstance(outcome, Succeeded)
     assert len(calls) >= 3
     assert any(log["event"] == "heartbeat failed" for log in logs)
 
 
+def test_a_wait_with_a_timeout_returns_none_until_the_outcome() -> None:
+    executor = fork_executor()
+    try:
+        running = start(executor, make_job(sleep_for, 0.3))
+        assert running.wait(0) is None
+        assert running.wait(0.05) is None
+        outcome = None
+        while outcome is None:
+            outcome = running.wait(0.05)
+        assert isinstance(outcome, Succeeded)
+        assert running.wait(0) is outcome  # (asked again: the same)
+    finally:
+        executor.close()
+    assert_no_child_left()
+
+
 def test_interrupted_parent_kills_and_reaps_the_child(tmp_path: Path) -> None:
     path = tmp_path / "pid"
 
-    def heartbeat() -> None:
-        if path.exists() and path.read_text():
-            raise KeyboardInterrupt
+    def interrupt(_signum: int, _frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
 
-    with pytest.raises(KeyboardInterrupt):
-        run(make_job(record_pid_and_sleep, str(path), 30.0), heartbeat=heartbeat, interval=0.02)
+    def send_when_started() -> None:
+        if wait_until(lambda: path.exists() and path.read_text() != "", 5.0):
+            os.kill(os.getpid(), signal.SIGUSR1)
+
+    previous = signal.signal(signal.SIGUSR1, interrupt)
+    sender = threading.Thread(target=send_when_started)
+    try:
+        sender.start()
+        with pytest.raises(KeyboardInterrupt):  # raised in the wait, in the main thread
+            run(make_job(record_pid_and_sleep, str(path), 30.0))
+    finally:
+        sender.join()
+        signal.signal(signal.SIGUSR1, previous)
     assert not alive(int(path.read_text()))
     assert_no_child_left()
 
@@ -522,7 +566,7 @@ def test_child_dies_with_its_worker(tmp_path: Path) -> None:
     worker = os.fork()
     if worker == 0:
         try:
-            fork_executor().execute(job, no_beat, 10.0)
+            execute_work(fork_executor(), job)
         finally:
             os._exit(0)
     try:
@@ -540,14 +584,14 @@ def test_child_dies_with_its_worker(tmp_path: Path) -> None:
 def test_bad_arguments() -> None:
     with pytest.raises(ValueError, match="kill_grace"):
         ForkExecutor(kill_grace=-1)
-    with pytest.raises(ValueError, match="heartbeat_interval"):
-        ForkExecutor().execute(make_job(ok), no_beat, 0)
+    with pytest.raises(ValueError, match="heartbeat interval"):
+        Heartbeats(0)
     assert repr(ForkExecutor(kill_grace=2)) == "ForkExecutor(kill_grace=2)"
 
 
 def test_fork_module_imports_first() -> None:
     code = (
-        "import typedtiger._fork as f, typedtiger.executor as e; "
+        "import typedtiger.worker.fork as f, typedtiger.executor as e; "
         "assert e.ForkExecutor is f.ForkExecutor"
     )
     root = Path(__file__).resolve().parent.parent
@@ -556,7 +600,7 @@ def test_fork_module_imports_first() -> None:
 
 def test_without_pidfd(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Where pidfd_open is missing, the parent polls waitpid instead: same results."""
-    monkeypatch.setattr(_fork, "_open_pidfd", lambda _pid: None)
+    monkeypatch.setattr(fork, "_open_pidfd", lambda _pid: None)
     assert isinstance(run(make_job(ok)), Succeeded)
     assert failed(run(make_job(exit_with, 3))).message == "the task's process exited with code 3"
     assert failed(run(make_job(fail_with_size, 1 << 20))).message == "x" * (1 << 20)
@@ -566,26 +610,24 @@ def test_without_pidfd(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 def test_kill_grace_defaults_to_configs() -> None:
     assert ForkExecutor().kill_grace == Config().hard_timeout_kill_grace
     configured = ForkExecutor()
-    configured.use_config_grace(0.7)
+    configured.bind(ExecutorSettings(kill_grace=0.7))
     assert configured.kill_grace == 0.7
     given = ForkExecutor(kill_grace=0.4)
-    given.use_config_grace(0.7)  # what the constructor was given wins
+    given.bind(ExecutorSettings(kill_grace=0.7))  # what the constructor was given wins
     assert given.kill_grace == 0.4
     with pytest.raises(ValueError, match="kill_grace"):
-        configured.use_config_grace(math.inf)
+        configured.bind(ExecutorSettings(kill_grace=math.inf))
 
 
 def test_a_child_holds_no_pipe_of_another_job(tmp_path: Path) -> None:
     executor = ForkExecutor()
-    first = executor.start(make_job(sleep_for, 1.0))
+    first = start(executor, make_job(sleep_for, 1.0))
     path = tmp_path / "pipes"
     try:
-        assert isinstance(
-            executor.execute(make_job(record_pipes, str(path)), no_beat, 10), Succeeded
-        )
+        assert isinstance(execute_work(executor, make_job(record_pipes, str(path))), Succeeded)
         held = {str(os.fstat(fd).st_ino) for fd in first.fds()}  # its outcome pipe
         assert held and not held & set(path.read_text().split())
-        assert isinstance(first.wait(no_beat, 10), Succeeded)
+        assert isinstance(outcome_of(first), Succeeded)
     finally:
         executor.close()
     assert_no_child_left()
@@ -640,7 +682,7 @@ def test_a_child_never_runs_code_of_another_task(tmp_path: Path) -> None:
     try:
         for _ in range(3):
             job_a = make_job(append_pid, str(ran_a), context_managers=(marking,))
-            assert isinstance(executor.execute(job_a, no_beat, 10), Succeeded)
+            assert isinstance(execute_work(executor, job_a), Succeeded)
             assert isinstance(execute(executor, record_pid, str(b_path)), Succeeded)
             b_pids.append(int(b_path.read_text()))
     finally:
@@ -681,4 +723,31 @@ def test_a_descriptor_the_worker_closed_is_not_open_in_the_child(tmp_path: Path)
 
 
 def execute(executor: ForkExecutor, func: Callable[..., object], *args: JSONValue) -> Outcome:
-    return executor.execute(make_job(func, *args), no_beat, 10)
+    return execute_work(executor, make_job(func, *args))
+
+
+#: Where PidRunner writes the pid of each process that makes one (set by the test).
+RUNNER_LOG = ""
+
+
+class PidRunner(DefaultRunner):
+    """A custom runner that notes where it is made."""
+
+    def __init__(self, tiger: Tiger) -> None:
+        super().__init__(tiger)
+        append_pid(RUNNER_LOG)
+
+
+def test_a_custom_runner_is_made_in_the_task_s_process_once_and_never_in_the_worker(
+    redis_db: redis.Redis[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys.modules[__name__], "RUNNER_LOG", str(tmp_path / "runners"))
+    tiger = Tiger(RedisBackend(redis_db), Config(allowed_task_modules=("tests",)))
+    for _ in range(3):
+        tiger.delay(append_pid, args=[str(tmp_path / "tasks")], runner_class=PidRunner)
+    Worker(tiger, executor=ForkExecutor()).run(once=True)
+    runner_pids = [int(pid) for pid in (tmp_path / "runners").read_text().split()]
+    task_pids = [int(pid) for pid in (tmp_path / "tasks").read_text().split()]
+    assert len(task_pids) == len(set(task_pids)) == 3  # a process per task
+    assert sorted(runner_pids) == sorted(task_pids)  # one runner each, made in its process
+    assert os.getpid() not in runner_pids

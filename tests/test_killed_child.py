@@ -11,12 +11,12 @@ import pytest
 from tests import worker_tasks
 from typedtiger import JobTimeoutException, Task, TaskSpec, TaskState, Tiger, fixed
 from typedtiger._allowlist import Allowlist
-from typedtiger._outcome import Failed
-from typedtiger._retry import decide
 from typedtiger.exceptions import ChildProcessDied
 from typedtiger.executor import ForkExecutor
 from typedtiger.serialization import JOB_TIMEOUT_NAME, TaskPayload
 from typedtiger.worker import Worker
+from typedtiger.worker.job import Failed
+from typedtiger.worker.retry import decide
 
 CHILD_DIED = "typedtiger.exceptions:ChildProcessDied"
 

@@ -15,13 +15,13 @@ import pytest
 from tests import option_tasks
 from typedtiger import Tiger, exponential, fixed, linear, periodic
 from typedtiger._allowlist import Allowlist
-from typedtiger._outcome import Failed
-from typedtiger._retry import decide
 from typedtiger.backends.redis import RedisBackend
 from typedtiger.config import Config
 from typedtiger.serialization import TaskPayload
 from typedtiger.spec import MAX_COUNT, MAX_SECONDS, Custom, Periodic, TaskSpec
 from typedtiger.task import TaskState
+from typedtiger.worker.job import Failed
+from typedtiger.worker.retry import decide
 
 NAN, INF = math.nan, math.inf
 A_YEAR = 365 * 24 * 3600

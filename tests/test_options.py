@@ -361,7 +361,7 @@ def test_a_running_task_keeps_its_lock_through_its_heartbeats(
 
     executor = HeartbeatingExecutor(clock, 3 * timeout, try_the_lock)
     tiger.delay(option_tasks.record, args=["long"], lock=True)
-    tiger.run_worker(executor=executor, once=True)
+    executor.run_worker(tiger)
 
     assert probes == [set()]
     assert CALLS == [("record", "long")]

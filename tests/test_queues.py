@@ -588,7 +588,7 @@ def test_a_worker_keeps_its_slot_through_a_long_task(
 
     executor = HeartbeatingExecutor(clock, 3 * timeout, try_a_slot)
     tiger.delay(option_tasks.record, args=["long"], queue="slotted")
-    tiger.run_worker(max_workers_per_queue=1, executor=executor, once=True)
+    executor.run_worker(tiger, max_workers_per_queue=1)
 
     assert recorded_values() == ["long"]
     assert probes == [False]

@@ -7,34 +7,66 @@ import threading
 from collections.abc import Callable
 from typing import cast
 
+import attrs
+
 from tests import tasks
 from typedtiger import Config, TaskSpec, TaskState, Tiger, Worker
-from typedtiger._heartbeat import Heartbeat
-from typedtiger._outcome import Outcome, Succeeded
 from typedtiger.backends.base import Backend
 from typedtiger.backends.redis import RedisBackend
 from typedtiger.clock import ManualClock
-from typedtiger.executor import Job, SyncExecutor
+from typedtiger.executor import (
+    ExecutorSettings,
+    Job,
+    Outcome,
+    RunJob,
+    Running,
+    Succeeded,
+    SyncExecutor,
+)
 from typedtiger.worker import lock_id_for
+from typedtiger.worker.heartbeat import Heartbeat, Heartbeats
 
 #: Bound on waits for another thread (never reached when the code is right).
 WAIT = 10.0
 
 
 class _KeepsHeartbeat:
-    """Runs nothing: keeps each job's heartbeat (as an executor thread might, to call it late)."""
+    """Runs nothing: keeps each job's heartbeat (as the worker's heartbeat thread might have
+    taken it just before the outcome came back, to call it late). Run workers with it through
+    ``run_worker``, which wires it to the worker's heartbeats."""
+
+    side_by_side = False
 
     def __init__(self) -> None:
         self.heartbeats: list[Callable[[], None]] = []
+        self.worker_heartbeats: Heartbeats | None = None
 
-    def execute(
-        self, job: Job, heartbeat: Callable[[], None], heartbeat_interval: float
-    ) -> Outcome:
-        self.heartbeats.append(heartbeat)
+    def run_worker(self, tiger: Tiger, max_workers_per_queue: int | None = None) -> None:
+        worker = Worker(tiger, executor=self, max_workers_per_queue=max_workers_per_queue)
+        self.worker_heartbeats = worker.heartbeats
+        worker.run(once=True)
+
+    def bind(self, settings: ExecutorSettings) -> None:
+        pass
+
+    def start(self, job: Job, run: RunJob) -> Running:
+        return _Deferred(lambda: self.run_job(job))
+
+    def run_job(self, job: Job) -> Outcome:
+        assert self.worker_heartbeats is not None
+        self.heartbeats.extend(self.worker_heartbeats.running)
         return Succeeded(time_started=0, time_finished=0)
 
     def close(self) -> None:
         pass
+
+
+@attrs.define
+class _Deferred:
+    _run: Callable[[], Outcome]
+
+    def wait(self, timeout: float | None) -> Outcome:
+        return self._run()
 
 
 # --- heartbeat vs. record --------------------------------------------------------------------
@@ -71,7 +103,7 @@ def test_a_late_heartbeat_does_not_retake_the_released_queue_slot(
 ) -> None:
     executor = _KeepsHeartbeat()
     tiger.enqueue(TaskSpec.of(tasks.simple, "x").evolve(queue="single"))
-    Worker(tiger, max_workers_per_queue=1, executor=executor).run(once=True)
+    executor.run_worker(tiger, max_workers_per_queue=1)
     assert tasks.CALLS == []  # the stub ran nothing; the task is recorded as done
     assert tiger.get_total_queue_size("single") == 0
 
@@ -114,9 +146,10 @@ class _PausedMidTask(_KeepsHeartbeat):
         self._tiger, self._clock = tiger, clock
         self.intruder_got_the_slot: bool | None = None
 
-    def execute(
-        self, job: Job, heartbeat: Callable[[], None], heartbeat_interval: float
-    ) -> Outcome:
+    def run_job(self, job: Job) -> Outcome:
+        assert self.worker_heartbeats is not None
+        heartbeat = self.worker_heartbeats.beat_now
+        heartbeat_interval = self.worker_heartbeats.interval
         timeout = self._tiger.config.active_task_update_timeout
         pause = 3 * timeout
         self._tiger.set_queue_system_lock(job.queue, pause)
@@ -131,7 +164,7 @@ class _PausedMidTask(_KeepsHeartbeat):
             job.queue, "intruder", 1, self._clock.now(), timeout
         )
         heartbeat()
-        return super().execute(job, heartbeat, heartbeat_interval)
+        return super().run_job(job)
 
 
 def test_a_long_pause_does_not_give_a_running_tasks_slot_to_another_worker(
@@ -139,7 +172,7 @@ def test_a_long_pause_does_not_give_a_running_tasks_slot_to_another_worker(
 ) -> None:
     executor = _PausedMidTask(tiger, clock)
     tiger.enqueue(TaskSpec.of(tasks.simple, "long").evolve(queue="single"))
-    Worker(tiger, max_workers_per_queue=1, executor=executor).run(once=True)
+    executor.run_worker(tiger, max_workers_per_queue=1)
     assert executor.intruder_got_the_slot is False
     assert tiger.get_total_queue_size("single") == 0
 

@@ -3,32 +3,39 @@ side is covered by the worker tests."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
+import attrs
 import pytest
 
-from typedtiger._outcome import Outcome, Succeeded
-from typedtiger._slots import JobSlots
-from typedtiger.executor import ForkExecutor, Job, SyncExecutor
+from typedtiger.executor import (
+    ExecutorSettings,
+    ForkExecutor,
+    Job,
+    Outcome,
+    RunJob,
+    Succeeded,
+    SyncExecutor,
+)
+from typedtiger.worker.slots import JobSlots
 
 EVENTS: list[str] = []
 
 
 class _Started:
-    def wait(self, heartbeat: Callable[[], None], heartbeat_interval: float) -> Outcome:
+    def wait(self, timeout: float | None) -> Outcome:
         EVENTS.append("wait")
         return Succeeded(time_started=0, time_finished=0)
 
 
+@attrs.define
 class _StartingExecutor:
-    """A ConcurrentExecutor that records the order of calls."""
+    """An executor that records the order of calls."""
 
-    def execute(
-        self, job: Job, heartbeat: Callable[[], None], heartbeat_interval: float
-    ) -> Outcome:
-        raise AssertionError("a job that can be started is started, then waited for")
+    side_by_side: bool = False
 
-    def start(self, job: Job) -> _Started:
+    def bind(self, settings: ExecutorSettings) -> None:
+        pass
+
+    def start(self, job: Job, run: RunJob) -> _Started:
         EVENTS.append("start")
         return _Started()
 
@@ -36,45 +43,28 @@ class _StartingExecutor:
         pass
 
 
-class _RunningExecutor:
-    """An Executor that can only run a job to its end."""
-
-    def execute(
-        self, job: Job, heartbeat: Callable[[], None], heartbeat_interval: float
-    ) -> Outcome:
-        EVENTS.append("execute")
-        return Succeeded(time_started=0, time_finished=0)
-
-    def close(self) -> None:
-        pass
+def now() -> float:
+    return 0.0
 
 
-def test_concurrency_needs_an_executor_that_can_start_jobs() -> None:
+def test_concurrency_needs_an_executor_that_can_run_jobs_side_by_side() -> None:
     with pytest.raises(ValueError, match="SyncExecutor cannot"):
-        JobSlots(SyncExecutor(), 2, 1.0)
+        JobSlots(SyncExecutor(), 2, now)
     with pytest.raises(ValueError, match="concurrency must be >= 1"):
-        JobSlots(ForkExecutor(), 0, 1.0)
-    assert JobSlots(ForkExecutor(), 2, 1.0).side_by_side
-    assert not JobSlots(SyncExecutor(), 1, 1.0).side_by_side
+        JobSlots(ForkExecutor(), 0, now)
+    assert JobSlots(ForkExecutor(), 2, now).side_by_side
+    assert not JobSlots(SyncExecutor(), 1, now).side_by_side
 
 
-@pytest.mark.parametrize(
-    ("executor", "expected"),
-    [
-        (_StartingExecutor(), ["start", "on_start", "wait", "record"]),
-        (_RunningExecutor(), ["on_start", "execute", "record"]),
-    ],
-)
-def test_on_start_comes_after_the_start_when_the_executor_can_tell(
-    executor: _StartingExecutor | _RunningExecutor, expected: list[str]
-) -> None:
+@pytest.mark.parametrize("side_by_side", [False, True])
+def test_on_start_comes_after_the_start(side_by_side: bool) -> None:
     EVENTS.clear()
-    slots = JobSlots(executor, 1, 1.0)
-    job: Job = object()  # type: ignore[assignment]  # (the executors above never look at it)
+    slots = JobSlots(_StartingExecutor(side_by_side), 1, now)
+    job: Job = object()  # type: ignore[assignment]  # (the executor above never looks at it)
     slots.run(
         job,
-        lambda: None,
+        lambda job: Succeeded(time_started=0, time_finished=0),
         lambda outcome: EVENTS.append("record"),
         on_start=lambda: EVENTS.append("on_start"),
     )
-    assert expected == EVENTS
+    assert EVENTS == ["start", "on_start", "wait", "record"]

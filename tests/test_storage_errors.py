@@ -32,7 +32,6 @@ from tests.test_worker_process import REPO, lines
 from tests.waiting import scaled, wait_until
 from tests.worker_main import FAST
 from typedtiger import Config, Task, TaskSpec, TaskState, Tiger
-from typedtiger._outage import FIRST_WAIT, MAX_WAIT, STOP_GRACE, StorageOutage
 from typedtiger.backends._scripts import SHAS
 from typedtiger.backends.base import ClaimTicket, Completion, Failure
 from typedtiger.backends.fake import FakeBackend
@@ -46,6 +45,7 @@ from typedtiger.exceptions import (
 )
 from typedtiger.executor import SyncExecutor
 from typedtiger.worker import Worker
+from typedtiger.worker.outage import FIRST_WAIT, MAX_WAIT, STOP_GRACE, StorageOutage
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -617,7 +617,7 @@ def test_a_worker_whose_claim_reply_is_lost_runs_the_claimed_tasks_at_once(
 def test_a_heartbeat_during_an_outage_is_a_warning_not_a_traceback() -> None:
     tiger = _tiger(f"redis://127.0.0.1:{free_port()}/0")
     worker = Worker(tiger, executor=SyncExecutor())
-    beat = worker._beat("default", ["id"], [""], None, structlog.get_logger("test"))
+    beat = worker._claimed.beat("default", ["id"], [""], None, structlog.get_logger("test"))
     with structlog.testing.capture_logs() as logs:
         beat()  # must not raise: the executor's thread would log a traceback per beat
     assert [(entry["log_level"], entry["event"]) for entry in logs] == [

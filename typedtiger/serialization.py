@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 import attrs
 
 from typedtiger._json import JSONValue, document_problem, text_problem
-from typedtiger._outcome import Failed, Outcome, Succeeded
 from typedtiger.exceptions import PayloadError
 from typedtiger.spec import MAX_COUNT, MAX_SECONDS, Custom, Exponential, Fixed, Linear, RetryPolicy
 
@@ -29,14 +28,16 @@ __all__ = [
     "JOB_TIMEOUT_NAMES",
     "ExecutionRecord",
     "TaskPayload",
+    "converter",
     "decode_execution",
-    "decode_outcome",
     "decode_payload",
     "decode_stored_payload",
+    "dumps",
     "encode_execution",
-    "encode_outcome",
     "encode_payload",
+    "loads",
     "new_task_id",
+    "structure",
     "unique_task_id",
 ]
 
@@ -203,12 +204,7 @@ def _converter() -> cattrs.Converter:
     first use, and a forked child that had to generate its own would pay for it on every task.
     (The parent decodes a payload before it forks, so this runs there.)"""
     converter = _make_converter()
-    samples = (
-        TaskPayload(id="", func=""),
-        ExecutionRecord(),
-        Succeeded(time_started=0, time_finished=0),
-        Failed(time_started=0, time_failed=0, exception_name="", exception_mro=(), message=""),
-    )
+    samples = (TaskPayload(id="", func=""), ExecutionRecord())
     for sample in samples:
         converter.structure(converter.unstructure(sample), type(sample))
     for sample in samples:  # structuring may register hooks lazily, which clears the caches
@@ -334,17 +330,22 @@ def unique_task_id(
     return hashlib.sha256(json.dumps(document, sort_keys=True).encode("utf8")).hexdigest()
 
 
-def encode_outcome(outcome: Outcome) -> str:
-    """An executor's outcome as JSON (how a forked child reports to its parent)."""
-    kind = "succeeded" if isinstance(outcome, Succeeded) else "failed"
-    return _dumps({"kind": kind, "outcome": _converter().unstructure(outcome)})
+def converter() -> cattrs.Converter:
+    """The one converter (built on first use), for values defined elsewhere (a worker's Job and
+    Outcome) to be encoded the same way: register their hooks on it once, then warm them."""
+    return _converter()
 
 
-def decode_outcome(text: str | bytes) -> Outcome:
-    """Read what ``encode_outcome`` wrote; PayloadError if it is not that."""
-    data = _loads(text, "outcome")
-    cls: type[Succeeded | Failed] = Succeeded if data.get("kind") == "succeeded" else Failed
-    outcome = data.get("outcome")
-    if not isinstance(outcome, dict):
-        raise PayloadError("outcome: missing 'outcome' object")
-    return _structure(outcome, cls, "outcome")
+def dumps(data: object) -> str:
+    """Compact JSON, refusing NaN and infinities."""
+    return _dumps(data)
+
+
+def loads(text: str | bytes, what: str, *, task_data: bool = False) -> dict[str, Any]:
+    """The JSON object ``text`` holds; PayloadError naming ``what`` otherwise (see ``_loads``)."""
+    return _loads(text, what, task_data=task_data)
+
+
+def structure(data: dict[str, Any], cls: type[T], what: str) -> T:
+    """``data`` as a ``cls`` through the converter; PayloadError naming the wrong field."""
+    return _structure(data, cls, what)

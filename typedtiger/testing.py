@@ -41,7 +41,16 @@ from typedtiger.backends.base import StoredTask, TaskState
 from typedtiger.clock import ManualClock, duration_seconds, to_timestamp
 from typedtiger.config import Config
 from typedtiger.exceptions import NotInitialized
-from typedtiger.executor import Failed, Job, Outcome, SyncExecutor
+from typedtiger.executor import (
+    ExecutorSettings,
+    Failed,
+    Job,
+    Outcome,
+    RunJob,
+    Running,
+    SyncExecutor,
+)
+from typedtiger.serialization import TaskPayload
 from typedtiger.task import Task
 from typedtiger.tiger import Tiger
 from typedtiger.worker import Worker
@@ -238,27 +247,29 @@ class TaskRecord:
 # --- running ----------------------------------------------------------------------------------
 
 
-def _execution(backend: FakeBackend, task: Task, outcome: Outcome, now: float) -> Execution:
+def _execution(
+    backend: FakeBackend, queue: str, task: TaskPayload, outcome: Outcome, now: float
+) -> Execution:
     """How ``task``'s run ended, read from storage once the worker has recorded ``outcome``."""
     started = _utc(outcome.time_started)
     if not isinstance(outcome, Failed):
         return Execution(
             task_id=task.id,
-            func=task.serialized_func,
+            func=task.func,
             args=task.args,
-            kwargs=task.kwargs,
-            queue=task.queue,
+            kwargs=dict(task.kwargs),
+            queue=queue,
             started_at=started,
             finished_at=_utc(outcome.time_finished),
             status=ExecutionStatus.DONE,
         )
-    states = {state for queue, state in backend.find_task(task.id) if queue == task.queue}
+    states = {state for name, state in backend.find_task(task.id) if name == queue}
     retry_at = None
     if TaskState.ERROR in states:
         status = ExecutionStatus.ERROR
     elif TaskState.SCHEDULED in states:
         status = ExecutionStatus.RETRYING
-        stored = backend.get_task(task.queue, TaskState.SCHEDULED, task.id, 0)
+        stored = backend.get_task(queue, TaskState.SCHEDULED, task.id, 0)
         retry_at = None if stored is None else _utc(stored.score)
     elif states & {TaskState.QUEUED, TaskState.ACTIVE}:
         # A retry due at once (a zero delay) is already queued, or running now.
@@ -267,10 +278,10 @@ def _execution(backend: FakeBackend, task: Task, outcome: Outcome, now: float) -
         status = ExecutionStatus.REMOVED
     return Execution(
         task_id=task.id,
-        func=task.serialized_func,
+        func=task.func,
         args=task.args,
-        kwargs=task.kwargs,
-        queue=task.queue,
+        kwargs=dict(task.kwargs),
+        queue=queue,
         started_at=started,
         finished_at=_utc(outcome.time_failed),
         status=status,
@@ -290,10 +301,12 @@ class _Budget:
 class _RecordingExecutor:
     """Runs jobs in-process (``SyncExecutor``) and writes down how each one ended.
 
-    The worker records a job's outcome in storage right after ``execute`` returns, so the
+    The worker records a job's outcome in storage right after it is waited for, so the
     fate of a failed task (retry, error, removed) is read from storage when the next job
     starts, or when the run ends (``settle``).
     """
+
+    side_by_side = False
 
     def __init__(
         self, backend: FakeBackend, clock: ManualClock, *, stop_on_failure: bool, budget: _Budget
@@ -303,31 +316,53 @@ class _RecordingExecutor:
         self._inner = SyncExecutor()
         self._stop_on_failure = stop_on_failure
         self._budget = budget
-        self._pending: list[tuple[Task, Outcome]] = []
+        self._pending: list[tuple[Job, Outcome]] = []
         self.executions: list[Execution] = []
         self.stop: Callable[[], None] = lambda: None
 
-    def execute(
-        self, job: Job, heartbeat: Callable[[], None], heartbeat_interval: float
-    ) -> Outcome:
-        self.settle()
-        outcome = self._inner.execute(job, heartbeat, heartbeat_interval)
-        self._pending = [(task, outcome) for task in job.tasks]
+    def bind(self, settings: ExecutorSettings) -> None:
+        self._inner.bind(settings)
+
+    def start(self, job: Job, run: RunJob) -> _RecordedJob:
+        self.settle()  # the previous job's fate, read before this one can change it
+        return _RecordedJob(self, job, self._inner.start(job, run))
+
+    def ended(self, job: Job, outcome: Outcome) -> None:
+        """``job`` ended with ``outcome`` (the worker records it next)."""
+        self._pending = [(job, outcome)]
         self._budget.left -= len(job.tasks)
         if self._budget.left <= 0:
             self._budget.exhausted = True
             self.stop()
         if self._stop_on_failure and isinstance(outcome, Failed):
             self.stop()
-        return outcome
 
     def close(self) -> None:
         self._inner.close()
 
     def settle(self) -> None:
-        for task, outcome in self._pending:
-            self.executions.append(_execution(self._backend, task, outcome, self._clock.now()))
+        for job, outcome in self._pending:
+            for payload in job.tasks:
+                execution = _execution(
+                    self._backend, job.queue, payload, outcome, self._clock.now()
+                )
+                self.executions.append(execution)
         self._pending = []
+
+
+@attrs.define
+class _RecordedJob:
+    """A job of the recording executor: runs (SyncExecutor) when waited for, then noted."""
+
+    _executor: _RecordingExecutor
+    _job: Job
+    _inner: Running
+
+    def wait(self, timeout: float | None) -> Outcome | None:
+        outcome = self._inner.wait(timeout)
+        if outcome is not None:
+            self._executor.ended(self._job, outcome)
+        return outcome
 
 
 class TigerHarness:

@@ -433,12 +433,17 @@ class Tiger(TaskRegistry, QueueInspection):
 
     def runner_for(self, runner_class: str | None) -> BaseRunner:
         """An instance of the runner class a payload names (DefaultRunner if none)."""
+        return self.runner_class_for(runner_class)(self)
+
+    def runner_class_for(self, runner_class: str | None) -> type[BaseRunner]:
+        """The runner class a payload names (DefaultRunner if none), imported if the allowlist
+        allows it and checked; TaskImportError otherwise. Nothing is instantiated."""
         if runner_class is None:
-            return DefaultRunner(self)
+            return DefaultRunner
         cls = self.allowlist.load(runner_class, "runner class")
         if not isinstance(cls, type) or not issubclass(cls, BaseRunner):
             raise TaskImportError(f"runner class {runner_class!r} is not a BaseRunner subclass")
-        return cls(self)
+        return cls
 
     def run_worker(
         self,

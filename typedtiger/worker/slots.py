@@ -6,7 +6,8 @@ import queue
 import threading
 from collections.abc import Callable
 
-from typedtiger.executor import ConcurrentExecutor, Executor, Job, Outcome, failed_from_exception
+from typedtiger.worker.executor import Executor, RunJob, Running
+from typedtiger.worker.job import Job, Outcome, failed_from_exception
 
 __all__ = ["JobSlots"]
 
@@ -17,24 +18,22 @@ class JobSlots:
     """Runs jobs with ``executor``, at most ``concurrency`` at once.
 
     Each outcome is handed to its ``record`` callback in the thread that calls ``run`` and
-    ``collect`` (the worker's main thread, which owns the storage calls). With concurrency 1 a
-    job runs to its end inside ``run``; otherwise ``run`` starts it (the executor forks from
-    this thread) and a thread per job waits for its outcome and heartbeats.
+    ``collect`` (the worker's main thread, which owns the storage calls). Every job is started
+    the same way; with concurrency 1 that thread then waits for it inside ``run``, otherwise a
+    thread per job waits for its outcome and hands it over.
     """
 
-    def __init__(self, executor: Executor, concurrency: int, heartbeat_interval: float) -> None:
+    def __init__(self, executor: Executor, concurrency: int, now: Callable[[], float]) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {concurrency}")
-        if concurrency > 1 and not isinstance(executor, ConcurrentExecutor):
+        if concurrency > 1 and not executor.side_by_side:
             raise ValueError(
                 f"concurrency {concurrency} needs an executor that can run jobs side by side "
                 f"(ForkExecutor); {type(executor).__name__} cannot"
             )
         self._executor = executor
-        #: Decided once: an isinstance check against a runtime-checkable Protocol costs ~20 µs.
-        self._starter = executor if isinstance(executor, ConcurrentExecutor) else None
         self._concurrency = concurrency
-        self._interval = heartbeat_interval
+        self._now = now
         self._running = 0
         self._finished: queue.SimpleQueue[tuple[Record, Outcome]] = queue.SimpleQueue()
 
@@ -48,39 +47,26 @@ class JobSlots:
         """How many started jobs have not been recorded yet."""
         return self._running
 
-    def run(
-        self,
-        job: Job,
-        heartbeat: Callable[[], None],
-        record: Record,
-        on_start: Callable[[], None] = lambda: None,
-    ) -> None:
-        """Run ``job`` (waiting for a free slot first); ``record`` gets its outcome.
+    def run(self, job: Job, run: RunJob, record: Record, on_start: Callable[[], None]) -> None:
+        """Start ``job`` (waiting for a free slot first); ``record`` gets its outcome.
 
-        ``on_start`` is called once the job has started when the executor can start jobs
-        (after the fork: what it does is off the path to the task's first line), else just
-        before the job runs.
+        ``on_start`` is called once the executor has started the job (a fork: after it, so what
+        it does is off the path to the task's first line).
         """
-        if self._starter is None:
-            on_start()
-            record(self._executor.execute(job, heartbeat, self._interval))
-            return
-        if self._concurrency == 1:
-            running = self._starter.start(job)
-            on_start()
-            record(running.wait(heartbeat, self._interval))
-            return
         while self._running >= self._concurrency:
             self.collect(timeout=None)
-        started = self._starter.start(job)
-        self._running += 1
+        started = self._executor.start(job, run)
         on_start()
+        if not self.side_by_side:
+            record(_outcome_of(started))
+            return
+        self._running += 1
 
         def wait() -> None:
             try:
-                outcome = started.wait(heartbeat, self._interval)
+                outcome = _outcome_of(started)
             except BaseException as exc:  # the child was killed and reaped: report, don't lose
-                outcome = failed_from_exception(exc, job.clock.now(), job.clock.now(), True)
+                outcome = failed_from_exception(exc, self._now(), self._now(), True)
             self._finished.put((record, outcome))
 
         threading.Thread(target=wait, name="typedtiger-job", daemon=True).start()
@@ -99,3 +85,10 @@ class JobSlots:
         """Wait for every running job and record it."""
         while self._running:
             self.collect(timeout=None)
+
+
+def _outcome_of(started: Running) -> Outcome:
+    while True:
+        outcome = started.wait(None)
+        if outcome is not None:
+            return outcome

@@ -10,9 +10,9 @@ import attrs
 from typedtiger._allowlist import Allowlist
 from typedtiger.backends.base import TaskState
 from typedtiger.exceptions import StopRetry, TaskImportError
-from typedtiger.executor import Failed
 from typedtiger.serialization import JOB_TIMEOUT_NAME, JOB_TIMEOUT_NAMES, TaskPayload
 from typedtiger.spec import Custom, RetryPolicy
+from typedtiger.worker.job import Failed
 
 __all__ = ["Decision", "decide"]
 

@@ -1,40 +1,35 @@
-"""ForkExecutor: each job runs in a forked child; the parent watches it, heartbeats and reports.
+"""ForkExecutor: each job runs in a process forked for it; the parent watches it and reports.
 
-``typedtiger.executor`` imports this module at its end and re-exports ``ForkExecutor``. The names
-this module needs from ``executor`` are therefore imported inside functions, so that importing
-either module first works. The children's side is in ``_child``.
+The forked process's side is in ``child`` (and ``process`` forks and ends processes).
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import math
 import os
 import select
 import signal
 import threading
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, ClassVar, Final
+from typing import Final
 
 import structlog
 
-from typedtiger._child import (
-    READ_SIZE,
-    fork_job_child,
-    kill_group,
-    reap,
-    run_in_child,
-)
-from typedtiger._outcome import Outcome
 from typedtiger.exceptions import ChildProcessDied
-from typedtiger.serialization import decode_outcome
+from typedtiger.worker.child import READ_SIZE, fork_job_process
+from typedtiger.worker.executor import ExecutorSettings, RunJob
+from typedtiger.worker.job import (
+    Job,
+    Outcome,
+    decode_outcome,
+    failed_from_exception,
+    timeout_failure,
+    warm,
+)
+from typedtiger.worker.process import kill_group, reap
 
-if TYPE_CHECKING:
-    from typedtiger.executor import Job
-
-__all__ = ["ForkExecutor", "ForkedJob"]
+__all__ = ["ChildWatch", "ForkExecutor", "ForkedJob"]
 
 _log = structlog.get_logger("typedtiger.executor")
 
@@ -42,7 +37,7 @@ _log = structlog.get_logger("typedtiger.executor")
 #: (a grandchild may hold its write end) and once the pipe has reached EOF.
 _EXIT_CHECK_OPEN = 0.5
 _EXIT_CHECK_EOF = 0.01
-#: Without a worker's Config (an executor used alone): Config's own default.
+#: Until bound to a worker (an executor used alone): Config's own default.
 _DEFAULT_KILL_GRACE: Final = 2.0
 
 
@@ -60,7 +55,9 @@ class ForkExecutor:
     - One child per job (a single task or a batch), forked with ``os.fork`` by this process
       when the job starts, as TaskTiger does: a copy of the worker as it is at that moment
       (its imported modules, registrations and configuration), never reused for another job,
-      and nothing of another job runs in it.
+      and nothing of another job runs in it. The child first calls the ``close_inherited``
+      the worker bound (its storage connections) and closes the executor's pipes and pidfds of
+      other jobs.
     - The child never outlives its worker: on Linux it asks for ``PR_SET_PDEATHSIG`` = SIGKILL
       right after the fork (and exits if its parent is already gone). It leads a session
       (and process group) of its own: when it exits or is killed, whatever it left running
@@ -71,22 +68,23 @@ class ForkExecutor:
       ``hard_timeout`` seconds, so the recorded traceback shows where the task was. A task that
       does not stop (it ignores the signal or is stuck in C) is SIGKILLed by the parent
       ``kill_grace`` seconds later and reported as a timeout without a traceback. Unless given
-      here, ``kill_grace`` is the worker's ``Config.hard_timeout_kill_grace`` (2 s by default).
+      here, ``kill_grace`` is the worker's ``Config.hard_timeout_kill_grace`` (2 s by default),
+      which ``bind`` brings.
     - The child reports its outcome to the parent through a pipe, as JSON (never pickle), and
-      then exits; it never writes to storage. The parent calls ``heartbeat`` every
-      ``heartbeat_interval`` seconds while it waits, and every child is reaped.
+      then exits; it never writes to storage. Every child is reaped.
     - A child that exits or dies without reporting (``os._exit``, a segfault, the OOM killer)
       becomes a ``ChildProcessDied`` failure naming its exit code or signal.
     """
 
+    side_by_side = True
+
     def __init__(self, *, kill_grace: float | None = None) -> None:
         self._kill_grace_given = kill_grace is not None
         self._kill_grace = _check_grace(_DEFAULT_KILL_GRACE if kill_grace is None else kill_grace)
+        self._settings = ExecutorSettings(kill_grace=self._kill_grace)
         #: Children that reported their outcome and are exiting: (pid, when it reported).
         self._exiting: list[tuple[int, float]] = []
         self._lock = threading.Lock()
-        #: What a forked process calls first to let go of the worker's storage connections.
-        self._cleanup: Callable[[], None] | None = None
         #: Jobs started and not yet waited for (their pipes and pidfds stay here).
         self._running: set[ForkedJob] = set()
 
@@ -95,11 +93,12 @@ class ForkExecutor:
         """Seconds between the in-task SIGALRM and the parent's SIGKILL."""
         return self._kill_grace
 
-    def use_config_grace(self, seconds: float) -> None:
-        """Take the worker's ``Config.hard_timeout_kill_grace``, unless one was given to the
-        constructor (the Worker calls this)."""
+    def bind(self, settings: ExecutorSettings) -> None:
+        """Take the worker's clock, what its children close first, and its kill grace unless
+        one was given to the constructor."""
         if not self._kill_grace_given:
-            self._kill_grace = _check_grace(seconds)
+            self._kill_grace = _check_grace(settings.kill_grace)
+        self._settings = settings
 
     def __repr__(self) -> str:
         return f"ForkExecutor(kill_grace={self._kill_grace:g})"
@@ -128,71 +127,54 @@ class ForkExecutor:
         with self._lock:
             self._exiting.extend(still)
 
-    def execute(
-        self, job: Job, heartbeat: Callable[[], None], heartbeat_interval: float
-    ) -> Outcome:
-        """Run ``job`` in a forked child, calling ``heartbeat`` meanwhile; never raises for it.
-
-        Exceptions raised in this process while waiting (KeyboardInterrupt...) propagate after
-        the child has been killed and reaped.
-        """
-        if not heartbeat_interval > 0:
-            raise ValueError(f"heartbeat_interval must be > 0, not {heartbeat_interval!r}")
-        return self.start(job).wait(heartbeat, heartbeat_interval)
-
-    def close_in_children(self, cleanup: Callable[[], None]) -> None:
-        """Have every child this executor forks call ``cleanup`` first: the Worker passes its
-        storage's ``close_inherited``, so that no task can write to (or read from) the
-        worker's connections. The executor's own pipes
-        and pidfds are closed there in any case."""
-        self._cleanup = cleanup
-
-    def start(self, job: Job) -> ForkedJob:
-        """Start the child that runs ``job`` and return at once; ``wait`` on the result.
+    def start(self, job: Job, run: RunJob) -> ForkedJob:
+        """Fork the child that runs ``job`` (calling ``run``) and return at once.
 
         Call from the thread that owns the worker's state (children are forked from it); the
         ``wait`` may happen in another thread.
         """
         self._reap_exiting(block=False)
-        return self._fork_here(job)
-
-    def _fork_here(self, job: Job) -> ForkedJob:
+        warm()  # the outcome codec's hooks, built once here rather than in every child
+        now = self._settings.now
         read_fd, write_fd = os.pipe()
         held = (read_fd, *self._held_fds())
         try:
-            run = functools.partial(run_in_child, job)
-            pid = fork_job_child(run, write_fd, held, self._cleanup)
+            pid = fork_job_process(job, run, now, write_fd, held, self._settings.close_inherited)
         except BaseException:
             os.close(read_fd)
             raise
         finally:
             os.close(write_fd)
-        return self._started(job, pid, read_fd)
-
-    def _held_fds(self) -> list[int]:
-        """The descriptors this executor holds: no child it forks may keep them (a task
-        could read another job's outcome)."""
-        fds: list[int] = []
-        with self._lock:
-            running = list(self._running)
-        for job in running:
-            fds += job.fds()
-        return fds
-
-    def _started(self, job: Job, pid: int, read_fd: int) -> ForkedJob:
         deadline = time.monotonic() + job.hard_timeout + self._kill_grace
-        forked = ForkedJob(self, job, pid, read_fd, job.clock.now(), deadline)
+        forked = ForkedJob(self, job, pid, read_fd, now(), deadline)
         with self._lock:
             self._running.add(forked)
         return forked
 
-    def _waited(self, job: ForkedJob) -> None:
+    def _held_fds(self) -> list[int]:
+        """The descriptors this executor holds: no child it forks may keep them (a task
+        could read another job's outcome)."""
+        with self._lock:
+            running = list(self._running)
+        fds: list[int] = []
+        for job in running:
+            fds += job.fds()
+        return fds
+
+    def forget(self, job: ForkedJob) -> None:
+        """``job`` is over: its descriptors are closed."""
         with self._lock:
             self._running.discard(job)
 
-    def _exited_later(self, pid: int) -> None:
+    def exited_later(self, pid: int) -> None:
+        """Child ``pid`` reported and is exiting: reap it later (kill it if it takes too
+        long)."""
         with self._lock:
             self._exiting.append((pid, time.monotonic()))
+
+    def now(self) -> float:
+        """The worker's clock (the times of outcomes made here)."""
+        return self._settings.now()
 
 
 class ForkedJob:
@@ -213,26 +195,41 @@ class ForkedJob:
         self._read_fd = read_fd
         self._started = started
         self._deadline = deadline
-        self._watch: _Watch | None = None
+        self._watch = ChildWatch(pid, read_fd)  # (its pidfd is held from now on, see fds)
+        #: The child closed its pipe without a readable outcome: waiting for its exit.
+        self._reported_nothing = False
+        self._outcome: Outcome | None = None
+        self._log = {"pid": pid, "queue": job.queue, "func": job.func}
 
     def fds(self) -> list[int]:
         """The descriptors held for this job: its outcome pipe, its child's pidfd."""
-        watch = self._watch
-        pidfd = None if watch is None else watch.pidfd
+        pidfd = self._watch.pidfd
         return [self._read_fd] if pidfd is None else [self._read_fd, pidfd]
 
-    def wait(self, heartbeat: Callable[[], None], heartbeat_interval: float) -> Outcome:
-        """Wait for the outcome, calling ``heartbeat`` meanwhile; the child is dealt with."""
-        from typedtiger.executor import failed_from_exception, timeout_failure
-
-        job, deadline = self._job, self._deadline
-        watch: _Watch | None = None
+    def wait(self, timeout: float | None) -> Outcome | None:
+        """The outcome once the child has reported or died (then it is dealt with), or None
+        after ``timeout`` seconds (None: no limit). An exception raised here while waiting
+        (KeyboardInterrupt...) propagates after the child has been killed and reaped."""
+        if self._outcome is not None:
+            return self._outcome
+        until = None if timeout is None else time.monotonic() + timeout
         try:
-            watch = _ChildWatch(self.pid, self._read_fd)
-            self._watch = watch
-            # (binding a logger costs more than a short task: context goes in at each call)
-            log = {"pid": self.pid, "queue": job.queue, "func": job.serialized_func}
-            if not watch.wait(deadline, heartbeat, heartbeat_interval, log):
+            outcome = self._wait(self._watch, until)
+        except BaseException:
+            self._finish()
+            raise
+        if outcome is not None:
+            self._outcome = outcome
+            self._finish()
+        return outcome
+
+    def _wait(self, watch: ChildWatch, until: float | None) -> Outcome | None:
+        job, log, now = self._job, self._log, self._executor.now
+        if not self._reported_nothing:
+            done = watch.wait(self._deadline, until)
+            if done is None:
+                return None
+            if not done:
                 _log.warning(
                     "hard timeout: killing child",
                     hard_timeout=job.hard_timeout,
@@ -240,7 +237,7 @@ class ForkedJob:
                     **log,
                 )
                 watch.kill()
-                return timeout_failure(self._started, job.clock.now(), job.hard_timeout)
+                return timeout_failure(self._started, now(), job.hard_timeout)
             outcome = _decode(watch.data(), log)
             if outcome is not None:
                 if watch.status is not None and watch.status != 0:
@@ -249,110 +246,70 @@ class ForkedJob:
                     )
                 exiting = watch.detach()
                 if exiting is not None:
-                    self._executor._exited_later(exiting)
+                    self._executor.exited_later(exiting)
                 return outcome
-            if not watch.wait(deadline, heartbeat, heartbeat_interval, log, until_exit=True):
-                watch.kill()
-            reason = watch.reason()
-            _log.error("child died", reason=reason, **log)
-            return failed_from_exception(
-                ChildProcessDied(reason), self._started, job.clock.now(), store_traceback=False
-            )
+            self._reported_nothing = True
+        done = watch.wait(self._deadline, until, until_exit=True)
+        if done is None:
+            return None
+        if not done:
+            watch.kill()
+        reason = watch.reason()
+        _log.error("child died", reason=reason, **log)
+        return failed_from_exception(
+            ChildProcessDied(reason), self._started, now(), store_traceback=False
+        )
+
+    def _finish(self) -> None:
+        """The child must not outlive the wait: kill it if needed, release its descriptors."""
+        self._executor.forget(self)
+        try:
+            self._watch.close()
         finally:
-            # On an exception (KeyboardInterrupt...), the child must not outlive this call.
-            self._executor._waited(self)
-            if watch is not None:
-                watch.close()
-            else:
-                _kill_and_reap(self.pid)
             os.close(self._read_fd)
 
 
-class _Watch:
-    """The parent's view of one child: its outcome pipe and, once known, its exit status."""
-
-    #: What ``reason`` says when the child is gone but its exit status is unknown.
-    unknown_status: ClassVar[str]
+class ChildWatch:
+    """The parent's view of one child: its outcome pipe, its pidfd when there is one, and its
+    exit status once known; the child is reaped here."""
 
     def __init__(self, pid: int, read_fd: int) -> None:
         self.pid = pid
         self.status: int | None = None  # the wait status, once known (None: unknown)
-        self.pidfd: int | None = None  # a pidfd of the child, while there is one
         self._read_fd = read_fd
         self._poller = select.poll()
         self._poller.register(read_fd, select.POLLIN)
+        self._chunks: list[bytes] = []
+        self._eof = False
+        self._reaped = False
+        self.pidfd = _open_pidfd(pid)  # a pidfd of the child, while there is one
+        if self.pidfd is not None:
+            self._poller.register(self.pidfd, select.POLLIN)
 
-    def wait(
-        self,
-        deadline: float,
-        heartbeat: Callable[[], None],
-        interval: float,
-        log: dict[str, object],
-        until_exit: bool = False,
-    ) -> bool:
-        """Read the pipe until the child has reported or exited (True), or ``deadline``
-        passes (False). With ``until_exit``, wait for the exit itself."""
-        next_beat = time.monotonic() + interval
+    def wait(self, deadline: float, until: float | None, until_exit: bool = False) -> bool | None:
+        """Read the pipe until the child has reported or exited (True), ``deadline`` passes
+        (False) or ``until`` does (None). With ``until_exit``, wait for the exit itself."""
         while True:
             now = time.monotonic()
             if now >= deadline:
                 return False
-            if now >= next_beat:
-                _call_heartbeat(heartbeat, log)
-                next_beat += interval
-                now = time.monotonic()
-                if next_beat <= now:  # the heartbeat itself took longer than the interval
-                    next_beat = now + interval
-                continue  # re-check the deadline
-            if self._poll(min(next_beat, deadline) - now, until_exit):
+            end = deadline if until is None else min(deadline, until)
+            if self._poll(max(0.0, end - now), until_exit):
                 return True
+            if until is not None and time.monotonic() >= until:
+                return None
 
     def reason(self) -> str:
         """How the child ended, in words."""
         status = self.status
         if status is None:
-            return self.unknown_status
+            return "the task's process ended, but its exit status was collected elsewhere"
         if os.WIFSIGNALED(status):
             number = os.WTERMSIG(status)
             return f"the task's process was killed by signal {_signal_label(number)}"
         if os.WIFEXITED(status):
             return f"the task's process exited with code {os.WEXITSTATUS(status)}"
         return f"the task's process ended with wait status {status}"
-
-    def _poll(self, timeout: float, until_exit: bool) -> bool:
-        """Wait up to ``timeout`` seconds for the pipe or the exit; whether ``wait`` is done."""
-        raise NotImplementedError
-
-    def data(self) -> bytes:
-        """What the child reported (empty if nothing complete)."""
-        raise NotImplementedError
-
-    def detach(self) -> int | None:
-        """Stop watching a child that has reported; its pid if it still has to be reaped."""
-        raise NotImplementedError
-
-    def kill(self) -> None:
-        """SIGKILL the child if it is still there, and wait for its exit."""
-        raise NotImplementedError
-
-    def close(self) -> None:
-        """Kill the child if needed; release what the watch holds (the pipe is the caller's)."""
-        raise NotImplementedError
-
-
-class _ChildWatch(_Watch):
-    """A child of this process: its pipe, its pidfd when there is one; reaped here."""
-
-    unknown_status = "the task's process ended, but its exit status was collected elsewhere"
-
-    def __init__(self, pid: int, read_fd: int) -> None:
-        super().__init__(pid, read_fd)
-        self._chunks: list[bytes] = []
-        self._eof = False
-        self._reaped = False
-        self.pidfd = _open_pidfd(pid)
-        if self.pidfd is not None:
-            self._poller.register(self.pidfd, select.POLLIN)
 
     def _poll(self, timeout: float, until_exit: bool) -> bool:
         # Done once the child has exited, or it reported (EOF after its outcome).
@@ -439,13 +396,6 @@ def _decode(data: bytes, log: dict[str, object]) -> Outcome | None:
     except Exception as exc:
         _log.error("child sent an undecodable outcome", error=str(exc), size=len(data), **log)
         return None
-
-
-def _call_heartbeat(heartbeat: Callable[[], None], log: dict[str, object]) -> None:
-    try:
-        heartbeat()
-    except Exception:
-        _log.exception("heartbeat failed", **log)
 
 
 def _open_pidfd(pid: int) -> int | None:

@@ -1,8 +1,8 @@
-"""The forked processes' side of ForkExecutor: forking one, a job child's life.
+"""Forking a job's process and ending it: what the ForkExecutor's parent side needs of processes.
 
-Used by the executor (``_fork``), which forks each job's child itself at the job's start. Names
-from ``executor`` are imported inside functions (``executor`` imports ``_fork``, which imports
-this module, at its end).
+``fork_process`` forks a process that sets itself up as a task's process (session of its own,
+dies with its parent, signals left to the worker) and runs a function; ``kill_group`` and
+``reap`` end it and what it left running.
 """
 
 from __future__ import annotations
@@ -15,29 +15,21 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Final, NoReturn
+from typing import Final, NoReturn
 
 import structlog
 
-from typedtiger.serialization import encode_outcome
-
-if TYPE_CHECKING:
-    from typedtiger._outcome import Outcome
-    from typedtiger.executor import Job
-
 __all__ = [
-    "fork_job_child",
+    "flush_std_streams",
     "fork_process",
     "kill_group",
     "reap",
+    "write_all",
 ]
 
 _log = structlog.get_logger("typedtiger.executor")
 
 _PR_SET_PDEATHSIG = 1
-READ_SIZE: Final = 1 << 16
-#: Ends a child's outcome (JSON text, which never holds a raw newline) on its pipe.
-OUTCOME_END: Final = b"\n"
 #: Signals a worker may have Python handlers for: blocked across the fork (blocking every
 #: signal would cost a round of enum conversions per task for nothing).
 _GUARDED_SIGNALS: Final = frozenset(
@@ -59,26 +51,24 @@ _Prctl = Callable[..., int]
 def fork_process(
     main: Callable[[], int],
     close_in_child: Sequence[int],
-    *,
-    own_session: bool = False,
-    cleanup: Callable[[], None] | None = None,
+    cleanup: Callable[[], None],
 ) -> int:
-    """Fork a process that sets itself up as a child of this one, calls ``main`` and exits
-    with what it returns; its pid.
+    """Fork a task's process, which sets itself up, calls ``main`` and exits with what it
+    returns; its pid.
 
-    The child dies with this process (``PR_SET_PDEATHSIG`` on Linux; it exits at once if this
-    process is already gone), closes ``close_in_child``, takes SIGCHLD's default action and
-    leaves SIGTERM and SIGINT to the worker: a stop sent to every process of a service
-    (systemd's default KillMode, an init in a container) or a Ctrl-C must not end the task
-    the worker is letting finish. It catches them with a handler that does nothing rather than
-    ignoring them, as an ignored signal would stay ignored in the programs a task runs. With
-    ``own_session`` the child leads a session (and process group) of its own, which
-    ``kill_group`` kills with whatever the task left running in it.
+    The child leads a session (and process group) of its own, which ``kill_group`` kills with
+    whatever the task left running in it. It dies with this process (``PR_SET_PDEATHSIG`` on
+    Linux; it exits at once if this process is already gone), closes ``close_in_child``, takes
+    SIGCHLD's default action and leaves SIGTERM and SIGINT to the worker: a stop sent to every
+    process of a service (systemd's default KillMode, an init in a container) or a Ctrl-C must
+    not end the task the worker is letting finish. It catches them with a handler that does
+    nothing rather than ignoring them, as an ignored signal would stay ignored in the programs a
+    task runs.
 
-    ``close_in_child`` are descriptors of this process's own (pipes, pidfds, sockets): the
-    child closes each one that is still the same file when it starts (another thread may have
-    closed one meanwhile, and its number been reused). ``cleanup`` then lets go of what else
-    the child must not touch (the worker's storage connections), before ``main``.
+    ``close_in_child`` are descriptors of this process's own (pipes, pidfds): the child closes
+    each one that is still the same file when it starts (another thread may have closed one
+    meanwhile, and its number been reused). ``cleanup`` then lets go of what else the child must
+    not touch (the worker's storage connections), before ``main``.
     """
     prctl = _load_prctl()  # resolved before the fork: the child only calls it
     close = _identified(close_in_child)
@@ -90,22 +80,10 @@ def fork_process(
     try:
         pid = os.fork()
         if pid == 0:
-            _process_main(main, close, cleanup, parent_pid, mask, prctl, own_session)
+            _process_main(main, close, cleanup, parent_pid, mask, prctl)
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     return pid
-
-
-def fork_job_child(
-    run: Callable[[], Outcome | None],
-    write_fd: int,
-    close_in_child: Sequence[int],
-    cleanup: Callable[[], None] | None = None,
-) -> int:
-    """Fork a child that calls ``run`` and writes its outcome (if any) to ``write_fd``,
-    followed by OUTCOME_END; its pid."""
-    main = functools.partial(_report, run, write_fd)
-    return fork_process(main, close_in_child, own_session=True, cleanup=cleanup)
 
 
 #: A descriptor and the file it is (st_dev, st_ino).
@@ -129,28 +107,18 @@ def _close_identified(fds: Sequence[_Identified]) -> None:
                 os.close(fd)
 
 
-def _report(run: Callable[[], Outcome | None], write_fd: int) -> int:
-    outcome = run()
-    if outcome is not None:
-        write_all(write_fd, encode_outcome(outcome).encode("utf-8") + OUTCOME_END)
-    os.close(write_fd)  # EOF now: the parent need not wait for the exit to finish
-    return 0
-
-
 def _process_main(
     main: Callable[[], int],
     close_fds: Sequence[_Identified],
-    cleanup: Callable[[], None] | None,
+    cleanup: Callable[[], None],
     parent_pid: int,
     mask: set[int | signal.Signals],
     prctl: _Prctl | None,
-    own_session: bool,
 ) -> NoReturn:
     """A forked process's whole life: set up, ``main``, exit. Never returns."""
     code = 1
     try:
-        if own_session:
-            os.setsid()  # first: until then a kill_group reaches only the child itself
+        os.setsid()  # first: until then a kill_group reaches only the child itself
         if prctl is not None:
             prctl(
                 ctypes.c_int(_PR_SET_PDEATHSIG),
@@ -164,11 +132,10 @@ def _process_main(
             # would copy (fault in) the parent's pages for nothing.
             gc.freeze()
             _close_identified(close_fds)
-            if cleanup is not None:
-                try:
-                    cleanup()
-                except Exception:  # the task runs all the same: say so
-                    _log.exception("child could not close what it inherited")
+            try:
+                cleanup()
+            except Exception:  # the task runs all the same: say so
+                _log.exception("child could not close what it inherited")
             signal.signal(signal.SIGTERM, _leave_to_the_worker)
             signal.signal(signal.SIGINT, _leave_to_the_worker)
             if signal.getsignal(signal.SIGCHLD) is not signal.SIG_DFL:
@@ -223,19 +190,8 @@ def _kill_leftovers(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
 
 
-def run_in_child(job: Job) -> Outcome:
-    """Run ``job`` under its hard-timeout alarm; how it ended."""
-    from typedtiger.executor import _hard_timeout_alarm, failed_from_exception, run_job
-
-    started = job.clock.now()
-    try:
-        with _hard_timeout_alarm(job.hard_timeout):
-            return run_job(job)
-    except BaseException as exc:  # the alarm fired just outside run_job, or a BaseException
-        return failed_from_exception(exc, started, job.clock.now(), job.store_traceback)
-
-
 def write_all(fd: int, data: bytes) -> None:
+    """Write all of ``data`` to ``fd``."""
     view = memoryview(data)
     while view:
         written = os.write(fd, view)
@@ -243,6 +199,7 @@ def write_all(fd: int, data: bytes) -> None:
 
 
 def flush_std_streams() -> None:
+    """Flush sys.stdout and sys.stderr (errors ignored)."""
     for stream in (sys.stdout, sys.stderr):
         if stream is not None:
             with contextlib.suppress(Exception):
