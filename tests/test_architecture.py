@@ -38,9 +38,6 @@ LAYERS: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
             "typedtiger._allowlist",
             "typedtiger._sync_only",
             "typedtiger._queues",
-            # The outcome values, still beside serialization's codec (TODO(A): the job/outcome
-            # codec moves to worker/, this entry goes with it).
-            "typedtiger._outcome",
         ),
     ),
     ("backends", ("typedtiger.backends",)),
@@ -59,16 +56,7 @@ LAYERS: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
     ),
     (
         "worker",
-        (
-            "typedtiger.worker",
-            "typedtiger.executor",
-            "typedtiger._fork",
-            "typedtiger._child",
-            "typedtiger._slots",
-            "typedtiger._heartbeat",
-            "typedtiger._retry",
-            "typedtiger._outage",
-        ),
+        ("typedtiger.worker", "typedtiger.executor"),
     ),
     ("commands", ("typedtiger.commands",)),
     (
@@ -101,47 +89,48 @@ ANNOTATION_CYCLES: Final = {
     ("typedtiger._context", "typedtiger.task"): "the running tasks are Task handles",
     ("typedtiger.runner", "typedtiger.tiger"): "BaseRunner(tiger) is public API",
     ("typedtiger.runner", "typedtiger.task"): "a runner is given the Task handles to run",
-    # TODO(A): the executor protocol and the worker/ package replace these three.
-    ("typedtiger._fork", "typedtiger.executor"): "Job type (TODO(A))",
-    ("typedtiger._child", "typedtiger.executor"): "Job type (TODO(A))",
 }
 
 #: The only modules that may import typedtiger.cli: the console script's entry point.
 CLI_IMPORTERS: Final = frozenset({"typedtiger._console"})
 #: Storage clients: only backends/ imports them.
 STORAGE_LIBRARIES: Final = frozenset({"redis", "fakeredis", "lupa"})
-#: Modules that run a job (executors and the child side): they never touch storage. The names of
-#: both layouts are listed; the check covers those that exist.
+#: Modules that run a job (executors, the values they deal in and the child side): they never
+#: touch storage.
 EXECUTOR_MODULES: Final = (
     "typedtiger.executor",
-    "typedtiger._fork",
-    "typedtiger._child",
-    "typedtiger._slots",
+    "typedtiger.worker.executor",
+    "typedtiger.worker.job",
     "typedtiger.worker.sync",
     "typedtiger.worker.fork",
     "typedtiger.worker.process",
     "typedtiger.worker.child",
 )
-#: The worker loop (both layouts) and what it must not import: a concrete executor.
-LOOP_MODULES: Final = ("typedtiger.worker", "typedtiger.worker.loop")
+#: The worker loop and its parts, and what they must not import: a concrete executor (the one
+#: that picks the default, worker/default.py, is not among them).
+LOOP_MODULES: Final = (
+    "typedtiger.worker.loop",
+    "typedtiger.worker.claims",
+    "typedtiger.worker.recording",
+    "typedtiger.worker.upkeep",
+    "typedtiger.worker.slots",
+    "typedtiger.worker.heartbeat",
+    "typedtiger.worker.resolve",
+)
 CONCRETE_EXECUTORS: Final = frozenset(
     {
         "ForkExecutor",
         "SyncExecutor",
-        "typedtiger._fork",
         "typedtiger.worker.sync",
         "typedtiger.worker.fork",
+        "typedtiger.worker.process",
+        "typedtiger.worker.child",
     }
-)
-#: TODO(A): the worker still picks its default executor itself.
-LOOP_PENDING: Final = frozenset(
-    {("typedtiger.worker", "ForkExecutor"), ("typedtiger.worker", "SyncExecutor")}
 )
 
 MAX_LINES: Final = 500
 #: Modules still over MAX_LINES, to be split.
 LONG_PENDING: Final = {
-    "typedtiger.worker": "TODO(A): the worker/ package",
     "typedtiger.testing": "TODO: the testing/ package",
 }
 
@@ -366,15 +355,14 @@ def test_no_executor_touches_storage_or_the_tiger() -> None:
 
 
 def test_the_worker_loop_imports_no_concrete_executor() -> None:
-    # The loop is the worker module on the flat layout, worker/loop.py on the package one.
-    loops = [m for m in LOOP_MODULES if m in MODULES and MODULES[m].name != "__init__.py"]
-    assert loops, f"none of {LOOP_MODULES} exists: update LOOP_MODULES"
+    missing = [m for m in LOOP_MODULES if m not in MODULES]
+    assert not missing, f"{missing} do not exist: update LOOP_MODULES"
     wrong = []
     for imp in _internal():
-        if imp.source not in loops:
+        if imp.source not in LOOP_MODULES:
             continue
         for name in (imp.target, *imp.names):
-            if name in CONCRETE_EXECUTORS and (imp.source, name) not in LOOP_PENDING:
+            if name in CONCRETE_EXECUTORS:
                 wrong.append(f"{imp}: {name}")
     assert not wrong, "the worker loop imports a concrete executor:\n" + "\n".join(wrong)
 

@@ -1,16 +1,12 @@
-"""The execution path's values and layering: a Job and its Outcome round-trip through the one
-converter; the worker loop knows the executor protocol only; executors import no backend."""
+"""The execution path's values: a Job and its Outcome round-trip through the one converter
+(the layering of worker/ is checked in tests/test_architecture.py)."""
 
 from __future__ import annotations
-
-import ast
-from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from typedtiger import serialization
 from typedtiger.exceptions import PayloadError
 from typedtiger.serialization import TaskPayload
 from typedtiger.spec import Exponential, Fixed
@@ -23,8 +19,6 @@ from typedtiger.worker.job import (
     encode_job,
     encode_outcome,
 )
-
-WORKER = Path(serialization.__file__).parent / "worker"
 
 json_scalars = st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=20)
 times = st.floats(0, 4e9, allow_nan=False)
@@ -83,42 +77,3 @@ def test_a_bad_outcome_is_refused_by_name() -> None:
         decode_outcome('{"kind": "maybe"}')
     with pytest.raises(PayloadError, match="time_started"):
         decode_outcome('{"kind": "succeeded", "time_finished": 1}')
-
-
-def _imports(path: Path) -> set[str]:
-    imported: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            imported.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module is not None:
-            imported.add(node.module)
-            imported.update(f"{node.module}.{alias.name}" for alias in node.names)
-    return imported
-
-
-def test_the_worker_loop_imports_no_concrete_executor() -> None:
-    for name in ("loop.py", "recording.py", "upkeep.py", "slots.py", "heartbeat.py"):
-        imported = _imports(WORKER / name)
-        concrete = {
-            module
-            for module in imported
-            if module.startswith(("typedtiger.worker.fork", "typedtiger.worker.sync"))
-            or module.startswith(("typedtiger.worker.process", "typedtiger.worker.child"))
-            or module.endswith(("ForkExecutor", "SyncExecutor"))
-        }
-        assert not concrete, (name, concrete)
-
-
-def test_no_executor_imports_a_backend_or_a_tiger() -> None:
-    for name in ("executor.py", "sync.py", "fork.py", "process.py", "child.py", "job.py"):
-        imported = _imports(WORKER / name)
-        assert not {m for m in imported if m.startswith("typedtiger.backends")}, name
-        assert not {m for m in imported if m.startswith(("typedtiger.tiger", "typedtiger.task"))}
-    for path in WORKER.glob("*.py"):
-        imported = _imports(path)
-        assert not {m for m in imported if m.startswith("typedtiger.backends.redis")}, path
-        assert not {m for m in imported if m.startswith("typedtiger.backends.fake")}, path
-
-
-def test_values_import_nothing_of_the_worker() -> None:
-    assert not {m for m in _imports(Path(serialization.__file__)) if "worker" in m}
