@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import cast
 
 import attrs
+import pytest
 
 from tests import tasks
 from typedtiger import Config, TaskSpec, TaskState, Tiger, Worker
@@ -227,3 +228,29 @@ def test_a_claim_that_only_met_a_busy_lock_leaves_the_queue_until_activity(
     assert sizes[TaskState.SCHEDULED] == 1
     assert sizes[TaskState.QUEUED] == 4
     assert tasks.CALLS == []
+
+
+class _InterruptedWait(_KeepsHeartbeat):
+    """The wait for the job is interrupted (a Ctrl-C while the worker waits for its child)."""
+
+    def run_job(self, job: Job) -> Outcome:
+        raise KeyboardInterrupt
+
+
+def test_an_interrupted_wait_stops_the_job_s_heartbeat(tiger: Tiger) -> None:
+    executor = _InterruptedWait()
+    tiger.enqueue(TaskSpec.of(tasks.simple, "x"))
+    worker = Worker(tiger, executor=executor)
+    with pytest.raises(KeyboardInterrupt):
+        worker.run(once=True)
+    assert worker.heartbeats.running == ()  # nothing keeps the lost task looking alive
+
+
+def test_a_stopped_worker_leaves_no_heartbeat_thread(tiger: Tiger) -> None:
+    before = {t for t in threading.enumerate() if t.name == "typedtiger-heartbeat"}
+    tiger.enqueue(TaskSpec.of(tasks.simple, "x"))
+    worker = Worker(tiger, executor=SyncExecutor())
+    worker.run(once=True)
+    assert tasks.CALLS
+    after = {t for t in threading.enumerate() if t.name == "typedtiger-heartbeat"}
+    assert after <= before

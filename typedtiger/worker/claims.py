@@ -280,7 +280,11 @@ class ClaimedTasks:
                     lease.running -= 1
                     self._release_if_done(lease)
 
-        self._slots.run(job, self._resolver.run_job, record, on_start)
+        try:
+            self._slots.run(job, self._resolver.run_job, record, on_start)
+        except BaseException:  # (KeyboardInterrupt while waiting: the job's child is gone)
+            self.heartbeats.remove(heartbeat)
+            raise
 
     def beat(
         self,

@@ -85,9 +85,20 @@ class Heartbeats:
         for heartbeat in self.running:
             _call(heartbeat)
 
+    def close(self) -> None:
+        """End the thread (the worker stops); a later ``add`` starts another."""
+        with self._condition:
+            thread, self._thread = self._thread, None
+            self._condition.notify_all()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(self.interval)  # (a beat in progress ends soon after)
+
     def _run(self) -> None:
+        me = threading.current_thread()
         while True:
             with self._condition:
+                if self._thread is not me:
+                    return
                 now = time.monotonic()
                 due = [beat for beat, when in self._due.items() if when <= now]
                 for beat in due:

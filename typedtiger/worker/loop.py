@@ -180,6 +180,7 @@ class Worker:
                     self._recorder.flush_done()
                     self._forget_claims()
                 finally:
+                    self.heartbeats.close()
                     self._executor.close()
                     self._backend.close()
         except StorageGaveUp as exc:
