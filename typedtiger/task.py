@@ -272,6 +272,6 @@ class Task:
     def execute(self) -> object:
         """Run the task here and now, without queueing it; exceptions propagate."""
         func, batch = self._tiger.resolve_function(self._payload.func)
-        runner = self._tiger.runner_for(self._payload.runner_class)
+        runner = self._tiger.runner_class_for(self._payload.runner_class)(self._tiger)
         with running([self], batch, self._payload.func):
             return runner.run_eager_task(self, sync_only(func, self._payload.func), batch)

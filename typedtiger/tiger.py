@@ -394,7 +394,7 @@ class Tiger(TaskRegistry, QueueInspection):
                 )
         task = Task(self, payload=payload, queue=queue, state=None)
         func, batch = self.resolve_function(payload.func)
-        runner = self.runner_for(payload.runner_class)
+        runner = self.runner_class_for(payload.runner_class)(self)
         with running([task], batch, payload.func):
             runner.run_eager_task(task, sync_only(func, payload.func), batch)
         return task
@@ -430,10 +430,6 @@ class Tiger(TaskRegistry, QueueInspection):
             return None
         # (its module is there, or the name is malformed: no import runs)
         return self.resolve_function(serialized_func)
-
-    def runner_for(self, runner_class: str | None) -> BaseRunner:
-        """An instance of the runner class a payload names (DefaultRunner if none)."""
-        return self.runner_class_for(runner_class)(self)
 
     def runner_class_for(self, runner_class: str | None) -> type[BaseRunner]:
         """The runner class a payload names (DefaultRunner if none), imported if the allowlist

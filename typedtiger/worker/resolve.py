@@ -45,7 +45,7 @@ class Resolver:
 
     def runner(self, name: str | None) -> BaseRunner:
         """An instance of the runner class ``name`` (DefaultRunner for None)."""
-        return self._tiger.runner_for(name)
+        return self._tiger.runner_class_for(name)(self._tiger)
 
     def tasks(self, job: Job) -> tuple[Task, ...]:
         """Handles on the job's tasks (active in its queue)."""
