@@ -365,7 +365,7 @@ class RecordingExecutor:
         self._inner.bind(settings)
 
     def start(self, job: Job, run: RunJob) -> Running:
-        return _Deferred(lambda: self.run_job(job, run))
+        return Deferred(lambda: self.run_job(job, run))
 
     def run_job(self, job: Job, run: RunJob) -> Outcome:
         self.jobs.append(job)
@@ -380,8 +380,8 @@ class RecordingExecutor:
 
 
 @attrs.define
-class _Deferred:
-    """A job run when waited for."""
+class Deferred:
+    """A job run when waited for (as SyncExecutor does), by a stub executor."""
 
     _run: Callable[[], Outcome]
 

@@ -7,10 +7,10 @@ import threading
 from collections.abc import Callable
 from typing import cast
 
-import attrs
 import pytest
 
 from tests import tasks
+from tests.option_tasks import Deferred
 from typedtiger import Config, TaskSpec, TaskState, Tiger, Worker
 from typedtiger.backends.base import Backend
 from typedtiger.backends.redis import RedisBackend
@@ -51,7 +51,7 @@ class _KeepsHeartbeat:
         pass
 
     def start(self, job: Job, run: RunJob) -> Running:
-        return _Deferred(lambda: self.run_job(job))
+        return Deferred(lambda: self.run_job(job))
 
     def run_job(self, job: Job) -> Outcome:
         assert self.worker_heartbeats is not None
@@ -60,14 +60,6 @@ class _KeepsHeartbeat:
 
     def close(self) -> None:
         pass
-
-
-@attrs.define
-class _Deferred:
-    _run: Callable[[], Outcome]
-
-    def wait(self, timeout: float | None) -> Outcome:
-        return self._run()
 
 
 # --- heartbeat vs. record --------------------------------------------------------------------
