@@ -18,11 +18,11 @@ def charge(order_id: str) -> None: ...
 def check(harness: TigerHarness) -> None:
     charge.delay("o-1")
     result = harness.advance(timedelta(minutes=10))
-    reveal_type(result)  # N: Revealed type is "typedtiger.testing.RunResult"
+    reveal_type(result)  # N: Revealed type is "typedtiger.testing.records.RunResult"
     reveal_type(result.ran)  # N: Revealed type is "int"
-    reveal_type(result.of(charge).executions)  # N: Revealed type is "tuple[typedtiger.testing.Execution, ...]"
+    reveal_type(result.of(charge).executions)  # N: Revealed type is "tuple[typedtiger.testing.records.Execution, ...]"
     reveal_type(result.executions[0].retry_in)  # N: Revealed type is "float | None"
-    reveal_type(harness.errored(charge))  # N: Revealed type is "list[typedtiger.testing.TaskRecord]"
+    reveal_type(harness.errored(charge))  # N: Revealed type is "list[typedtiger.testing.records.TaskRecord]"
     reveal_type(harness.now)  # N: Revealed type is "datetime.datetime"
     reveal_type(harness.clock.now())  # N: Revealed type is "float"
     harness.advance("10 minutes")  # E: Argument 1 to "advance" of "TigerHarness" has incompatible type "str"; expected "float | timedelta"
@@ -35,5 +35,5 @@ def next_run(harness: TigerHarness) -> datetime:
 
 
 with fake_tiger(tiger) as harness:
-    reveal_type(harness)  # N: Revealed type is "typedtiger.testing.TigerHarness"
+    reveal_type(harness)  # N: Revealed type is "typedtiger.testing.harness.TigerHarness"
     check(harness)

@@ -1,42 +1,16 @@
-"""Helpers for testing code that uses typedtiger, and the pytest plugin (fixtures).
-
-A :class:`TigerHarness` drives a :class:`~typedtiger.Tiger` on a
-:class:`~typedtiger.backends.fake.FakeBackend` (in-process, the production Lua scripts on
-fakeredis) whose time is a :class:`~typedtiger.clock.ManualClock`::
-
-    with fake_tiger(shop.tasks.tiger) as harness:   # the app's Tiger, bound for the block
-        shop.tasks.charge_order.delay("order-1", 1999)
-        result = harness.advance(timedelta(hours=1))  # every retry due in the hour, in order
-        assert [e.retry_in for e in result.executions] == [60, 120, None]
-
-Tasks go through the same path as in production: arguments are serialized to JSON at enqueue
-(a non-JSON argument fails in the test too), workers claim, run and record them with the same
-scripts; only the executor is in-process (``SyncExecutor``) and time moves when told to.
-
-The pytest plugin (registered through the ``pytest11`` entry point; without the package
-installed, load it with ``-p typedtiger.testing``) offers the fixtures ``typedtiger_harness``,
-``typedtiger_app`` and ``typedtiger_config`` and the ini option ``typedtiger_app``. It never
-leaves the application's Tiger on its real backend: ``typedtiger_harness`` fails a test when the
-application's Tiger is named neither by the ini option nor by an override of ``typedtiger_app``.
-
-This module is imported by every pytest run of an environment where typedtiger is installed: it
-has no import side effects, imports fakeredis only when a harness is made, and works without
-pytest (the fixtures are then simply not defined).
-"""
+"""TigerHarness: a Tiger on a FakeBackend whose time moves when told to, with workers run
+in-process; and ``fake_tiger``, which makes one for a block."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
-from enum import StrEnum
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 import attrs
 
-from typedtiger._json import JSONValue
-from typedtiger._names import import_qualified, qualified_name
 from typedtiger.backends.base import StoredTask, TaskState
 from typedtiger.clock import ManualClock, duration_seconds, to_timestamp
 from typedtiger.config import Config
@@ -50,246 +24,29 @@ from typedtiger.executor import (
     Running,
     SyncExecutor,
 )
-from typedtiger.serialization import TaskPayload
-from typedtiger.task import Task
+from typedtiger.testing.records import (
+    Execution,
+    ExecutionStatus,
+    RunResult,
+    TaskFailed,
+    TaskRecord,
+    execution_of,
+    func_name,
+    utc,
+)
 from typedtiger.tiger import Tiger
 from typedtiger.worker import Worker
 
 if TYPE_CHECKING:
     from typedtiger.backends.fake import FakeBackend
 
-__all__ = [
-    "Execution",
-    "ExecutionStatus",
-    "RunResult",
-    "TaskFailed",
-    "TaskRecord",
-    "TigerHarness",
-    "fake_tiger",
-]
+__all__ = ["DEFAULT_MAX_TASKS", "TigerHarness", "fake_tiger"]
 
 #: How many task executions one ``run_*``/``advance`` call allows before it stops and raises
 #: (a task that keeps enqueueing itself would otherwise never let the run end).
 DEFAULT_MAX_TASKS = 10_000
 
 _PAGE = 1000
-
-
-def _utc(timestamp: float) -> datetime:
-    return datetime.fromtimestamp(timestamp, UTC)
-
-
-def _func_name(func: Callable[..., object] | str) -> str:
-    return func if isinstance(func, str) else qualified_name(func)
-
-
-def _call_text(func: str, args: Sequence[JSONValue], kwargs: dict[str, JSONValue]) -> str:
-    shown = [repr(arg) for arg in args] + [f"{key}={value!r}" for key, value in kwargs.items()]
-    return f"{func}({', '.join(shown)})"
-
-
-# --- what a run reports ---------------------------------------------------------------------
-
-
-class ExecutionStatus(StrEnum):
-    """How one execution of a task ended (compares equal to its string value)."""
-
-    #: The task returned; it is gone (a periodic task's next run is scheduled).
-    DONE = "done"
-    #: The task raised and is scheduled to be retried (see ``Execution.retry_at``).
-    RETRYING = "retrying"
-    #: The task raised and went to the error state (no retry left, or none configured).
-    ERROR = "error"
-    #: The task raised ``RetryException(log_error=False)`` with no retry left: removed.
-    REMOVED = "removed"
-
-
-@attrs.frozen(kw_only=True)
-class Execution:
-    """One task run by the harness, and how it ended."""
-
-    task_id: str
-    #: "module:qualname" of the task function.
-    func: str
-    args: tuple[JSONValue, ...]
-    kwargs: dict[str, JSONValue]
-    queue: str
-    #: The (manual) clock's time when the task started.
-    started_at: datetime
-    #: The clock's time when it returned or failed.
-    finished_at: datetime
-    status: ExecutionStatus
-    #: "module:qualname" of the exception class, e.g. "builtins:ValueError"; None on success.
-    exception_name: str | None = None
-    #: The exception's message.
-    exception: str | None = None
-    traceback: str | None = attrs.field(default=None, repr=False)
-    #: When the retry is due (status RETRYING).
-    retry_at: datetime | None = None
-
-    @property
-    def succeeded(self) -> bool:
-        """Whether the task returned normally."""
-        return self.status is ExecutionStatus.DONE
-
-    @property
-    def retry_in(self) -> float | None:
-        """Seconds from the failure to the retry (status RETRYING), else None."""
-        if self.retry_at is None:
-            return None
-        return (self.retry_at - self.finished_at).total_seconds()
-
-    def describe(self) -> str:
-        """One line: the call, where it ran and how it ended."""
-        call = _call_text(self.func, self.args, self.kwargs)
-        if self.succeeded:
-            return f"{call} in queue {self.queue!r} succeeded"
-        text = f"{call} in queue {self.queue!r} failed with {self.exception_name}"
-        if self.exception:
-            text += f": {self.exception}"
-        if self.retry_at is not None:
-            text += f" (retry at {self.retry_at.isoformat()})"
-        return text
-
-
-@attrs.frozen
-class RunResult:
-    """What a ``run_*``/``advance`` call ran, in the order it ran."""
-
-    executions: tuple[Execution, ...] = ()
-
-    @property
-    def ran(self) -> int:
-        """How many task executions there were (a batch of n counts n)."""
-        return len(self.executions)
-
-    @property
-    def succeeded(self) -> int:
-        """How many of them returned normally."""
-        return sum(1 for execution in self.executions if execution.succeeded)
-
-    @property
-    def failed(self) -> int:
-        """How many of them raised (retried, errored or removed)."""
-        return self.ran - self.succeeded
-
-    @property
-    def failures(self) -> tuple[Execution, ...]:
-        """The executions that raised."""
-        return tuple(execution for execution in self.executions if not execution.succeeded)
-
-    def of(self, func: Callable[..., object] | str) -> RunResult:
-        """Only the executions of ``func`` (a task function or "module:qualname")."""
-        name = _func_name(func)
-        return RunResult(tuple(e for e in self.executions if e.func == name))
-
-    def __add__(self, other: RunResult) -> RunResult:
-        return RunResult(self.executions + other.executions)
-
-
-class TaskFailed(AssertionError):
-    """A task failed during a run made with ``raise_errors=True``.
-
-    ``execution`` is the failure (its ``traceback`` is in the message); ``result`` is what the
-    run did up to and including it.
-    """
-
-    def __init__(self, execution: Execution, result: RunResult) -> None:
-        self.execution = execution
-        self.result = result
-        message = f"task {execution.describe()}"
-        if execution.traceback:
-            message += f"\n\n{execution.traceback.rstrip()}"
-        super().__init__(message)
-
-
-@attrs.frozen(kw_only=True)
-class TaskRecord:
-    """A stored task, as ``queued()``/``scheduled()``/``errored()`` list it."""
-
-    id: str
-    #: "module:qualname" of the task function ("<broken>" if the payload cannot be read).
-    func: str
-    args: tuple[JSONValue, ...]
-    kwargs: dict[str, JSONValue]
-    queue: str
-    state: TaskState
-    #: When it is due (scheduled), or when it was meant to run.
-    scheduled_at: datetime | None
-    #: How many times it has failed so far.
-    executions: int
-    #: "module:qualname" of the exception of its last failure, if any.
-    last_exception: str | None
-    #: The message of its last failure.
-    last_error: str | None = attrs.field(repr=False)
-    #: The handle, to ``cancel``, ``retry``, ``delete``... it.
-    task: Task = attrs.field(eq=False, repr=False)
-
-    @classmethod
-    def from_stored(cls, tiger: Tiger, stored: StoredTask) -> TaskRecord:
-        task = Task.from_stored(tiger, stored)
-        last = task.executions[-1] if task.executions else None
-        return cls(
-            id=task.id,
-            func=task.serialized_func,
-            args=task.args,
-            kwargs=task.kwargs,
-            queue=task.queue,
-            state=stored.state,
-            scheduled_at=task.scheduled_at,
-            executions=stored.executions_count,
-            last_exception=None if last is None else last.exception_name,
-            last_error=None if last is None else last.exception,
-            task=task,
-        )
-
-
-# --- running ----------------------------------------------------------------------------------
-
-
-def _execution(
-    backend: FakeBackend, queue: str, task: TaskPayload, outcome: Outcome, now: float
-) -> Execution:
-    """How ``task``'s run ended, read from storage once the worker has recorded ``outcome``."""
-    started = _utc(outcome.time_started)
-    if not isinstance(outcome, Failed):
-        return Execution(
-            task_id=task.id,
-            func=task.func,
-            args=task.args,
-            kwargs=dict(task.kwargs),
-            queue=queue,
-            started_at=started,
-            finished_at=_utc(outcome.time_finished),
-            status=ExecutionStatus.DONE,
-        )
-    states = {state for name, state in backend.find_task(task.id) if name == queue}
-    retry_at = None
-    if TaskState.ERROR in states:
-        status = ExecutionStatus.ERROR
-    elif TaskState.SCHEDULED in states:
-        status = ExecutionStatus.RETRYING
-        stored = backend.get_task(queue, TaskState.SCHEDULED, task.id, 0)
-        retry_at = None if stored is None else _utc(stored.score)
-    elif states & {TaskState.QUEUED, TaskState.ACTIVE}:
-        # A retry due at once (a zero delay) is already queued, or running now.
-        status, retry_at = ExecutionStatus.RETRYING, _utc(now)
-    else:
-        status = ExecutionStatus.REMOVED
-    return Execution(
-        task_id=task.id,
-        func=task.func,
-        args=task.args,
-        kwargs=dict(task.kwargs),
-        queue=queue,
-        started_at=started,
-        finished_at=_utc(outcome.time_failed),
-        status=status,
-        exception_name=outcome.exception_name,
-        exception=outcome.message,
-        traceback=outcome.traceback,
-        retry_at=retry_at,
-    )
 
 
 class _Budget:
@@ -343,7 +100,7 @@ class _RecordingExecutor:
     def settle(self) -> None:
         for job, outcome in self._pending:
             for payload in job.tasks:
-                execution = _execution(
+                execution = execution_of(
                     self._backend, job.queue, payload, outcome, self._clock.now()
                 )
                 self.executions.append(execution)
@@ -391,7 +148,7 @@ class TigerHarness:
     @property
     def now(self) -> datetime:
         """The clock's time (aware UTC)."""
-        return _utc(self.clock.now())
+        return utc(self.clock.now())
 
     # --- running ------------------------------------------------------------------------
 
@@ -465,7 +222,7 @@ class TigerHarness:
         """When something next comes due (a scheduled task, or a paused queue with queued
         tasks resuming), or None."""
         due = self._next_due(self.clock.now(), Worker(self.tiger, queues=queues))
-        return None if due is None else _utc(due)
+        return None if due is None else utc(due)
 
     def _paused_with_queued_tasks(self) -> dict[str, float]:
         now = self.clock.now()
@@ -568,7 +325,7 @@ class TigerHarness:
                 continue
             record = TaskRecord.from_stored(self.tiger, stored)
             last = record.task.executions[-1] if record.task.executions else None
-            when = _utc(last.time_failed if last and last.time_failed else self.clock.now())
+            when = utc(last.time_failed if last and last.time_failed else self.clock.now())
             found.append(
                 Execution(
                     task_id=record.id,
@@ -609,7 +366,7 @@ class TigerHarness:
         arguments: tasks stored at the same instant of the manual clock come out in a stable
         order.
         """
-        name = None if func is None else _func_name(func)
+        name = None if func is None else func_name(func)
         stored = self._stored(TaskState(state), 1)
         records = [TaskRecord.from_stored(self.tiger, item) for item in stored]
         by_score = {(item.queue, item.id): item.score for item in stored}
@@ -666,64 +423,3 @@ def fake_tiger(
             config = None
     with tiger.bound_to(backend, config) as bound:
         yield TigerHarness(bound)
-
-
-# --- the pytest plugin ------------------------------------------------------------------------
-
-try:
-    import pytest
-except ImportError:  # pragma: no cover - the helpers above work without pytest
-    _HAVE_PYTEST = False
-else:
-    _HAVE_PYTEST = True
-
-_NOT_CONFIGURED = """\
-typedtiger_harness does not know your application's Tiger, and will not guess: unbound, the
-Tiger would send your tasks' .delay() to its real backend from inside a unit test. Name it in
-your pytest configuration (pyproject.toml):
-
-    [tool.pytest.ini_options]
-    typedtiger_app = "myapp.tasks:tiger"
-
-or override the typedtiger_app fixture (in a conftest.py) to return it; return None for a
-fresh, empty Tiger of the test's own."""
-
-if _HAVE_PYTEST:
-
-    def pytest_addoption(parser: pytest.Parser) -> None:
-        parser.addini(
-            "typedtiger_app",
-            'The application\'s Tiger as "module:attribute" (e.g. "shop.tasks:tiger"): the '
-            "typedtiger_harness fixture binds it to a FakeBackend for each test (and fails "
-            "tests when neither this nor an override of the typedtiger_app fixture names it).",
-            default="",
-        )
-
-    @pytest.fixture
-    def typedtiger_app(request: pytest.FixtureRequest) -> Tiger | None:
-        """The application Tiger ``typedtiger_harness`` binds: the ``typedtiger_app`` ini
-        option. Override this fixture to return your Tiger, or None for a fresh Tiger of the
-        test's own. Neither configured nor overridden, it fails the test: the harness would
-        otherwise leave the application's Tiger on its real backend."""
-        name = str(request.config.getini("typedtiger_app") or "")
-        if not name:
-            pytest.fail(_NOT_CONFIGURED, pytrace=False)
-        app = import_qualified(name)
-        if not isinstance(app, Tiger):
-            raise pytest.UsageError(f"typedtiger_app = {name!r} is a {type(app)!r}, not a Tiger")
-        return app
-
-    @pytest.fixture
-    def typedtiger_config() -> Config | None:
-        """The Config of ``typedtiger_harness`` (None: the app's own, else ``Config()``).
-        Override this fixture to test with other settings."""
-        return None
-
-    @pytest.fixture
-    def typedtiger_harness(
-        typedtiger_app: Tiger | None, typedtiger_config: Config | None
-    ) -> Iterator[TigerHarness]:
-        """A TigerHarness on a fresh FakeBackend and ManualClock, for one test: the
-        ``typedtiger_app`` Tiger bound to it (a fresh Tiger if that fixture returns None)."""
-        with fake_tiger(typedtiger_app, typedtiger_config) as harness:
-            yield harness
