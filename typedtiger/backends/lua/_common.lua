@@ -7,8 +7,18 @@ local function state_key(state, queue) return P .. ':' .. state .. ':' .. queue 
 local function task_key(id) return P .. ':task:' .. id end
 local function lock_key(lock_id) return P .. ':lockv2:' .. lock_id end
 
+-- Keys a command of this script has shown to be of their type (or missing): a read or write
+-- of that type that did not fail. Their type checks are not repeated.
+local proven = {}
+
+-- Sorted sets a task left without the emptiness check (see unfile): settle_names does it.
+local maybe_emptied = {}
+
 local function in_state(state, queue, id)
-  return redis.call('zscore', state_key(state, queue), id) ~= false
+  local key = state_key(state, queue)
+  local found = redis.call('zscore', key, id) ~= false
+  proven[key] = true
+  return found
 end
 
 -- ZADD into a state, keeping the per-state set of queue names in step.
@@ -22,30 +32,51 @@ local function file(state, queue, id, score, mode)
   else
     redis.call('zadd', key, score, id)
   end
+  proven[key] = true
+  maybe_emptied[key] = nil
   redis.call('sadd', P .. ':' .. state, queue)
 end
 
--- ZREM from a state; drops the queue from the state's set when its sorted set empties.
-local function unfile(state, queue, id)
+-- ZREM from a state; drops the queue from the state's set when its sorted set empties: at
+-- once, or with `later` when the script calls settle_names (a task filed there in between
+-- spares the check).
+local function unfile(state, queue, id, later)
   local key = state_key(state, queue)
-  local removed = redis.call('zrem', key, id)
-  if removed == 1 and redis.call('exists', key) == 0 then
-    redis.call('srem', P .. ':' .. state, queue)
+  local removed = redis.call('zrem', key, id) == 1
+  proven[key] = true
+  if removed then
+    if later then
+      maybe_emptied[key] = {state, queue}
+    elseif redis.call('exists', key) == 0 then
+      redis.call('srem', P .. ':' .. state, queue)
+    end
   end
-  return removed == 1
+  return removed
 end
 
--- Delete a task's keys unless it is still filed in another state of its queue. The
--- executions (and the worker-loss counter) survive while the task is in the error state.
-local function forget(queue, id)
+local function settle_names()
+  for key, named in pairs(maybe_emptied) do
+    if redis.call('exists', key) == 0 then redis.call('srem', P .. ':' .. named[1], named[2]) end
+  end
+  maybe_emptied = {}
+end
+
+-- Delete a task's keys unless it is still filed in another state of its queue (`gone`: the
+-- state it has just left). The executions (and the worker-loss counter) survive while the
+-- task is in the error state.
+local function forget(queue, id, gone)
   local base = task_key(id)
-  if not in_state('error', queue, id) then
-    redis.call('del', base .. ':executions', base .. ':executions_count', base .. ':worker_losses')
-  end
+  if gone ~= 'error' and in_state('error', queue, id) then return end
+  local filed = false
   for _, state in ipairs(STATES) do
-    if in_state(state, queue, id) then return end
+    if state ~= gone and state ~= 'error' and in_state(state, queue, id) then
+      filed = true
+      break
+    end
   end
-  redis.call('del', base)
+  local bookkeeping = {base .. ':executions', base .. ':executions_count', base .. ':worker_losses'}
+  if not filed then bookkeeping[4] = base end
+  redis.call('del', unpack(bookkeeping))
 end
 
 local function record_execution(id, execution, max_stored)
@@ -96,8 +127,8 @@ local function escaped(value)
   return shown
 end
 
--- Whether `text` is valid UTF-8 (only short strings are checked so, task ids: a scan in Lua
--- costs ~9 ms per MB, too much for payloads, which the worker checks).
+-- Whether `text` is valid UTF-8 (only short strings are checked so, task ids: a scan of
+-- payloads in Lua would cost the server too much; the worker checks those).
 local function valid_utf8(text)
   local at = string.find(text, '[\128-\255]')
   while at do
@@ -123,16 +154,18 @@ local function valid_utf8(text)
   return true
 end
 
--- Why a task's executions list or count cannot be written (INCR, RPUSH), or nil.
+-- Why a task's executions list or count cannot be written (INCR, RPUSH), or nil and the count.
 local function bookkeeping_problem(id)
   local base = task_key(id)
+  local count = 0
   local kind = key_type(base .. ':executions_count')
   if kind == 'string' then
-    local count = redis.call('get', base .. ':executions_count')
+    local stored = redis.call('get', base .. ':executions_count')
     -- (a count INCR takes and Lua's numbers hold exactly)
-    if count ~= '0' and not string.match(count, '^[1-9]' .. string.rep('%d?', 14) .. '$') then
-      return 'executions_count holds "' .. escaped(count) .. '", not a count'
+    if stored ~= '0' and not string.match(stored, '^[1-9]' .. string.rep('%d?', 14) .. '$') then
+      return 'executions_count holds "' .. escaped(stored) .. '", not a count'
     end
+    count = tonumber(stored)
   elseif kind ~= 'none' then
     return 'executions_count is a Redis ' .. kind .. ', not a string'
   end
@@ -140,16 +173,24 @@ local function bookkeeping_problem(id)
   if kind ~= 'list' and kind ~= 'none' then
     return 'executions is a Redis ' .. kind .. ', not a list'
   end
-  return nil
+  return nil, count
 end
 
--- Why a task's payload cannot be read (a key GET fails on), or nil and the payload (false if
--- missing: the worker reports that, and whatever else is wrong with it).
-local function payload_problem(id)
-  local kind = key_type(task_key(id))
-  if kind == 'none' then return nil, false end
-  if kind ~= 'string' then return 'the task key is a Redis ' .. kind .. ', not a string' end
-  return nil, redis.call('get', task_key(id))
+-- Why a task cannot run (its id, its key, its bookkeeping: see bookkeeping_problem), or nil,
+-- its payload (false if missing: the worker reports that, and whatever else is wrong with it)
+-- and its executions count.
+local function task_problem(id)
+  if not valid_utf8(id) then return 'the task id is not valid UTF-8' end  -- (no reader of a
+  local base = task_key(id)                                               -- reply could take it)
+  local payload = redis.pcall('get', base)
+  if type(payload) == 'table' then  -- (GET failed: a key of another type)
+    return 'the task key is a Redis ' .. key_type(base) .. ', not a string'
+  end
+  if redis.call('exists', base .. ':executions_count', base .. ':executions') == 0 then
+    return nil, payload, 0  -- (never failed: nothing to check)
+  end
+  local problem, count = bookkeeping_problem(id)
+  return problem, payload, count
 end
 
 -- Rebuild a task's broken bookkeeping (see bookkeeping_problem; the reason a quarantine
@@ -164,12 +205,13 @@ local function repair_bookkeeping(id)
   end
 end
 
--- Move a task whose stored data is unusable from `from` to error, at `at_s` (a time as sent),
--- with a PayloadError execution record saying why (its bookkeeping repaired first).
+-- Move a task whose stored data is unusable from `from` (nil: it has left its state already)
+-- to error, at `at_s` (a time as sent), with a PayloadError execution record saying why (its
+-- bookkeeping repaired first).
 local function quarantine(queue, from, id, at_s, reason)
   local base = task_key(id)
   repair_bookkeeping(id)
-  unfile(from, queue, id)
+  if from then unfile(from, queue, id) end
   file('error', queue, id, at_s, '')
   if key_type(base) ~= 'none' then -- (no record for a task with no payload: it would linger)
     local record = '{"success":false,"time_failed":' .. at_s .. ',"exception_name":'
@@ -204,11 +246,12 @@ local function backstop_ms(timeout) return math.ceil(timeout * 1000) * 10 + 3600
 local function lock_ttl_ms(timeout) return math.ceil(timeout * 1000) end
 
 -- Finish successful tasks. From ARGV[first]: queue, n, n task ids, m, m pairs (task id, lock
--- id). Returns the index of the first ARGV after them.
+-- id). Returns the index of the first ARGV after them. The queue's name stays in P:active
+-- until the script calls settle_names (a claim that follows may file a task there).
 local function complete_from(first)
   local queue, n = ARGV[first], tonumber(ARGV[first + 1])
   for i = first + 2, first + 1 + n do
-    if unfile('active', queue, ARGV[i]) then forget(queue, ARGV[i]) end
+    if unfile('active', queue, ARGV[i], true) then forget(queue, ARGV[i], 'active') end
   end
   local at = first + 2 + n
   local m = tonumber(ARGV[at])
@@ -216,38 +259,81 @@ local function complete_from(first)
   return at + 1 + 2 * m
 end
 
+-- `command` on `key` with `args`, in calls of at most 1000 of them (unpack's limit is ~8000).
+local function call_in_chunks(command, key, args)
+  for at = 1, #args, 1000 do
+    redis.call(command, key, unpack(args, at, math.min(at + 999, #args)))
+  end
+end
+
+-- A read of `key`, which must be a `want` or missing: its reply, or nil and the script's
+-- refusal naming the key when it holds another type.
+local function read_checked(want, command, key, ...)
+  local reply = redis.pcall(command, key, ...)
+  if type(reply) == 'table' and reply.err then
+    local problem = type_problem(key, want)
+    return nil, problem and wrong_type_reply(problem) or reply
+  end
+  proven[key] = true
+  return reply
+end
+
+-- Whether the set of a state's queue names lists `queue` (a read that checks its type: nil
+-- and the refusal when it holds another type).
+local function listed(state, queue)
+  local reply, refused = read_checked('set', 'sismember', P .. ':' .. state, queue)
+  if refused then return nil, refused end
+  return reply == 1
+end
+
+-- A claim's memo (see claim_from): its fields (token, queue, task ids) as one string, each
+-- as <length>:<bytes>.
+local function memo_text(fields)
+  local parts = {}
+  for i, field in ipairs(fields) do parts[i] = #field .. ':' .. field end
+  return table.concat(parts)
+end
+
+local function memo_fields(text)
+  local fields, at = {}, 1
+  while at <= #text do
+    local colon = string.find(text, ':', at, true)
+    local length = colon and tonumber(string.sub(text, at, colon - 1))
+    if not length then return {} end
+    fields[#fields + 1] = string.sub(text, colon + 1, colon + length)
+    at = colon + length + 1
+  end
+  return fields
+end
+
 -- Move a task of `queue` from `from` to active at `now` (or, if its stored data is unusable,
 -- quarantine it: see quarantine) and add it to a claim's reply: id, payload, executions count;
--- for a quarantined task: id, false, the reason (a string). Whether it went to active.
+-- for a quarantined task: id, false, the reason (a string).
 local function take(result, queue, from, id, now, now_s)
-  local problem, payload = nil, false
-  if valid_utf8(id) then
-    problem, payload = payload_problem(id)
-    problem = problem or bookkeeping_problem(id)
-  else  -- (no reader of a decoded reply could take it)
-    problem = 'the task id is not valid UTF-8'
-  end
+  local problem, payload, count = task_problem(id)
   result[#result + 1] = id
   if problem then
     quarantine(queue, from, id, now_s, problem)
     result[#result + 1] = false
     result[#result + 1] = problem
-    return false
+    return
   end
   if from ~= 'active' then unfile(from, queue, id) end
   file('active', queue, id, now, '')
   result[#result + 1] = payload
-  result[#result + 1] = tonumber(redis.call('get', task_key(id) .. ':executions_count') or '0')
-  return true
+  result[#result + 1] = count
 end
 
--- A claim sent again because its reply was lost (same owner, token and queue; see claim_from):
--- the reply to the first one, read again: the tasks it moved to active that still are (their
--- active time renewed), or nil when this claim is not a resend.
+-- A claim sent again because its reply was lost (same owner, token and queue; see claim_from),
+-- `memo` what the claimant's memo held (false if nothing; a string): the reply to the first
+-- one, read again: the tasks it moved to active that still are (their active time renewed),
+-- or nil when this claim is not a resend.
 local function resent_claim(memo, token, queue, now, now_s)
-  if token == '' or key_type(memo) ~= 'list' then return nil end
-  local saved = redis.call('lrange', memo, 0, -1)
+  if token == '' or type(memo) ~= 'string' then return nil end
+  local saved = memo_fields(memo)
   if saved[1] ~= token or saved[2] ~= queue then return nil end
+  local bad = queue_keys_problem(queue, STATES)
+  if bad then return wrong_type_reply(bad) end
   local result = {0}
   for i = 3, #saved do
     if in_state('active', queue, saved[i]) then take(result, queue, 'active', saved[i], now, now_s) end
@@ -260,41 +346,135 @@ end
 -- lock_retry, limit, then optionally the claimant's id, the claim's token and how long (ms) to
 -- remember it. A task that is already active (a unique task queued again while it runs) is put
 -- back in scheduled at now + lock_retry instead, and one whose stored data is unusable is
--- quarantined (see take). Nothing is claimed under a queue system lock. Returns {tasks left
--- queued, then three items per task (see take)}.
+-- quarantined (see take). Nothing is claimed under a queue system lock. Returns {1 if tasks
+-- stay queued, else 0 (-1: the queue is paused), then three items per task (see take)}.
 --
 -- With a claimant, the ids claimed are remembered in P:claim:<claimant> with the token, so that
 -- the same claim sent again (its reply lost to a dropped connection) gets the same tasks
 -- instead of leaving them active with nobody running them; the claimant's next claim, with a
 -- new token, replaces them.
+--
+-- Everything is read and decided before the first write, and every key the claim writes is
+-- of its type by then (read, or checked), so a claim either happens whole or not at all.
 local function claim_from(first)
   local queue, now_s = ARGV[first], ARGV[first + 1]
   local now = tonumber(now_s)
   local lock_retry, limit = tonumber(ARGV[first + 2]), tonumber(ARGV[first + 3])
   local claimant, token = ARGV[first + 4] or '', ARGV[first + 5] or ''
-  local bad = queue_keys_problem(queue, STATES)
-  if bad then return wrong_type_reply(bad) end
-  local memo = P .. ':claim:' .. claimant
-  if claimant ~= '' then
-    local resent = resent_claim(memo, token, queue, now, now_s)
-    if resent then return resent end
-  end
-  local system_lock = redis.call('zscore', P .. ':qslock:' .. queue, 'SYSTEM_LOCK')
-  if system_lock and tonumber(system_lock) > now then return {-1} end
-  local result, claimed = {0}, {}
-  for _, id in ipairs(redis.call('zrange', state_key('queued', queue), 0, limit - 1)) do
-    if in_state('active', queue, id) then
-      unfile('queued', queue, id)
-      file('scheduled', queue, id, now + lock_retry, 'min')
-    elseif take(result, queue, 'queued', id, now, now_s) then
-      claimed[#claimed + 1] = id
+  local queued_key, active_key = state_key('queued', queue), state_key('active', queue)
+  for _, state in ipairs({'scheduled', 'error'}) do  -- (the others are read below)
+    local key = state_key(state, queue)
+    if not proven[key] then
+      local problem = type_problem(key, 'zset')
+      if problem then return wrong_type_reply(problem) end
+      proven[key] = true
     end
   end
-  if claimant ~= '' and #claimed > 0 then
-    redis.call('del', memo)
-    redis.call('rpush', memo, token, queue, unpack(claimed))
-    redis.call('pexpire', memo, tonumber(ARGV[first + 6]))
+  -- One more than the limit: whether any stay queued.
+  local ids, refused = read_checked('zset', 'zrange', queued_key, 0, limit)
+  if refused then return refused end
+  local left = 0
+  if #ids > limit then
+    left = 1
+    ids[#ids] = nil
   end
-  result[1] = redis.call('zcard', state_key('queued', queue))
+  local active = {}
+  if #ids > 0 then
+    for at = 1, #ids, 1000 do
+      local scores
+      scores, refused = read_checked('zset', 'zmscore', active_key,
+        unpack(ids, at, math.min(at + 999, #ids)))
+      if refused then return refused end
+      for i = at, math.min(at + 999, #ids) do active[i] = scores[i - at + 1] end
+    end
+  end
+  local memo = claimant ~= '' and P .. ':claim:' .. claimant or nil
+  local system_lock = redis.call('zscore', P .. ':qslock:' .. queue, 'SYSTEM_LOCK')
+  local paused = system_lock and tonumber(system_lock) > now
+  if paused or #ids == 0 then  -- nothing to claim: only a resend has tasks to give
+    local resent = memo and resent_claim(redis.pcall('get', memo), token, queue, now, now_s)
+    if resent then return resent end
+    return {paused and -1 or 0}
+  end
+
+  -- What becomes of each task: to active (its payload and count kept), back to scheduled, or
+  -- quarantined (the reason kept).
+  local plan, taken, back, broken = {}, {}, {}, false
+  for i, id in ipairs(ids) do
+    if active[i] then
+      back[#back + 1] = id
+    else
+      local problem, payload, count = task_problem(id)
+      plan[i] = {problem = problem, payload = payload, count = count}
+      if problem then broken = true else taken[#taken + 1] = id end
+    end
+  end
+  -- The sets of queue names this claim writes to.
+  local active_listed, queued_listed = true, false
+  if #taken > 0 then
+    active_listed, refused = listed('active', queue)
+    if refused then return refused end
+  end
+  if left == 0 then
+    queued_listed, refused = listed('queued', queue)
+    if refused then return refused end
+  end
+  local named = {}
+  if #back > 0 then named[#named + 1] = 'scheduled' end
+  if broken then named[#named + 1] = 'error' end
+  for _, state in ipairs(named) do
+    local problem = type_problem(P .. ':' .. state, 'set')
+    if problem then return wrong_type_reply(problem) end
+  end
+
+  if memo then
+    local remember_ms = tonumber(ARGV[first + 6])
+    local previous
+    if #taken > 0 then  -- (the memo written and the previous one read in one command)
+      local text = memo_text({token, queue, unpack(taken)})
+      previous = redis.pcall('set', memo, text, 'GET', 'PX', remember_ms)
+      if type(previous) == 'table' then  -- (not a string: not a memo of this claimant's)
+        redis.call('del', memo)
+        redis.call('set', memo, text, 'PX', remember_ms)
+      end
+    else
+      previous = redis.pcall('get', memo)
+    end
+    local resent = resent_claim(previous, token, queue, now, now_s)
+    if resent then
+      if #taken > 0 then redis.call('set', memo, previous, 'PX', remember_ms) end
+      return resent
+    end
+  end
+
+  local result = {left}
+  call_in_chunks('zrem', queued_key, ids)
+  if #taken > 0 then
+    local scored = {}
+    for _, id in ipairs(taken) do
+      scored[#scored + 1] = now
+      scored[#scored + 1] = id
+    end
+    call_in_chunks('zadd', active_key, scored)
+    if not active_listed then redis.call('sadd', P .. ':active', queue) end
+    maybe_emptied[active_key] = nil
+  end
+  for i, id in ipairs(ids) do
+    local step = plan[i]
+    if step then
+      result[#result + 1] = id
+      if step.problem then
+        quarantine(queue, nil, id, now_s, step.problem)
+        result[#result + 1] = false
+        result[#result + 1] = step.problem
+      else
+        result[#result + 1] = step.payload
+        result[#result + 1] = step.count
+      end
+    else
+      file('scheduled', queue, id, now + lock_retry, 'min')
+    end
+  end
+  if left == 0 and queued_listed then redis.call('srem', P .. ':queued', queue) end
   return result
 end

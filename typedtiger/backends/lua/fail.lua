@@ -14,11 +14,10 @@ for i = 8, 7 + n do
     repair_bookkeeping(id)
     record_execution(id, execution, max_stored)
     quarantine(queue, 'active', id, ARGV[4], problem)
-  elseif in_state('active', queue, id) then
+  elseif unfile('active', queue, id) then
     if redis.call('exists', task_key(id)) == 1 then record_execution(id, execution, max_stored) end
-    unfile('active', queue, id)
     if to_state == '' then
-      forget(queue, id)
+      forget(queue, id, 'active')
     else
       file(to_state, queue, id, when, '')
     end

@@ -5,6 +5,6 @@ local ids = redis.call('zrangebyscore', state_key('error', queue), '-inf', befor
   'LIMIT', 0, limit)
 for _, id in ipairs(ids) do
   unfile('error', queue, id)
-  forget(queue, id)
+  forget(queue, id, 'error')
 end
 return #ids
