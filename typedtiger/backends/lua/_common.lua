@@ -223,8 +223,8 @@ end
 
 -- A lock value is "<holder task id>|<expiry>". A value of another form (a TaskTiger token)
 -- is held until its key expires.
-local function lock_free(key, now)
-  local value = redis.call('get', key)
+local function lock_free(key, now, value)
+  if value == nil then value = redis.call('get', key) end
   if not value then return true end
   local expiry = tonumber(string.match(value, '|([^|]+)$') or '')
   return expiry ~= nil and expiry <= now
@@ -259,11 +259,23 @@ local function complete_from(first)
   return at + 1 + 2 * m
 end
 
--- `command` on `key` with `args`, in calls of at most 1000 of them (unpack's limit is ~8000).
-local function call_in_chunks(command, key, args)
+-- `command` on `key` with `args` (after `flag` if given), in calls of at most 1000 of them
+-- (unpack's limit is ~8000).
+local function call_in_chunks(command, key, args, flag)
   for at = 1, #args, 1000 do
-    redis.call(command, key, unpack(args, at, math.min(at + 999, #args)))
+    local last = math.min(at + 999, #args)
+    if flag then
+      redis.call(command, key, flag, unpack(args, at, last))
+    else
+      redis.call(command, key, unpack(args, at, last))
+    end
   end
+end
+
+-- Whether a reply of redis.pcall is the error of a key of another type.
+local function wrong_type(reply)
+  return type(reply) == 'table' and reply.err ~= nil
+    and string.find(tostring(reply.err), 'WRONGTYPE', 1, true) ~= nil
 end
 
 -- A read of `key`, which must be a `want` or missing: its reply, or nil and the script's
@@ -271,7 +283,7 @@ end
 local function read_checked(want, command, key, ...)
   local reply = redis.pcall(command, key, ...)
   if type(reply) == 'table' and reply.err then
-    local problem = type_problem(key, want)
+    local problem = wrong_type(reply) and type_problem(key, want)
     return nil, problem and wrong_type_reply(problem) or reply
   end
   proven[key] = true
@@ -324,14 +336,21 @@ local function take(result, queue, from, id, now, now_s)
   result[#result + 1] = count
 end
 
--- A claim sent again because its reply was lost (same owner, token and queue; see claim_from),
--- `memo` what the claimant's memo held (false if nothing; a string): the reply to the first
--- one, read again: the tasks it moved to active that still are (their active time renewed),
--- or nil when this claim is not a resend.
-local function resent_claim(memo, token, queue, now, now_s)
+-- Whether a claim is sent again because its reply was lost (same owner, token and queue; see
+-- claim_from), `memo` what the claimant's memo held (false if nothing; a string, else an
+-- error): the memo's fields (token, queue, task ids) if so.
+local function resend_of(memo, token, queue)
   if token == '' or type(memo) ~= 'string' then return nil end
   local saved = memo_fields(memo)
   if saved[1] ~= token or saved[2] ~= queue then return nil end
+  return saved
+end
+
+-- The reply to a resent claim (see resend_of), read again: the tasks the first one moved to
+-- active that still are (their active time renewed), or nil when this claim is not a resend.
+local function resent_claim(memo, token, queue, now, now_s)
+  local saved = resend_of(memo, token, queue)
+  if not saved then return nil end
   local bad = queue_keys_problem(queue, STATES)
   if bad then return wrong_type_reply(bad) end
   local result = {0}
@@ -378,8 +397,10 @@ local function claim_from(first)
     left = 1
     ids[#ids] = nil
   end
-  local active = {}
-  if #ids > 0 then
+  -- Which are active already (a unique task queued again while it runs). A lone task is found
+  -- out by the ZADD NX that moves it (below): one command instead of two.
+  local active, single = {}, #ids == 1
+  if #ids > 1 then
     for at = 1, #ids, 1000 do
       local scores
       scores, refused = read_checked('zset', 'zmscore', active_key,
@@ -401,10 +422,17 @@ local function claim_from(first)
   -- quarantined (the reason kept).
   local plan, taken, back, broken = {}, {}, {}, false
   for i, id in ipairs(ids) do
+    local problem, payload, count
+    if not active[i] then
+      problem, payload, count = task_problem(id)
+      if problem and single then  -- (it is not moved: looked up)
+        active[i], refused = read_checked('zset', 'zscore', active_key, id)
+        if refused then return refused end
+      end
+    end
     if active[i] then
       back[#back + 1] = id
     else
-      local problem, payload, count = task_problem(id)
       plan[i] = {problem = problem, payload = payload, count = count}
       if problem then broken = true else taken[#taken + 1] = id end
     end
@@ -426,6 +454,24 @@ local function claim_from(first)
     local problem = type_problem(P .. ':' .. state, 'set')
     if problem then return wrong_type_reply(problem) end
   end
+  -- A lone task to take is moved now, its active check in the same command: ZADD NX leaves a
+  -- task that is active already alone (nothing written: it goes back to scheduled instead).
+  local moved = false
+  if single and #taken == 1 then
+    local added = redis.pcall('zadd', active_key, 'NX', now, taken[1])
+    if type(added) == 'table' then  -- (any error: nothing was written)
+      local problem = wrong_type(added) and type_problem(active_key, 'zset')
+      return problem and wrong_type_reply(problem) or added
+    end
+    proven[active_key] = true
+    if added == 1 then
+      moved = true
+    else
+      back, plan, taken = {taken[1]}, {}, {}
+      local problem = type_problem(P .. ':scheduled', 'set')
+      if problem then return wrong_type_reply(problem) end
+    end
+  end
 
   if memo then
     local remember_ms = tonumber(ARGV[first + 6])
@@ -433,17 +479,20 @@ local function claim_from(first)
     if #taken > 0 then  -- (the memo written and the previous one read in one command)
       local text = memo_text({token, queue, unpack(taken)})
       previous = redis.pcall('set', memo, text, 'GET', 'PX', remember_ms)
-      if type(previous) == 'table' then  -- (not a string: not a memo of this claimant's)
+      if type(previous) == 'table' then
+        -- Only a memo of another type (not this claimant's) is replaced; any other error (a
+        -- full Redis: the claim's first write) is the script's reply, nothing written.
+        if not wrong_type(previous) then return previous end
         redis.call('del', memo)
         redis.call('set', memo, text, 'PX', remember_ms)
       end
     else
       previous = redis.pcall('get', memo)
     end
-    local resent = resent_claim(previous, token, queue, now, now_s)
-    if resent then
+    if resend_of(previous, token, queue) then  -- (what this claim wrote is undone)
       if #taken > 0 then redis.call('set', memo, previous, 'PX', remember_ms) end
-      return resent
+      if moved then redis.call('zrem', active_key, taken[1]) end
+      return resent_claim(previous, token, queue, now, now_s)
     end
   end
 
@@ -451,7 +500,7 @@ local function claim_from(first)
   call_in_chunks('zrem', queued_key, ids)
   if #taken > 0 then
     local scored = {}
-    for _, id in ipairs(taken) do
+    for _, id in ipairs(moved and {} or taken) do
       scored[#scored + 1] = now
       scored[#scored + 1] = id
     end

@@ -12,7 +12,7 @@ for i = 6, #ARGV, 2 do
   local mine = value and string.sub(value, 1, #id + 1) == id .. '|'
   if taken[key] then
     granted[#granted + 1] = id
-  elseif mine or lock_free(key, now) then
+  elseif mine or lock_free(key, now, value) then
     redis.call('set', key, id .. '|' .. tostring(now + timeout), 'PX', lock_ttl_ms(timeout))
     taken[key] = true
     granted[#granted + 1] = id

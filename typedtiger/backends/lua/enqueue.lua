@@ -22,6 +22,10 @@ local function has_type(key, wanted)
   return checked[key]
 end
 
+-- Whether P:<state> lists a queue (read once per batch: a queue listed needs no SADD; a key
+-- of another type is refused before anything is written).
+local listed_queues = {}
+
 -- First pass: decide every task, write nothing.
 local reply, plan, adding, first_of = {'ok'}, {}, {}, {}
 local number, at = 0, 4
@@ -39,8 +43,10 @@ while at <= #ARGV do
       local first = first_of[queue .. '\0' .. id .. '\0' .. state] -- earlier in this batch
       if first then
         existing = {state, first.score, false}
-      elseif in_state(state, queue, id) then
-        existing = {state, redis.call('zscore', filed_key, id), false}
+      else
+        local filed_score = redis.call('zscore', filed_key, id)
+        checked[filed_key] = true
+        if filed_score then existing = {state, filed_score, false} end
       end
       payload_only = existing ~= nil
     elseif mode ~= 'plain' then
@@ -48,15 +54,17 @@ while at <= #ARGV do
       if first then
         existing = {first.state, first.score, first.payload}
       else
-        local queued, scheduled = in_state('queued', queue, id), in_state('scheduled', queue, id)
-        local blocking = queued or scheduled
-        if mode == 'if_absent' then blocking = blocking or in_state('active', queue, id) end
-        if blocking then
-          local found = queued and 'queued' or (scheduled and 'scheduled' or 'active')
-          local found_score = redis.call('zscore', state_key(found, queue), id)
-          -- (false for a task key of another type, which GET would fail on)
-          local stored = key_type(task_key(id)) == 'string' and redis.call('get', task_key(id))
-          existing = {found, found_score, stored}
+        local blocking = {'queued', 'scheduled', mode == 'if_absent' and 'active' or nil}
+        for _, found in ipairs(blocking) do
+          local key = state_key(found, queue)
+          local found_score = redis.call('zscore', key, id)
+          checked[key] = true
+          if found_score then
+            -- (false for a task key of another type, which GET fails on)
+            local stored = redis.pcall('get', task_key(id))
+            existing = {found, found_score, type(stored) ~= 'table' and stored}
+            break
+          end
         end
       end
     end
@@ -66,8 +74,11 @@ while at <= #ARGV do
       for _, value in ipairs(existing) do reply[#reply + 1] = value end
     else
       if not has_type(filed_key, 'zset') then return {'wrongtype', number, filed_key} end
-      if not has_type(P .. ':' .. state, 'set') then
-        return {'wrongtype', number, P .. ':' .. state}
+      local names = P .. ':' .. state
+      if listed_queues[names .. '\0' .. queue] == nil then
+        local reply = redis.pcall('sismember', names, queue)
+        if type(reply) == 'table' then return {'wrongtype', number, names} end
+        listed_queues[names .. '\0' .. queue] = reply == 1
       end
       if max_size > 0 then
         local size = adding[queue] or 0
@@ -89,16 +100,18 @@ while at <= #ARGV do
   at = at + 5 + 2 * count
 end
 
--- Second pass: write. The set of queue names of a state is added to once per queue.
-local named, woken = {}, {}
+-- Second pass: write. The set of queue names of a state is added to once per queue, if it
+-- does not list it already.
+local woken = {}
 for _, task in ipairs(plan) do
   redis.call('set', task_key(task.id), task.payload)
   if not task.payload_only then
     local key = state_key(task.state, task.queue)
     redis.call('zadd', key, 'NX', task.score, task.id)
-    if not named[key] then
-      named[key] = true
-      redis.call('sadd', P .. ':' .. task.state, task.queue)
+    local names = P .. ':' .. task.state
+    if not listed_queues[names .. '\0' .. task.queue] then
+      listed_queues[names .. '\0' .. task.queue] = true
+      redis.call('sadd', names, task.queue)
     end
     if task.state == 'queued' then woken[task.queue] = true end
   end

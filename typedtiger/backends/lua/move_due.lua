@@ -1,25 +1,34 @@
 -- Move due scheduled tasks to queued, at most ARGV[4] per queue. ARGV: prefix, now, publish,
 -- limit. A task already queued just leaves the scheduled set. A queue whose keys hold another
--- type is skipped. Returns {how many moved, then the reason each queue was skipped}.
+-- type is skipped (the keys a move writes are checked when it has tasks due). Returns {how
+-- many moved, then the reason each queue was skipped}.
 local now, publish, limit = tonumber(ARGV[2]), ARGV[3] == '1', tonumber(ARGV[4])
 local moved, skipped = 0, {}
-local bad = type_problem(P .. ':scheduled', 'set')
-if bad then return wrong_type_reply(bad) end
-for _, queue in ipairs(redis.call('smembers', P .. ':scheduled')) do
-  local bad = queue_keys_problem(queue, {'scheduled', 'queued'})
+local queues, refused = read_checked('set', 'smembers', P .. ':scheduled')
+if refused then return refused end
+for _, queue in ipairs(queues) do
+  local key = state_key('scheduled', queue)
+  local ids = redis.pcall('zrangebyscore', key, '-inf', now, 'LIMIT', 0, limit)
+  local bad = nil
+  if ids.err then
+    bad = type_problem(key, 'zset') or tostring(ids.err)
+  elseif #ids > 0 then
+    bad = queue_keys_problem(queue, {'queued'})
+  end
   if bad then
     skipped[#skipped + 1] = bad
-  else
-    local ids = redis.call('zrangebyscore', state_key('scheduled', queue), '-inf', now,
-      'LIMIT', 0, limit)
+  elseif #ids > 0 then
+    call_in_chunks('zrem', key, ids)
+    if redis.call('exists', key) == 0 then redis.call('srem', P .. ':scheduled', queue) end
+    local scored = {}
     for _, id in ipairs(ids) do
-      unfile('scheduled', queue, id)
-      file('queued', queue, id, now, 'nx')
+      scored[#scored + 1] = now
+      scored[#scored + 1] = id
     end
-    if #ids > 0 then
-      moved = moved + #ids
-      if publish then redis.call('publish', P .. ':activity', queue) end
-    end
+    call_in_chunks('zadd', state_key('queued', queue), scored, 'NX')
+    redis.call('sadd', P .. ':queued', queue)
+    moved = moved + #ids
+    if publish then redis.call('publish', P .. ':activity', queue) end
   end
 end
 return {moved, unpack(skipped)}

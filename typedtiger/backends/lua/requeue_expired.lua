@@ -21,11 +21,13 @@ local function count_loss(id)
   return losses
 end
 
-local bad = type_problem(P .. ':active', 'set')
-if bad then return wrong_type_reply(bad) end
+local queues, refused = read_checked('set', 'smembers', P .. ':active')
+if refused then return refused end
+-- The lock is written only if this pass leaves work for the next (it is released at the end
+-- otherwise): the script is atomic, so nobody could see it in between.
 local lkey = P .. ':lockv2:queue_expired_tasks'
-if not lock_free(lkey, now) then return {0, 0, 1} end
-redis.call('set', lkey, 'requeue|' .. tostring(now + lock_for), 'PX', lock_ttl_ms(lock_for))
+local held = redis.call('get', lkey)
+if held and not lock_free(lkey, now, held) then return {0, 0, 1} end
 
 -- Why a lost task cannot be requeued (checked before it leaves active: an error half way
 -- would leave it in no state), or nil; a losses key of another type is dropped on the way.
@@ -39,16 +41,20 @@ local function problem_of(id)
 end
 
 local requeued, failed, skipped = 0, 0, {}
-for _, queue in ipairs(redis.call('smembers', P .. ':active')) do
+for _, queue in ipairs(queues) do
   local budget = limit - requeued - failed
   if budget <= 0 then break end
-  local bad = queue_keys_problem(queue, STATES)
-  local ids = {}
+  local key = state_key('active', queue)
+  local ids = redis.pcall('zrangebyscore', key, '-inf', now - timeout, 'LIMIT', 0, budget)
+  local bad = nil
+  if ids.err then
+    bad = type_problem(key, 'zset') or tostring(ids.err)
+  elseif #ids > 0 then
+    bad = queue_keys_problem(queue, STATES)
+  end
   if bad then
     skipped[#skipped + 1] = bad
-  else
-    ids = redis.call('zrangebyscore', state_key('active', queue), '-inf', now - timeout,
-      'LIMIT', 0, budget)
+    ids = {}
   end
   for _, id in ipairs(ids) do
     local problem = problem_of(id)
@@ -71,5 +77,9 @@ for _, queue in ipairs(redis.call('smembers', P .. ':active')) do
     end
   end
 end
-if requeued + failed < limit then redis.call('del', lkey) end
+if requeued + failed >= limit then
+  redis.call('set', lkey, 'requeue|' .. tostring(now + lock_for), 'PX', lock_ttl_ms(lock_for))
+elseif held then
+  redis.call('del', lkey)  -- (an expired lock's key)
+end
 return {requeued, failed, 0, unpack(skipped)}
