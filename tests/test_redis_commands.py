@@ -17,7 +17,7 @@ from typedtiger.clock import ManualClock
 
 #: TaskTiger 0.26.3 runs 15 per task in its worker and 9 to enqueue one (docs/performance.md).
 WORKER_BOUND = 14
-ENQUEUE_BOUND = 6
+ENQUEUE_BOUND = 5
 
 
 def _commands(client: redis.Redis[str]) -> Counter[str]:

@@ -499,6 +499,45 @@ def test_a_claim_refuses_a_queue_with_a_key_of_another_type_before_any_change(
     assert after == before
 
 
+@pytest.mark.parametrize("key", ["t:queued:x", "t:queued"])
+def test_an_enqueue_into_a_key_of_another_type_writes_nothing(
+    tiger: Tiger, backend: RedisBackend, key: str
+) -> None:
+    tiger.enqueue(TaskSpec.of(tasks.simple, 0).evolve(queue="y"))
+    backend.client.delete(key)
+    backend.client.rpush(key, "junk")
+    before = {k: backend.client.dump(k) for k in sorted(backend.client.keys("t:*"))}
+    with pytest.raises(StorageDataError, match=f"'{key}' holds another type"):
+        tiger.enqueue(TaskSpec.of(tasks.simple, 1).evolve(queue="x"))
+    with pytest.raises(StorageDataError, match=f"'{key}' holds another type"):
+        tiger.enqueue_many(
+            [
+                TaskSpec.of(tasks.simple, 2).evolve(queue="y"),
+                TaskSpec.of(tasks.simple, 3).evolve(queue="x"),
+            ]
+        )
+    after = {k: backend.client.dump(k) for k in sorted(backend.client.keys("t:*"))}
+    assert after == before
+
+
+def test_an_enqueue_refused_twice_names_its_first_task_s_refusal(
+    tiger: Tiger, backend: RedisBackend
+) -> None:
+    # A batch whose first task meets a key of another type and whose second a full queue is
+    # refused for the first (the type of the first sorted set is checked by the first write).
+    tiger.enqueue(TaskSpec.of(tasks.simple, 0).evolve(queue="full", max_queue_size=1))
+    backend.client.rpush("t:queued:x", "junk")
+    with pytest.raises(StorageDataError, match="'t:queued:x' holds another type"):
+        tiger.enqueue_many(
+            [
+                TaskSpec.of(tasks.simple, 1).evolve(queue="x"),
+                TaskSpec.of(tasks.simple, 2).evolve(queue="full", max_queue_size=1),
+            ]
+        )
+    assert backend.client.lrange("t:queued:x", 0, -1) == ["junk"]
+    assert _sizes(tiger, "full") == {TaskState.QUEUED: 1}
+
+
 def test_a_failure_is_not_recorded_half_way_into_a_queue_with_a_key_of_another_type(
     tiger: Tiger, backend: RedisBackend, clock: ManualClock
 ) -> None:

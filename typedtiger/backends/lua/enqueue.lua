@@ -13,13 +13,31 @@ local now_s, publish = ARGV[2], ARGV[3] == '1'
 local now = tonumber(now_s)
 
 -- SET replaces a value of any type; the sorted set and the set of queue names must be right
--- before anything is written (checked once per key and batch).
-local checked = {}
-local function has_type(key, wanted)
+-- before anything is written (checked once per key and batch). The first sorted set to check
+-- (of a queue without a size limit, whose ZCARD would fail first) is checked by the first
+-- write instead, its task's ZADD (see below): `deferred`.
+local checked, deferred = {}, nil
+local function has_type(key, wanted, number, max_size)
   if checked[key] then return true end
+  if wanted == 'zset' and not deferred and max_size == 0 then
+    deferred = {key = key, number = number}
+    checked[key] = true
+    return true
+  end
   local kind = redis.call('type', key)['ok']
   checked[key] = kind == 'none' or kind == wanted
   return checked[key]
+end
+
+-- A refusal of the batch, or the refusal the deferred check makes first (that task comes
+-- first).
+local function refused(reply)
+  if deferred and not deferred.checked then
+    deferred.checked = true
+    local kind = redis.call('type', deferred.key)['ok']
+    if kind ~= 'none' and kind ~= 'zset' then return {'wrongtype', deferred.number, deferred.key} end
+  end
+  return reply
 end
 
 -- Whether P:<state> lists a queue (read once per batch: a queue listed needs no SADD; a key
@@ -73,11 +91,13 @@ while at <= #ARGV do
       reply[#reply + 1] = number
       for _, value in ipairs(existing) do reply[#reply + 1] = value end
     else
-      if not has_type(filed_key, 'zset') then return {'wrongtype', number, filed_key} end
+      if not has_type(filed_key, 'zset', number, max_size) then
+        return refused({'wrongtype', number, filed_key})
+      end
       local names = P .. ':' .. state
       if listed_queues[names .. '\0' .. queue] == nil then
         local reply = redis.pcall('sismember', names, queue)
-        if type(reply) == 'table' then return {'wrongtype', number, names} end
+        if type(reply) == 'table' then return refused({'wrongtype', number, names}) end
         listed_queues[names .. '\0' .. queue] = reply == 1
       end
       if max_size > 0 then
@@ -85,7 +105,7 @@ while at <= #ARGV do
         for _, counted in ipairs({'queued', 'active', 'scheduled'}) do
           size = size + redis.call('zcard', state_key(counted, queue))
         end
-        if size >= max_size then return {'full', number, size} end
+        if size >= max_size then return refused({'full', number, size}) end
       end
       adding[queue] = (adding[queue] or 0) + 1
       local task = {id = id, queue = queue, payload = payload, state = state, score = score}
@@ -95,6 +115,7 @@ while at <= #ARGV do
         first_of[queue .. '\0' .. id] = task
       end
       plan[#plan + 1] = task
+      if deferred and deferred.number == number then deferred.task = task end
     end
   end
   at = at + 5 + 2 * count
@@ -103,11 +124,18 @@ end
 -- Second pass: write. The set of queue names of a state is added to once per queue, if it
 -- does not list it already.
 local woken = {}
+if deferred and not deferred.checked then
+  local task = deferred.task
+  local added = redis.pcall('zadd', deferred.key, 'NX', task.score, task.id)
+  if wrong_type(added) then return {'wrongtype', deferred.number, deferred.key} end
+  if type(added) == 'table' then return added end  -- (another error: nothing written)
+  task.filed = true
+end
 for _, task in ipairs(plan) do
   redis.call('set', task_key(task.id), task.payload)
   if not task.payload_only then
     local key = state_key(task.state, task.queue)
-    redis.call('zadd', key, 'NX', task.score, task.id)
+    if not task.filed then redis.call('zadd', key, 'NX', task.score, task.id) end
     local names = P .. ':' .. task.state
     if not listed_queues[names .. '\0' .. task.queue] then
       listed_queues[names .. '\0' .. task.queue] = true
