@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import ast
 import itertools
+import subprocess
+import sys
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -435,3 +437,24 @@ def test_no_private_name_crosses_a_module() -> None:
         if name.startswith("_") and not name.startswith("__")
     ]
     assert not wrong, "private names imported from another module:\n" + "\n".join(wrong)
+
+
+def test_the_facade_loads_nothing_above_it() -> None:
+    """What runs, not only what is written: importing the everyday API (``from typedtiger
+    import Tiger, ...``) loads no module of a layer above the facade, nor click."""
+    code = (
+        "import sys\n"
+        "from typedtiger import Config, Task, TaskSpec, Tiger, cron, exponential\n"
+        "print('\\n'.join(sorted(sys.modules)))\n"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    ).stdout.split()
+    facade = next(index for index, (name, _) in enumerate(LAYERS) if name == "facade")
+    above = [
+        module
+        for module in loaded
+        if module in MODULES and module != PACKAGE and _layer(module) > facade
+    ]
+    assert not above, f"importing the everyday API loaded {above}"
+    assert "click" not in loaded
