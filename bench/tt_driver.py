@@ -8,6 +8,7 @@ Imports tasktiger, never typedtiger.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import time
 from typing import Any
@@ -28,6 +29,8 @@ def _tiger(args: argparse.Namespace, *, setup_structlog: bool = False) -> TaskTi
         config={"REDIS_PREFIX": args.prefix, "DEFAULT_QUEUE": DEFAULT_QUEUE},
         setup_structlog=setup_structlog,
     )
+    if setup_structlog:  # it sets TaskTiger's logger to DEBUG: both systems run at INFO here
+        tiger.log.setLevel(logging.INFO)
     common.learn_script_names(tiger.scripts)
     return tiger
 
