@@ -107,6 +107,8 @@ EXECUTOR_MODULES: Final = (
     "typedtiger.worker.fork",
     "typedtiger.worker.process",
     "typedtiger.worker.child",
+    "typedtiger.worker.prefork",
+    "typedtiger.worker.prefork_child",
 )
 #: The worker loop and its parts, and what they must not import: a concrete executor (the one
 #: that picks the default, worker/default.py, is not among them).
@@ -127,6 +129,9 @@ CONCRETE_EXECUTORS: Final = frozenset(
         "typedtiger.worker.fork",
         "typedtiger.worker.process",
         "typedtiger.worker.child",
+        "typedtiger.worker.prefork",
+        "typedtiger.worker.prefork_child",
+        "PreforkExecutor",
     }
 )
 

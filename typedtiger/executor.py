@@ -2,7 +2,10 @@
 
 ``SyncExecutor`` runs tasks in the worker process. ``ForkExecutor`` (the default on Redis) forks
 one child per task or batch and enforces the hard timeout by killing it; the child reports its
-outcome through a pipe and never writes to storage. The worker heartbeats while jobs run.
+outcome through a pipe and never writes to storage. ``PreforkExecutor`` keeps a pool of
+long-lived children (one per concurrency slot) that run jobs one after the other, replaced after
+a number of tasks, past a memory size, or when killed at a hard timeout. The worker heartbeats
+while jobs run.
 
 This module re-exports them from ``typedtiger.worker`` (where the execution path lives), with
 the protocol (``Executor``, ``Running``, ``ExecutorSettings``) and the values it deals in.
@@ -11,6 +14,7 @@ the protocol (``Executor``, ``Running``, ``ExecutorSettings``) and the values it
 from typedtiger.worker.executor import Executor, ExecutorSettings, Finished, RunJob, Running
 from typedtiger.worker.fork import ForkedJob, ForkExecutor
 from typedtiger.worker.job import Failed, Job, Outcome, Succeeded
+from typedtiger.worker.prefork import PreforkedJob, PreforkExecutor
 from typedtiger.worker.sync import SyncExecutor
 
 __all__ = [
@@ -22,6 +26,8 @@ __all__ = [
     "ForkedJob",
     "Job",
     "Outcome",
+    "PreforkExecutor",
+    "PreforkedJob",
     "RunJob",
     "Running",
     "Succeeded",

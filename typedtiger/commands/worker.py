@@ -24,7 +24,7 @@ from typedtiger.commands.connection import (
 )
 from typedtiger.config import Config
 from typedtiger.exceptions import StorageGaveUp
-from typedtiger.executor import Executor, ForkExecutor, SyncExecutor
+from typedtiger.executor import Executor, ForkExecutor, PreforkExecutor, SyncExecutor
 from typedtiger.tiger import Tiger
 from typedtiger.worker import Worker
 
@@ -75,11 +75,29 @@ def _worker_options(command: Callable[..., None]) -> Callable[..., None]:
         click.option(
             "--executor",
             "executor_name",
-            type=click.Choice(["fork", "sync"]),
+            type=click.Choice(["fork", "prefork", "sync"]),
             envvar="TYPEDTIGER_EXECUTOR",
             default=None,
-            help="fork: one child process per task (the default on Redis); sync: in-process "
-            "(the default on FakeBackend). [env: TYPEDTIGER_EXECUTOR]",
+            help="fork: one child process per task (the default on Redis); prefork: a pool of "
+            "-c long-lived child processes, each running tasks one after the other; sync: "
+            "in-process (the default on FakeBackend). [env: TYPEDTIGER_EXECUTOR]",
+        ),
+        click.option(
+            "--max-tasks-per-child",
+            type=click.IntRange(min=1),
+            envvar="TYPEDTIGER_MAX_TASKS_PER_CHILD",
+            default=None,
+            help="prefork: replace a child after it ran this many tasks (default: never). "
+            "[env: TYPEDTIGER_MAX_TASKS_PER_CHILD]",
+        ),
+        click.option(
+            "--max-memory-per-child",
+            type=click.IntRange(min=1),
+            envvar="TYPEDTIGER_MAX_MEMORY_PER_CHILD",
+            default=None,
+            metavar="MB",
+            help="prefork: replace a child once its resident memory passes this many MiB after "
+            "a task (default: no limit). [env: TYPEDTIGER_MAX_MEMORY_PER_CHILD]",
         ),
         click.option(
             "-c",
@@ -172,12 +190,15 @@ def _run_worker(
     modules: Sequence[str],
     max_workers_per_queue: int | None,
     executor_name: str | None,
+    max_tasks_per_child: int | None,
+    max_memory_per_child: int | None,
     concurrency: int,
     exit_after: float | None,
     print_config: bool,
     prefix_override: str | None = None,
     **config_options: Any,
 ) -> None:
+    executor = _executor(executor_name, max_tasks_per_child, max_memory_per_child)
     overrides: dict[str, Any] = pop_config_overrides(config_options)
     if prefix_override is not None:
         overrides["prefix"] = prefix_override
@@ -193,6 +214,8 @@ def _run_worker(
                     "app": app_module,
                     "modules": module_names,
                     "executor": executor_name or "default",
+                    "max_tasks_per_child": max_tasks_per_child,
+                    "max_memory_per_child_mib": max_memory_per_child,
                     "concurrency": concurrency,
                     "max_workers_per_queue": max_workers_per_queue,
                     "config": config.settings(),
@@ -201,9 +224,6 @@ def _run_worker(
             )
         )
         return
-    executor: Executor | None = None  # None: the Worker picks by backend
-    if executor_name is not None:
-        executor = ForkExecutor() if executor_name == "fork" else SyncExecutor()
     with _configured(tiger, config):
         try:
             worker = Worker(
@@ -219,6 +239,29 @@ def _run_worker(
             worker.run(once=exit_after is not None and exit_after < 0)
         except StorageGaveUp as exc:  # one line and a non-zero status, not a traceback
             raise click.ClickException(str(exc)) from exc
+
+
+def _executor(
+    name: str | None, max_tasks_per_child: int | None, max_memory_per_child: int | None
+) -> Executor | None:
+    """The executor the options name (None: the Worker picks by backend)."""
+    if name != "prefork":
+        for option, value in (
+            ("--max-tasks-per-child", max_tasks_per_child),
+            ("--max-memory-per-child", max_memory_per_child),
+        ):
+            if value is not None:
+                raise click.UsageError(f"{option} needs --executor prefork")
+    if name is None:
+        return None
+    if name == "prefork":
+        return PreforkExecutor(
+            max_tasks_per_child=max_tasks_per_child,
+            max_memory_per_child=None
+            if max_memory_per_child is None
+            else max_memory_per_child << 20,
+        )
+    return ForkExecutor() if name == "fork" else SyncExecutor()
 
 
 def _split(values: Sequence[str]) -> list[str]:

@@ -9,7 +9,6 @@ import contextlib
 import math
 import os
 import select
-import signal
 import threading
 import time
 from typing import Final
@@ -27,7 +26,7 @@ from typedtiger.worker.job import (
     timeout_failure,
     warm,
 )
-from typedtiger.worker.process import kill_group, reap
+from typedtiger.worker.process import exit_reason, kill_group, open_pidfd, reap
 
 __all__ = ["ChildWatch", "ForkExecutor", "ForkedJob"]
 
@@ -282,7 +281,7 @@ class ChildWatch:
         self._chunks: list[bytes] = []
         self._eof = False
         self._reaped = False
-        self.pidfd = _open_pidfd(pid)  # a pidfd of the child, while there is one
+        self.pidfd = open_pidfd(pid)  # a pidfd of the child, while there is one
         if self.pidfd is not None:
             self._poller.register(self.pidfd, select.POLLIN)
 
@@ -301,15 +300,7 @@ class ChildWatch:
 
     def reason(self) -> str:
         """How the child ended, in words."""
-        status = self.status
-        if status is None:
-            return "the task's process ended, but its exit status was collected elsewhere"
-        if os.WIFSIGNALED(status):
-            number = os.WTERMSIG(status)
-            return f"the task's process was killed by signal {_signal_label(number)}"
-        if os.WIFEXITED(status):
-            return f"the task's process exited with code {os.WEXITSTATUS(status)}"
-        return f"the task's process ended with wait status {status}"
+        return exit_reason(self.status)
 
     def _poll(self, timeout: float, until_exit: bool) -> bool:
         # Done once the child has exited, or it reported (EOF after its outcome).
@@ -396,22 +387,3 @@ def _decode(data: bytes, log: dict[str, object]) -> Outcome | None:
     except Exception as exc:
         _log.error("child sent an undecodable outcome", error=str(exc), size=len(data), **log)
         return None
-
-
-def _open_pidfd(pid: int) -> int | None:
-    pidfd_open = getattr(os, "pidfd_open", None)
-    if pidfd_open is None:
-        return None
-    try:
-        fd: int = pidfd_open(pid)
-    except OSError:  # an old kernel, or a sandbox that forbids it
-        return None
-    return fd
-
-
-def _signal_label(number: int) -> str:
-    """Like ``SIGSEGV (11)``; just the number for a signal without a name."""
-    try:
-        return f"{signal.Signals(number).name} ({number})"
-    except ValueError:
-        return str(number)

@@ -20,9 +20,11 @@ from typing import Final, NoReturn
 import structlog
 
 __all__ = [
+    "exit_reason",
     "flush_std_streams",
     "fork_process",
     "kill_group",
+    "open_pidfd",
     "reap",
     "write_all",
 ]
@@ -215,3 +217,35 @@ def _load_prctl() -> _Prctl | None:
     except (OSError, AttributeError):
         return None
     return prctl
+
+
+def exit_reason(status: int | None) -> str:
+    """How a task's process ended, in words, from its wait status (None: unknown)."""
+    if status is None:
+        return "the task's process ended, but its exit status was collected elsewhere"
+    if os.WIFSIGNALED(status):
+        number = os.WTERMSIG(status)
+        return f"the task's process was killed by signal {_signal_label(number)}"
+    if os.WIFEXITED(status):
+        return f"the task's process exited with code {os.WEXITSTATUS(status)}"
+    return f"the task's process ended with wait status {status}"
+
+
+def _signal_label(number: int) -> str:
+    """Like ``SIGSEGV (11)``; just the number for a signal without a name."""
+    try:
+        return f"{signal.Signals(number).name} ({number})"
+    except ValueError:
+        return str(number)
+
+
+def open_pidfd(pid: int) -> int | None:
+    """A pidfd of child ``pid`` (readable once it exits), or None where there is none."""
+    pidfd_open = getattr(os, "pidfd_open", None)
+    if pidfd_open is None:
+        return None
+    try:
+        fd: int = pidfd_open(pid)
+    except OSError:  # an old kernel, or a sandbox that forbids it
+        return None
+    return fd
