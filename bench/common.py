@@ -126,7 +126,7 @@ def parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=20)
     p.add_argument("--queues", type=int, default=0, help="subqueues (0: the default queue)")
     p.add_argument("--queue-base", default="subq")
-    p.add_argument("--executor", choices=["fork", "sync"], default="sync")
+    p.add_argument("--executor", choices=["fork", "prefork", "sync"], default="sync")
     p.add_argument("--concurrency", type=int, default=1, help="typedtiger's -c")
     p.add_argument("--gap", type=float, default=0.02)
     p.add_argument("--path", default="")

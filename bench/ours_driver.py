@@ -16,7 +16,7 @@ from typing import Any
 from bench import common, tasks
 from typedtiger import Config, TaskSpec, Tiger, Worker
 from typedtiger.backends.redis import RedisBackend
-from typedtiger.executor import ForkExecutor, SyncExecutor
+from typedtiger.executor import Executor, ForkExecutor, PreforkExecutor, SyncExecutor
 from typedtiger.logging import setup_structlog
 
 DEFAULT_QUEUE = "default"
@@ -76,8 +76,17 @@ def count_worker(args: argparse.Namespace) -> dict[str, Any]:
     setup_structlog()  # as `typedtiger worker` does: JSON lines to stderr
     fill(args)
     tiger = _tiger(args)
-    executor = SyncExecutor() if args.executor == "sync" else ForkExecutor()
-    worker = Worker(tiger, queues=[args.queue_base] if args.queues > 0 else None, executor=executor)
+    executors: dict[str, type[Executor]] = {
+        "sync": SyncExecutor,
+        "fork": ForkExecutor,
+        "prefork": PreforkExecutor,
+    }
+    worker = Worker(
+        tiger,
+        queues=[args.queue_base] if args.queues > 0 else None,
+        executor=executors[args.executor](),
+        concurrency=args.concurrency,
+    )
     common.CountingConnection.reset()
     seconds = common.profiled(lambda: worker.run(once=True), args.profile)
     return {"n": args.n, "queues": args.queues, "seconds": seconds, **common.counts()}
