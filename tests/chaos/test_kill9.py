@@ -81,9 +81,19 @@ def test_kill9_storm_on_worker_parents(
     assert codes == [0] * WORKERS, detail
 
 
+@pytest.mark.parametrize(
+    ("scenario", "executor"),
+    [("kill9_children", ()), ("kill9_prefork_children", ("--executor", "prefork", "-c", "2"))],
+)
 def test_kill9_storm_on_forked_children(
-    tiger: Tiger, ledger: Ledger, pool: WorkerPool, report: Report
+    tiger: Tiger,
+    ledger: Ledger,
+    pool: WorkerPool,
+    report: Report,
+    scenario: str,
+    executor: tuple[str, ...],
 ) -> None:
+    """Children killed mid-task: one per task (fork) or long-lived pool children (prefork)."""
     items = [f"c{n}" for n in range(120)]
     # A killed child is a ChildProcessDied failure; the retry policy runs the task again.
     tiger.enqueue_many(
@@ -95,7 +105,7 @@ def test_kill9_storm_on_forked_children(
         ]
     )
     for _ in range(WORKERS):
-        pool.start()
+        pool.start(*executor)
     started = time.monotonic()
     kills: Counter[str] = Counter()
     while pending(tiger, QUEUE) and time.monotonic() - started < STORM_BOUND_S:
@@ -116,7 +126,7 @@ def test_kill9_storm_on_forked_children(
     drain_s = time.monotonic() - started
     codes = pool.stop_all()
 
-    figures = measure("kill9_children", tiger, QUEUE, ledger, items, drain_s)
+    figures = measure(scenario, tiger, QUEUE, ledger, items, drain_s)
     report(figures)
     total_kills = sum(kills.values())
     detail = f"{figures.line} kills={total_kills}\n{error_details(tiger, QUEUE)}\n{pool.log_tail()}"

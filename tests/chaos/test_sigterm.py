@@ -38,6 +38,8 @@ pytestmark = [pytest.mark.chaos, pytest.mark.redis, pytest.mark.timeout(300)]
 QUEUE = "default"
 WORKERS = 3
 BOUND_S = scaled(90.0)  # longer on a busy machine (tests/waiting.py)
+#: A worker with a pool of two long-lived children instead of a fork per task.
+PREFORK: tuple[str, ...] = ("--executor", "prefork", "-c", "2")
 
 
 def _busy_worker(pool: WorkerPool, ledger: Ledger) -> subprocess.Popen[bytes] | None:
@@ -62,22 +64,31 @@ def _stop(worker: subprocess.Popen[bytes], to: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("to", "scenario"),
+    ("to", "scenario", "executor"),
     [
-        ("worker", "sigterm_mid_task"),
-        ("process_group", "sigterm_process_group"),
-        ("every_process", "sigterm_every_process"),
+        ("worker", "sigterm_mid_task", ()),
+        ("process_group", "sigterm_process_group", ()),
+        ("every_process", "sigterm_every_process", ()),
+        ("every_process", "sigterm_every_process_prefork", PREFORK),
     ],
 )
 def test_sigterm_mid_task(
-    tiger: Tiger, ledger: Ledger, pool: WorkerPool, report: Report, to: str, scenario: str
+    tiger: Tiger,
+    ledger: Ledger,
+    pool: WorkerPool,
+    report: Report,
+    to: str,
+    scenario: str,
+    executor: tuple[str, ...],
 ) -> None:
-    items = [f"s{n}" for n in range(60)]
+    # Twice the tasks with two children per worker: the queue must last long enough for the
+    # stops the scenario asserts.
+    items = [f"s{n}" for n in range(120 if executor else 60)]
     tiger.enqueue_many(
         [TaskSpec.of(chaos_tasks.run, str(ledger.path), item, 0.3) for item in items]
     )
     for _ in range(WORKERS):
-        pool.start()
+        pool.start(*executor)
     started = time.monotonic()
     exit_codes: list[int] = []
     while pending(tiger, QUEUE) and time.monotonic() - started < BOUND_S:
@@ -87,7 +98,7 @@ def test_sigterm_mid_task(
             continue
         _stop(worker, to)
         exit_codes.append(worker.wait(timeout=STOP_TIMEOUT))
-        pool.start()
+        pool.start(*executor)
     drain_s = time.monotonic() - started
     exit_codes += [code if code is not None else -1 for code in pool.stop_all()]
 
