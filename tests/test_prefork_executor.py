@@ -330,3 +330,31 @@ def test_the_public_module_exports_it() -> None:
     assert repr(PreforkExecutor(max_tasks_per_child=3)) == (
         "PreforkExecutor(max_tasks_per_child=3, max_memory_per_child=None, kill_grace=2)"
     )
+
+
+@pytest.mark.redis
+def test_cli_options_reach_the_executor(
+    tiger: Tiger, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """-c, --max-tasks-per-child and --max-memory-per-child (MiB, from the environment too)."""
+    import typedtiger.commands.worker as command
+
+    made: list[dict[str, object]] = []
+
+    class FakeWorker:
+        def __init__(self, _tiger: Tiger, **options: object) -> None:
+            made.append(options)
+
+        def run(self, once: bool) -> None:
+            pass
+
+    monkeypatch.setattr(command, "Worker", FakeWorker)
+    monkeypatch.setenv("TYPEDTIGER_MAX_MEMORY_PER_CHILD", "64")
+    tiger.run_worker_with_args(["--executor", "prefork", "-c", "3", "--max-tasks-per-child", "7"])
+    (options,) = made
+    executor = options["executor"]
+    assert isinstance(executor, PreforkExecutor) and options["concurrency"] == 3
+    assert executor.max_tasks_per_child == 7 and executor.max_memory_per_child == 64 << 20
+    tiger.run_worker_with_args(["--executor", "prefork", "--print-config"])
+    printed = capsys.readouterr().out
+    assert '"max_memory_per_child_mib": 64' in printed and '"executor": "prefork"' in printed
