@@ -30,7 +30,7 @@ from typedtiger.executor import ExecutorSettings, ForkedJob, ForkExecutor, Job, 
 from typedtiger.runner import BatchCall, DefaultRunner
 from typedtiger.serialization import TaskPayload
 from typedtiger.tiger import Tiger
-from typedtiger.worker import Worker, fork
+from typedtiger.worker import Worker, process
 from typedtiger.worker.heartbeat import Heartbeat, Heartbeats
 from typedtiger.worker.job import Failed, Outcome, Succeeded
 from typedtiger.worker.resolve import Resolver
@@ -600,7 +600,7 @@ def test_fork_module_imports_first() -> None:
 
 def test_without_pidfd(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Where pidfd_open is missing, the parent polls waitpid instead: same results."""
-    monkeypatch.setattr(fork, "open_pidfd", lambda _pid: None)
+    monkeypatch.setattr(process, "open_pidfd", lambda _pid: None)
     assert isinstance(run(make_job(ok)), Succeeded)
     assert failed(run(make_job(exit_with, 3))).message == "the task's process exited with code 3"
     assert failed(run(make_job(fail_with_size, 1 << 20))).message == "x" * (1 << 20)

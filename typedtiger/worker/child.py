@@ -15,9 +15,8 @@ from typedtiger.worker.executor import RunJob, run_under_alarm
 from typedtiger.worker.job import Job, Outcome, encode_outcome, failed_from_exception
 from typedtiger.worker.process import fork_process, write_all
 
-__all__ = ["OUTCOME_END", "READ_SIZE", "fork_job_process", "run_in_child"]
+__all__ = ["OUTCOME_END", "fork_job_process", "run_in_child"]
 
-READ_SIZE: Final = 1 << 16
 #: Ends a child's outcome (JSON text, which never holds a raw newline) on its pipe.
 OUTCOME_END: Final = b"\n"
 

@@ -9,13 +9,14 @@ backend, a Tiger or a heartbeat. The worker owns heartbeats and records outcomes
 
 from __future__ import annotations
 
+import math
 import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
-from typing import Protocol
+from typing import Final, Protocol
 
 import attrs
 
@@ -23,17 +24,31 @@ from typedtiger.exceptions import JobTimeoutException
 from typedtiger.worker.job import Job, Outcome, timeout_failure
 
 __all__ = [
+    "DEFAULT_KILL_GRACE",
     "Executor",
     "ExecutorSettings",
     "Finished",
     "RunJob",
     "Running",
+    "check_kill_grace",
     "hard_timeout_alarm",
     "run_under_alarm",
 ]
 
 #: Runs a job in the current process and describes how it ended (never raises for the task).
 RunJob = Callable[[Job], Outcome]
+
+
+#: Config's default hard_timeout_kill_grace: what an executor used alone (not bound to a
+#: worker) waits between a hard timeout's alarm and the kill.
+DEFAULT_KILL_GRACE: Final = 2.0
+
+
+def check_kill_grace(seconds: float) -> float:
+    """``seconds`` as a kill grace; ValueError unless finite and >= 0."""
+    if not seconds >= 0 or math.isinf(seconds):
+        raise ValueError(f"kill_grace must be a finite number >= 0, not {seconds!r}")
+    return float(seconds)
 
 
 def _nothing() -> None:
@@ -46,7 +61,7 @@ class ExecutorSettings:
 
     #: Config.hard_timeout_kill_grace: seconds between a hard timeout's alarm in the task and
     #: its process being killed (an executor given its own at construction keeps it).
-    kill_grace: float = 2.0
+    kill_grace: float = DEFAULT_KILL_GRACE
     #: What a process forked to run a job calls first: let go of the worker's storage
     #: connections, which a task must not use (an executor that runs jobs in the worker's own
     #: process never calls it).

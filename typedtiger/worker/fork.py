@@ -6,18 +6,20 @@ The forked process's side is in ``child`` (and ``process`` forks and ends proces
 from __future__ import annotations
 
 import contextlib
-import math
 import os
-import select
 import threading
 import time
-from typing import Final
 
 import structlog
 
 from typedtiger.exceptions import ChildProcessDied
-from typedtiger.worker.child import READ_SIZE, fork_job_process
-from typedtiger.worker.executor import ExecutorSettings, RunJob
+from typedtiger.worker.child import fork_job_process
+from typedtiger.worker.executor import (
+    DEFAULT_KILL_GRACE,
+    ExecutorSettings,
+    RunJob,
+    check_kill_grace,
+)
 from typedtiger.worker.job import (
     Job,
     Outcome,
@@ -26,7 +28,7 @@ from typedtiger.worker.job import (
     timeout_failure,
     warm,
 )
-from typedtiger.worker.process import exit_reason, kill_group, open_pidfd, reap
+from typedtiger.worker.process import WatchedChild, exit_reason, kill_group, reap
 
 __all__ = ["ChildWatch", "ForkExecutor", "ForkedJob"]
 
@@ -36,14 +38,6 @@ _log = structlog.get_logger("typedtiger.executor")
 #: (a grandchild may hold its write end) and once the pipe has reached EOF.
 _EXIT_CHECK_OPEN = 0.5
 _EXIT_CHECK_EOF = 0.01
-#: Until bound to a worker (an executor used alone): Config's own default.
-_DEFAULT_KILL_GRACE: Final = 2.0
-
-
-def _check_grace(seconds: float) -> float:
-    if not seconds >= 0 or math.isinf(seconds):
-        raise ValueError(f"kill_grace must be a finite number >= 0, not {seconds!r}")
-    return float(seconds)
 
 
 class ForkExecutor:
@@ -79,7 +73,9 @@ class ForkExecutor:
 
     def __init__(self, *, kill_grace: float | None = None) -> None:
         self._kill_grace_given = kill_grace is not None
-        self._kill_grace = _check_grace(_DEFAULT_KILL_GRACE if kill_grace is None else kill_grace)
+        self._kill_grace = check_kill_grace(
+            DEFAULT_KILL_GRACE if kill_grace is None else kill_grace
+        )
         self._settings = ExecutorSettings(kill_grace=self._kill_grace)
         #: Children that reported their outcome and are exiting: (pid, when it reported).
         self._exiting: list[tuple[int, float]] = []
@@ -96,7 +92,7 @@ class ForkExecutor:
         """Take the worker's clock, what its children close first, and its kill grace unless
         one was given to the constructor."""
         if not self._kill_grace_given:
-            self._kill_grace = _check_grace(settings.kill_grace)
+            self._kill_grace = check_kill_grace(settings.kill_grace)
         self._settings = settings
 
     def __repr__(self) -> str:
@@ -237,7 +233,7 @@ class ForkedJob:
                 )
                 watch.kill()
                 return timeout_failure(self._started, now(), job.hard_timeout)
-            outcome = _decode(watch.data(), log)
+            outcome = _decode(watch.received, log)
             if outcome is not None:
                 if watch.status is not None and watch.status != 0:
                     _log.warning(
@@ -268,22 +264,9 @@ class ForkedJob:
             os.close(self._read_fd)
 
 
-class ChildWatch:
-    """The parent's view of one child: its outcome pipe, its pidfd when there is one, and its
-    exit status once known; the child is reaped here."""
-
-    def __init__(self, pid: int, read_fd: int) -> None:
-        self.pid = pid
-        self.status: int | None = None  # the wait status, once known (None: unknown)
-        self._read_fd = read_fd
-        self._poller = select.poll()
-        self._poller.register(read_fd, select.POLLIN)
-        self._chunks: list[bytes] = []
-        self._eof = False
-        self._reaped = False
-        self.pidfd = open_pidfd(pid)  # a pidfd of the child, while there is one
-        if self.pidfd is not None:
-            self._poller.register(self.pidfd, select.POLLIN)
+class ChildWatch(WatchedChild):
+    """The parent's view of one job's child: its outcome pipe, its pidfd when there is one, and
+    its exit status once known; the child is reaped here."""
 
     def wait(self, deadline: float, until: float | None, until_exit: bool = False) -> bool | None:
         """Read the pipe until the child has reported or exited (True), ``deadline`` passes
@@ -305,72 +288,26 @@ class ChildWatch:
     def _poll(self, timeout: float, until_exit: bool) -> bool:
         # Done once the child has exited, or it reported (EOF after its outcome).
         if self.pidfd is None:
-            timeout = min(timeout, _EXIT_CHECK_EOF if self._eof else _EXIT_CHECK_OPEN)
-        exited = self.pidfd is None
-        for fd, _event in self._poller.poll(math.ceil(timeout * 1000)):
-            if fd == self._read_fd:
-                self._read()
-            else:
-                exited = True
-        if exited and self._reap(block=False):
-            self._drain()
+            timeout = min(timeout, _EXIT_CHECK_EOF if self.eof else _EXIT_CHECK_OPEN)
+        if self.poll(timeout) and self.reap(block=False):
+            self.drain()
             return True
-        return self._eof and bool(self._chunks) and not until_exit
+        return self.eof and bool(self.received) and not until_exit
 
     def detach(self) -> int | None:
-        if self.pidfd is not None:
-            os.close(self.pidfd)
-            self.pidfd = None
-        if self._reaped:
+        """Stop watching a child that has reported; its pid if it still has to be reaped."""
+        self.close_pidfd()
+        if self.reaped:
             return None
-        self._reaped = True  # from now on the executor reaps it
+        self.reaped = True  # from now on the executor reaps it
         return self.pid
 
-    def kill(self) -> None:
-        if self._reaped:
-            return
-        kill_group(self.pid)
-        self._reap(block=True)
-
     def close(self) -> None:
+        """Kill the child if needed; release its pidfd (the pipe is the caller's)."""
         try:
             self.kill()
         finally:
-            if self.pidfd is not None:
-                os.close(self.pidfd)
-                self.pidfd = None
-
-    def data(self) -> bytes:
-        return b"".join(self._chunks)
-
-    def _read(self) -> None:
-        chunk = os.read(self._read_fd, READ_SIZE)
-        if chunk:
-            self._chunks.append(chunk)
-        else:
-            self._eof = True
-            self._poller.unregister(self._read_fd)
-
-    def _drain(self) -> None:
-        """Read what the exited child left in the pipe (a grandchild may keep it open)."""
-        if self._eof:
-            return
-        os.set_blocking(self._read_fd, False)
-        with contextlib.suppress(BlockingIOError):
-            while not self._eof:
-                self._read()
-
-    def _reap(self, block: bool) -> bool:
-        try:
-            status = reap(self.pid, block)
-        except ChildProcessError:  # reaped by someone else (SIGCHLD ignored, waitpid(-1)...)
-            self._reaped = True
-            return True
-        if status is None:
-            return False
-        self._reaped = True
-        self.status = status
-        return True
+            self.close_pidfd()
 
 
 def _kill_and_reap(pid: int) -> None:

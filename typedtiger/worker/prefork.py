@@ -7,9 +7,7 @@ The child's side is in ``prefork_child`` (``process`` forks and ends processes).
 from __future__ import annotations
 
 import contextlib
-import math
 import os
-import select
 import threading
 import time
 from typing import Final
@@ -18,8 +16,12 @@ import structlog
 
 from typedtiger.exceptions import ChildProcessDied
 from typedtiger.serialization import JOB_TIMEOUT_NAME
-from typedtiger.worker.child import READ_SIZE
-from typedtiger.worker.executor import ExecutorSettings, RunJob
+from typedtiger.worker.executor import (
+    DEFAULT_KILL_GRACE,
+    ExecutorSettings,
+    RunJob,
+    check_kill_grace,
+)
 from typedtiger.worker.job import (
     Job,
     Outcome,
@@ -30,14 +32,12 @@ from typedtiger.worker.job import (
     warm,
 )
 from typedtiger.worker.prefork_child import LINE_END, fork_pool_child, parse_report
-from typedtiger.worker.process import exit_reason, kill_group, open_pidfd, reap, write_all
+from typedtiger.worker.process import WatchedChild, exit_reason, kill_group, reap, write_all
 
 __all__ = ["PreforkExecutor", "PreforkedJob"]
 
 _log = structlog.get_logger("typedtiger.executor")
 
-#: Until bound to a worker (an executor used alone): Config's own default.
-_DEFAULT_KILL_GRACE: Final = 2.0
 #: Without a pidfd, how often the parent checks whether a busy child is still there.
 _EXIT_CHECK: Final = 0.2
 #: How often ``close`` looks again at children told to exit.
@@ -94,7 +94,9 @@ class PreforkExecutor:
         self.max_tasks_per_child = max_tasks_per_child
         self.max_memory_per_child = max_memory_per_child
         self._kill_grace_given = kill_grace is not None
-        self._kill_grace = _check_grace(_DEFAULT_KILL_GRACE if kill_grace is None else kill_grace)
+        self._kill_grace = check_kill_grace(
+            DEFAULT_KILL_GRACE if kill_grace is None else kill_grace
+        )
         self._settings = ExecutorSettings(kill_grace=self._kill_grace)
         self._run: RunJob | None = None
         self._lock = threading.Lock()
@@ -121,7 +123,7 @@ class PreforkExecutor:
         """Take the worker's clock, what its children close first, and its kill grace unless
         one was given to the constructor."""
         if not self._kill_grace_given:
-            self._kill_grace = _check_grace(settings.kill_grace)
+            self._kill_grace = check_kill_grace(settings.kill_grace)
         self._settings = settings
 
     def pids(self) -> list[int]:
@@ -281,23 +283,13 @@ class PreforkExecutor:
         return self._settings.now()
 
 
-class PoolChild:
+class PoolChild(WatchedChild):
     """The parent's handle on one pool child: its pipes, its pidfd, how many jobs it ran."""
 
     def __init__(self, pid: int, job_fd: int, report_fd: int) -> None:
-        self.pid = pid
+        super().__init__(pid, report_fd)
         self.job_fd = job_fd
-        self.report_fd = report_fd
-        self.pidfd = open_pidfd(pid)
         self.jobs = 0
-        self.status: int | None = None  # its wait status once reaped
-        self._buffer = b""
-        self._eof = False
-        self._reaped = False
-        self._poller = select.poll()
-        self._poller.register(report_fd, select.POLLIN)
-        if self.pidfd is not None:
-            self._poller.register(self.pidfd, select.POLLIN)
 
     def fds(self) -> list[int]:
         """The descriptors the parent holds for this child."""
@@ -306,75 +298,34 @@ class PoolChild:
 
     def alive(self) -> bool:
         """Whether it has not exited (if it has, it is reaped)."""
-        return not self._reaped and not self.reap(block=False)
+        return not self.reap(block=False)
 
     def report(self, timeout: float) -> bytes | bool | None:
         """Its report line (bytes), False once it has exited without one (it is reaped), or
         None if neither happened within ``timeout`` seconds."""
         if self.pidfd is None:
             timeout = min(timeout, _EXIT_CHECK)
-        exited = self.pidfd is None
-        for fd, _event in self._poller.poll(math.ceil(timeout * 1000)):
-            if fd == self.report_fd:
-                self._read()
-            else:
-                exited = True
+        exited = self.poll(timeout)
         line = self._line()
         if line is not None:
             return line
-        if (exited or self._eof) and self.reap(block=False):
-            self._drain()
+        if (exited or self.eof) and self.reap(block=False):
+            self.drain()
             line = self._line()
             return False if line is None else line
         return None
 
     def _line(self) -> bytes | None:
-        end = self._buffer.find(LINE_END)
+        end = self.received.find(LINE_END)
         if end < 0:
             return None
-        line, self._buffer = self._buffer[:end], self._buffer[end + 1 :]
+        line, self.received = self.received[:end], self.received[end + 1 :]
         return line
-
-    def _read(self) -> None:
-        chunk = os.read(self.report_fd, READ_SIZE)
-        if chunk:
-            self._buffer += chunk
-        else:
-            self._eof = True
-            self._poller.unregister(self.report_fd)
-
-    def _drain(self) -> None:
-        if self._eof:
-            return
-        os.set_blocking(self.report_fd, False)
-        with contextlib.suppress(BlockingIOError):
-            while not self._eof:
-                self._read()
-
-    def reap(self, block: bool) -> bool:
-        """Reap it if it has exited (or wait for that with ``block``); whether it is reaped."""
-        if self._reaped:
-            return True
-        try:
-            status = reap(self.pid, block)
-        except ChildProcessError:  # reaped elsewhere
-            self._reaped = True
-            return True
-        if status is None:
-            return False
-        self._reaped = True
-        self.status = status
-        return True
 
     def kill_group(self) -> None:
         """SIGKILL it and its process group, unless reaped already."""
-        if not self._reaped:
+        if not self.reaped:
             kill_group(self.pid)
-
-    def kill(self) -> None:
-        """SIGKILL it and its process group, and reap it."""
-        self.kill_group()
-        self.reap(block=True)
 
     def close_fds(self) -> None:
         """Close the descriptors held for it (its job pipe's EOF tells it to exit)."""
@@ -467,9 +418,3 @@ class PreforkedJob:
         else:  # it reported, then died (between jobs)
             executor.discard(child, kill=False)
         return outcome
-
-
-def _check_grace(seconds: float) -> float:
-    if not seconds >= 0 or math.isinf(seconds):
-        raise ValueError(f"kill_grace must be a finite number >= 0, not {seconds!r}")
-    return float(seconds)

@@ -11,7 +11,9 @@ import contextlib
 import ctypes
 import functools
 import gc
+import math
 import os
+import select
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -20,6 +22,8 @@ from typing import Final, NoReturn
 import structlog
 
 __all__ = [
+    "READ_SIZE",
+    "WatchedChild",
     "exit_reason",
     "flush_std_streams",
     "fork_process",
@@ -30,6 +34,9 @@ __all__ = [
 ]
 
 _log = structlog.get_logger("typedtiger.executor")
+
+#: How much of a child's report pipe is read at once.
+READ_SIZE: Final = 1 << 16
 
 _PR_SET_PDEATHSIG = 1
 #: Signals a worker may have Python handlers for: blocked across the fork (blocking every
@@ -249,3 +256,76 @@ def open_pidfd(pid: int) -> int | None:
     except OSError:  # an old kernel, or a sandbox that forbids it
         return None
     return fd
+
+
+class WatchedChild:
+    """The parent's view of one child of this process: what it writes to its report pipe, its
+    pidfd when the kernel gives one (readable once it exits), and its wait status once reaped.
+    The report pipe is the caller's to close; the pidfd is closed by ``close_pidfd``."""
+
+    def __init__(self, pid: int, report_fd: int) -> None:
+        self.pid = pid
+        self.report_fd = report_fd
+        self.status: int | None = None  # its wait status once reaped here (None: unknown)
+        self.received = b""  # what it wrote and nobody took yet
+        self.eof = False
+        self.reaped = False
+        self.pidfd = open_pidfd(pid)
+        self._poller = select.poll()
+        self._poller.register(report_fd, select.POLLIN)
+        if self.pidfd is not None:
+            self._poller.register(self.pidfd, select.POLLIN)
+
+    def poll(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for output or the exit, reading what came; whether it
+        may have exited (its pidfd is readable, or there is no pidfd to tell)."""
+        exited = self.pidfd is None
+        for fd, _event in self._poller.poll(math.ceil(timeout * 1000)):
+            if fd == self.report_fd:
+                self._read()
+            else:
+                exited = True
+        return exited
+
+    def drain(self) -> None:
+        """Read what the exited child left in the pipe (a grandchild may keep it open)."""
+        if self.eof:
+            return
+        os.set_blocking(self.report_fd, False)
+        with contextlib.suppress(BlockingIOError):
+            while not self.eof:
+                self._read()
+
+    def reap(self, block: bool) -> bool:
+        """Reap it once it has exited (with ``block``, wait for that); whether it is reaped."""
+        if self.reaped:
+            return True
+        try:
+            status = reap(self.pid, block)
+        except ChildProcessError:  # reaped by someone else (SIGCHLD ignored, waitpid(-1)...)
+            self.reaped = True
+            return True
+        if status is None:
+            return False
+        self.reaped = True
+        self.status = status
+        return True
+
+    def kill(self) -> None:
+        """SIGKILL it and its process group unless it is reaped already, and reap it."""
+        if not self.reaped:
+            kill_group(self.pid)
+        self.reap(block=True)
+
+    def close_pidfd(self) -> None:
+        if self.pidfd is not None:
+            os.close(self.pidfd)
+            self.pidfd = None
+
+    def _read(self) -> None:
+        chunk = os.read(self.report_fd, READ_SIZE)
+        if chunk:
+            self.received += chunk
+        else:
+            self.eof = True
+            self._poller.unregister(self.report_fd)
