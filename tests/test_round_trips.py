@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import redis
 
 from tests import tasks
@@ -9,6 +11,7 @@ from tests.conftest import run_worker
 from typedtiger import Config, TaskSpec, Tiger
 from typedtiger.backends.redis import RedisBackend
 from typedtiger.clock import ManualClock
+from typedtiger.executor import PreforkExecutor
 
 
 class CountingConnection(redis.Connection):
@@ -32,11 +35,11 @@ def _counting_tiger(redis_db: redis.Redis[str]) -> Tiger:
     return tiger
 
 
-def _round_trips(tiger: Tiger, n_tasks: int) -> int:
+def _round_trips(tiger: Tiger, n_tasks: int, run: Callable[[Tiger], None] = run_worker) -> int:
     CountingConnection.sends = 0
     for value in range(n_tasks):
         tiger.enqueue(TaskSpec.of(tasks.simple, value))
-    run_worker(tiger)
+    run(tiger)
     return CountingConnection.sends
 
 
@@ -51,3 +54,21 @@ def test_enqueue_claim_done_costs_two_round_trips(redis_db: redis.Redis[str]) ->
     # the rest (maintenance, the last task's completion) is per worker run
     assert (eleven - one) / 10 == 2
     assert len(tasks.CALLS) == 13
+
+
+def test_jobs_side_by_side_still_cost_two_round_trips_a_task(redis_db: redis.Redis[str]) -> None:
+    # With -c 2 a success is held back too: it rides on the next claim, joined to the others
+    # of its queue, instead of costing a completion of its own.
+    tiger = _counting_tiger(redis_db)
+
+    def run(tiger: Tiger) -> None:
+        tiger.run_worker(executor=PreforkExecutor(), concurrency=2, once=True)
+
+    _round_trips(tiger, 1, run)
+
+    # (runs of several tasks each, so that both end the same way: two jobs left to record)
+    eleven = _round_trips(tiger, 11, run)
+    twenty_one = _round_trips(tiger, 21, run)
+
+    assert (twenty_one - eleven) / 10 == 2
+    assert not redis_db.keys("t:*")  # every task ran and was recorded as done

@@ -273,7 +273,7 @@ class ClaimedTasks:
                     job.runner_class,
                     outcome,
                     log,
-                    flush=self._slots.side_by_side or self._stopping(),
+                    flush=self._stopping(),
                 )
             finally:
                 if lease is not None:

@@ -79,7 +79,10 @@ class Worker:
         )
         self._max_workers = max_workers_per_queue
         self._executor = executor if executor is not None else default_executor(tiger.backend)
-        self._slots = JobSlots(self._executor, concurrency, self._clock.now)
+        # Successes held back for the next claim are recorded before the loop blocks on a job.
+        self._slots = JobSlots(
+            self._executor, concurrency, self._clock.now, before_wait=self._flush_done
+        )
         self._executor.bind(
             ExecutorSettings(
                 kill_grace=config.hard_timeout_kill_grace,
@@ -269,6 +272,9 @@ class Worker:
             return bad_data_ends
         self._storage_answered()
         return done
+
+    def _flush_done(self) -> None:
+        self._recorder.flush_done()
 
     def _outage_seen(self) -> None:
         self._upkeep.outage_seen()

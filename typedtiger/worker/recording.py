@@ -29,11 +29,33 @@ Call = Callable[[Callable[[], object]], None]
 
 @attrs.frozen
 class PendingDone:
-    """A job's success not recorded yet: it rides on the worker's next claim."""
+    """Jobs' successes not recorded yet: they ride on the worker's next claim.
+
+    Successes of one queue are joined into one completion (the script removes each task of it
+    alike), so jobs ending side by side cost one round trip, not one each.
+    """
 
     completion: Completion
-    log: structlog.typing.FilteringBoundLogger
-    duration: float
+    #: Each job's log and run time, for its ``done`` line once recorded.
+    jobs: tuple[tuple[structlog.typing.FilteringBoundLogger, float], ...]
+
+    def joined(
+        self, done: Completion, log: structlog.typing.FilteringBoundLogger, duration: float
+    ) -> PendingDone:
+        """These successes and ``done`` (of the same queue) as one."""
+        mine = self.completion
+        # Lock ids pair with task ids by position: pad ours to our tasks' count first.
+        padding = ("",) * (len(mine.task_ids) - len(mine.lock_ids))
+        completion = Completion(
+            mine.queue,
+            mine.task_ids + done.task_ids,
+            mine.lock_ids + padding + done.lock_ids,
+        )
+        return PendingDone(completion, (*self.jobs, (log, duration)))
+
+    def log_done(self) -> None:
+        for log, duration in self.jobs:
+            log.info("done", duration=duration)
 
 
 class Recorder:
@@ -44,7 +66,7 @@ class Recorder:
         self._backend = backend
         self._resolver = resolver
         self._call = call
-        #: A successful job whose completion rides on the next claim (one round trip less).
+        #: Successful jobs whose completion rides on the next claim (one round trip less).
         self.pending: PendingDone | None = None
         #: Functions the worker has not imported, by whether a child found a batch function.
         self.batch_functions: dict[str, bool] = {}
@@ -62,15 +84,22 @@ class Recorder:
         flush: bool,
     ) -> None:
         """Record how a job of ``tasks`` ended (its first task had run ``executions`` times
-        before). A success is kept for the next claim unless ``flush``."""
+        before). A success is kept for the next claim (joined to those kept of its queue)
+        unless ``flush``."""
         ids = [task.id for task in tasks]
         if outcome.batch_function is not None:  # its child imported the function
             self.batch_functions[tasks[0].serialized_func] = outcome.batch_function
         if not isinstance(outcome, Failed):
             duration = round(outcome.time_finished - outcome.time_started, 6)
-            self.flush_done()
-            self.pending = PendingDone(
-                Completion(queue, tuple(ids), tuple(lock_ids)), log, duration
+            done = Completion(queue, tuple(ids), tuple(lock_ids))
+            pending = self.pending
+            if pending is not None and pending.completion.queue != queue:
+                self.flush_done()
+                pending = None
+            self.pending = (
+                PendingDone(done, ((log, duration),))
+                if pending is None
+                else pending.joined(done, log, duration)
             )
             if flush:
                 self.flush_done()
@@ -144,12 +173,12 @@ class Recorder:
         if pending is not None:
             self._call(lambda: self._backend.complete(pending.completion))
             self.pending = None
-            pending.log.info("done", duration=pending.duration)
+            pending.log_done()
 
     def claimed_with(self, pending: PendingDone) -> None:
         """``pending`` was recorded by the claim that carried it."""
         self.pending = None
-        pending.log.info("done", duration=pending.duration)
+        pending.log_done()
 
     def record_failure(
         self,

@@ -20,10 +20,17 @@ class JobSlots:
     Each outcome is handed to its ``record`` callback in the thread that calls ``run`` and
     ``collect`` (the worker's main thread, which owns the storage calls). Every job is started
     the same way; with concurrency 1 that thread then waits for it inside ``run``, otherwise a
-    thread per job waits for its outcome and hands it over.
+    thread per job waits for its outcome and hands it over. ``before_wait`` runs before that
+    thread blocks for an outcome (the worker records what it held back for its next claim).
     """
 
-    def __init__(self, executor: Executor, concurrency: int, now: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        executor: Executor,
+        concurrency: int,
+        now: Callable[[], float],
+        before_wait: Callable[[], None] = lambda: None,
+    ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {concurrency}")
         if concurrency > 1 and not executor.side_by_side:
@@ -34,6 +41,7 @@ class JobSlots:
         self._executor = executor
         self._concurrency = concurrency
         self._now = now
+        self._before_wait = before_wait
         self._running = 0
         self._finished: queue.SimpleQueue[tuple[Record, Outcome]] = queue.SimpleQueue()
 
@@ -73,6 +81,8 @@ class JobSlots:
 
     def collect(self, timeout: float | None) -> bool:
         """Record one finished job's outcome; False if none finished within ``timeout``."""
+        if timeout != 0:
+            self._before_wait()
         try:
             record, outcome = self._finished.get(timeout=timeout)
         except queue.Empty:
