@@ -6,8 +6,10 @@ one; one worker (fork executor) run until idle; then an idle worker process over
 seconds, counted from 3 s after its start. Run it once per system, on a redis-server nothing
 else uses (``CONFIG RESETSTAT`` and the counts are server-wide)::
 
-    .venv/bin/python -m bench.commands ours --port 6503 [--n 200] [--idle 30]
+    .venv/bin/python -m bench.commands ours --port 6503 [--n 200] [--idle 30] [--out F.json]
     <tasktiger venv>/bin/python -m bench.commands tasktiger --port 6503 [--n 200] [--idle 30]
+
+``--out`` also writes the figures as JSON (bench.run does, on a redis-server of its own).
 
 Keys under ``--prefix`` in ``--db`` are deleted first. The figures per task include the
 worker's start and stop spread over N tasks (~0.1 command per task at N=200).
@@ -16,6 +18,7 @@ worker's start and stop spread over N tasks (~0.1 command per task at N=200).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -119,6 +122,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=200)
     parser.add_argument("--idle", type=float, default=30)
     parser.add_argument("--prefix", default="cc")
+    parser.add_argument("--out", default="", help="also write the figures here as JSON")
     args = parser.parse_args()
     client = redis.Redis("127.0.0.1", args.port, args.db, decode_responses=True)
     for key in client.scan_iter(f"{args.prefix}:*"):
@@ -131,9 +135,21 @@ def main() -> None:
     print(f"== {args.system}: {args.n} tasks")
     show("enqueue, commands per task", enqueue, args.n, "commands/task")
     show("worker, commands per task", work, args.n, "commands/task")
+    idle: Counter[str] = Counter()
     if args.idle > 0:
         idle = idle_rate(client, worker, args.idle)
         show(f"idle worker over {args.idle:g} s", idle, args.idle, "commands/s")
+    if args.out:
+        figures = {
+            "n": args.n,
+            "enqueue_per_task": sum(enqueue.values()) / args.n,
+            "worker_per_task": sum(work.values()) / args.n,
+            "worker_by_command": {name: count / args.n for name, count in work.items()},
+            "idle_seconds": args.idle,
+            "idle_per_s": sum(idle.values()) / args.idle if args.idle > 0 else None,
+            "idle_by_command": {name: count / args.idle for name, count in idle.items()},
+        }
+        Path(args.out).write_text(json.dumps(figures, indent=1))
 
 
 if __name__ == "__main__":

@@ -1,14 +1,16 @@
 """Run every benchmark for typedtiger and TaskTiger 0.26.3, side by side, and report.
 
-    python -m bench.run                  # 3 repetitions, prints the tables
+    python -m bench.run                  # 5 repetitions, prints the tables
     python -m bench.run --write-docs     # ... and rewrites docs/performance.md's tables
     python -m bench.run --quick          # one short repetition (a smoke run)
 
 Run from the repository root with a Python that can import typedtiger (the repo's .venv, or any
 venv with typedtiger's dependencies: the package is imported from the working tree). TaskTiger
 runs from its own virtualenv (it pins redis<5), created once in
-~/.cache/typedtiger-bench/tasktiger-venv. Both use the same Redis, database 11 by default,
-which is flushed before each measurement: never point this at a database holding data.
+~/.cache/typedtiger-bench/tasktiger-venv. Both use the same Redis: by default a redis-server
+this run starts on a free loopback port and stops at the end (commands are counted with the
+server-wide INFO commandstats, so nothing else may use it); with --port, database 11 of that
+server, which is flushed before each measurement: never point this at a database holding data.
 """
 
 from __future__ import annotations
@@ -62,6 +64,9 @@ class Sizes:
     enqueue_many: int
     fork: int
     sync: int
+    saturated: int  # tasks of each saturated (workers = cores) drain
+    commands_tasks: int
+    commands_idle: float
     latency_samples: int
     latency_gap: float
     idle_seconds: float
@@ -75,11 +80,14 @@ class Sizes:
 
 
 FULL = Sizes(
-    reps=3,
+    reps=5,
     enqueue=3000,
     enqueue_many=10_000,
     fork=300,
     sync=1200,
+    saturated=3000,
+    commands_tasks=300,
+    commands_idle=10.0,
     latency_samples=40,
     latency_gap=0.02,
     idle_seconds=5.0,
@@ -97,6 +105,9 @@ QUICK = Sizes(
     enqueue_many=10_000,
     fork=100,
     sync=300,
+    saturated=400,
+    commands_tasks=100,
+    commands_idle=3.0,
     latency_samples=20,
     latency_gap=0.02,
     idle_seconds=2.0,
@@ -251,8 +262,11 @@ class Bench:
             "by_label": res["by_label"],
         }
 
-    def drain(self, system: str, executor: str, n: int, extra: list[str] = ()) -> dict[str, Any]:
-        """Whole process: pre-fill n tasks, time a worker from its start until it exits idle."""
+    def drain(
+        self, system: str, executor: str, n: int, extra: list[str] = (), processes: int = 1
+    ) -> dict[str, Any]:
+        """Whole process: pre-fill n tasks, time ``processes`` workers from their start until
+        the last exits idle."""
         self.flush()
         if n:
             self.driver(system, "fill", "--n", str(n))
@@ -260,7 +274,8 @@ class Bench:
         if queued != n:
             raise BenchError(f"{system}: {queued} tasks queued after fill, expected {n}")
         argv = self.worker_argv(system, executor, True, list(extra))
-        log_path = self._name(f"{system}-drain-{executor}{''.join(extra)}").with_suffix(".log")
+        name = f"{system}-drain-{executor}{''.join(extra)}x{processes}"
+        log_path = self._name(name).with_suffix(".log")
         with open(log_path, "wb") as log:
             cpu = _children_cpu()
             started = time.perf_counter()
@@ -268,17 +283,22 @@ class Bench:
             # double up to 50 ms, so the exit is seen up to 50 ms late (a worker that exits after
             # 130 ms was timed at 163.5 ms). A blocking wait sees it at once; a timer kills a
             # worker that hangs.
-            done = subprocess.Popen(argv, cwd=self.root, env=ENV, stdout=log, stderr=log)
-            watchdog = threading.Timer(600, done.kill)
+            workers = [
+                subprocess.Popen(argv, cwd=self.root, env=ENV, stdout=log, stderr=log)
+                for _ in range(processes)
+            ]
+            watchdog = threading.Timer(600, lambda: [w.kill() for w in workers])
             watchdog.start()
             try:
-                done.wait()
+                for worker in workers:
+                    worker.wait()
             finally:
                 watchdog.cancel()
             seconds = time.perf_counter() - started
             cpu = _children_cpu() - cpu
-        if done.returncode != 0:
-            raise BenchError(f"{' '.join(argv)} exited {done.returncode}; see {log_path}")
+        for worker in workers:
+            if worker.returncode != 0:
+                raise BenchError(f"{' '.join(argv)} exited {worker.returncode}; see {log_path}")
         left = self.queue_counts()
         if any(left.values()):
             raise BenchError(f"{system} {executor}: not drained cleanly: {left}; see {log_path}")
@@ -290,9 +310,11 @@ class Bench:
             "cpu_ms_per_task": 1000 * cpu / n if n else 0.0,
         }
 
-    def latency(self, system: str, executor: str) -> dict[str, Any]:
+    def latency(self, system: str, executor: str, gap: float) -> dict[str, Any]:
+        """Enqueue → start latencies; each task enqueued ``gap`` s after the previous one
+        started (0: back to back, the worker still busy with the previous one)."""
         self.flush()
-        path = self._name(f"{system}-stamps-{executor}").with_suffix(".txt")
+        path = self._name(f"{system}-stamps-{executor}-{gap:g}").with_suffix(".txt")
         with self.running_worker(system, executor):
             res = self.driver(
                 system,
@@ -300,7 +322,7 @@ class Bench:
                 "--n",
                 str(self.sizes.latency_samples),
                 "--gap",
-                str(self.sizes.latency_gap),
+                str(gap),
                 "--path",
                 str(path),
             )
@@ -339,6 +361,28 @@ class Bench:
             "global_commandstats_per_s": (after - before) / seconds,
             "rss_mib": rss / 1024,
         }
+
+    def commands(self, system: str) -> dict[str, Any]:
+        """Commands Redis runs (INFO commandstats: inside scripts too) per enqueue, per task
+        a worker processes, and per second of an idle worker (bench.commands). The counts are
+        server-wide: valid on the run's own redis-server only."""
+        if not self.args.own_server:
+            raise BenchError("commands are counted server-wide: run without --port")
+        self.flush()
+        out = self._name(f"{system}-commands").with_suffix(".json")
+        python = self.ours_python if system == OURS else self.tt_python
+        argv = [python, "-m", "bench.commands", "ours" if system == OURS else "tasktiger"]
+        argv += ["--port", str(self.args.port), "--db", str(self.args.db)]
+        argv += ["--prefix", self.args.prefix, "--n", str(self.sizes.commands_tasks)]
+        argv += ["--idle", str(self.sizes.commands_idle), "--out", str(out)]
+        with open(out.with_suffix(".log"), "wb") as log:
+            done = subprocess.run(
+                argv, cwd=self.root, env=ENV, stdout=log, stderr=log, timeout=300, check=False
+            )
+        if done.returncode != 0:
+            raise BenchError(f"{' '.join(argv)} failed ({done.returncode}); see {out}.log")
+        figures: dict[str, Any] = json.loads(out.read_text())
+        return figures
 
     def subqueues(self, system: str, k: int) -> dict[str, Any]:
         self.flush()
@@ -381,17 +425,6 @@ class Bench:
     def micro(self, system: str) -> dict[str, Any]:
         return self.driver(system, "executor-micro", "--n", str(self.sizes.micro))
 
-    def ours_has_concurrency(self) -> bool:
-        done = subprocess.run(
-            [self.ours_python, "-m", "typedtiger.cli", "worker", "--help"],
-            cwd=self.root,
-            env=ENV,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        return "--concurrency" in done.stdout
-
     # --- the whole run ------------------------------------------------------------------
 
     def step(self, rep: int, metric: str, system: str, run: Callable[[], dict[str, Any]]) -> None:
@@ -422,14 +455,32 @@ class Bench:
         steps.append(("enqueue_many", OURS, self.enqueue_many))
         each("startup", lambda s: lambda: self.drain(s, "fork", 0))
         each("fork", lambda s: lambda: self.drain(s, "fork", sizes.fork))
-        if self.results.get("ours_has_concurrency"):
-            steps.append(
-                ("fork_c2", OURS, lambda: self.drain(OURS, "fork", sizes.fork, ["-c", "2"]))
-            )
         each("sync", lambda s: lambda: self.drain(s, "sync", sizes.sync))
-        each("latency_fork", lambda s: lambda: self.latency(s, "fork"))
-        each("latency_sync", lambda s: lambda: self.latency(s, "sync"))
+        # Saturated (workers = cores): typedtiger one worker `-c 2` (sync: two processes, it
+        # runs one job at a time), TaskTiger two worker processes.
+        cores, n = 2, sizes.saturated
+        for executor in ("fork", "sync"):
+            each(
+                f"sat_{executor}",
+                lambda s, e=executor: (
+                    lambda: (
+                        self.drain(s, e, n, ["-c", str(cores)])
+                        if s == OURS and e != "sync"
+                        else self.drain(s, e, n, processes=cores)
+                    )
+                ),
+            )
+        steps.append(
+            ("sat_prefork", OURS, lambda: self.drain(OURS, "prefork", n, ["-c", str(cores)]))
+        )
+        for executor in ("fork", "sync"):
+            each(
+                f"latency_{executor}",
+                lambda s, e=executor: lambda: self.latency(s, e, sizes.latency_gap),
+            )
+            each(f"latency_{executor}_b2b", lambda s, e=executor: lambda: self.latency(s, e, 0))
         each("idle", lambda s: lambda: self.idle(s))
+        each("commands", lambda s: lambda: self.commands(s))
         for k in sizes.subqueues + (sizes.big_subqueues if rep == 1 else ()):
             each(f"subqueues_{k}", lambda s, k=k: lambda: self.subqueues(s, k))
         return steps
@@ -450,7 +501,6 @@ class Bench:
 
         self.results["machine"] = machine_facts(self)
         self.results["sizes"] = sizes.__dict__
-        self.results["ours_has_concurrency"] = self.ours_has_concurrency()
         self.warm_bytecode_caches()
         if wanted("micro"):
             self.results["micro"] = {s: self.micro(s) for s in SYSTEMS}
@@ -656,6 +706,38 @@ def export_ref(ref: str) -> tuple[Path, str]:
     return dest, sha
 
 
+@contextlib.contextmanager
+def own_redis_server(args: argparse.Namespace, run_dir: Path) -> Iterator[None]:
+    """Unless ``--port`` names one, a redis-server of this run on a free loopback port (its
+    pid stopped at the end): nothing else's commands count in its commandstats."""
+    args.own_server = args.port is None
+    if not args.own_server:
+        yield
+        return
+    with socket.socket() as probe:
+        probe.bind((args.host, 0))
+        args.port = probe.getsockname()[1]
+    data = run_dir / "redis"
+    data.mkdir()
+    argv = ["redis-server", "--port", str(args.port), "--bind", args.host, "--save", ""]
+    argv += ["--appendonly", "no", "--dir", str(data), "--logfile", str(data / "redis.log")]
+    server = subprocess.Popen(argv)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                redis.Redis(args.host, args.port).ping()
+                break
+            except redis.ConnectionError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise BenchError(f"redis-server did not start; see {data}/redis.log") from None
+                time.sleep(0.05)
+        yield
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
 def ensure_tasktiger_venv(path: Path) -> str:
     """The python of a virtualenv with tasktiger==0.26.3, created on first use."""
     python = path / "bin" / "python"
@@ -684,9 +766,14 @@ def main(argv: list[str] | None = None) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--quick", action="store_true", help="one short repetition")
-    p.add_argument("--reps", type=int, default=None, help="repetitions (default 3; quick: 1)")
+    p.add_argument("--reps", type=int, default=None, help="repetitions (default 5; quick: 1)")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=6379)
+    p.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help="an existing Redis (default: start one of this run's own on a free port)",
+    )
     p.add_argument("--db", type=int, default=11, help="Redis database, flushed repeatedly")
     p.add_argument("--prefix", default="tb", help="key prefix of both systems")
     p.add_argument("--tt-venv", type=Path, default=CACHE / "tasktiger-venv")
@@ -724,7 +811,9 @@ def main(argv: list[str] | None = None) -> None:
         bench.results["run_dir"] = str(run_dir)
         started = time.perf_counter()
         print(f"results and logs: {run_dir}", flush=True)
-        bench.run()
+        with own_redis_server(args, run_dir):
+            bench.results["redis_endpoint"] = f"{args.host}:{args.port}"
+            bench.run()
         bench.results["duration_s"] = time.perf_counter() - started
         (run_dir / "results.json").write_text(json.dumps(bench.results, indent=1))
         results = bench.results
