@@ -41,6 +41,7 @@ LAYERS: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
             "typedtiger._allowlist",
             "typedtiger._sync_only",
             "typedtiger._queues",
+            "typedtiger._worker_info",
         ),
     ),
     ("backends", ("typedtiger.backends",)),

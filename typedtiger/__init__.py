@@ -9,6 +9,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from typedtiger._worker_info import RunningTask, WorkerInfo
     from typedtiger.backends.base import TaskState
     from typedtiger.config import Config
     from typedtiger.exceptions import (
@@ -57,6 +58,8 @@ _EXPORTS = {
     "Task": "typedtiger.task",
     "Tiger": "typedtiger.tiger",
     "Worker": "typedtiger.worker",
+    "RunningTask": "typedtiger._worker_info",
+    "WorkerInfo": "typedtiger._worker_info",
 }
 
 
@@ -81,6 +84,7 @@ __all__ = [
     "QueueFullException",
     "RetryException",
     "RetryPolicy",
+    "RunningTask",
     "Schedule",
     "StopRetry",
     "Task",
@@ -90,6 +94,7 @@ __all__ = [
     "TaskState",
     "Tiger",
     "Worker",
+    "WorkerInfo",
     "cron",
     "exponential",
     "fixed",

@@ -1,5 +1,5 @@
 """Inspection and administration of queues on a Tiger's backend: sizes, stats, pauses (queue
-system locks) and purging errored tasks. A part of ``Tiger``, kept apart."""
+system locks), purging errored tasks, and the live workers. A part of ``Tiger``, kept apart."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from typedtiger._queues import queue_matches
+from typedtiger._worker_info import WorkerInfo, decode_worker_info
 from typedtiger.backends.base import Backend, TaskState
 from typedtiger.clock import Clock, to_timestamp
 from typedtiger.config import Config
@@ -57,6 +58,14 @@ class QueueInspection:
             queue: {state: n for state, n in sizes.items() if n}
             for queue, sizes in self.backend.queue_sizes(None).items()
         }
+
+    def get_workers(self) -> list[WorkerInfo]:
+        """The live workers, the longest-running first: those whose last beat is less than
+        ``active_task_update_timeout`` old (a worker that stops takes itself out at once).
+        PayloadError if a stored record is unreadable."""
+        alive_since = self.clock.now() - self.config.active_task_update_timeout
+        workers = [decode_worker_info(record) for record in self.backend.workers(alive_since)]
+        return sorted(workers, key=lambda info: (info.started, info.id))
 
     def set_queue_system_lock(self, queue: str, timeout: float) -> None:
         """Pause ``queue``: no worker claims from it for ``timeout`` seconds."""

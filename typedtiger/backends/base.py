@@ -28,6 +28,7 @@ __all__ = [
     "StoredTask",
     "TaskExecutions",
     "TaskState",
+    "WorkerBeat",
 ]
 
 
@@ -164,6 +165,19 @@ class TaskExecutions:
     records: tuple[str, ...] = ()
 
 
+@attrs.frozen(kw_only=True)
+class WorkerBeat:
+    """A worker's record in the worker registry, written along with another call (the upkeep's
+    or a heartbeat's): it costs no round trip of its own."""
+
+    worker_id: str
+    #: The encoded WorkerInfo.
+    record: str
+    #: The beat's time: the worker counts as alive until ``now + expires_after``.
+    now: float
+    expires_after: float
+
+
 class Backend(Protocol):
     """Storage for tasks. See ``RedisBackend`` for the implementation and its Redis layout."""
 
@@ -210,8 +224,11 @@ class Backend(Protocol):
         """Block up to ``timeout`` seconds for queued-task notifications; the queues named."""
         ...
 
-    def move_due_scheduled(self, now: float, limit: int, publish: bool = True) -> int:
-        """Move scheduled tasks due at ``now`` to queued (at most ``limit`` per queue).
+    def move_due_scheduled(
+        self, now: float, limit: int, publish: bool = True, beat: WorkerBeat | None = None
+    ) -> int:
+        """Move scheduled tasks due at ``now`` to queued (at most ``limit`` per queue), and
+        write ``beat`` in the same round trip.
 
         StorageDataError, once the other queues are done, if a queue's keys hold another type
         (that queue is skipped)."""
@@ -261,8 +278,10 @@ class Backend(Protocol):
         lock_ids: Sequence[str],
         now: float,
         lock_timeout: float,
+        beat: WorkerBeat | None = None,
     ) -> None:
-        """Refresh the active score of running tasks and the expiry of their locks."""
+        """Refresh the active score of running tasks and the expiry of their locks, and write
+        ``beat`` in the same round trip."""
         ...
 
     def complete(self, done: Completion) -> None:
@@ -316,6 +335,10 @@ class Backend(Protocol):
         """Give back ``holder``'s slot of ``queue``."""
         ...
 
+    def remove_worker(self, worker_id: str) -> None:
+        """Take a stopping worker's record out of the worker registry."""
+        ...
+
     def close(self) -> None:
         """Release what waiting for activity holds (subscriptions), and the connections of a
         client the backend made itself (``without_retries``)."""
@@ -349,6 +372,10 @@ class Backend(Protocol):
 
     def find_task(self, task_id: str) -> list[tuple[str, TaskState]]:
         """Every (queue, state) that files ``task_id``."""
+        ...
+
+    def workers(self, alive_since: float) -> list[str]:
+        """The encoded records of the workers whose last beat is at or after ``alive_since``."""
         ...
 
     def queue_sizes(self, queues: Sequence[str] | None) -> dict[str, dict[TaskState, int]]:

@@ -35,6 +35,7 @@ from typedtiger.backends._redis_wire import (
     undecoded,
     wire,
 )
+from typedtiger.backends._redis_workers import RedisWorkers
 from typedtiger.backends._scripts import SHAS, SOURCES
 from typedtiger.backends.base import (
     Claims,
@@ -44,6 +45,7 @@ from typedtiger.backends.base import (
     Failure,
     NewTask,
     TaskState,
+    WorkerBeat,
 )
 from typedtiger.clock import Clock, SystemClock
 from typedtiger.exceptions import (
@@ -56,7 +58,7 @@ __all__ = ["RedisBackend", "translate_error"]
 _ALL_STATES: Final = tuple(TaskState)
 
 
-class RedisBackend(RedisInspection):
+class RedisBackend(RedisInspection, RedisWorkers):
     """Tasks stored in Redis under ``prefix`` (TaskTiger's layout).
 
     ``client`` must be created with ``decode_responses=True``. In a forked child redis-py opens
@@ -182,11 +184,29 @@ class RedisBackend(RedisInspection):
     def _key(self, *parts: str) -> str:
         return ":".join((self._prefix, *parts))
 
-    def _run(self, name: str, args: Sequence[object], *, decode: bool = True) -> Any:
+    def _run(
+        self,
+        name: str,
+        args: Sequence[object],
+        *,
+        decode: bool = True,
+        beat: WorkerBeat | None = None,
+    ) -> Any:
         """The script's reply; with ``decode=False`` its strings are left as bytes (what a
-        UTF-8 decoder would refuse must not fail the whole reply)."""
+        UTF-8 decoder would refuse must not fail the whole reply). A ``beat`` is written in the
+        same round trip (a pipeline after the script)."""
         # (an id read undecoded goes back as the bytes it was)
         args = [wire(arg) for arg in (self._prefix, *args)]
+        if beat is not None:
+            pipe = self._client.pipeline(transaction=False)
+            pipe.execute_command("EVALSHA", SHAS[name], 0, *args)  # type: ignore[no-untyped-call]
+            self.with_beat(pipe, beat)
+            reply = pipe.execute(raise_on_error=False)[0]
+            if isinstance(reply, redis.exceptions.NoScriptError):
+                return self._scripts[name](keys=[], args=args)
+            if isinstance(reply, Exception):
+                raise reply
+            return reply
         if decode:
             return self._scripts[name](keys=[], args=args)
         # What Script.__call__ does, with the reply left undecoded.
@@ -284,8 +304,10 @@ class RedisBackend(RedisInspection):
         self._pubsub = None
 
     @redis_call
-    def move_due_scheduled(self, now: float, limit: int, publish: bool = True) -> int:
-        moved, *skipped = self._run("move_due", [num(now), int(publish), limit])
+    def move_due_scheduled(
+        self, now: float, limit: int, publish: bool = True, beat: WorkerBeat | None = None
+    ) -> int:
+        moved, *skipped = self._run("move_due", [num(now), int(publish), limit], beat=beat)
         raise_skipped(skipped)
         return int(moved)
 
@@ -332,9 +354,10 @@ class RedisBackend(RedisInspection):
         lock_ids: Sequence[str],
         now: float,
         lock_timeout: float,
+        beat: WorkerBeat | None = None,
     ) -> None:
         args = [queue, num(now), num(lock_timeout), len(task_ids), *task_ids]
-        self._run("heartbeat", [*args, *lock_pairs(task_ids, lock_ids)])
+        self._run("heartbeat", [*args, *lock_pairs(task_ids, lock_ids)], beat=beat)
 
     @redis_call
     def complete(self, done: Completion) -> None:

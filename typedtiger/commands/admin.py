@@ -1,11 +1,12 @@
-"""The admin commands of the ``typedtiger`` CLI: inspect queues and tasks, retry, delete or cancel
-tasks, purge errored tasks, pause queues.
+"""The admin commands of the ``typedtiger`` CLI: inspect queues, tasks and workers, retry, delete
+or cancel tasks, purge errored tasks, pause queues.
 
 The ``typedtiger`` program (``typedtiger.cli``) and the Flask integration register them on
 their group with ``register_admin_commands``, which receives the Tiger factory and the connection
 options. A Tiger put in the click context object (``CliRunner().invoke(main, args, obj=tiger)``)
 is used instead of connecting, which is how the tests run the commands on a FakeBackend. The
-commands that read are in ``_admin_inspect``, those that change tasks in ``_admin_actions``;
+commands that read are in ``_admin_inspect`` (``workers`` in ``_admin_workers``), those that
+change tasks in ``_admin_actions``;
 ``pause``/``unpause`` are here.
 
 Output is for humans by default; ``--json`` prints one JSON document on stdout for scripts.
@@ -39,6 +40,7 @@ from typedtiger.commands._admin_common import (
     queue_names,
 )
 from typedtiger.commands._admin_inspect import queues_command, show_command, tasks_command
+from typedtiger.commands._admin_workers import workers_command
 from typedtiger.commands.connection import connection_options, make_tiger
 
 __all__ = [
@@ -58,7 +60,7 @@ def register_admin_commands(
     connection_options: ConnectionOptions = connection_options,
 ) -> None:
     """Add ``queues``, ``tasks``, ``show``, ``retry``, ``delete``, ``cancel``, ``purge-errors``,
-    ``pause`` and ``unpause`` to ``group``.
+    ``pause``, ``unpause`` and ``workers`` to ``group``.
 
     ``make_tiger`` builds the Tiger from the connection options that ``connection_options``
     adds (the defaults are the ones ``typedtiger worker`` uses too).
@@ -74,6 +76,7 @@ def register_admin_commands(
         purge_command,
         _pause_command,
         _unpause_command,
+        workers_command,
     ):
         group.add_command(build(env, connection_options))
 

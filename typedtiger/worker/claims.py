@@ -7,11 +7,13 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import attrs
 import structlog
 
+from typedtiger._worker_info import RunningTask
 from typedtiger.backends.base import Backend, Claimed, TaskState
 from typedtiger.exceptions import (
     BackendUnavailable,
@@ -24,6 +26,7 @@ from typedtiger.task import Task
 from typedtiger.worker.heartbeat import Heartbeat, Heartbeats
 from typedtiger.worker.job import Job, Outcome
 from typedtiger.worker.recording import Recorder
+from typedtiger.worker.registry import WorkerRecord
 from typedtiger.worker.resolve import Resolver
 from typedtiger.worker.retry import check_names
 from typedtiger.worker.slots import JobSlots
@@ -73,6 +76,7 @@ class ClaimedTasks:
         upkeep: Upkeep,
         slots: JobSlots,
         heartbeats: Heartbeats,
+        record: WorkerRecord,
         call: Callable[[Callable[[], object]], None],
         outage_seen: Callable[[], None],
         stopping: Callable[[], bool],
@@ -89,6 +93,7 @@ class ClaimedTasks:
         self._upkeep = upkeep
         self._slots = slots
         self.heartbeats = heartbeats
+        self._record = record
         self._call = call
         self._outage_seen = outage_seen
         self._stopping = stopping
@@ -252,6 +257,9 @@ class ClaimedTasks:
 
         def on_start() -> None:  # once the job has started (a child: after the fork)
             self.heartbeats.add(heartbeat)
+            at = datetime.fromtimestamp(self._clock.now(), UTC)
+            running = [RunningTask(id=t.id, queue=queue, func=job.func, started=at) for t in tasks]
+            self._record.job_started(heartbeat, running)
             log.info(
                 "processing",
                 args=_shorten(list(first.args), max_chars),
@@ -264,6 +272,7 @@ class ClaimedTasks:
         def record(outcome: Outcome) -> None:
             try:
                 self.heartbeats.remove(heartbeat)  # no beat may follow the record
+                self._record.job_ended(heartbeat)
                 self._upkeep.busy_seconds += time.monotonic() - started
                 self._recorder.record(
                     queue,
@@ -284,6 +293,7 @@ class ClaimedTasks:
             self._slots.run(job, self._resolver.run_job, record, on_start)
         except BaseException:  # (KeyboardInterrupt while waiting: the job's child is gone)
             self.heartbeats.remove(heartbeat)
+            self._record.job_ended(heartbeat)
             raise
 
     def beat(
@@ -302,7 +312,8 @@ class ClaimedTasks:
             nonlocal failing
             now, timeout = self._clock.now(), self._config.active_task_update_timeout
             try:
-                self._backend.heartbeat(queue, ids, lock_ids, now, timeout)
+                beat = self._record.beat()
+                self._backend.heartbeat(queue, ids, lock_ids, now, timeout, beat=beat)
                 if lease is not None:  # keep this claim's slot of the queue's worker limit
                     self._backend.acquire_queue_slot(
                         lease.queue, lease.holder, lease.limit, now, timeout, refresh=True

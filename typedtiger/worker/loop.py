@@ -15,12 +15,14 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from types import FrameType
 from typing import TYPE_CHECKING
 
 import structlog
 
 from typedtiger._queues import QueueSet, queue_matches
+from typedtiger._worker_info import WorkerInfo
 from typedtiger.backends.base import Backend, ClaimTicket, TaskState
 from typedtiger.exceptions import BackendUnavailable, StorageDataError, StorageGaveUp
 from typedtiger.worker.claims import ClaimedTasks, SlotLease, lock_id_for
@@ -28,7 +30,8 @@ from typedtiger.worker.default import default_executor
 from typedtiger.worker.executor import Executor, ExecutorSettings
 from typedtiger.worker.heartbeat import Heartbeats
 from typedtiger.worker.outage import StorageOutage
-from typedtiger.worker.recording import Recorder
+from typedtiger.worker.recording import HOST, Recorder
+from typedtiger.worker.registry import WorkerRecord
 from typedtiger.worker.resolve import Resolver
 from typedtiger.worker.slots import JobSlots
 from typedtiger.worker.upkeep import Upkeep
@@ -110,7 +113,16 @@ class Worker:
         )
         resolver = Resolver(tiger)
         self._recorder = Recorder(tiger, self._backend, resolver, self._call)
-        self._upkeep = Upkeep(tiger, self._backend, self._outage, self.serves, self._log)
+        #: This worker's record in the worker registry (``Tiger.get_workers``).
+        self.record = WorkerRecord(
+            self._info(),
+            self._clock.now,
+            period=config.active_task_update_timer,
+            expires_after=config.active_task_update_timeout,
+        )
+        self._upkeep = Upkeep(
+            tiger, self._backend, self._outage, self.serves, self._log, self.record.beat
+        )
         self._claimed = ClaimedTasks(
             tiger,
             self._backend,
@@ -119,6 +131,7 @@ class Worker:
             upkeep=self._upkeep,
             slots=self._slots,
             heartbeats=self.heartbeats,
+            record=self.record,
             call=self._call,
             outage_seen=self._outage_seen,
             stopping=self._stopping,
@@ -129,6 +142,20 @@ class Worker:
             log=self._log,
         )
         self._next_queue_refresh = 0.0
+
+    def _info(self) -> WorkerInfo:
+        now = datetime.fromtimestamp(self._clock.now(), UTC)
+        return WorkerInfo(
+            id=self.id,
+            host=HOST,
+            pid=os.getpid(),
+            queues=self._only,
+            exclude_queues=self._exclude,
+            executor=type(self._executor).__name__,
+            concurrency=self._concurrency,
+            started=now,
+            last_beat=now,
+        )
 
     # --- public -------------------------------------------------------------------------
 
@@ -192,14 +219,16 @@ class Worker:
         self._log.info("stopped")
 
     def _forget_claims(self) -> None:
-        """Tidy up what is kept for this worker's claims to be sent again: once, and not
-        during an outage (it expires by itself; a stop must not wait for it)."""
+        """Tidy up what is kept for this worker's claims to be sent again, and its registry
+        record: once, and not during an outage (they expire by themselves; a stop must not
+        wait for it)."""
         if self._outage.ongoing:
             return
         try:
             self._backend.forget_claims(self.id)
+            self._backend.remove_worker(self.id)
         except (BackendUnavailable, StorageDataError) as exc:
-            self._log.info("claims left to expire", error=str(exc))
+            self._log.info("claims and worker record left to expire", error=str(exc))
 
     # --- the loop -----------------------------------------------------------------------
 

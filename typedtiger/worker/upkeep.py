@@ -1,5 +1,5 @@
-"""The worker's upkeep between claims: due scheduled tasks, expired active tasks, periodic tasks,
-stats."""
+"""The worker's upkeep between claims: due scheduled tasks (with the worker's registry record
+riding on that call), expired active tasks, periodic tasks, stats."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from typedtiger.backends.base import Backend, EnqueueMode
+from typedtiger.backends.base import Backend, EnqueueMode, WorkerBeat
 from typedtiger.exceptions import StorageDataError
 from typedtiger.serialization import WORKER_LOST_NAME, ExecutionRecord, encode_execution
 from typedtiger.worker.outage import StorageOutage
@@ -33,8 +33,10 @@ class Upkeep:
         outage: StorageOutage,
         serves: Callable[[str], bool],
         log: structlog.typing.FilteringBoundLogger,
+        beat: Callable[[], WorkerBeat | None],
     ) -> None:
         self._tiger = tiger
+        self._beat = beat
         self._backend = backend
         self._outage = outage
         self._serves = serves
@@ -69,7 +71,10 @@ class Upkeep:
         if force or now >= self._next_scheduled_move:
             with self._bad_data_skipped("moving due scheduled tasks"):
                 moved = self._backend.move_due_scheduled(
-                    now, config.scheduled_task_batch_size, config.publish_queued_tasks
+                    now,
+                    config.scheduled_task_batch_size,
+                    config.publish_queued_tasks,
+                    beat=self._beat(),
                 )
                 if moved:
                     self._log.debug("scheduled tasks queued", count=moved)

@@ -1,0 +1,13 @@
+"""Task functions of the observability tests (the worker registry, metrics, traces)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+#: What ``call_hooks`` calls, in the worker, while it runs (a test sets them).
+HOOKS: list[Callable[[], None]] = []
+
+
+def call_hooks() -> None:
+    for hook in HOOKS:
+        hook()
