@@ -143,7 +143,7 @@ def test_a_beat_sent_before_the_script_is_loaded_still_runs_it(redis_db: redis.R
         assert len(backend.workers(clock.now() - 20.0)) == 1
     finally:  # other tests count the commands of a life cycle with the scripts loaded
         for source in SOURCES.values():
-            redis_db.script_load(source)
+            redis_db.script_load(source)  # type: ignore[no-untyped-call]
 
 
 def test_worker_records_round_trip_and_a_broken_one_is_named() -> None:
