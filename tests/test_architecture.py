@@ -42,6 +42,7 @@ LAYERS: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
             "typedtiger._sync_only",
             "typedtiger._queues",
             "typedtiger._worker_info",
+            "typedtiger._priorities",
         ),
     ),
     ("backends", ("typedtiger.backends",)),

@@ -53,6 +53,7 @@ def build_payload(
         runner_class=spec.runner_class,
         time_last_queued=time_last_queued,
         scheduled_at=scheduled_at,
+        priority=spec.priority or 0,
     )
     return payload, spec.queue or config.default_queue
 
@@ -82,6 +83,7 @@ def new_task(
         due=due,
         mode=mode or (EnqueueMode.UNIQUE if payload.unique else EnqueueMode.PLAIN),
         max_queue_size=payload.max_queue_size,
+        priority=payload.priority,
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import sys
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Generic, ParamSpec, Protocol, TypeVar
@@ -12,8 +13,10 @@ import attrs
 
 from typedtiger._allowlist import Allowlist
 from typedtiger._json import JSONValue
+from typedtiger._names import split_name
 from typedtiger.config import Config
-from typedtiger.runner import BatchCall
+from typedtiger.exceptions import TaskImportError
+from typedtiger.runner import BaseRunner, BatchCall, DefaultRunner
 from typedtiger.spec import (
     Cron,
     Custom,
@@ -143,7 +146,8 @@ class BatchTaskFunction(_Registered, Generic[R]):
 
 
 class TaskRegistry:
-    """The registry ``@tiger.task`` fills and the allowlist it vouches for; ``Tiger`` provides
+    """The registry ``@tiger.task`` fills, the allowlist it vouches for, and the functions and
+    runner classes payloads name, resolved through both; ``Tiger`` provides
     ``config`` and ``enqueue`` (what the task objects call)."""
 
     _registry: dict[str, Registration]
@@ -174,6 +178,46 @@ class TaskRegistry:
             )
             self._allowlist = (config, allowlist)
         return self._allowlist[1]
+
+    def resolve_function(self, serialized_func: str) -> tuple[Callable[..., object], bool]:
+        """The callable behind "module:qualname" and whether it is a batch task.
+
+        TaskImportError if ``allowlist`` refuses it (then nothing is imported), or it cannot
+        be imported or is not callable.
+        """
+        registration = self._registry.get(serialized_func)
+        if registration is not None:
+            return registration.func, registration.batch
+        target = self.allowlist.load(serialized_func)
+        if isinstance(target, TaskFunction | BatchTaskFunction):
+            return target, target.registration.batch
+        if not callable(target):
+            raise TaskImportError(f"{serialized_func!r} is not callable")
+        return target, False
+
+    def resolve_loaded(self, serialized_func: str) -> tuple[Callable[..., object], bool] | None:
+        """``resolve_function`` without importing anything: None if the function is not
+        registered and its module not imported in this process (a worker leaves that import
+        to the task's child, where a module that hangs or exits on import costs that task).
+        TaskImportError if ``allowlist`` refuses the name."""
+        if serialized_func in self._registry:
+            return self.resolve_function(serialized_func)
+        self.allowlist.check(serialized_func)
+        module, qualname = split_name(serialized_func)
+        if module and qualname and module not in sys.modules:
+            return None
+        # (its module is there, or the name is malformed: no import runs)
+        return self.resolve_function(serialized_func)
+
+    def runner_class_for(self, runner_class: str | None) -> type[BaseRunner]:
+        """The runner class a payload names (DefaultRunner if none), imported if the allowlist
+        allows it and checked; TaskImportError otherwise. Nothing is instantiated."""
+        if runner_class is None:
+            return DefaultRunner
+        cls = self.allowlist.load(runner_class, "runner class")
+        if not isinstance(cls, type) or not issubclass(cls, BaseRunner):
+            raise TaskImportError(f"runner class {runner_class!r} is not a BaseRunner subclass")
+        return cls
 
     def _register(
         self,

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 import attrs
 
 from typedtiger._json import JSONValue, document_problem, text_problem
+from typedtiger._priorities import MAX_PRIORITY, MIN_PRIORITY
 from typedtiger.exceptions import PayloadError
 from typedtiger.spec import MAX_COUNT, MAX_SECONDS, Custom, Exponential, Fixed, Linear, RetryPolicy
 
@@ -84,6 +85,8 @@ class TaskPayload:
     runner_class: str | None = None
     time_last_queued: float | None = None
     scheduled_at: float | None = None
+    #: typedtiger's (TaskTiger ignores it): see typedtiger._priorities.
+    priority: int = 0
 
 
 @attrs.frozen(kw_only=True)
@@ -288,6 +291,8 @@ def _range_problem(payload: TaskPayload) -> str | None:
         count = getattr(payload, name)
         if count is not None and not low <= count <= MAX_COUNT:
             return f"{name} is {count!r}, not >= {low} and <= {MAX_COUNT}"
+    if not MIN_PRIORITY <= payload.priority <= MAX_PRIORITY:
+        return f"priority is {payload.priority!r}, not {MIN_PRIORITY} to {MAX_PRIORITY}"
     return None
 
 

@@ -27,6 +27,7 @@ from typedtiger._policies import (
     linear,
     seconds_in_range,
 )
+from typedtiger._priorities import MAX_PRIORITY, MIN_PRIORITY, check_priority
 from typedtiger._queues import valid_queue_name
 from typedtiger._schedules import (
     Cron,
@@ -41,7 +42,9 @@ from typedtiger._sync_only import refuse_async
 
 __all__ = [
     "MAX_COUNT",
+    "MAX_PRIORITY",
     "MAX_SECONDS",
+    "MIN_PRIORITY",
     "Cron",
     "Custom",
     "CustomSchedule",
@@ -125,6 +128,11 @@ def _timeout_or_none(
         seconds_in_range(_, attribute, value, zero_ok=False)
 
 
+def _priority_or_none(_: object, __: attrs.Attribute[int | None], value: int | None) -> None:
+    if value is not None:
+        check_priority(value)
+
+
 def _count_or_none(_: object, attribute: attrs.Attribute[int | None], value: int | None) -> None:
     if value is not None:
         count_in_range(_, attribute, value, low=1)
@@ -162,6 +170,8 @@ class TaskSpec:
     max_stored_executions: int | None = attrs.field(default=None, validator=_stored_count_or_none)
     runner_class: str | None = attrs.field(default=None, converter=_runner_name)
     batch: bool | None = None
+    #: Claimed before tasks of lower priority (MIN_PRIORITY..MAX_PRIORITY; None: 0).
+    priority: int | None = attrs.field(default=None, validator=_priority_or_none)
 
     def __attrs_post_init__(self) -> None:
         if self.queue is not None and not valid_queue_name(self.queue):
@@ -191,6 +201,7 @@ class TaskSpec:
         max_queue_size: int | _Unset | None = UNSET,
         max_stored_executions: int | _Unset | None = UNSET,
         runner_class: type[RunnerClass] | _Unset | None = UNSET,
+        priority: int | _Unset | None = UNSET,
     ) -> TaskSpec:
         """A copy with the given options replaced (pass None to inherit the default again)."""
         changes = {
@@ -207,6 +218,7 @@ class TaskSpec:
                 "max_queue_size": max_queue_size,
                 "max_stored_executions": max_stored_executions,
                 "runner_class": runner_class,
+                "priority": priority,
             }.items()
             if value is not UNSET
         }

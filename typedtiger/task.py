@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from typedtiger._context import running
+from typedtiger._priorities import queued_score, queued_time
 from typedtiger._sync_only import sync_only
 from typedtiger.backends.base import StoredTask, TaskExecutions, TaskState
 from typedtiger.clock import due_at
@@ -205,8 +206,16 @@ class Task:
         return _utc(self._payload.time_last_queued)
 
     @property
+    def priority(self) -> int:
+        """Its priority: higher is claimed first (see ``TaskSpec.priority``)."""
+        return self._payload.priority
+
+    @property
     def ts(self) -> datetime | None:
-        """The score in its state: queued/heartbeat/error time, or the scheduled time."""
+        """The time of its score: queued/heartbeat/error time, or the scheduled time (a
+        queued score is that time less the priority's head start, typedtiger._priorities)."""
+        if self._state is TaskState.QUEUED and self._score is not None:
+            return _utc(queued_time(self._score, self._payload.priority))
         return _utc(self._score)
 
     # --- acting -------------------------------------------------------------------------
@@ -260,6 +269,8 @@ class Task:
         )
         if not moved:
             raise TaskNotFound(f"task {self.id} is not {from_state} in queue {self._queue!r}")
+        if to_state is TaskState.QUEUED:
+            when = queued_score(when, self._payload.priority)
         self._state, self._score = to_state, when
 
     def delay(self, when: datetime | timedelta | None = None) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -16,15 +15,15 @@ from typedtiger._context import current as running_now
 from typedtiger._context import running
 from typedtiger._inspection import QueueInspection
 from typedtiger._logging import setup_structlog as setup_structlog_json_lines
-from typedtiger._names import qualified_name, split_name
+from typedtiger._names import qualified_name
 from typedtiger._payloads import build_payload, new_task
 from typedtiger._registry import BatchTaskFunction, Registration, TaskFunction, TaskRegistry
 from typedtiger._sync_only import refuse_async, sync_only
 from typedtiger.backends.base import Backend, Enqueued, EnqueueMode
 from typedtiger.clock import Clock, due_at
 from typedtiger.config import Config
-from typedtiger.exceptions import NotInitialized, PayloadError, QueueFullException, TaskImportError
-from typedtiger.runner import BaseRunner, BatchCall, DefaultRunner
+from typedtiger.exceptions import NotInitialized, PayloadError, QueueFullException
+from typedtiger.runner import BaseRunner, BatchCall
 from typedtiger.serialization import TaskPayload, decode_stored_payload
 from typedtiger.spec import KeyNames, RetryPolicy, Schedule, TaskSpec, check_key_names
 from typedtiger.task import Task
@@ -181,6 +180,7 @@ class Tiger(TaskRegistry, QueueInspection):
         max_stored_executions: int | None = ...,
         runner_class: type[BaseRunner] | None = ...,
         schedule: Schedule | Callable[[datetime], datetime | None] | None = ...,
+        priority: int | None = ...,
         batch: Literal[False] = ...,
     ) -> Callable[[Callable[P, R]], TaskFunction[P, R]]: ...
 
@@ -200,6 +200,7 @@ class Tiger(TaskRegistry, QueueInspection):
         max_stored_executions: int | None = ...,
         runner_class: type[BaseRunner] | None = ...,
         schedule: Schedule | Callable[[datetime], datetime | None] | None = ...,
+        priority: int | None = ...,
         batch: Literal[True],
     ) -> Callable[[Callable[[list[BatchCall]], R]], BatchTaskFunction[R]]: ...
 
@@ -220,12 +221,14 @@ class Tiger(TaskRegistry, QueueInspection):
         runner_class: type[BaseRunner] | None = None,
         schedule: Schedule | Callable[[datetime], datetime | None] | None = None,
         batch: bool = False,
+        priority: int | None = None,
     ) -> object:
         """Register a task function: ``@tiger.task`` or ``@tiger.task(queue=..., ...)``.
 
         The options are the task's defaults; a call's TaskSpec can override them. A
         ``schedule`` makes the task periodic (and unique); ``batch=True`` makes workers call
-        it with a list of ``BatchCall`` records.
+        it with a list of ``BatchCall`` records; a higher ``priority`` (-10 to 10, default 0)
+        is claimed first.
         """
 
         def register(target: Callable[..., object]) -> object:
@@ -244,6 +247,7 @@ class Tiger(TaskRegistry, QueueInspection):
                 max_stored_executions=max_stored_executions,
                 runner_class=runner_class,
                 batch=batch,
+                priority=priority,
             )
             return self._register(target, defaults, schedule)
 
@@ -362,6 +366,7 @@ class Tiger(TaskRegistry, QueueInspection):
         max_queue_size: int | None = None,
         max_stored_executions: int | None = None,
         runner_class: type[BaseRunner] | None = None,
+        priority: int | None = None,
     ) -> Task:
         """TaskTiger-style, untyped: queue ``func(*args, **kwargs)`` with these options."""
         refuse_async(func)
@@ -380,6 +385,7 @@ class Tiger(TaskRegistry, QueueInspection):
             max_queue_size=max_queue_size,
             max_stored_executions=max_stored_executions,
             runner_class=runner_class,
+            priority=priority,
         )
         check_key_names(func, self.resolve(spec))  # (resolved: a batch function's is not checked)
         return self.enqueue(spec, when=when)
@@ -400,46 +406,6 @@ class Tiger(TaskRegistry, QueueInspection):
         return task
 
     # --- running ------------------------------------------------------------------------
-
-    def resolve_function(self, serialized_func: str) -> tuple[Callable[..., object], bool]:
-        """The callable behind "module:qualname" and whether it is a batch task.
-
-        TaskImportError if ``allowlist`` refuses it (then nothing is imported), or it cannot
-        be imported or is not callable.
-        """
-        registration = self._registry.get(serialized_func)
-        if registration is not None:
-            return registration.func, registration.batch
-        target = self.allowlist.load(serialized_func)
-        if isinstance(target, TaskFunction | BatchTaskFunction):
-            return target, target.registration.batch
-        if not callable(target):
-            raise TaskImportError(f"{serialized_func!r} is not callable")
-        return target, False
-
-    def resolve_loaded(self, serialized_func: str) -> tuple[Callable[..., object], bool] | None:
-        """``resolve_function`` without importing anything: None if the function is not
-        registered and its module not imported in this process (a worker leaves that import
-        to the task's child, where a module that hangs or exits on import costs that task).
-        TaskImportError if ``allowlist`` refuses the name."""
-        if serialized_func in self._registry:
-            return self.resolve_function(serialized_func)
-        self.allowlist.check(serialized_func)
-        module, qualname = split_name(serialized_func)
-        if module and qualname and module not in sys.modules:
-            return None
-        # (its module is there, or the name is malformed: no import runs)
-        return self.resolve_function(serialized_func)
-
-    def runner_class_for(self, runner_class: str | None) -> type[BaseRunner]:
-        """The runner class a payload names (DefaultRunner if none), imported if the allowlist
-        allows it and checked; TaskImportError otherwise. Nothing is instantiated."""
-        if runner_class is None:
-            return DefaultRunner
-        cls = self.allowlist.load(runner_class, "runner class")
-        if not isinstance(cls, type) or not issubclass(cls, BaseRunner):
-            raise TaskImportError(f"runner class {runner_class!r} is not a BaseRunner subclass")
-        return cls
 
     def run_worker(
         self,

@@ -50,8 +50,8 @@ def raise_skipped(skipped: Sequence[str]) -> None:
         raise StorageDataError(f"WRONGTYPE, queue skipped: {'; '.join(skipped)}")
 
 
-def enqueue_options(task: NewTask) -> tuple[str, float, EnqueueMode, int | None]:
-    return task.queue, task.due, task.mode, task.max_queue_size
+def enqueue_options(task: NewTask) -> tuple[str, float, EnqueueMode, int | None, int]:
+    return task.queue, task.due, task.mode, task.max_queue_size, task.priority
 
 
 def num(value: float) -> str:

@@ -68,6 +68,8 @@ class NewTask:
     mode: EnqueueMode = EnqueueMode.PLAIN
     #: Refuse (QueueFullException) when the queue holds this many tasks; None: no limit.
     max_queue_size: int | None = None
+    #: Its priority: queued with score ``queued_score(now, priority)`` (typedtiger._priorities).
+    priority: int = 0
 
 
 @attrs.frozen

@@ -21,6 +21,7 @@ from redis.commands.core import Script
 from redis.retry import Retry
 from redis.sentinel import SentinelConnectionPool
 
+from typedtiger._priorities import queued_score
 from typedtiger.backends._redis_errors import redis_call, translate_error
 from typedtiger.backends._redis_inspect import RedisInspection
 from typedtiger.backends._redis_wire import (
@@ -226,9 +227,10 @@ class RedisBackend(RedisInspection, RedisWorkers):
         now_arg = num(now)
         args: list[object] = [now_arg, int(publish)]
         # Neighbours sharing their options travel as one group: two arguments per task.
-        for (queue, due, mode, max_size), group in itertools.groupby(tasks, enqueue_options):
+        groups = itertools.groupby(tasks, enqueue_options)
+        for (queue, due, mode, max_size, priority), group in groups:
             pairs = [item for task in group for item in (task.id, task.payload)]
-            args += [queue, num(due), mode.value, max_size or 0, len(pairs) // 2, *pairs]
+            args += [queue, num(due), mode.value, max_size or 0, priority, len(pairs) // 2, *pairs]
         # Undecoded: a stored payload the reply carries may be bytes UTF-8 refuses.
         status, *rest = self._run("enqueue", args, decode=False)
         if status != b"ok":
@@ -244,7 +246,7 @@ class RedisBackend(RedisInspection, RedisWorkers):
                 "was enqueued"
             )
         results = [
-            Enqueued(TaskState.QUEUED, now)
+            Enqueued(TaskState.QUEUED, queued_score(now, task.priority))
             if task.due <= now
             else Enqueued(TaskState.SCHEDULED, task.due)
             for task in tasks

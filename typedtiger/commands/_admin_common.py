@@ -15,6 +15,7 @@ from typing import Any, Final
 import attrs
 import click
 
+from typedtiger._priorities import queued_time
 from typedtiger._queues import valid_queue_name
 from typedtiger.backends.base import StoredTask, TaskState
 from typedtiger.commands.connection import ConnectionSettings
@@ -224,6 +225,13 @@ class Decoded:
         return cls(stored, payload, broken, tuple(executions))
 
     @property
+    def time(self) -> float:
+        """The time its score stands for (a queued score less its priority's head start)."""
+        if self.stored.state is TaskState.QUEUED and self.payload is not None:
+            return queued_time(self.stored.score, self.payload.priority)
+        return self.stored.score
+
+    @property
     def last_exception(self) -> str | None:
         if not self.executions:
             return None
@@ -236,7 +244,7 @@ class Decoded:
             "id": stored.id,
             "queue": stored.queue,
             "state": stored.state.value,
-            "time": iso(stored.score),
+            "time": iso(self.time),
             "func": None if payload is None else payload.func,
             "args": None if payload is None else list(payload.args),
             "kwargs": None if payload is None else payload.kwargs,

@@ -147,7 +147,7 @@ def _tasks_table(decoded: Sequence[Decoded], state: TaskState) -> str:
         else:
             func = item.payload.func
             args = shorten(call_text(item.payload), 40)
-        row = [item.stored.id, human_time(item.stored.score), func, args]
+        row = [item.stored.id, human_time(item.time), func, args]
         if state is TaskState.ERROR:
             row.append(shorten(item.last_exception or "-", 50))
         rows.append(row)
@@ -204,7 +204,7 @@ def _show_json(item: Decoded) -> dict[str, Any]:
     return {
         "queue": stored.queue,
         "state": stored.state.value,
-        "time": iso(stored.score),
+        "time": iso(item.time),
         "broken": item.broken,
         "payload": None if item.payload is None else payload_as_dict(item.payload),
         "raw_payload": escaped(stored.payload) if item.broken and stored.payload else None,
@@ -228,7 +228,7 @@ def _show_text(item: Decoded) -> str:
         f"Task {stored.id}",
         f"  queue:      {stored.queue}",
         f"  state:      {stored.state.value}",
-        f"  {TIME_LABELS[stored.state] + ':':<11} {human_time(stored.score)}",
+        f"  {TIME_LABELS[stored.state] + ':':<11} {human_time(item.time)}",
     ]
     if item.payload is not None and stored.broken is not None:
         lines.append(f"  {BROKEN_MARK} KEYS: {stored.broken}")
@@ -242,6 +242,7 @@ def _show_text(item: Decoded) -> str:
             f"  func:       {payload.func}",
             f"  call:       {payload.func.rpartition(':')[2]}({call_text(payload)})",
             f"  queued at:  {human_time(payload.time_last_queued)}",
+            *([f"  priority:   {payload.priority}"] if payload.priority else []),
             "  payload:",
             _indent(json.dumps(payload_as_dict(payload), indent=2)),
         ]

@@ -7,6 +7,47 @@ local function state_key(state, queue) return P .. ':' .. state .. ':' .. queue 
 local function task_key(id) return P .. ':task:' .. id end
 local function lock_key(lock_id) return P .. ':lockv2:' .. lock_id end
 
+-- Priorities (typedtiger/_priorities.py): a queued task's score is the time it was queued less
+-- PRIORITY_STEP seconds per priority level, so the lowest scores (claimed first) are the
+-- highest priorities, in the order they were queued.
+local PRIORITY_STEP, MIN_PRIORITY, MAX_PRIORITY = 2592000, -10, 10
+
+-- The priority a stored payload names (0 when it names none, or none in the range: a payload
+-- is decoded only when it holds the word).
+local function priority_of(payload)
+  if type(payload) ~= 'string' or not string.find(payload, '"priority"', 1, true) then return 0 end
+  local ok, data = pcall(cjson.decode, payload)
+  local priority = ok and type(data) == 'table' and data.priority
+  if type(priority) ~= 'number' or priority ~= math.floor(priority)
+    or priority < MIN_PRIORITY or priority > MAX_PRIORITY then
+    return 0
+  end
+  return priority
+end
+
+-- A score as ZADD and a reply take it (a Lua number in a reply would lose its fraction).
+local function score_text(score) return string.format('%.17g', score) end
+
+-- The queued score of a task of `priority` queued at `now` (a number).
+local function queued_score(now, priority) return score_text(now - priority * PRIORITY_STEP) end
+
+-- Scores and ids, as ZADD takes them, of `ids` becoming queued at `now`, each scored by the
+-- priority of its payload (one MGET per 1000; a key of another type reads as no payload).
+local function queued_scores(ids, now)
+  local scored = {}
+  for at = 1, #ids, 1000 do
+    local last = math.min(at + 999, #ids)
+    local keys = {}
+    for i = at, last do keys[#keys + 1] = task_key(ids[i]) end
+    local payloads = redis.call('mget', unpack(keys))
+    for i = at, last do
+      scored[#scored + 1] = queued_score(now, priority_of(payloads[i - at + 1]))
+      scored[#scored + 1] = ids[i]
+    end
+  end
+  return scored
+end
+
 -- Keys a command of this script has shown to be of their type (or missing): a read or write
 -- of that type that did not fail. Their type checks are not repeated.
 local proven = {}

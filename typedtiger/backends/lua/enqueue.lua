@@ -1,11 +1,12 @@
 -- Store tasks: all of them or, when one is refused, none. ARGV: prefix, now, publish (0/1),
 -- then groups of tasks sharing their options: queue, due, mode, max queue size (0: none),
--- count, then count pairs (id, payload). Tasks are numbered from 1 across the groups.
--- A task due by now is queued with score now, else scheduled with score due (the scores are
--- written exactly as sent). Modes: 'plain' stores; 'unique' (TaskTiger's) writes the payload
--- (the last arguments win) and files the task in its state unless it is filed there already
--- (keeping that score); 'if_absent' and 'next_run' write nothing when an equal task is
--- queued or scheduled (if_absent: or active). Returns {'ok', ...} followed, for each task
+-- priority, count, then count pairs (id, payload). Tasks are numbered from 1 across the groups.
+-- A task due by now is queued with score now (less its priority's head start: see
+-- queued_score), else scheduled with score due (written exactly as sent). Modes: 'plain'
+-- stores; 'unique' (TaskTiger's) writes the payload (the last arguments win) and files the
+-- task in its state unless it is filed there already (keeping that score; queued: keeping
+-- its queued time, scored with the priority written); 'if_absent' and
+-- 'next_run' write nothing when an equal task is queued or scheduled (if_absent: or active). Returns {'ok', ...} followed, for each task
 -- that was already filed, by its number, the state and score it is filed under, and the stored
 -- payload that was kept (false when ours was written). When nothing was written at all:
 -- {'full', task number, size} or {'wrongtype', task number, key}.
@@ -49,14 +50,17 @@ local reply, plan, adding, first_of = {'ok'}, {}, {}, {}
 local number, at = 0, 4
 while at <= #ARGV do
   local queue, due_s, mode = ARGV[at], ARGV[at + 1], ARGV[at + 2]
-  local max_size, count = tonumber(ARGV[at + 3]), tonumber(ARGV[at + 4])
+  local max_size, priority = tonumber(ARGV[at + 3]), tonumber(ARGV[at + 4])
+  local count = tonumber(ARGV[at + 5])
   local state, score = 'scheduled', due_s
-  if tonumber(due_s) <= now then state, score = 'queued', now_s end
+  if tonumber(due_s) <= now then
+    state, score = 'queued', priority == 0 and now_s or queued_score(now, priority)
+  end
   local filed_key = state_key(state, queue)
-  for pair = at + 5, at + 3 + 2 * count, 2 do
+  for pair = at + 6, at + 4 + 2 * count, 2 do
     number = number + 1
     local id, payload = ARGV[pair], ARGV[pair + 1]
-    local existing, payload_only = nil, false
+    local existing, payload_only, rescore = nil, false, nil
     if mode == 'unique' then
       local first = first_of[queue .. '\0' .. id .. '\0' .. state] -- earlier in this batch
       if first then
@@ -64,6 +68,14 @@ while at <= #ARGV do
       else
         local filed_score = redis.call('zscore', filed_key, id)
         checked[filed_key] = true
+        if filed_score and state == 'queued' then
+          -- Its queued time is kept (TaskTiger's rule), scored with the priority written now.
+          local was = priority_of(redis.pcall('get', task_key(id)))
+          if was ~= priority then
+            rescore = queued_score(tonumber(filed_score) + was * PRIORITY_STEP, priority)
+            filed_score = rescore
+          end
+        end
         if filed_score then existing = {state, filed_score, false} end
       end
       payload_only = existing ~= nil
@@ -86,7 +98,10 @@ while at <= #ARGV do
         end
       end
     end
-    if payload_only then plan[#plan + 1] = {id = id, payload = payload, payload_only = true} end
+    if payload_only then
+      plan[#plan + 1] = {id = id, payload = payload, payload_only = true, rescore = rescore,
+        queue = queue}
+    end
     if existing then
       reply[#reply + 1] = number
       for _, value in ipairs(existing) do reply[#reply + 1] = value end
@@ -118,7 +133,7 @@ while at <= #ARGV do
       if deferred and deferred.number == number then deferred.task = task end
     end
   end
-  at = at + 5 + 2 * count
+  at = at + 6 + 2 * count
 end
 
 -- Second pass: write. The set of queue names of a state is added to once per queue, if it
@@ -133,6 +148,7 @@ if deferred and not deferred.checked then
 end
 for _, task in ipairs(plan) do
   redis.call('set', task_key(task.id), task.payload)
+  if task.rescore then redis.call('zadd', state_key('queued', task.queue), task.rescore, task.id) end
   if not task.payload_only then
     local key = state_key(task.state, task.queue)
     if not task.filed then redis.call('zadd', key, 'NX', task.score, task.id) end

@@ -1,5 +1,6 @@
 -- Move due scheduled tasks to queued, at most ARGV[4] per queue. ARGV: prefix, now, publish,
--- limit. A task already queued just leaves the scheduled set. A queue whose keys hold another
+-- limit. Each is queued at now with its priority (read from its payload: see queued_scores);
+-- a task already queued just leaves the scheduled set. A queue whose keys hold another
 -- type is skipped (the keys a move writes are checked when it has tasks due). Returns {how
 -- many moved, then the reason each queue was skipped}.
 local now, publish, limit = tonumber(ARGV[2]), ARGV[3] == '1', tonumber(ARGV[4])
@@ -20,12 +21,7 @@ for _, queue in ipairs(queues) do
   elseif #ids > 0 then
     call_in_chunks('zrem', key, ids)
     if redis.call('exists', key) == 0 then redis.call('srem', P .. ':scheduled', queue) end
-    local scored = {}
-    for _, id in ipairs(ids) do
-      scored[#scored + 1] = now
-      scored[#scored + 1] = id
-    end
-    call_in_chunks('zadd', state_key('queued', queue), scored, 'NX')
+    call_in_chunks('zadd', state_key('queued', queue), queued_scores(ids, now), 'NX')
     redis.call('sadd', P .. ':queued', queue)
     moved = moved + #ids
     if publish then redis.call('publish', P .. ':activity', queue) end

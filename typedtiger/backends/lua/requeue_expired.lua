@@ -1,4 +1,5 @@
--- Requeue active tasks whose heartbeat is older than the timeout (their worker is lost).
+-- Requeue active tasks whose heartbeat is older than the timeout (their worker is lost), with
+-- their priority (read from the payload).
 -- ARGV: prefix, now, timeout, limit, max losses, lost execution JSON, lock seconds, publish.
 -- Runs under the lock P:lockv2:queue_expired_tasks. Each loss appends the lost execution
 -- record and counts in P:task:<id>:worker_losses (a counter, not the records: those may be
@@ -63,14 +64,16 @@ for _, queue in ipairs(queues) do
       failed = failed + 1
     else
       unfile('active', queue, id)
-      local stored = redis.call('exists', task_key(id)) == 1  -- else the claim quarantines it
+      -- (a key of another type counts as stored: the claim quarantines it, as a missing one)
+      local payload = redis.pcall('get', task_key(id))
+      local stored = payload ~= false
       local losses = stored and count_loss(id) or 0
       if stored then record_execution(id, lost_execution, 0) end
       if losses > max_losses then
         file('error', queue, id, now, '')
         failed = failed + 1
       else
-        file('queued', queue, id, now, 'nx')
+        file('queued', queue, id, queued_score(now, priority_of(payload)), 'nx')
         requeued = requeued + 1
         if publish then redis.call('publish', P .. ':activity', queue) end
       end
