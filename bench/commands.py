@@ -72,7 +72,8 @@ def typedtiger_phases(args: argparse.Namespace, client: redis.Redis) -> Phases:
     enqueued = command_counts(client)
     tiger.run_worker(once=True)
     worked = command_counts(client)
-    worker = [sys.executable, "-m", "typedtiger.cli", "worker", "-p", str(args.port)]
+    console = "import sys; from typedtiger._console import main; sys.exit(main())"
+    worker = [sys.executable, "-c", console, "worker", "-p", str(args.port)]
     worker += ["-n", str(args.db), "--prefix", args.prefix, "-m", "bench.tasks"]
     return start, enqueued, worked, worker
 
