@@ -63,6 +63,7 @@ LAYERS: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
         "worker",
         ("typedtiger.worker", "typedtiger.executor"),
     ),
+    ("observability", ("typedtiger.observability",)),
     ("commands", ("typedtiger.commands",)),
     (
         "integrations",

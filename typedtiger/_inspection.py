@@ -59,6 +59,15 @@ class QueueInspection:
             for queue, sizes in self.backend.queue_sizes(None).items()
         }
 
+    def get_queued_ages(self, queues: Sequence[str] | None = None) -> dict[str, float]:
+        """queue -> seconds the task queued longest has been waiting (since it was queued),
+        for the queues given (None: every queue) that hold queued tasks."""
+        if queues is None:
+            queues = sorted(self.backend.queues_with_tasks(TaskState.QUEUED))
+        now = self.clock.now()
+        oldest = self.backend.oldest_queued(queues, now)
+        return {queue: max(0.0, now - queued) for queue, queued in oldest.items()}
+
     def get_workers(self) -> list[WorkerInfo]:
         """The live workers, the longest-running first: those whose last beat is less than
         ``active_task_update_timeout`` old (a worker that stops takes itself out at once).

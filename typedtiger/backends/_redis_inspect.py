@@ -10,13 +10,16 @@ from typing import Any, Final, cast
 import redis
 from redis.client import NEVER_DECODE
 
+from typedtiger._priorities import MAX_PRIORITY, MIN_PRIORITY, PRIORITY_STEP
 from typedtiger.backends._redis_errors import redis_call
-from typedtiger.backends._redis_wire import escaped, queue_names, stored_count, undecoded
+from typedtiger.backends._redis_wire import escaped, num, queue_names, stored_count, undecoded
 from typedtiger.backends.base import StoredTask, TaskExecutions, TaskState
 
 __all__ = ["RedisInspection"]
 
 _ALL_STATES: Final = tuple(TaskState)
+#: Priority levels, the highest first (the lowest queued scores).
+_LEVELS: Final = tuple(range(MAX_PRIORITY, MIN_PRIORITY - 1, -1))
 
 
 class RedisInspection:
@@ -147,3 +150,28 @@ class RedisInspection:
                 pipe.zcard(self._key(state.value, queue))
         counts = iter(pipe.execute())
         return {queue: {state: int(next(counts)) for state in _ALL_STATES} for queue in names}
+
+    @redis_call
+    def oldest_queued(self, queues: Sequence[str], now: float) -> dict[str, float]:
+        # A queued score is its time less PRIORITY_STEP per priority level: the lowest score of
+        # each level's window (tasks queued less than half a step ago) is that level's oldest.
+        pipe = self._client.pipeline(transaction=False)
+        half = PRIORITY_STEP / 2
+        for queue in queues:
+            key = self._key(TaskState.QUEUED.value, queue)
+            for level in _LEVELS:
+                top = now - level * PRIORITY_STEP
+                low = "-inf" if level == MAX_PRIORITY else f"({num(top - half)}"
+                high = "+inf" if level == MIN_PRIORITY else num(top + half)
+                pipe.zrangebyscore(key, low, high, start=0, num=1, withscores=True)
+        replies = iter(pipe.execute())
+        oldest: dict[str, float] = {}
+        for queue in queues:
+            times = [
+                float(head[0][1]) + level * PRIORITY_STEP
+                for level, head in zip(_LEVELS, (next(replies) for _ in _LEVELS), strict=True)
+                if head
+            ]
+            if times:
+                oldest[queue] = min(times)
+        return oldest

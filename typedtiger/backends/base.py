@@ -384,6 +384,12 @@ class Backend(Protocol):
         """queue -> state -> number of tasks, for the queues given (None: every queue)."""
         ...
 
+    def oldest_queued(self, queues: Sequence[str], now: float) -> dict[str, float]:
+        """queue -> when its oldest queued task was queued, for the queues given that hold
+        queued tasks; one round trip. Exact while every queued task has waited less than half
+        a priority step (15 days): the queued scores hold priorities too."""
+        ...
+
     def remove(self, queue: str, state: TaskState, task_id: str) -> bool:
         """Delete the task filed in ``queue`` under ``state``; False if it is not there."""
         ...

@@ -42,6 +42,7 @@ from typedtiger.commands._admin_common import (
 from typedtiger.commands._admin_inspect import queues_command, show_command, tasks_command
 from typedtiger.commands._admin_workers import workers_command
 from typedtiger.commands.connection import connection_options, make_tiger
+from typedtiger.commands.metrics import metrics_command
 
 __all__ = [
     "ConnectionOptions",
@@ -60,7 +61,7 @@ def register_admin_commands(
     connection_options: ConnectionOptions = connection_options,
 ) -> None:
     """Add ``queues``, ``tasks``, ``show``, ``retry``, ``delete``, ``cancel``, ``purge-errors``,
-    ``pause``, ``unpause`` and ``workers`` to ``group``.
+    ``pause``, ``unpause``, ``workers`` and ``metrics`` (the Prometheus exporter) to ``group``.
 
     ``make_tiger`` builds the Tiger from the connection options that ``connection_options``
     adds (the defaults are the ones ``typedtiger worker`` uses too).
@@ -77,6 +78,7 @@ def register_admin_commands(
         _pause_command,
         _unpause_command,
         workers_command,
+        metrics_command,
     ):
         group.add_command(build(env, connection_options))
 

@@ -22,6 +22,7 @@ from typedtiger.commands.connection import (
     import_module,
     open_tiger,
 )
+from typedtiger.commands.metrics import worker_metrics
 from typedtiger.config import Config
 from typedtiger.exceptions import StorageGaveUp
 from typedtiger.executor import Executor, ForkExecutor, PreforkExecutor, SyncExecutor
@@ -110,6 +111,28 @@ def _worker_options(command: Callable[..., None]) -> Callable[..., None]:
             "[env: TYPEDTIGER_CONCURRENCY]",
         ),
         click.option(
+            "--metrics-port",
+            type=click.IntRange(0, 65535),
+            envvar="TYPEDTIGER_METRICS_PORT",
+            default=None,
+            help="Serve Prometheus metrics on this port (/metrics; needs typedtiger[metrics]). "
+            "[env: TYPEDTIGER_METRICS_PORT]",
+        ),
+        click.option(
+            "--metrics-addr",
+            envvar="TYPEDTIGER_METRICS_ADDR",
+            default="0.0.0.0",
+            show_default=True,
+            help="Address the metrics are served on. [env: TYPEDTIGER_METRICS_ADDR]",
+        ),
+        click.option(
+            "--metrics-queues",
+            is_flag=True,
+            envvar="TYPEDTIGER_METRICS_QUEUES",
+            help="Also serve every queue's sizes and oldest queued age, read at each scrape "
+            "(on one worker, or use `typedtiger metrics`). [env: TYPEDTIGER_METRICS_QUEUES]",
+        ),
+        click.option(
             "--exit-after",
             type=_ExitAfter(),
             default=None,
@@ -195,6 +218,9 @@ def _run_worker(
     concurrency: int,
     exit_after: float | None,
     print_config: bool,
+    metrics_port: int | None,
+    metrics_addr: str,
+    metrics_queues: bool,
     prefix_override: str | None = None,
     **config_options: Any,
 ) -> None:
@@ -218,13 +244,21 @@ def _run_worker(
                     "max_memory_per_child_mib": max_memory_per_child,
                     "concurrency": concurrency,
                     "max_workers_per_queue": max_workers_per_queue,
+                    "metrics": None
+                    if metrics_port is None
+                    else {"port": metrics_port, "addr": metrics_addr, "queues": metrics_queues},
                     "config": config.settings(),
                 },
                 indent=2,
             )
         )
         return
+    if metrics_port is None and metrics_queues:
+        raise click.UsageError("--metrics-queues needs --metrics-port")
     with _configured(tiger, config):
+        listeners = []
+        if metrics_port is not None:
+            listeners.append(worker_metrics(tiger, metrics_port, metrics_addr, metrics_queues))
         try:
             worker = Worker(
                 tiger,
@@ -232,6 +266,7 @@ def _run_worker(
                 executor=executor,
                 concurrency=concurrency,
                 exit_after=exit_after if exit_after is not None and exit_after > 0 else None,
+                listeners=listeners,
             )
         except ValueError as exc:
             raise click.UsageError(str(exc)) from exc

@@ -23,6 +23,7 @@ from typedtiger.exceptions import (
 )
 from typedtiger.serialization import TaskPayload, decode_stored_payload, unique_task_id
 from typedtiger.task import Task
+from typedtiger.worker.events import Ended, JobEnd, Listeners
 from typedtiger.worker.heartbeat import Heartbeat, Heartbeats
 from typedtiger.worker.job import Job, Outcome
 from typedtiger.worker.recording import Recorder
@@ -77,6 +78,7 @@ class ClaimedTasks:
         slots: JobSlots,
         heartbeats: Heartbeats,
         record: WorkerRecord,
+        listeners: Listeners,
         call: Callable[[Callable[[], object]], None],
         outage_seen: Callable[[], None],
         stopping: Callable[[], bool],
@@ -94,6 +96,7 @@ class ClaimedTasks:
         self._slots = slots
         self.heartbeats = heartbeats
         self._record = record
+        self._listeners = listeners
         self._call = call
         self._outage_seen = outage_seen
         self._stopping = stopping
@@ -254,12 +257,17 @@ class ClaimedTasks:
         lease = self._lease
         heartbeat = Heartbeat(self.beat(queue, ids, lock_ids, lease, log))
         started = time.monotonic()
+        ended: Ended | None = None
 
         def on_start() -> None:  # once the job has started (a child: after the fork)
+            nonlocal ended
             self.heartbeats.add(heartbeat)
-            at = datetime.fromtimestamp(self._clock.now(), UTC)
+            now = self._clock.now()
+            at = datetime.fromtimestamp(now, UTC)
             running = [RunningTask(id=t.id, queue=queue, func=job.func, started=at) for t in tasks]
             self._record.job_started(heartbeat, running)
+            if self._listeners:
+                ended = self._listeners.job_started(job, now)
             log.info(
                 "processing",
                 args=_shorten(list(first.args), max_chars),
@@ -274,7 +282,7 @@ class ClaimedTasks:
                 self.heartbeats.remove(heartbeat)  # no beat may follow the record
                 self._record.job_ended(heartbeat)
                 self._upkeep.busy_seconds += time.monotonic() - started
-                self._recorder.record(
+                result = self._recorder.record(
                     queue,
                     tasks,
                     group[0][1],
@@ -284,6 +292,8 @@ class ClaimedTasks:
                     log,
                     flush=self._stopping(),
                 )
+                if ended is not None:
+                    ended(JobEnd.of(outcome, result))
             finally:
                 if lease is not None:
                     lease.running -= 1

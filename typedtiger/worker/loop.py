@@ -27,6 +27,7 @@ from typedtiger.backends.base import Backend, ClaimTicket, TaskState
 from typedtiger.exceptions import BackendUnavailable, StorageDataError, StorageGaveUp
 from typedtiger.worker.claims import ClaimedTasks, SlotLease, lock_id_for
 from typedtiger.worker.default import default_executor
+from typedtiger.worker.events import JobListener, Listeners
 from typedtiger.worker.executor import Executor, ExecutorSettings
 from typedtiger.worker.heartbeat import Heartbeats
 from typedtiger.worker.outage import StorageOutage
@@ -53,6 +54,8 @@ class Worker:
     covers its subqueues and the most specific name wins. ``max_workers_per_queue`` bounds how
     many workers process one queue at once. The executor defaults to ``ForkExecutor`` on
     backends whose storage a forked child can reach, ``SyncExecutor`` otherwise.
+    ``listeners`` hear of each job it runs and of lost tasks (``worker.events``: metrics,
+    traces).
     """
 
     def __init__(
@@ -66,6 +69,7 @@ class Worker:
         *,
         store_tracebacks: bool | None = None,
         exit_after: float | None = None,
+        listeners: Sequence[JobListener] = (),
     ) -> None:
         config = tiger.config
         if max_workers_per_queue is not None and max_workers_per_queue < 1:
@@ -120,8 +124,9 @@ class Worker:
             period=config.active_task_update_timer,
             expires_after=config.active_task_update_timeout,
         )
+        listening = Listeners(listeners)
         self._upkeep = Upkeep(
-            tiger, self._backend, self._outage, self.serves, self._log, self.record.beat
+            tiger, self._backend, self._outage, self.serves, self._log, self.record.beat, listening
         )
         self._claimed = ClaimedTasks(
             tiger,
@@ -132,6 +137,7 @@ class Worker:
             slots=self._slots,
             heartbeats=self.heartbeats,
             record=self.record,
+            listeners=listening,
             call=self._call,
             outage_seen=self._outage_seen,
             stopping=self._stopping,

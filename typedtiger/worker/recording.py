@@ -12,6 +12,7 @@ import structlog
 from typedtiger.backends.base import Backend, Completion, Failure, TaskState
 from typedtiger.serialization import ExecutionRecord, encode_execution
 from typedtiger.task import Task
+from typedtiger.worker.events import Result
 from typedtiger.worker.job import Failed, Outcome
 from typedtiger.worker.resolve import Resolver
 from typedtiger.worker.retry import decide
@@ -82,10 +83,10 @@ class Recorder:
         log: structlog.typing.FilteringBoundLogger,
         *,
         flush: bool,
-    ) -> None:
+    ) -> Result:
         """Record how a job of ``tasks`` ended (its first task had run ``executions`` times
-        before). A success is kept for the next claim (joined to those kept of its queue)
-        unless ``flush``."""
+        before); what became of them. A success is kept for the next claim (joined to those kept
+        of its queue) unless ``flush``."""
         ids = [task.id for task in tasks]
         if outcome.batch_function is not None:  # its child imported the function
             self.batch_functions[tasks[0].serialized_func] = outcome.batch_function
@@ -103,7 +104,7 @@ class Recorder:
             )
             if flush:
                 self.flush_done()
-            return
+            return Result.SUCCEEDED
         first = tasks[0]
         config = self._tiger.config
         now = self._tiger.clock.now()
@@ -146,6 +147,7 @@ class Recorder:
         )
         if decision.to_state is TaskState.ERROR:
             self._permanent_error(tasks, runner_class, record, log)
+        return Result.RETRIED if decision.to_state is TaskState.SCHEDULED else Result.FAILED
 
     def _permanent_error(
         self,

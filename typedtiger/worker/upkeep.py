@@ -14,6 +14,7 @@ import structlog
 from typedtiger.backends.base import Backend, EnqueueMode, WorkerBeat
 from typedtiger.exceptions import StorageDataError
 from typedtiger.serialization import WORKER_LOST_NAME, ExecutionRecord, encode_execution
+from typedtiger.worker.events import Listeners
 from typedtiger.worker.outage import StorageOutage
 
 if TYPE_CHECKING:
@@ -34,9 +35,11 @@ class Upkeep:
         serves: Callable[[str], bool],
         log: structlog.typing.FilteringBoundLogger,
         beat: Callable[[], WorkerBeat | None],
+        listeners: Listeners,
     ) -> None:
         self._tiger = tiger
         self._beat = beat
+        self._listeners = listeners
         self._backend = backend
         self._outage = outage
         self._serves = serves
@@ -109,6 +112,7 @@ class Upkeep:
         )
         if requeued or failed:
             self._log.warning("expired tasks requeued", requeued=requeued, failed=failed)
+            self._listeners.tasks_lost(requeued, failed)
 
     def _log_stats(self, now: float) -> None:
         if self._next_stats:
