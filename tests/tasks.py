@@ -35,6 +35,14 @@ def retry_me(log_error: bool = True) -> None:
     raise RetryException(log_error=log_error)
 
 
+def fails_once(key: str) -> None:
+    """Fail the first call with ``key`` (of the CALLS recorded), succeed after."""
+    first = ("fails_once", key) not in CALLS
+    CALLS.append(("fails_once", key))
+    if first:
+        raise ValueError(f"first call with {key}")
+
+
 @tiger.task(queue="decorated", retry=exponential(60, 2, 3))
 def flaky() -> None:
     CALLS.append(("flaky",))

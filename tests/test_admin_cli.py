@@ -211,6 +211,7 @@ def test_tasks_lists_newest_first_with_limit_and_skip(
         "queue": "default",
         "state": "queued",
         "time": "2026-01-01T00:01:00+00:00",
+        "waiting": False,
         "func": "tests.tasks:add",
         "args": [1],
         "kwargs": {"b": 10},
@@ -291,6 +292,20 @@ def test_show_a_scheduled_task(cli: Cli, fake: Tiger) -> None:
     assert "state:      scheduled" in output
     assert "due at:     2026-01-01 02:00:00 UTC" in output
     assert "executions: none failed" in output
+
+
+def test_show_a_task_waiting_for_another(cli: Cli, fake: Tiger) -> None:
+    first = fake.enqueue(TaskSpec.of(tasks.simple, "first").evolve(queue="q"))
+    second = fake.enqueue(TaskSpec.of(tasks.simple, "second"), after=first)
+    output = cli("show", second.id).output
+    assert "due at:     waiting for other tasks" in output
+    assert f"waiting for: q/{first.id}" in output
+    assert f"dependents: default/{second.id}" in cli("show", first.id).output
+    shown = cli.json("show", second.id)
+    assert shown["waiting_for"] == [{"queue": "q", "id": first.id}]
+    assert shown["dependents"] == []
+    assert shown["locations"][0]["waiting"] is True
+    assert "waiting for other tasks" in cli("tasks", "default", "scheduled").output
 
 
 def test_show_unknown_task_and_queue_filter(cli: Cli, fake: Tiger) -> None:

@@ -57,6 +57,7 @@ LAYERS: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
             "typedtiger._logging",
             "typedtiger._payloads",
             "typedtiger._inspection",
+            "typedtiger._delay",
         ),
     ),
     (

@@ -357,7 +357,7 @@ def test_a_running_task_keeps_its_lock_through_its_heartbeats(
     def try_the_lock(job: Job) -> None:
         now = clock.now()
         probes.append(backend.acquire_locks("probe", {"intruder": lock_id}, now, timeout, now))
-        backend.remove("probe", TaskState.SCHEDULED, "intruder")
+        backend.remove("probe", TaskState.SCHEDULED, "intruder", backend.clock.now())
 
     executor = HeartbeatingExecutor(clock, 3 * timeout, try_the_lock)
     tiger.delay(option_tasks.record, args=["long"], lock=True)

@@ -522,7 +522,7 @@ def test_a_task_id_that_is_not_utf8_is_quarantined_and_can_be_deleted(
     record = decode_execution(listed.executions[-1])
     assert record.exception_name == PAYLOAD_ERROR
     assert record.exception == "the task id is not valid UTF-8"
-    assert backend.remove(QUEUE, TaskState.ERROR, listed.id)
+    assert backend.remove(QUEUE, TaskState.ERROR, listed.id, backend.clock.now())
     assert client.keys("t:task:*") == []
 
 

@@ -109,10 +109,10 @@ def test_the_loss_counter_goes_with_the_task(backend: RedisBackend, clock: Manua
     assert 0 < backend.client.ttl(losses[done.id]) <= 7 * 24 * 3600
 
     backend.claim("default", clock.now(), 3)
-    backend.complete(Completion("default", (done.id,)))
+    backend.complete(Completion("default", (done.id,)), backend.clock.now())
     to_error = Failure(execution="{}", to_state=TaskState.ERROR, when=clock.now())
     backend.fail("default", [errored.id], [], to_error)
-    assert backend.remove("default", TaskState.ACTIVE, deleted.id)
+    assert backend.remove("default", TaskState.ACTIVE, deleted.id, backend.clock.now())
     assert backend.client.exists(losses[done.id], losses[deleted.id]) == 0
     assert backend.client.get(losses[errored.id]) == "1"  # kept with its executions
 

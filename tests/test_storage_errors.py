@@ -596,7 +596,7 @@ def test_a_claim_sent_again_with_its_ticket_gets_the_same_tasks(
     assert all(item.payload is not None for item in again)
     for task_id in first:  # renewed: the heartbeat starts from the resend
         assert backend.client.zscore("t:active:default", task_id) == clock.now()
-    backend.complete(Completion("default", (first[0],)))
+    backend.complete(Completion("default", (first[0],)), backend.clock.now())
     assert [item.id for item in backend.claim("default", clock.now(), 2, ticket=ticket)] == [
         first[1]
     ]  # only what is still active

@@ -3,7 +3,7 @@ TaskTiger's workers read them) and the backend's NewTask."""
 
 from __future__ import annotations
 
-from typedtiger.backends.base import EnqueueMode, NewTask
+from typedtiger.backends.base import EnqueueMode, NewTask, TaskRef
 from typedtiger.config import Config
 from typedtiger.exceptions import ArgumentError
 from typedtiger.serialization import (
@@ -64,6 +64,7 @@ def new_task(
     due: float,
     mode: EnqueueMode | None,
     max_payload_bytes: int | None,
+    after: tuple[TaskRef, ...] = (),
 ) -> NewTask:
     """What the backend is given to store ``payload``: encoded, and refused (ArgumentError) when
     over ``max_payload_bytes`` (Config's; 0 or None: no limit)."""
@@ -84,6 +85,7 @@ def new_task(
         mode=mode or (EnqueueMode.UNIQUE if payload.unique else EnqueueMode.PLAIN),
         max_queue_size=payload.max_queue_size,
         priority=payload.priority,
+        after=after,
     )
 
 

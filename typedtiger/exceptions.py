@@ -11,6 +11,7 @@ Tree::
     ├── StorageDataError            a stored key or task has data of the wrong type or form
     ├── StorageGaveUp               a worker stopped retrying an unavailable storage
     ├── ChildProcessDied            a task's process died without reporting (exit code/signal)
+    ├── DependencyFailed            recorded: a task it was enqueued after failed for good
     └── NotInitialized              a lazily created Tiger was used before ``init``
     JobTimeoutException             a task ran past its hard timeout (raised in the task)
     RetryException                  raised by a task to ask for a retry
@@ -72,6 +73,11 @@ class ChildProcessDied(TypedTigerError):
 
     ``retry_on=[JobTimeoutException]`` matches it too (TaskTiger records such a death as a
     hard timeout)."""
+
+
+class DependencyFailed(TypedTigerError):
+    """Recorded, never raised: the task was cancelled (moved to error without running) because
+    a task it was enqueued ``after`` failed for good, was deleted or was cancelled itself."""
 
 
 class ArgumentError(TypeError):

@@ -8,7 +8,14 @@ from typing import TYPE_CHECKING, Any
 from typedtiger._context import running
 from typedtiger._priorities import queued_score, queued_time
 from typedtiger._sync_only import sync_only
-from typedtiger.backends.base import StoredTask, TaskExecutions, TaskState
+from typedtiger.backends.base import (
+    WAITING_SCORE,
+    StoredTask,
+    TaskDependencies,
+    TaskExecutions,
+    TaskRef,
+    TaskState,
+)
 from typedtiger.clock import due_at
 from typedtiger.exceptions import PayloadError, TaskNotFound
 from typedtiger.serialization import (
@@ -20,13 +27,25 @@ from typedtiger.serialization import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
     from typedtiger._json import JSONValue
     from typedtiger.spec import TaskSpec
     from typedtiger.tiger import Tiger
 
-__all__ = ["Task", "TaskState"]
+__all__ = ["Task", "TaskState", "refs_of"]
+
+
+def refs_of(after: Task | Sequence[Task] | None) -> tuple[TaskRef, ...]:
+    """The stored tasks of an ``after=`` argument; ValueError for a handle of a task that is
+    not stored (``from_spec``, or run in eager mode: ``state`` None)."""
+    tasks = () if after is None else (after,) if isinstance(after, Task) else tuple(after)
+    for task in tasks:
+        if not isinstance(task, Task):
+            raise TypeError(f"after= takes Task handles, not {type(task).__name__}")
+        if task.state is None and not task._tiger.config.always_eager:
+            raise ValueError(f"after=: task {task.id} is not stored (its state is None)")
+    return tuple(TaskRef(task.queue, task.id) for task in tasks)
 
 
 def _utc(timestamp: float | None) -> datetime | None:
@@ -197,9 +216,19 @@ class Task:
     @property
     def scheduled_at(self) -> datetime | None:
         """When the task is due (scheduled), or was meant to run."""
-        if self._state is TaskState.SCHEDULED and self._score is not None:
+        if self._state is TaskState.SCHEDULED and self._score is not None and not self.waiting:
             return _utc(self._score)
         return _utc(self._payload.scheduled_at)
+
+    @property
+    def waiting(self) -> bool:
+        """Whether it was waiting for other tasks (``enqueue(after=...)``) when this handle
+        was made: scheduled, but never due until they succeed (see ``dependencies``)."""
+        return self._state is TaskState.SCHEDULED and self._score == WAITING_SCORE
+
+    def dependencies(self) -> TaskDependencies:
+        """The tasks it still waits for and those waiting for it, read from storage now."""
+        return self._tiger.backend.dependencies(self.id)
 
     @property
     def time_last_queued(self) -> datetime | None:
@@ -243,7 +272,8 @@ class Task:
         self._remove(TaskState.ERROR)
 
     def _remove(self, state: TaskState) -> None:
-        if not self._tiger.backend.remove(self._queue, state, self.id):
+        removed = self._tiger.backend.remove(self._queue, state, self.id, self._tiger.clock.now())
+        if not removed:
             raise TaskNotFound(f"task {self.id} is not {state} in queue {self._queue!r}")
         self._state = None
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Literal, ParamSpec, TypeVar, overload
@@ -13,20 +13,21 @@ import attrs
 from typedtiger._allowlist import Allowlist
 from typedtiger._context import current as running_now
 from typedtiger._context import running
+from typedtiger._delay import TaskTigerDelay
 from typedtiger._inspection import QueueInspection
 from typedtiger._logging import setup_structlog as setup_structlog_json_lines
 from typedtiger._names import qualified_name
 from typedtiger._payloads import build_payload, new_task
 from typedtiger._registry import BatchTaskFunction, Registration, TaskFunction, TaskRegistry
 from typedtiger._sync_only import refuse_async, sync_only
-from typedtiger.backends.base import Backend, Enqueued, EnqueueMode
+from typedtiger.backends.base import Backend, Enqueued, EnqueueMode, TaskRef
 from typedtiger.clock import Clock, due_at
 from typedtiger.config import Config
 from typedtiger.exceptions import NotInitialized, PayloadError, QueueFullException
 from typedtiger.runner import BaseRunner, BatchCall
 from typedtiger.serialization import TaskPayload, decode_stored_payload
-from typedtiger.spec import KeyNames, RetryPolicy, Schedule, TaskSpec, check_key_names
-from typedtiger.task import Task
+from typedtiger.spec import KeyNames, RetryPolicy, Schedule, TaskSpec
+from typedtiger.task import Task, refs_of
 
 if TYPE_CHECKING:
     from typedtiger.executor import Executor
@@ -44,7 +45,7 @@ class _Bound:
     clock: Clock
 
 
-class Tiger(TaskRegistry, QueueInspection):
+class Tiger(TaskRegistry, QueueInspection, TaskTigerDelay):
     """A task queue on a storage backend.
 
     ``Tiger(backend, config)`` is ready to use. ``Tiger()`` creates one to be initialised later
@@ -278,8 +279,18 @@ class Tiger(TaskRegistry, QueueInspection):
             scheduled_at=scheduled_at,
         )
 
-    def enqueue(self, spec: TaskSpec, *, when: datetime | timedelta | None = None) -> Task:
+    def enqueue(
+        self,
+        spec: TaskSpec,
+        *,
+        when: datetime | timedelta | None = None,
+        after: Task | Sequence[Task] | None = None,
+    ) -> Task:
         """Queue ``spec`` now, or at ``when`` (a datetime, naive = UTC, or a delay from now).
+
+        With ``after`` (stored tasks), it runs only once each of them has succeeded: it waits
+        (scheduled, ``task.waiting``) while one is queued, active or scheduled, and is
+        cancelled (to error, with a DependencyFailed record) if one fails for good.
 
         A unique task is TaskTiger's: an equal one's stored payload is overwritten (the last
         arguments win), and the task is filed in its state (queued now, or scheduled) unless
@@ -288,17 +299,46 @@ class Tiger(TaskRegistry, QueueInspection):
         QueueFullException when ``max_queue_size`` is reached (nothing is written). With
         ``Config.always_eager`` a task due now runs here and now instead.
         """
-        return self.enqueue_many([spec], when=when)[0]
+        return self.enqueue_many([spec], when=when, after=after)[0]
 
     def enqueue_many(
-        self, specs: Sequence[TaskSpec], *, when: datetime | timedelta | None = None
+        self,
+        specs: Sequence[TaskSpec],
+        *,
+        when: datetime | timedelta | None = None,
+        after: Task | Sequence[Task] | None = None,
     ) -> list[Task]:
-        """Queue many specs in one pipelined round trip; the same rules as ``enqueue``."""
+        """Queue many specs in one round trip; the same rules as ``enqueue``."""
+        return self._enqueue_specs(specs, when, refs_of(after), chained=False)
+
+    def chain(
+        self,
+        specs: Sequence[TaskSpec],
+        *,
+        when: datetime | timedelta | None = None,
+        after: Task | Sequence[Task] | None = None,
+    ) -> list[Task]:
+        """Queue specs to run one after the other, in one round trip: each once the one
+        before it succeeded (the first at ``when``, after ``after``; see ``enqueue``). A
+        failure for good cancels the rest of the chain."""
+        return self._enqueue_specs(specs, when, refs_of(after), chained=True)
+
+    def _enqueue_specs(
+        self,
+        specs: Sequence[TaskSpec],
+        when: datetime | timedelta | None,
+        after: tuple[TaskRef, ...],
+        *,
+        chained: bool,
+    ) -> list[Task]:
         now, due, scheduled_at = self._timing(when)
         timed = [
             self.build(spec, time_last_queued=now, scheduled_at=scheduled_at) for spec in specs
         ]
-        return self._store_timed(timed, now, due, None)
+        waits = [after] * len(timed)
+        if chained:  # (each after the one before)
+            waits[1:] = [(TaskRef(queue, payload.id),) for payload, queue in timed[:-1]]
+        return self._store_timed(timed, now, due, None, waits)
 
     def store(
         self,
@@ -313,7 +353,7 @@ class Tiger(TaskRegistry, QueueInspection):
             (attrs.evolve(payload, time_last_queued=now, scheduled_at=scheduled_at), queue)
             for payload, queue in built
         ]
-        return self._store_timed(timed, now, due, mode)
+        return self._store_timed(timed, now, due, mode, [()] * len(timed))
 
     def _timing(self, when: datetime | timedelta | None) -> tuple[float, float, float]:
         """Now, when the task is due, and its ``scheduled_at`` (never before now)."""
@@ -327,12 +367,14 @@ class Tiger(TaskRegistry, QueueInspection):
         now: float,
         due: float,
         mode: EnqueueMode | None,
+        after: Sequence[tuple[TaskRef, ...]],
     ) -> list[Task]:
-        if self.config.always_eager and due <= now:
+        if self.config.always_eager and due <= now:  # (what they run after has run)
             return [self._run_eagerly(payload, queue) for payload, queue in timed]
+        size = self.config.max_payload_bytes
         new_tasks = [
-            new_task(payload, queue, due, mode, self.config.max_payload_bytes)
-            for payload, queue in timed
+            new_task(payload, queue, due, mode, size, waits)
+            for (payload, queue), waits in zip(timed, after, strict=True)
         ]
         results = self.backend.enqueue(new_tasks, now, self.config.publish_queued_tasks)
         return [
@@ -346,49 +388,6 @@ class Tiger(TaskRegistry, QueueInspection):
             with contextlib.suppress(PayloadError):  # a broken stored copy: describe ours
                 payload = decode_stored_payload(payload.id, result.existing_payload)
         return Task(self, payload=payload, queue=queue, state=result.state, score=result.score)
-
-    def delay(
-        self,
-        func: Callable[..., object],
-        args: Sequence[object] | None = None,
-        kwargs: Mapping[str, object] | None = None,
-        *,
-        when: datetime | timedelta | None = None,
-        queue: str | None = None,
-        hard_timeout: float | None = None,
-        unique: bool | None = None,
-        unique_key: KeyNames | None = None,
-        lock: bool | None = None,
-        lock_key: KeyNames | None = None,
-        retry: bool | None = None,
-        retry_on: Sequence[type[BaseException]] | None = None,
-        retry_method: RetryPolicy | None = None,
-        max_queue_size: int | None = None,
-        max_stored_executions: int | None = None,
-        runner_class: type[BaseRunner] | None = None,
-        priority: int | None = None,
-    ) -> Task:
-        """TaskTiger-style, untyped: queue ``func(*args, **kwargs)`` with these options."""
-        refuse_async(func)
-        spec = TaskSpec(
-            func=qualified_name(func),
-            args=tuple(args or ()),
-            kwargs=dict(kwargs or {}),
-            queue=queue,
-            hard_timeout=hard_timeout,
-            unique=unique,
-            unique_key=unique_key,
-            lock=lock,
-            lock_key=lock_key,
-            retry=retry_method if retry_method is not None else retry,
-            retry_on=retry_on,
-            max_queue_size=max_queue_size,
-            max_stored_executions=max_stored_executions,
-            runner_class=runner_class,
-            priority=priority,
-        )
-        check_key_names(func, self.resolve(spec))  # (resolved: a batch function's is not checked)
-        return self.enqueue(spec, when=when)
 
     def _run_eagerly(self, payload: TaskPayload, queue: str) -> Task:
         if payload.max_queue_size is not None:

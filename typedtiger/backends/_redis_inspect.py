@@ -13,13 +13,24 @@ from redis.client import NEVER_DECODE
 from typedtiger._priorities import MAX_PRIORITY, MIN_PRIORITY, PRIORITY_STEP
 from typedtiger.backends._redis_errors import redis_call
 from typedtiger.backends._redis_wire import escaped, num, queue_names, stored_count, undecoded
-from typedtiger.backends.base import StoredTask, TaskExecutions, TaskState
+from typedtiger.backends.base import (
+    StoredTask,
+    TaskDependencies,
+    TaskExecutions,
+    TaskRef,
+    TaskState,
+)
 
 __all__ = ["RedisInspection"]
 
 _ALL_STATES: Final = tuple(TaskState)
 #: Priority levels, the highest first (the lowest queued scores).
 _LEVELS: Final = tuple(range(MAX_PRIORITY, MIN_PRIORITY - 1, -1))
+
+
+def _refs(fields: dict[str, str]) -> tuple[TaskRef, ...]:
+    """A dependencies hash (task id -> queue) as task references, by id."""
+    return tuple(TaskRef(queue, task_id) for task_id, queue in sorted(fields.items()))
 
 
 class RedisInspection:
@@ -120,6 +131,15 @@ class RedisInspection:
         if not exists:
             return None
         return TaskExecutions(count=int(count or 0), records=tuple(records[0] if records else ()))
+
+    @redis_call
+    def dependencies(self, task_id: str) -> TaskDependencies:
+        base = self._key("task", task_id)
+        pipe = self._client.pipeline(transaction=True)  # one consistent read, one round trip
+        pipe.hgetall(f"{base}:after")
+        pipe.hgetall(f"{base}:dependents")
+        waiting_for, dependents = pipe.execute()
+        return TaskDependencies(waiting_for=_refs(waiting_for), dependents=_refs(dependents))
 
     @redis_call
     def find_task(self, task_id: str) -> list[tuple[str, TaskState]]:

@@ -8,7 +8,7 @@ import socket
 from collections.abc import Sequence
 from typing import Any
 
-from typedtiger.backends.base import Claimed, Completion, EnqueueMode, NewTask
+from typedtiger.backends.base import Claimed, Completion, EnqueueMode, NewTask, TaskRef
 from typedtiger.exceptions import StorageDataError
 
 __all__ = [
@@ -50,8 +50,10 @@ def raise_skipped(skipped: Sequence[str]) -> None:
         raise StorageDataError(f"WRONGTYPE, queue skipped: {'; '.join(skipped)}")
 
 
-def enqueue_options(task: NewTask) -> tuple[str, float, EnqueueMode, int | None, int]:
-    return task.queue, task.due, task.mode, task.max_queue_size, task.priority
+def enqueue_options(
+    task: NewTask,
+) -> tuple[str, float, EnqueueMode, int | None, int, tuple[TaskRef, ...]]:
+    return task.queue, task.due, task.mode, task.max_queue_size, task.priority, task.after
 
 
 def num(value: float) -> str:

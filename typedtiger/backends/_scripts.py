@@ -1,5 +1,5 @@
 """The Lua scripts of RedisBackend and FakeBackend: their names, sources (each prefixed with
-``_common.lua``) and SHA1s, read once from ``backends/lua``."""
+``_common.lua`` and ``_dependencies.lua``) and SHA1s, read once from ``backends/lua``."""
 
 from __future__ import annotations
 
@@ -28,7 +28,9 @@ SCRIPT_NAMES: Final = (
 
 def _script_sources() -> dict[str, str]:
     folder = resources.files("typedtiger.backends") / "lua"
-    common = (folder / "_common.lua").read_text(encoding="utf8")
+    common = "".join(
+        (folder / name).read_text(encoding="utf8") for name in ("_common.lua", "_dependencies.lua")
+    )
     return {
         name: common + (folder / f"{name}.lua").read_text(encoding="utf8") for name in SCRIPT_NAMES
     }

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from enum import StrEnum
-from typing import Protocol
+from typing import Final, Protocol
 
 import attrs
 
 from typedtiger.clock import Clock
 
 __all__ = [
+    "WAITING_SCORE",
     "Backend",
     "ClaimTicket",
     "Claimed",
@@ -26,7 +27,9 @@ __all__ = [
     "Failure",
     "NewTask",
     "StoredTask",
+    "TaskDependencies",
     "TaskExecutions",
+    "TaskRef",
     "TaskState",
     "WorkerBeat",
 ]
@@ -57,6 +60,26 @@ class EnqueueMode(StrEnum):
     NEXT_RUN = "next_run"
 
 
+#: The scheduled score of a task waiting for others (9999-12-31 23:59:59 UTC): never due.
+WAITING_SCORE: Final = 253402300799.0
+
+
+@attrs.frozen
+class TaskRef:
+    """A stored task's queue and id."""
+
+    queue: str
+    id: str
+
+
+@attrs.frozen(kw_only=True)
+class TaskDependencies:
+    """The tasks a task still waits for, and those waiting for it."""
+
+    waiting_for: tuple[TaskRef, ...] = ()
+    dependents: tuple[TaskRef, ...] = ()
+
+
 @attrs.frozen(kw_only=True)
 class NewTask:
     """A task to store: its id, queue, encoded payload and when it is due (epoch seconds)."""
@@ -70,6 +93,9 @@ class NewTask:
     max_queue_size: int | None = None
     #: Its priority: queued with score ``queued_score(now, priority)`` (typedtiger._priorities).
     priority: int = 0
+    #: The tasks it runs after, as (queue, id): it waits while one of them is queued, active or
+    #: scheduled, and is cancelled (to error) if one is in error.
+    after: tuple[TaskRef, ...] = ()
 
 
 @attrs.frozen
@@ -286,9 +312,9 @@ class Backend(Protocol):
         ``beat`` in the same round trip."""
         ...
 
-    def complete(self, done: Completion) -> None:
-        """Finish successful tasks: remove them (unless also filed in another state) and
-        release their locks."""
+    def complete(self, done: Completion, now: float) -> None:
+        """Finish successful tasks: remove them (unless also filed in another state), release
+        their locks, and release the tasks waiting for them (queued at ``now``)."""
         ...
 
     def fail(
@@ -372,6 +398,10 @@ class Backend(Protocol):
         that id is stored."""
         ...
 
+    def dependencies(self, task_id: str) -> TaskDependencies:
+        """The tasks ``task_id`` still waits for and those waiting for it, in one read."""
+        ...
+
     def find_task(self, task_id: str) -> list[tuple[str, TaskState]]:
         """Every (queue, state) that files ``task_id``."""
         ...
@@ -390,8 +420,10 @@ class Backend(Protocol):
         a priority step (15 days): the queued scores hold priorities too."""
         ...
 
-    def remove(self, queue: str, state: TaskState, task_id: str) -> bool:
-        """Delete the task filed in ``queue`` under ``state``; False if it is not there."""
+    def remove(self, queue: str, state: TaskState, task_id: str, now: float) -> bool:
+        """Delete the task filed in ``queue`` under ``state``; False if it is not there. The
+        tasks waiting for it are cancelled (to error at ``now``, with a DependencyFailed
+        record)."""
         ...
 
     def move(

@@ -228,9 +228,11 @@ class RedisBackend(RedisInspection, RedisWorkers):
         args: list[object] = [now_arg, int(publish)]
         # Neighbours sharing their options travel as one group: two arguments per task.
         groups = itertools.groupby(tasks, enqueue_options)
-        for (queue, due, mode, max_size, priority), group in groups:
+        for (queue, due, mode, max_size, priority, after), group in groups:
             pairs = [item for task in group for item in (task.id, task.payload)]
-            args += [queue, num(due), mode.value, max_size or 0, priority, len(pairs) // 2, *pairs]
+            waits = [item for ref in after for item in (ref.queue, ref.id)]
+            args += [queue, num(due), mode.value, max_size or 0, priority, len(after), *waits]
+            args += [len(pairs) // 2, *pairs]
         # Undecoded: a stored payload the reply carries may be bytes UTF-8 refuses.
         status, *rest = self._run("enqueue", args, decode=False)
         if status != b"ok":
@@ -362,8 +364,8 @@ class RedisBackend(RedisInspection, RedisWorkers):
         self._run("heartbeat", [*args, *lock_pairs(task_ids, lock_ids)], beat=beat)
 
     @redis_call
-    def complete(self, done: Completion) -> None:
-        self._run("complete", completion_args(done))
+    def complete(self, done: Completion, now: float) -> None:
+        self._run("complete", [num(now), *completion_args(done)])
 
     @redis_call
     def fail(
@@ -417,8 +419,8 @@ class RedisBackend(RedisInspection, RedisWorkers):
     # --- inspection and administration --------------------------------------------------
 
     @redis_call
-    def remove(self, queue: str, state: TaskState, task_id: str) -> bool:
-        return bool(self._run("remove", [queue, state.value, task_id]))
+    def remove(self, queue: str, state: TaskState, task_id: str, now: float) -> bool:
+        return bool(self._run("remove", [queue, state.value, task_id, num(now)]))
 
     @redis_call
     def move(

@@ -63,7 +63,7 @@ def _cancel(tiger: Tiger, task: Task) -> None:
     """Remove a queued or scheduled task (``Task.cancel``, as TaskTiger's, only removes
     scheduled ones; the command removes queued ones too)."""
     assert task.state is not None
-    if not tiger.backend.remove(task.queue, task.state, task.id):
+    if not tiger.backend.remove(task.queue, task.state, task.id, tiger.clock.now()):
         raise TaskNotFound(f"task {task.id} is not {task.state} in queue {task.queue!r}")
 
 

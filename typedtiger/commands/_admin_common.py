@@ -17,7 +17,7 @@ import click
 
 from typedtiger._priorities import queued_time
 from typedtiger._queues import valid_queue_name
-from typedtiger.backends.base import StoredTask, TaskState
+from typedtiger.backends.base import WAITING_SCORE, StoredTask, TaskState
 from typedtiger.commands.connection import ConnectionSettings
 from typedtiger.exceptions import PayloadError, TypedTigerError
 from typedtiger.serialization import (
@@ -225,6 +225,16 @@ class Decoded:
         return cls(stored, payload, broken, tuple(executions))
 
     @property
+    def waiting(self) -> bool:
+        """Whether it waits for other tasks (enqueued ``after`` them: never due until then)."""
+        return self.stored.state is TaskState.SCHEDULED and self.stored.score == WAITING_SCORE
+
+    @property
+    def time_text(self) -> str:
+        """The time its score stands for, as people read it."""
+        return "waiting for other tasks" if self.waiting else human_time(self.time)
+
+    @property
     def time(self) -> float:
         """The time its score stands for (a queued score less its priority's head start)."""
         if self.stored.state is TaskState.QUEUED and self.payload is not None:
@@ -245,6 +255,7 @@ class Decoded:
             "queue": stored.queue,
             "state": stored.state.value,
             "time": iso(self.time),
+            "waiting": self.waiting,
             "func": None if payload is None else payload.func,
             "args": None if payload is None else list(payload.args),
             "kwargs": None if payload is None else payload.kwargs,

@@ -6,6 +6,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+import attrs
 import click
 
 from typedtiger.backends.base import StoredTask, TaskState
@@ -147,7 +148,7 @@ def _tasks_table(decoded: Sequence[Decoded], state: TaskState) -> str:
         else:
             func = item.payload.func
             args = shorten(call_text(item.payload), 40)
-        row = [item.stored.id, human_time(item.time), func, args]
+        row = [item.stored.id, item.time_text, func, args]
         if state is TaskState.ERROR:
             row.append(shorten(item.last_exception or "-", 50))
         rows.append(row)
@@ -170,18 +171,30 @@ def show_command(env: Env, connection: ConnectionOptions) -> click.Command:
     def show(
         task_id: str, queue: str | None, executions: int, as_json: bool, **options: Any
     ) -> None:
-        """Show the task TASK_ID wherever it is filed: payload, executions, last traceback.
+        """Show the task TASK_ID wherever it is filed: payload, executions, last traceback,
+        the tasks it waits for (enqueued ``after`` them) and those waiting for it.
 
         A task whose stored payload cannot be read is shown with the reason and the raw text.
         """
         tiger = env.tiger(options)
         with clear_errors():
             found = _locate(tiger, task_id, queue, executions)
+            dependencies = tiger.backend.dependencies(task_id)
         decoded = [Decoded.of(stored) for stored in found]
+        waits = {
+            "waiting_for": [attrs.asdict(ref) for ref in dependencies.waiting_for],
+            "dependents": [attrs.asdict(ref) for ref in dependencies.dependents],
+        }
         if as_json:
-            echo_json({"id": task_id, "locations": [_show_json(item) for item in decoded]})
+            locations = [_show_json(item) for item in decoded]
+            echo_json({"id": task_id, "locations": locations, **waits})
             return
-        click.echo(printable("\n\n".join(_show_text(item) for item in decoded)))
+        lines = [_show_text(item) for item in decoded]
+        for name, refs in waits.items():
+            if refs:
+                listed = ", ".join(f"{ref['queue']}/{ref['id']}" for ref in refs)
+                lines.append(f"{name.replace('_', ' ')}: {listed}")
+        click.echo(printable("\n\n".join(lines)))
 
     return show
 
@@ -205,6 +218,7 @@ def _show_json(item: Decoded) -> dict[str, Any]:
         "queue": stored.queue,
         "state": stored.state.value,
         "time": iso(item.time),
+        "waiting": item.waiting,
         "broken": item.broken,
         "payload": None if item.payload is None else payload_as_dict(item.payload),
         "raw_payload": escaped(stored.payload) if item.broken and stored.payload else None,
@@ -228,7 +242,7 @@ def _show_text(item: Decoded) -> str:
         f"Task {stored.id}",
         f"  queue:      {stored.queue}",
         f"  state:      {stored.state.value}",
-        f"  {TIME_LABELS[stored.state] + ':':<11} {human_time(item.time)}",
+        f"  {TIME_LABELS[stored.state] + ':':<11} {item.time_text}",
     ]
     if item.payload is not None and stored.broken is not None:
         lines.append(f"  {BROKEN_MARK} KEYS: {stored.broken}")

@@ -173,7 +173,7 @@ class Recorder:
         """Record the pending success now (the worker is not about to claim again)."""
         pending = self.pending
         if pending is not None:
-            self._call(lambda: self._backend.complete(pending.completion))
+            self._call(lambda: self._backend.complete(pending.completion, self._tiger.clock.now()))
             self.pending = None
             pending.log_done()
 

@@ -105,6 +105,12 @@ end
 -- Delete a task's keys unless it is still filed in another state of its queue (`gone`: the
 -- state it has just left). The executions (and the worker-loss counter) survive while the
 -- task is in the error state.
+--
+-- Tasks waiting for it (see _dependencies.lua) are told through `departed`: its marker key
+-- P:task:<id>:awaited goes with the same DEL, whose count says whether there was more than
+-- the payload to delete; only then is the task listed (no command more for the others).
+local departed = {}
+
 local function forget(queue, id, gone)
   local base = task_key(id)
   if gone ~= 'error' and in_state('error', queue, id) then return end
@@ -115,9 +121,15 @@ local function forget(queue, id, gone)
       break
     end
   end
-  local bookkeeping = {base .. ':executions', base .. ':executions_count', base .. ':worker_losses'}
-  if not filed then bookkeeping[4] = base end
-  redis.call('del', unpack(bookkeeping))
+  local bookkeeping = {base .. ':executions', base .. ':executions_count', base .. ':worker_losses',
+    base .. ':awaited'}
+  if not filed then
+    bookkeeping[5] = base .. ':after'  -- (what it waited for: a task filed elsewhere still waits)
+    bookkeeping[6] = base
+  end
+  if redis.call('del', unpack(bookkeeping)) > (filed and 0 or 1) then
+    departed[#departed + 1] = id
+  end
 end
 
 local function record_execution(id, execution, max_stored)

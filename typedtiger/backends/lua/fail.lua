@@ -1,6 +1,7 @@
 -- Record a failed execution. ARGV: prefix, queue, to_state ('error', 'scheduled' or '' to
 -- remove), when, max stored executions (0: all), execution JSON, n, n task ids, then pairs
--- task id, lock id. Tasks no longer active are left alone. A task whose executions list or
+-- task id, lock id. Tasks no longer active are left alone. The tasks waiting for a task that
+-- goes to error or is removed are cancelled (see cancel_dependents); a retry keeps them waiting. A task whose executions list or
 -- count turns out broken gets its record all the same and is quarantined (see quarantine, at
 -- `when`).
 local queue, to_state, when = ARGV[2], ARGV[3], tonumber(ARGV[4])
@@ -14,14 +15,19 @@ for i = 8, 7 + n do
     repair_bookkeeping(id)
     record_execution(id, execution, max_stored)
     quarantine(queue, 'active', id, ARGV[4], problem)
+    cancel_dependents(id, 'failed for good', ARGV[4])
   elseif unfile('active', queue, id) then
     if redis.call('exists', task_key(id)) == 1 then record_execution(id, execution, max_stored) end
     if to_state == '' then
       forget(queue, id, 'active')
     else
       file(to_state, queue, id, when, '')
+      if to_state == 'error' and redis.call('del', awaited_key(id)) == 1 then
+        cancel_dependents(id, 'failed for good', ARGV[4])
+      end
     end
   end
 end
+settle_departed(false, 'failed for good', ARGV[4])
 for i = 8 + n, #ARGV, 2 do release_lock(ARGV[i + 1], ARGV[i]) end
 return n

@@ -61,6 +61,7 @@ for _, queue in ipairs(queues) do
     local problem = problem_of(id)
     if problem then
       quarantine(queue, 'active', id, ARGV[2], problem)
+      cancel_dependents(id, 'failed for good', ARGV[2])
       failed = failed + 1
     else
       unfile('active', queue, id)
@@ -71,6 +72,9 @@ for _, queue in ipairs(queues) do
       if stored then record_execution(id, lost_execution, 0) end
       if losses > max_losses then
         file('error', queue, id, now, '')
+        if redis.call('del', awaited_key(id)) == 1 then
+          cancel_dependents(id, 'failed for good (its worker was lost too often)', ARGV[2])
+        end
         failed = failed + 1
       else
         file('queued', queue, id, queued_score(now, priority_of(payload)), 'nx')
