@@ -43,6 +43,7 @@ LAYERS: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
             "typedtiger._queues",
             "typedtiger._worker_info",
             "typedtiger._priorities",
+            "typedtiger._results",
         ),
     ),
     ("backends", ("typedtiger.backends",)),
@@ -58,6 +59,7 @@ LAYERS: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
             "typedtiger._payloads",
             "typedtiger._inspection",
             "typedtiger._delay",
+            "typedtiger._awaiting",
         ),
     ),
     (

@@ -4,11 +4,12 @@ inside scripts too): Redis CPU per task is what caps many workers sharing one Re
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import redis
 
-from tests import tasks
+from tests import result_tasks, tasks
 from tests.conftest import run_worker
 from tests.redis_server import own_redis_server
 from typedtiger import Config, TaskSpec, Tiger
@@ -31,11 +32,16 @@ def _commands(client: redis.Redis[str]) -> Counter[str]:
     )
 
 
-def _life_cycles(tiger: Tiger, client: redis.Redis[str], n: int) -> tuple[Counter[str], ...]:
+def _life_cycles(
+    tiger: Tiger,
+    client: redis.Redis[str],
+    n: int,
+    spec: Callable[[int], TaskSpec] = lambda value: TaskSpec.of(tasks.simple, value),
+) -> tuple[Counter[str], ...]:
     """The commands ``n`` tasks cost: enqueued one by one, then run by a worker until idle."""
     before = _commands(client)
     for value in range(n):
-        tiger.enqueue(TaskSpec.of(tasks.simple, value))
+        tiger.enqueue(spec(value))
     enqueued = _commands(client)
     run_worker(tiger)
     return enqueued - before, _commands(client) - enqueued
@@ -67,3 +73,33 @@ def test_a_task_life_cycle_costs_no_more_redis_commands_than_tasktigers(tmp_path
     # No type check of a key a command of the script already read or wrote.
     assert "type" not in worker, worker
     assert len(tasks.CALLS) == 14
+
+
+def test_a_result_costs_one_command_and_a_task_without_one_none(tmp_path: Path) -> None:
+    with own_redis_server(tmp_path / "redis") as server:
+        client: redis.Redis[str] = redis.Redis.from_url(server.url(), decode_responses=True)
+        tiger = Tiger(
+            RedisBackend(client, clock=ManualClock()), Config(allowed_task_modules=("tests",))
+        )
+        tiger.adopt(result_tasks.tiger)
+        costs = {}
+        for kept in (None, 60.0):
+
+            def spec(value: int, kept: float | None = kept) -> TaskSpec:
+                return result_tasks.keeps_nothing.spec(value).evolve(result_ttl=kept)
+
+            _life_cycles(tiger, client, 2, spec)  # (loads the scripts)
+            one = _life_cycles(tiger, client, 1, spec)
+            eleven = _life_cycles(tiger, client, 11, spec)
+            costs[kept] = [_per_task(eleven[i], one[i], 10) for i in (0, 1)]
+        client.close()
+
+    (plain_enqueue, plain_worker), (kept_enqueue, kept_worker) = costs[None], costs[60.0]
+    # A task without a result costs what any task does (the other test's bounds)...
+    assert sum(plain_enqueue.values()) <= ENQUEUE_BOUND, plain_enqueue
+    assert sum(plain_worker.values()) <= WORKER_BOUND, plain_worker
+    # ... and one with a result one command more, its SET ... GET (nobody waits here).
+    assert kept_enqueue == plain_enqueue
+    extra = Counter(kept_worker)
+    extra.subtract(plain_worker)
+    assert +extra == Counter({"set": 1}), (plain_worker, kept_worker)

@@ -12,7 +12,7 @@ import attrs
 if TYPE_CHECKING:
     from typedtiger.task import Task
 
-__all__ = ["RunningTasks", "current", "running"]
+__all__ = ["RunningTaskAccess", "RunningTasks", "current", "running"]
 
 
 @attrs.frozen
@@ -51,3 +51,34 @@ def running(tasks: Sequence[Task], batch: bool, serialized_func: str) -> Iterato
         yield
     finally:
         _running.reset(token)
+
+
+class RunningTaskAccess:
+    """The running task(s), as TaskTiger's Tiger shows them. A part of ``Tiger``, kept apart."""
+
+    @property
+    def current_task(self) -> Task:
+        """The task being run (in a batch: RuntimeError; use current_tasks)."""
+        now_running = current()
+        if now_running.batch:
+            raise RuntimeError("a batch is running: use tiger.current_tasks")
+        return now_running.tasks[0]
+
+    @property
+    def current_tasks(self) -> list[Task]:
+        """The tasks of the batch being run (in a single task: RuntimeError; use
+        current_task), as in TaskTiger."""
+        now_running = current()
+        if not now_running.batch:
+            raise RuntimeError("a single task is running: use tiger.current_task")
+        return list(now_running.tasks)
+
+    @property
+    def current_task_is_batch(self) -> bool:
+        """Whether a batch task is being run."""
+        return current().batch
+
+    @property
+    def current_serialized_func(self) -> str:
+        """The "module:qualname" of the function being run."""
+        return current().serialized_func

@@ -54,6 +54,7 @@ def build_payload(
         time_last_queued=time_last_queued,
         scheduled_at=scheduled_at,
         priority=spec.priority or 0,
+        result_ttl=spec.result_ttl,
     )
     return payload, spec.queue or config.default_queue
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import inspect
 import sys
+import typing
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Generic, ParamSpec, Protocol, TypeVar
@@ -14,6 +15,7 @@ import attrs
 from typedtiger._allowlist import Allowlist
 from typedtiger._json import JSONValue
 from typedtiger._names import split_name
+from typedtiger._results import result_type_problem
 from typedtiger.config import Config
 from typedtiger.exceptions import TaskImportError
 from typedtiger.runner import BaseRunner, BatchCall, DefaultRunner
@@ -112,13 +114,13 @@ class TaskFunction(_Registered, Generic[P, R]):
         """The TaskSpec of a call with these arguments (options from the registration)."""
         return TaskSpec.of(self._func, *args, **kwargs).inherit(self._registration.defaults)
 
-    def delay(self, *args: P.args, **kwargs: P.kwargs) -> Task:
-        """Queue a call with these arguments now; returns its Task."""
-        return self._tiger.enqueue(self.spec(*args, **kwargs))
+    def delay(self, *args: P.args, **kwargs: P.kwargs) -> Task[R]:
+        """Queue a call with these arguments now; returns its Task (``.result()`` is an R)."""
+        return typing.cast("Task[R]", self._tiger.enqueue(self.spec(*args, **kwargs)))
 
-    def delay_at(self, when: datetime | timedelta, /, *args: P.args, **kwargs: P.kwargs) -> Task:
+    def delay_at(self, when: datetime | timedelta, /, *args: P.args, **kwargs: P.kwargs) -> Task[R]:
         """Queue a call to run at ``when`` (a datetime, or a delay from now)."""
-        return self._tiger.enqueue(self.spec(*args, **kwargs), when=when)
+        return typing.cast("Task[R]", self._tiger.enqueue(self.spec(*args, **kwargs), when=when))
 
 
 class BatchTaskFunction(_Registered, Generic[R]):
@@ -230,6 +232,8 @@ class TaskRegistry:
             _check_no_required_args(target, defaults.func)
         check_key_names(target, defaults)
         batch = bool(defaults.batch)
+        if defaults.result_ttl is not None:
+            _check_result_type(target, defaults.func, batch)
         registration = Registration(
             func=target, defaults=defaults, schedule=_as_schedule(schedule), batch=batch
         )
@@ -262,6 +266,20 @@ def _as_schedule(
     if schedule is None or isinstance(schedule, Periodic | Cron | CustomSchedule):
         return schedule
     return CustomSchedule(schedule)
+
+
+def _check_result_type(func: Callable[..., object], name: str, batch: bool) -> None:
+    """Refuse ``result_ttl`` on a task whose result could not be kept: a batch function (one
+    return value for many tasks), or one whose return annotation JSON does not carry back."""
+    if batch:
+        raise ValueError(f"{name}: result_ttl is not available for batch tasks")
+    try:
+        annotation = typing.get_type_hints(func).get("return", object)
+    except Exception:  # (annotations that do not resolve here: the worker checks the value)
+        return
+    problem = result_type_problem(annotation)
+    if problem is not None:
+        raise TypeError(f"{name} keeps its result (result_ttl), but {problem}")
 
 
 def _check_no_required_args(func: Callable[..., object], name: str) -> None:

@@ -12,7 +12,10 @@ Tree::
     ├── StorageGaveUp               a worker stopped retrying an unavailable storage
     ├── ChildProcessDied            a task's process died without reporting (exit code/signal)
     ├── DependencyFailed            recorded: a task it was enqueued after failed for good
-    └── NotInitialized              a lazily created Tiger was used before ``init``
+    ├── NotInitialized              a lazily created Tiger was used before ``init``
+    ├── TaskFailed                  ``Task.result()``: the task failed for good (remote error)
+    ├── ResultExpired               ``Task.result()``: no result is kept (any more) for the task
+    └── ResultTimeout               ``Task.result()``: no result within the timeout (TimeoutError)
     JobTimeoutException             a task ran past its hard timeout (raised in the task)
     RetryException                  raised by a task to ask for a retry
     StopRetry                       raised by a retry policy to stop retrying
@@ -78,6 +81,36 @@ class ChildProcessDied(TypedTigerError):
 class DependencyFailed(TypedTigerError):
     """Recorded, never raised: the task was cancelled (moved to error without running) because
     a task it was enqueued ``after`` failed for good, was deleted or was cancelled itself."""
+
+
+class TaskFailed(TypedTigerError):
+    """The task whose result was asked for failed for good. ``exception_name`` is the remote
+    exception's "module:qualname", ``message`` its text, ``traceback`` its formatted traceback
+    (None when tracebacks are not stored), ``time_failed`` when it failed (epoch seconds)."""
+
+    def __init__(
+        self,
+        task_id: str,
+        exception_name: str,
+        message: str,
+        traceback: str | None = None,
+        time_failed: float | None = None,
+    ) -> None:
+        super().__init__(f"task {task_id} failed: {exception_name}: {message}")
+        self.task_id = task_id
+        self.exception_name = exception_name
+        self.message = message
+        self.traceback = traceback
+        self.time_failed = time_failed
+
+
+class ResultExpired(TypedTigerError):
+    """No result is kept for the task: its ``result_ttl`` passed, or the task is gone without
+    one (deleted, or run by a worker that keeps no results, such as TaskTiger's)."""
+
+
+class ResultTimeout(TypedTigerError, TimeoutError):
+    """The task's result was not there within the time ``Task.result()`` was given."""
 
 
 class ArgumentError(TypeError):

@@ -39,7 +39,8 @@ class BaseRunner:
     def run_single_task(
         self, task: Task, func: Callable[..., object], hard_timeout: float
     ) -> object:
-        """Run one task: ``func(*args, **kwargs)``; what it returns is ignored.
+        """Run one task: ``func(*args, **kwargs)``. What it returns is the task's result, kept
+        for a task with ``result_ttl`` (a runner that wraps the call should pass it on).
 
         ``hard_timeout`` is the task's, in seconds (as TaskTiger passes it): the executor
         enforces it, a runner may use it (e.g. to bound what it waits for)."""

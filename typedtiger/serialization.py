@@ -87,6 +87,8 @@ class TaskPayload:
     scheduled_at: float | None = None
     #: typedtiger's (TaskTiger ignores it): see typedtiger._priorities.
     priority: int = 0
+    #: typedtiger only: keep the outcome this many seconds for ``Task.result()``.
+    result_ttl: float | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -280,9 +282,10 @@ def decode_payload(text: str | bytes) -> TaskPayload:
 
 def _range_problem(payload: TaskPayload) -> str | None:
     """The numbers TaskSpec checks at enqueue, checked again (a worker acts on them)."""
-    timeout = payload.hard_timeout
-    if timeout is not None and not 0 < timeout <= MAX_SECONDS:
-        return f"hard_timeout is {timeout!r}, not > 0 and <= {MAX_SECONDS:.0f} seconds (a year)"
+    for name in ("hard_timeout", "result_ttl"):
+        seconds = getattr(payload, name)
+        if seconds is not None and not 0 < seconds <= MAX_SECONDS:
+            return f"{name} is {seconds!r}, not > 0 and <= {MAX_SECONDS:.0f} seconds (a year)"
     for name in ("time_last_queued", "scheduled_at"):
         when = getattr(payload, name)
         if when is not None and not 0 <= when <= MAX_TIMESTAMP:

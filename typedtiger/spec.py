@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable, Mapping, Sequence
+from datetime import timedelta
 from enum import Enum
 from typing import Any, Final, ParamSpec, Protocol, TypeAlias
 
@@ -121,6 +122,11 @@ def _key_names(value: Sequence[str] | None) -> tuple[str, ...] | None:
     return tuple(value)
 
 
+def _seconds(value: float | timedelta | None) -> float | None:
+    """A duration given as seconds or a timedelta, as seconds."""
+    return value.total_seconds() if isinstance(value, timedelta) else value
+
+
 def _timeout_or_none(
     _: object, attribute: attrs.Attribute[float | None], value: float | None
 ) -> None:
@@ -172,6 +178,11 @@ class TaskSpec:
     batch: bool | None = None
     #: Claimed before tasks of lower priority (MIN_PRIORITY..MAX_PRIORITY; None: 0).
     priority: int | None = attrs.field(default=None, validator=_priority_or_none)
+    #: Keep the task's return value this many seconds after it succeeded (or its failure,
+    #: after it failed for good) for ``Task.result()``; None: nothing is kept.
+    result_ttl: float | None = attrs.field(
+        default=None, converter=_seconds, validator=_timeout_or_none
+    )
 
     def __attrs_post_init__(self) -> None:
         if self.queue is not None and not valid_queue_name(self.queue):
@@ -202,6 +213,7 @@ class TaskSpec:
         max_stored_executions: int | _Unset | None = UNSET,
         runner_class: type[RunnerClass] | _Unset | None = UNSET,
         priority: int | _Unset | None = UNSET,
+        result_ttl: float | timedelta | _Unset | None = UNSET,
     ) -> TaskSpec:
         """A copy with the given options replaced (pass None to inherit the default again)."""
         changes = {
@@ -219,6 +231,7 @@ class TaskSpec:
                 "max_stored_executions": max_stored_executions,
                 "runner_class": runner_class,
                 "priority": priority,
+                "result_ttl": result_ttl,
             }.items()
             if value is not UNSET
         }

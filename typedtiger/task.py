@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, cast
 
+from typing_extensions import TypeVar
+
+from typedtiger._awaiting import wait_for_result
 from typedtiger._context import running
+from typedtiger._json import JSONValue, to_json_value
 from typedtiger._priorities import queued_score, queued_time
 from typedtiger._sync_only import sync_only
 from typedtiger.backends.base import (
@@ -29,7 +33,6 @@ from typedtiger.serialization import (
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-    from typedtiger._json import JSONValue
     from typedtiger.spec import TaskSpec
     from typedtiger.tiger import Tiger
 
@@ -48,15 +51,21 @@ def refs_of(after: Task | Sequence[Task] | None) -> tuple[TaskRef, ...]:
     return tuple(TaskRef(task.queue, task.id) for task in tasks)
 
 
+#: What the task's function returns (``Task.result()``); ``object`` when not known.
+R_co = TypeVar("R_co", default=object, covariant=True)
+
+
 def _utc(timestamp: float | None) -> datetime | None:
     return None if timestamp is None else datetime.fromtimestamp(timestamp, UTC)
 
 
-class Task:
+class Task(Generic[R_co]):
     """A task: its payload, where it is filed (queue, state) and its failed executions.
 
-    A task whose stored payload cannot be decoded is still listed: ``broken`` says why, and
-    only ``delete``/``cancel`` work on it.
+    ``R`` is what its function returns: ``task_fn.delay(...)`` gives a ``Task[R]``, whose
+    ``result()`` is an ``R`` (for a task enqueued with ``result_ttl``). A task whose stored
+    payload cannot be decoded is still listed: ``broken`` says why, and only
+    ``delete``/``cancel`` work on it.
     """
 
     def __init__(
@@ -79,6 +88,8 @@ class Task:
         self._executions = executions
         self._executions_count = executions_count
         self._broken = broken
+        #: The result of an eager run (``Config.always_eager``), as (value,); None: none.
+        self._eager_result: tuple[JSONValue] | None = None
 
     def __repr__(self) -> str:
         return f"<Task {self.id} {self.serialized_func} {self._queue}/{self._state}>"
@@ -309,6 +320,32 @@ class Task:
             raise TaskNotFound(f"task {self.id} is already {self._state}")
         stored = self._tiger.store([(self._payload, self._queue)], when=when)[0]
         self._payload, self._state, self._score = stored.payload, stored.state, stored._score
+
+    def result(self, timeout: float | timedelta | None = None) -> R_co:
+        """What the task returned, once it has run (enqueued with ``result_ttl``): waits up to
+        ``timeout`` (seconds or a timedelta; None: as long as it takes), woken when the result
+        is stored, not polling.
+
+        Raises TaskFailed (the remote exception's name, message and traceback) if the task
+        failed for good, ResultExpired if its result is no longer kept (or the task is gone
+        without one), ResultTimeout (a TimeoutError) when ``timeout`` passes first, and
+        ValueError for a task that keeps no result.
+        """
+        if self._eager_result is not None:
+            return cast(R_co, self._eager_result[0])
+        if self._payload.result_ttl is None:
+            raise ValueError(
+                f"task {self.id} ({self.serialized_func}) keeps no result: give it result_ttl"
+            )
+        tiger = self._tiger
+        value = wait_for_result(tiger.backend, self._queue, self.id, tiger.clock, timeout)
+        return cast(R_co, value)
+
+    def keep_eager_result(self, value: object) -> None:
+        """Keep what an eager run returned, as a worker would (JSON, if ``result_ttl``)."""
+        if self._payload.result_ttl is not None:
+            where = f"the result of {self.serialized_func}"
+            self._eager_result = (to_json_value(value, where),)
 
     def execute(self) -> object:
         """Run the task here and now, without queueing it; exceptions propagate."""

@@ -11,8 +11,7 @@ from typing import TYPE_CHECKING, Literal, ParamSpec, TypeVar, overload
 import attrs
 
 from typedtiger._allowlist import Allowlist
-from typedtiger._context import current as running_now
-from typedtiger._context import running
+from typedtiger._context import RunningTaskAccess, running
 from typedtiger._delay import TaskTigerDelay
 from typedtiger._inspection import QueueInspection
 from typedtiger._logging import setup_structlog as setup_structlog_json_lines
@@ -45,7 +44,7 @@ class _Bound:
     clock: Clock
 
 
-class Tiger(TaskRegistry, QueueInspection, TaskTigerDelay):
+class Tiger(TaskRegistry, QueueInspection, TaskTigerDelay, RunningTaskAccess):
     """A task queue on a storage backend.
 
     ``Tiger(backend, config)`` is ready to use. ``Tiger()`` creates one to be initialised later
@@ -182,6 +181,7 @@ class Tiger(TaskRegistry, QueueInspection, TaskTigerDelay):
         runner_class: type[BaseRunner] | None = ...,
         schedule: Schedule | Callable[[datetime], datetime | None] | None = ...,
         priority: int | None = ...,
+        result_ttl: float | timedelta | None = ...,
         batch: Literal[False] = ...,
     ) -> Callable[[Callable[P, R]], TaskFunction[P, R]]: ...
 
@@ -221,6 +221,7 @@ class Tiger(TaskRegistry, QueueInspection, TaskTigerDelay):
         max_stored_executions: int | None = None,
         runner_class: type[BaseRunner] | None = None,
         schedule: Schedule | Callable[[datetime], datetime | None] | None = None,
+        result_ttl: float | timedelta | None = None,
         batch: bool = False,
         priority: int | None = None,
     ) -> object:
@@ -229,7 +230,8 @@ class Tiger(TaskRegistry, QueueInspection, TaskTigerDelay):
         The options are the task's defaults; a call's TaskSpec can override them. A
         ``schedule`` makes the task periodic (and unique); ``batch=True`` makes workers call
         it with a list of ``BatchCall`` records; a higher ``priority`` (-10 to 10, default 0)
-        is claimed first.
+        is claimed first. With ``result_ttl`` (seconds or a timedelta) the task's return
+        value is kept that long for ``Task.result()``.
         """
 
         def register(target: Callable[..., object]) -> object:
@@ -249,6 +251,7 @@ class Tiger(TaskRegistry, QueueInspection, TaskTigerDelay):
                 runner_class=runner_class,
                 batch=batch,
                 priority=priority,
+                result_ttl=result_ttl,
             )
             return self._register(target, defaults, schedule)
 
@@ -401,7 +404,8 @@ class Tiger(TaskRegistry, QueueInspection, TaskTigerDelay):
         func, batch = self.resolve_function(payload.func)
         runner = self.runner_class_for(payload.runner_class)(self)
         with running([task], batch, payload.func):
-            runner.run_eager_task(task, sync_only(func, payload.func), batch)
+            value = runner.run_eager_task(task, sync_only(func, payload.func), batch)
+        task.keep_eager_result(value)
         return task
 
     # --- running ------------------------------------------------------------------------
@@ -433,32 +437,3 @@ class Tiger(TaskRegistry, QueueInspection, TaskTigerDelay):
         from typedtiger.commands.worker import run_worker_command
 
         run_worker_command(self, list(args))
-
-    # --- the running task ---------------------------------------------------------------
-
-    @property
-    def current_task(self) -> Task:
-        """The task being run (in a batch: RuntimeError; use current_tasks)."""
-        running = running_now()
-        if running.batch:
-            raise RuntimeError("a batch is running: use tiger.current_tasks")
-        return running.tasks[0]
-
-    @property
-    def current_tasks(self) -> list[Task]:
-        """The tasks of the batch being run (in a single task: RuntimeError; use
-        current_task), as in TaskTiger."""
-        running = running_now()
-        if not running.batch:
-            raise RuntimeError("a single task is running: use tiger.current_task")
-        return list(running.tasks)
-
-    @property
-    def current_task_is_batch(self) -> bool:
-        """Whether a batch task is being run."""
-        return running_now().batch
-
-    @property
-    def current_serialized_func(self) -> str:
-        """The "module:qualname" of the function being run."""
-        return running_now().serialized_func

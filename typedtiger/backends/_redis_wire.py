@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import socket
 from collections.abc import Sequence
 from typing import Any
@@ -17,6 +18,7 @@ __all__ = [
     "completion_args",
     "enqueue_options",
     "escaped",
+    "keep_ms",
     "lock_pairs",
     "num",
     "queue_names",
@@ -70,9 +72,26 @@ def lock_pairs(task_ids: Sequence[str], lock_ids: Sequence[str]) -> list[str]:
     return pairs
 
 
+def keep_ms(seconds: float) -> int:
+    """How long (ms) Redis keeps a result: the time it is kept for, and a minute for clocks
+    that differ (the stored text says when it expires)."""
+    return math.ceil(seconds * 1000) + 60_000
+
+
 def completion_args(done: Completion) -> list[object]:
     pairs = lock_pairs(done.task_ids, done.lock_ids)
-    return [done.queue, len(done.task_ids), *done.task_ids, len(pairs) // 2, *pairs]
+    results = [
+        item for kept in done.results for item in (kept.task_id, kept.text, keep_ms(kept.keep_for))
+    ]
+    return [
+        done.queue,
+        len(done.task_ids),
+        *done.task_ids,
+        len(pairs) // 2,
+        *pairs,
+        len(done.results),
+        *results,
+    ]
 
 
 def claimed(task_id: bytes, payload: bytes | None, count_or_reason: int | bytes) -> Claimed:

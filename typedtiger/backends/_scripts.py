@@ -23,6 +23,7 @@ SCRIPT_NAMES: Final = (
     "remove",
     "move",
     "purge_errors",
+    "result",
 )
 
 

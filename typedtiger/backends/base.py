@@ -25,7 +25,9 @@ __all__ = [
     "EnqueueMode",
     "Enqueued",
     "Failure",
+    "KeptResult",
     "NewTask",
+    "ResultProbe",
     "StoredTask",
     "TaskDependencies",
     "TaskExecutions",
@@ -144,12 +146,25 @@ class Claims(list[Claimed]):
 
 
 @attrs.frozen
+class KeptResult:
+    """A finished task's outcome to keep for ``Task.result()``: the text stored (see
+    typedtiger/_results.py) and how long storage holds it (a garbage-collection backstop: the
+    text says when it expires)."""
+
+    task_id: str
+    text: str
+    keep_for: float
+
+
+@attrs.frozen
 class Completion:
-    """Tasks of one job that succeeded, to be removed, and the lock ids they held."""
+    """Tasks of one job that succeeded, to be removed, the lock ids they held, and the results
+    of those that keep one."""
 
     queue: str
     task_ids: tuple[str, ...]
     lock_ids: tuple[str, ...] = ()
+    results: tuple[KeptResult, ...] = ()
 
 
 @attrs.frozen(kw_only=True)
@@ -162,6 +177,25 @@ class Failure:
     to_state: TaskState | None
     when: float
     max_stored_executions: int | None = None
+    #: The failure to keep as the task's result when it fails for good (not rescheduled).
+    result: KeptResult | None = None
+
+
+@attrs.frozen(kw_only=True)
+class ResultProbe:
+    """What became of a task whose result is asked for."""
+
+    #: The stored result text (see typedtiger/_results.py), or None.
+    result: str | None
+    #: Whether the task's payload is still stored (it is waiting, running or errored).
+    stored: bool
+    #: The latest execution record (encoded) of a task in the error state, with no result.
+    last_execution: str | None = None
+
+    @property
+    def pending(self) -> bool:
+        """Whether the task may still finish: stored, neither errored nor with a result."""
+        return self.result is None and self.stored and self.last_execution is None
 
 
 @attrs.frozen(kw_only=True)
@@ -376,6 +410,13 @@ class Backend(Protocol):
         """In a process forked from one that used this backend: close the connections it
         inherited, without a word to the server (they are the parent's sessions), so that
         nothing in this process can write to them. The backend opens fresh ones when used."""
+        ...
+
+    def await_result(self, queue: str, task_id: str, timeout: float) -> ResultProbe:
+        """What became of the task ``task_id`` of ``queue``: its stored result, or whether it
+        is still stored and, in the error state, its latest execution. If it may still finish
+        (``ResultProbe.pending``), wait up to ``timeout`` seconds for its result to be stored
+        (woken when it is, not by polling), then look again."""
         ...
 
     # --- inspection and administration --------------------------------------------------

@@ -24,11 +24,13 @@ from redis.sentinel import SentinelConnectionPool
 from typedtiger._priorities import queued_score
 from typedtiger.backends._redis_errors import redis_call, translate_error
 from typedtiger.backends._redis_inspect import RedisInspection
+from typedtiger.backends._redis_results import RedisResults
 from typedtiger.backends._redis_wire import (
     claimed,
     close_inherited_sockets,
     completion_args,
     enqueue_options,
+    keep_ms,
     lock_pairs,
     num,
     queue_names,
@@ -59,7 +61,7 @@ __all__ = ["RedisBackend", "translate_error"]
 _ALL_STATES: Final = tuple(TaskState)
 
 
-class RedisBackend(RedisInspection, RedisWorkers):
+class RedisBackend(RedisInspection, RedisWorkers, RedisResults):
     """Tasks stored in Redis under ``prefix`` (TaskTiger's layout).
 
     ``client`` must be created with ``decode_responses=True``. In a forked child redis-py opens
@@ -192,6 +194,7 @@ class RedisBackend(RedisInspection, RedisWorkers):
         *,
         decode: bool = True,
         beat: WorkerBeat | None = None,
+        keys: Sequence[str] = (),
     ) -> Any:
         """The script's reply; with ``decode=False`` its strings are left as bytes (what a
         UTF-8 decoder would refuse must not fail the whole reply). A ``beat`` is written in the
@@ -209,14 +212,15 @@ class RedisBackend(RedisInspection, RedisWorkers):
                 raise reply
             return reply
         if decode:
-            return self._scripts[name](keys=[], args=args)
+            return self._scripts[name](keys=list(keys), args=args)
         # What Script.__call__ does, with the reply left undecoded.
         raw = {NEVER_DECODE: True}
+        command = ("EVALSHA", SHAS[name], len(keys), *keys, *args)
         try:
-            return self._client.execute_command("EVALSHA", SHAS[name], 0, *args, **raw)
+            return self._client.execute_command(*command, **raw)
         except redis.exceptions.NoScriptError:
-            sha = self._client.script_load(SOURCES[name])  # type: ignore[no-untyped-call]
-            return self._client.execute_command("EVALSHA", sha, 0, *args, **raw)
+            self._client.script_load(SOURCES[name])  # type: ignore[no-untyped-call]
+            return self._client.execute_command(*command, **raw)
 
     # --- producing ----------------------------------------------------------------------
 
@@ -372,12 +376,15 @@ class RedisBackend(RedisInspection, RedisWorkers):
         self, queue: str, task_ids: Sequence[str], lock_ids: Sequence[str], failure: Failure
     ) -> None:
         to_state = "" if failure.to_state is None else failure.to_state.value
+        kept = failure.result
         args = [
             queue,
             to_state,
             num(failure.when),
             failure.max_stored_executions or 0,
             failure.execution,
+            "" if kept is None else kept.text,
+            0 if kept is None else keep_ms(kept.keep_for),
             len(task_ids),
             *task_ids,
         ]

@@ -67,6 +67,8 @@ class Succeeded:
     #: Whether the job's function, imported where the job ran, is a batch function (None: the
     #: worker knew, or the import failed): how a worker learns it without the import.
     batch_function: bool | None = None
+    #: The return value as JSON text, for a task that keeps its result (``result_ttl``).
+    result: str | None = None
 
 
 @attrs.frozen(kw_only=True)

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 import attrs
 import structlog
 
-from typedtiger.backends.base import Backend, Completion, Failure, TaskState
+from typedtiger._results import failure_text, success_text
+from typedtiger.backends.base import Backend, Completion, Failure, KeptResult, TaskState
 from typedtiger.serialization import ExecutionRecord, encode_execution
 from typedtiger.task import Task
 from typedtiger.worker.events import Result
@@ -51,6 +52,7 @@ class PendingDone:
             mine.queue,
             mine.task_ids + done.task_ids,
             mine.lock_ids + padding + done.lock_ids,
+            mine.results + done.results,
         )
         return PendingDone(completion, (*self.jobs, (log, duration)))
 
@@ -92,7 +94,8 @@ class Recorder:
             self.batch_functions[tasks[0].serialized_func] = outcome.batch_function
         if not isinstance(outcome, Failed):
             duration = round(outcome.time_finished - outcome.time_started, 6)
-            done = Completion(queue, tuple(ids), tuple(lock_ids))
+            kept = self._kept(tasks[0], outcome.result, success_text)
+            done = Completion(queue, tuple(ids), tuple(lock_ids), () if kept is None else (kept,))
             pending = self.pending
             if pending is not None and pending.completion.queue != queue:
                 self.flush_done()
@@ -130,6 +133,7 @@ class Recorder:
             decision.to_state,
             first.payload.max_stored_executions,
             when=decision.when,
+            result_of=first,
         )
         event = (
             log.error
@@ -191,15 +195,34 @@ class Recorder:
         to_state: TaskState | None,
         max_stored: int | None,
         when: float | None = None,
+        result_of: Task | None = None,
     ) -> None:
-        """Record a failed execution of ``ids``; they go to ``to_state`` (None: removed)."""
+        """Record a failed execution of ``ids``; they go to ``to_state`` (None: removed). The
+        task ``result_of``, if it keeps its result, keeps this failure as its result (unless
+        it is rescheduled)."""
+        execution = encode_execution(record)
+        kept = None
+        if result_of is not None and to_state is not TaskState.SCHEDULED:
+            kept = self._kept(result_of, execution, failure_text)
         failure = Failure(
-            execution=encode_execution(record),
+            execution=execution,
             to_state=to_state,
             when=self._tiger.clock.now() if when is None else when,
             max_stored_executions=max_stored,
+            result=kept,
         )
         self._call(lambda: self._backend.fail(queue, ids, lock_ids, failure))
+
+    def _kept(
+        self, task: Task, text: str | None, as_stored: Callable[[str, float], str]
+    ) -> KeptResult | None:
+        """What ``task`` keeps as its result (``text``, stored as ``as_stored`` makes it),
+        if it keeps one."""
+        keep_for = task.payload.result_ttl
+        if keep_for is None or text is None:
+            return None
+        expires = self._tiger.clock.now() + keep_for
+        return KeptResult(task.id, as_stored(text, expires), keep_for)
 
     def not_run(self, exc: Exception) -> ExecutionRecord:
         """The execution record of a task refused before it ran."""

@@ -17,6 +17,7 @@ import attrs
 import structlog
 
 from typedtiger._context import running
+from typedtiger._results import encode_value
 from typedtiger._sync_only import sync_only
 from typedtiger.backends.base import TaskState
 from typedtiger.exceptions import TaskImportError
@@ -68,6 +69,7 @@ class Resolver:
         now = self._tiger.clock.now
         started = now()
         learned: bool | None = None  # what the import here showed, for the worker
+        result: str | None = None
         try:
             func, batch = self.function(job)
             learned = batch if job.batch is None else None
@@ -81,11 +83,15 @@ class Resolver:
                 if batch:
                     runner.run_batch_tasks(tasks, func, job.hard_timeout)
                 else:
-                    runner.run_single_task(tasks[0], func, job.hard_timeout)
+                    value = runner.run_single_task(tasks[0], func, job.hard_timeout)
+                    if job.tasks[0].result_ttl is not None:
+                        result = encode_value(value, job.func)
         except (Exception, SystemExit) as exc:
             _log.debug(
                 "task raised", task_ids=[t.id for t in job.tasks], exception=type(exc).__name__
             )
             failed = failed_from_exception(exc, started, now(), job.store_traceback)
             return failed if learned is None else attrs.evolve(failed, batch_function=learned)
-        return Succeeded(time_started=started, time_finished=now(), batch_function=learned)
+        return Succeeded(
+            time_started=started, time_finished=now(), batch_function=learned, result=result
+        )

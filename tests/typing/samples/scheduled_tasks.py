@@ -23,7 +23,7 @@ def nightly_report(dry_run: bool = False) -> str:
 
 reveal_type(hourly)  # N: Revealed type is "typedtiger._registry.TaskFunction[[], int]"
 reveal_type(hourly())  # N: Revealed type is "int"
-reveal_type(hourly.delay)  # N: Revealed type is "def () -> typedtiger.task.Task"
+reveal_type(hourly.delay)  # N: Revealed type is "def () -> typedtiger.task.Task[int]"
 reveal_type(nightly_report)  # N: Revealed type is "typedtiger._registry.TaskFunction[[dry_run: bool =], str]"
 reveal_type(nightly_report(dry_run=True))  # N: Revealed type is "str"
 reveal_type(nightly_report.spec)  # N: Revealed type is "def (dry_run: bool =) -> typedtiger.spec.TaskSpec"

@@ -25,10 +25,10 @@ def plain(a: int, b: str = "") -> None: ...
 
 # Well-typed calls.
 reveal_type(resize("a.png", 10))  # N: Revealed type is "str"
-reveal_type(resize.delay("a.png", 10, keep_ratio=False))  # N: Revealed type is "typedtiger.task.Task"
+reveal_type(resize.delay("a.png", 10, keep_ratio=False))  # N: Revealed type is "typedtiger.task.Task[str]"
 reveal_type(resize.spec("a.png", 10))  # N: Revealed type is "typedtiger.spec.TaskSpec"
-reveal_type(thumbnail.delay)  # N: Revealed type is "def (path: str, sizes: list[int]) -> typedtiger.task.Task"
-reveal_type(resize.delay_at)  # N: Revealed type is "def (datetime.datetime | datetime.timedelta, path: str, width: int, *, keep_ratio: bool =) -> typedtiger.task.Task"
+reveal_type(thumbnail.delay)  # N: Revealed type is "def (path: str, sizes: list[int]) -> typedtiger.task.Task[None]"
+reveal_type(resize.delay_at)  # N: Revealed type is "def (datetime.datetime | datetime.timedelta, path: str, width: int, *, keep_ratio: bool =) -> typedtiger.task.Task[str]"
 task: Task = thumbnail.delay("a.png", [64, 128])
 TaskSpec.of(plain, 1, b="x")
 TaskSpec.of(resize, "a.png", width=3)

@@ -17,7 +17,7 @@ def every_five_minutes() -> None: ...
 def plain(a: int, b: list[str]) -> None: ...
 
 
-reveal_type(send_email.delay)  # N: Revealed type is "def (to: str, *, subject: str =) -> typedtiger.task.Task"
+reveal_type(send_email.delay)  # N: Revealed type is "def (to: str, *, subject: str =) -> typedtiger.task.Task[bool]"
 reveal_type(send_email("a@b.c"))  # N: Revealed type is "bool"
 reveal_type(every_five_minutes)  # N: Revealed type is "typedtiger._registry.TaskFunction[[], None]"
 spec = send_email.spec("a@b.c", subject="hi").evolve(queue="other")

@@ -298,18 +298,47 @@ local function backstop_ms(timeout) return math.ceil(timeout * 1000) * 10 + 3600
 -- so it must go when the lock expires (TaskTiger's own lock TTL is the same timeout).
 local function lock_ttl_ms(timeout) return math.ceil(timeout * 1000) end
 
+-- What a client waiting for a task's result (result.lua) leaves in the task's result key: the
+-- script that stores the result finds it there and publishes on the channel of the key's name.
+local RESULT_WAITING = 'waiting'
+
+local function result_key(id) return task_key(id) .. ':result' end
+
+-- Keep a task's outcome (`text`, see typedtiger/_results.py) for `ms` milliseconds. One
+-- command, SET ... GET, whose reply tells whether a client waits for it (then a PUBLISH).
+local function keep_result(id, text, ms)
+  local key = result_key(id)
+  local previous = redis.pcall('set', key, text, 'PX', ms, 'GET')
+  if type(previous) == 'table' and previous.err then  -- (a key of another type: replaced)
+    redis.call('set', key, text, 'PX', ms)
+  elseif previous == RESULT_WAITING then
+    redis.call('publish', key, 'kept')
+  end
+end
+
 -- Finish successful tasks. From ARGV[first]: queue, n, n task ids, m, m pairs (task id, lock
--- id). Returns the index of the first ARGV after them. The queue's name stays in P:active
--- until the script calls settle_names (a claim that follows may file a task there).
+-- id), r, r triples (task id, result text, ms to keep it: see keep_result). Returns the index
+-- of the first ARGV after them. A result is kept only for a task this removes from active.
+-- The queue's name stays in P:active until the script calls settle_names (a claim that
+-- follows may file a task there).
 local function complete_from(first)
   local queue, n = ARGV[first], tonumber(ARGV[first + 1])
+  local finished = {}
   for i = first + 2, first + 1 + n do
-    if unfile('active', queue, ARGV[i], true) then forget(queue, ARGV[i], 'active') end
+    if unfile('active', queue, ARGV[i], true) then
+      forget(queue, ARGV[i], 'active')
+      finished[ARGV[i]] = true
+    end
   end
   local at = first + 2 + n
   local m = tonumber(ARGV[at])
   for i = at + 1, at + 2 * m, 2 do release_lock(ARGV[i + 1], ARGV[i]) end
-  return at + 1 + 2 * m
+  at = at + 1 + 2 * m
+  local r = tonumber(ARGV[at])
+  for i = at + 1, at + 3 * r, 3 do
+    if finished[ARGV[i]] then keep_result(ARGV[i], ARGV[i + 1], ARGV[i + 2]) end
+  end
+  return at + 1 + 3 * r
 end
 
 -- `command` on `key` with `args` (after `flag` if given), in calls of at most 1000 of them

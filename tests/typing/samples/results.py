@@ -1,0 +1,28 @@
+from datetime import timedelta
+
+from typedtiger import Task, Tiger
+
+tiger = Tiger()
+
+
+@tiger.task(result_ttl=timedelta(hours=1))
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+@tiger.task(result_ttl=60)
+def names() -> list[str]:
+    return []
+
+
+task = add.delay(1, 2)
+reveal_type(task)  # N: Revealed type is "typedtiger.task.Task[int]"
+total: int = task.result(timeout=5) + 1
+text: str = task.result()  # E: Incompatible types in assignment (expression has type "int", variable has type "str")
+task.result().upper()  # E: "int" has no attribute "upper"
+first: str = names.delay().result(timeout=timedelta(seconds=1))[0]
+later: Task[int] = add.delay_at(timedelta(minutes=1), 1, 2)
+untyped: Task = tiger.enqueue(add.spec(1, 2))
+reveal_type(untyped.result())  # N: Revealed type is "object"
+widened: Task[object] = task  # a Task[int] is a Task[object]
+tiger.task(result_ttl=1, batch=True)  # E: No overload variant of "task" of "Tiger" matches argument types "int", "bool"

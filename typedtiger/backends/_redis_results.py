@@ -1,0 +1,67 @@
+"""RedisBackend's wait for a task's result: ``result.lua`` reads what became of the task and,
+if it may still finish, leaves a marker in its result key; the script that stores the result
+finds the marker and publishes on the key's channel, which the waiter has subscribed to first.
+So a task's result costs one command (SET ... GET) when nobody waits, and a waiter is woken
+without polling. A part of ``RedisBackend``, kept apart."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import redis
+
+from typedtiger.backends._redis_errors import redis_call
+from typedtiger.backends.base import ResultProbe
+
+__all__ = ["RedisResults"]
+
+#: How much longer than its wait a waiter's marker is kept (its last look follows the wait).
+_MARKER_SLACK_MS = 5_000
+
+
+class RedisResults:
+    """The result wait on ``_client`` under the keys ``_key`` names (RedisBackend's)."""
+
+    _client: redis.Redis[str]
+
+    def _key(self, *parts: str) -> str:
+        raise NotImplementedError
+
+    def _run(
+        self,
+        name: str,
+        args: Sequence[object],
+        *,
+        decode: bool = True,
+        keys: Sequence[str] = (),
+    ) -> Any:
+        raise NotImplementedError
+
+    def _probe(self, queue: str, task_id: str, wait_ms: int) -> ResultProbe:
+        base = self._key("task", task_id)
+        keys = [f"{base}:result", base, self._key("error", queue), f"{base}:executions"]
+        result, stored, last = self._run("result", [task_id, wait_ms], keys=keys)
+        return ResultProbe(result=result or None, stored=bool(stored), last_execution=last or None)
+
+    @redis_call
+    def await_result(self, queue: str, task_id: str, timeout: float) -> ResultProbe:
+        if timeout <= 0:
+            return self._probe(queue, task_id, 0)
+        pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+        try:
+            # Subscribed before the marker is left: no publication can come in between.
+            pubsub.subscribe(self._key("task", task_id, "result"))
+            probe = self._probe(queue, task_id, math.ceil(timeout * 1000) + _MARKER_SLACK_MS)
+            if not probe.pending:
+                return probe
+            deadline = time.monotonic() + timeout
+            while (left := deadline - time.monotonic()) > 0:
+                # (None also after the subscription's confirmation, read and skipped)
+                if pubsub.get_message(timeout=left) is not None:
+                    break
+            return self._probe(queue, task_id, 0)
+        finally:
+            pubsub.close()
