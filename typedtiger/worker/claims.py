@@ -261,7 +261,6 @@ class ClaimedTasks:
 
         def on_start() -> None:  # once the job has started (a child: after the fork)
             nonlocal ended
-            self.heartbeats.add(heartbeat)
             now = self._clock.now()
             at = datetime.fromtimestamp(now, UTC)
             running = [RunningTask(id=t.id, queue=queue, func=job.func, started=at) for t in tasks]
@@ -276,6 +275,9 @@ class ClaimedTasks:
 
         if lease is not None:
             lease.running += 1
+        # Beaten from now: with -c N the job may wait for a free slot first, its tasks claimed
+        # and its locks taken, and must not look lost meanwhile.
+        self.heartbeats.add(heartbeat)
 
         def record(outcome: Outcome) -> None:
             try:
