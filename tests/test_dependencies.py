@@ -249,3 +249,19 @@ def test_completion_without_dependents_writes_no_dependency_keys(
     backend.claim("default", clock.now(), 1)
     backend.complete(Completion("default", (task.id,)), clock.now())
     assert backend.client.keys("*") == []
+
+
+@pytest.mark.parametrize("outcome", ["succeeds", "fails"])
+def test_a_dependent_whose_queue_keys_hold_another_type_is_left_waiting(
+    tiger: Tiger, backend: RedisBackend, outcome: str
+) -> None:
+    first = tiger.enqueue((simple if outcome == "succeeds" else failing)(outcome))
+    second = tiger.enqueue(simple("second").evolve(queue="q2"), after=first)
+    planted = "t:queued:q2" if outcome == "succeeds" else "t:error:q2"
+    backend.client.set(planted, "planted")
+    run_worker(tiger, queues=["default"])  # the completion or failure of the first stands
+    assert calls() == [outcome]
+    state = TaskState.QUEUED if outcome == "succeeds" else TaskState.ERROR
+    assert tiger.backend.queue_sizes(["default"])["default"][state] == (state is TaskState.ERROR)
+    assert Task.from_id(tiger, "q2", TaskState.SCHEDULED, second.id).waiting
+    assert backend.client.get(planted) == "planted"

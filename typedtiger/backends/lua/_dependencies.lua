@@ -20,6 +20,23 @@ local function waiting(queue, id)
   return score ~= false and tonumber(score) == WAITING
 end
 
+-- The tasks of a dependents hash (id, queue, ...); none when it holds another type.
+local function read_dependents(id)
+  local fields = redis.pcall('hgetall', dependents_key(id))
+  redis.call('del', dependents_key(id), awaited_key(id))
+  return type(fields) == 'table' and not fields.err and fields or {}
+end
+
+-- Whether task `id` of `queue` is still waiting for `waited` and may move: its wait given up
+-- for `waited`, when the keys it moves through hold their types (a key of another type leaves
+-- it waiting, untouched, rather than stopping the script half way).
+local function leave_wait(queue, id, waited, to_states)
+  if queue_keys_problem(queue, to_states) or type_problem(after_key(id), 'hash') then
+    return false
+  end
+  return redis.call('hdel', after_key(id), waited) == 1 and waiting(queue, id)
+end
+
 -- A payload's `scheduled_at` and priority (nil and 0 when it cannot be read).
 local function due_and_priority(payload)
   local ok, data = pcall(cjson.decode, type(payload) == 'string' and payload or '')
@@ -41,12 +58,11 @@ local function cancel_dependents(id, why, at_s)
   while #todo > 0 do
     local gone, reason = todo[#todo][1], todo[#todo][2]
     todo[#todo] = nil
-    local dependents = redis.call('hgetall', dependents_key(gone))
-    redis.call('del', dependents_key(gone), awaited_key(gone))
+    local dependents = read_dependents(gone)
     for i = 1, #dependents, 2 do
       local dependent, queue = dependents[i], dependents[i + 1]
       -- (a dependent that no longer waits for it, deleted or moved by hand, is left alone)
-      if redis.call('hdel', after_key(dependent), gone) == 1 and waiting(queue, dependent) then
+      if leave_wait(queue, dependent, gone, {'scheduled', 'error'}) then
         redis.call('del', after_key(dependent))
         repair_bookkeeping(dependent)
         unfile('scheduled', queue, dependent)
@@ -64,13 +80,12 @@ end
 -- wait for `id`, and one that waits for nothing more is queued (or scheduled at its `when`).
 -- Returns the queues a task was queued in.
 local function release_dependents(id, now)
-  local dependents = redis.call('hgetall', dependents_key(id))
-  redis.call('del', dependents_key(id), awaited_key(id))
+  local dependents = read_dependents(id)
   local woken = {}
   for i = 1, #dependents, 2 do
     local dependent, queue = dependents[i], dependents[i + 1]
-    if redis.call('hdel', after_key(dependent), id) == 1
-      and redis.call('exists', after_key(dependent)) == 0 and waiting(queue, dependent) then
+    if leave_wait(queue, dependent, id, {'scheduled', 'queued'})
+      and redis.call('exists', after_key(dependent)) == 0 then
       local due, priority = due_and_priority(redis.pcall('get', task_key(dependent)))
       unfile('scheduled', queue, dependent)
       if due and due > now then
