@@ -89,6 +89,9 @@ class TaskPayload:
     priority: int = 0
     #: typedtiger only: keep the outcome this many seconds for ``Task.result()``.
     result_ttl: float | None = None
+    #: The enqueuing span's trace context (W3C ``traceparent``...: ``observability.otel``), so
+    #: that the run's span joins its trace. TaskTiger ignores the field.
+    trace_context: dict[str, str] | None = None
 
 
 @attrs.frozen(kw_only=True)

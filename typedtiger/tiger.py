@@ -31,10 +31,16 @@ from typedtiger.task import Task, refs_of
 if TYPE_CHECKING:
     from typedtiger.executor import Executor
 
-__all__ = ["Tiger"]
+__all__ = ["EnqueueTracer", "Tiger"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+#: Payloads about to be stored, with their queues.
+Timed = Sequence[tuple[TaskPayload, str]]
+#: Wraps an enqueue (``Tiger.instrument_enqueue``): given the payloads and what stores them, it
+#: stores them (changed as it needs, e.g. with a trace context) and returns what was stored.
+EnqueueTracer = Callable[[Timed, Callable[[Timed], list["Task"]]], list["Task"]]
 
 
 @attrs.frozen
@@ -67,6 +73,7 @@ class Tiger(TaskRegistry, QueueInspection, TaskTigerDelay, RunningTaskAccess):
         self._registry: dict[str, Registration] = {}
         #: ``allowlist`` as last built, and the Config it was built from (None: build anew).
         self._allowlist: tuple[Config, Allowlist] | None = None
+        self._enqueue_tracer: EnqueueTracer | None = None
         if setup_structlog:
             setup_structlog_json_lines()
         if backend is not None:
@@ -374,6 +381,24 @@ class Tiger(TaskRegistry, QueueInspection, TaskTigerDelay, RunningTaskAccess):
     ) -> list[Task]:
         if self.config.always_eager and due <= now:  # (what they run after has run)
             return [self._run_eagerly(payload, queue) for payload, queue in timed]
+        tracer = self._enqueue_tracer
+        if tracer is not None:
+            return tracer(timed, lambda traced: self._store_now(traced, now, due, mode, after))
+        return self._store_now(timed, now, due, mode, after)
+
+    def instrument_enqueue(self, tracer: EnqueueTracer | None) -> None:
+        """Have ``tracer`` wrap every enqueue from now on (None: none does); tracing does
+        (``typedtiger.observability.otel.instrument``)."""
+        self._enqueue_tracer = tracer
+
+    def _store_now(
+        self,
+        timed: Timed,
+        now: float,
+        due: float,
+        mode: EnqueueMode | None,
+        after: Sequence[tuple[TaskRef, ...]],
+    ) -> list[Task]:
         size = self.config.max_payload_bytes
         new_tasks = [
             new_task(payload, queue, due, mode, size, waits)

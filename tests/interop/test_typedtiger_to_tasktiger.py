@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from opentelemetry.sdk.trace import TracerProvider
 
 from tests import interop_tasks
 from tests.interop.conftest import (
@@ -31,6 +32,7 @@ from typedtiger import (
     fixed,
     linear,
 )
+from typedtiger.observability.otel import instrument
 
 pytestmark = [pytest.mark.interop, pytest.mark.redis, pytest.mark.timeout(300)]
 
@@ -217,3 +219,15 @@ def test_subqueues_on_tasktiger(tt: TaskTigerSide, tiger: Tiger, ledger: Path) -
     assert sorted(labels(ledger)) == ["sub", "sub.a"]
     sizes = tiger.get_queue_stats()
     assert sizes == {"sub.a.b": {TaskState.QUEUED: 1}, "subx": {TaskState.QUEUED: 1}}
+
+
+def test_a_traced_task_runs_on_tasktiger_which_ignores_its_trace_context(
+    tt: TaskTigerSide, tiger: Tiger, ledger: Path
+) -> None:
+    provider = TracerProvider()
+    instrument(tiger, provider)
+    task = tiger.enqueue(TaskSpec.of(interop_tasks.record, str(ledger), "traced"))
+    assert set(task.data["trace_context"]) == {"traceparent"}  # the field TaskTiger gets
+    tt.work()
+    assert labels(ledger) == ["traced"]
+    assert tiger.get_queue_stats() == {}

@@ -1,6 +1,7 @@
-"""Prometheus from the command line: ``typedtiger worker --metrics-port N`` (``worker_metrics``)
-and the standalone exporter of queue metrics, ``typedtiger metrics --metrics-port N``.
-prometheus-client (``typedtiger[metrics]``) is imported only when one of them is used."""
+"""Observability from the command line: ``typedtiger worker --metrics-port N``
+(``worker_metrics``) and ``--otel`` (``worker_tracing``), and the standalone exporter of queue
+metrics, ``typedtiger metrics --metrics-port N``. prometheus-client (``typedtiger[metrics]``)
+and OpenTelemetry (``typedtiger[otel]``) are imported only when asked for."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from typedtiger.commands._admin_common import ConnectionOptions, Env
 from typedtiger.tiger import Tiger
 from typedtiger.worker.events import JobListener
 
-__all__ = ["metrics_command", "worker_metrics"]
+__all__ = ["metrics_command", "worker_metrics", "worker_tracing"]
 
 
 def _prometheus() -> ModuleType:
@@ -39,6 +40,18 @@ def worker_metrics(tiger: Tiger, port: int, addr: str, queues: bool) -> JobListe
     host, bound = _serve(prometheus, registry, port, addr)
     click.echo(f"Serving metrics on http://{host}:{bound}/metrics", err=True)
     return listener
+
+
+def worker_tracing(tiger: Tiger) -> JobListener:
+    """Trace the worker's executions and its Tiger's enqueues with OpenTelemetry (the global
+    tracer provider, which the application's modules set up): the listener to give the Worker."""
+    try:
+        from typedtiger.observability import otel
+    except ImportError as exc:
+        raise click.UsageError(
+            f"--otel needs OpenTelemetry: pip install 'typedtiger[otel]' ({exc})"
+        ) from exc
+    return otel.instrument(tiger)
 
 
 def _serve(prometheus: ModuleType, registry: Any, port: int, addr: str) -> tuple[str, int]:

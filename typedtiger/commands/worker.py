@@ -22,7 +22,7 @@ from typedtiger.commands.connection import (
     import_module,
     open_tiger,
 )
-from typedtiger.commands.metrics import worker_metrics
+from typedtiger.commands.metrics import worker_metrics, worker_tracing
 from typedtiger.config import Config
 from typedtiger.exceptions import StorageGaveUp
 from typedtiger.executor import Executor, ForkExecutor, PreforkExecutor, SyncExecutor
@@ -133,6 +133,13 @@ def _worker_options(command: Callable[..., None]) -> Callable[..., None]:
             "(on one worker, or use `typedtiger metrics`). [env: TYPEDTIGER_METRICS_QUEUES]",
         ),
         click.option(
+            "--otel",
+            is_flag=True,
+            envvar="TYPEDTIGER_OTEL",
+            help="OpenTelemetry spans around each execution and enqueue, with the tracer "
+            "provider the app's modules set up (needs typedtiger[otel]). [env: TYPEDTIGER_OTEL]",
+        ),
+        click.option(
             "--exit-after",
             type=_ExitAfter(),
             default=None,
@@ -221,6 +228,7 @@ def _run_worker(
     metrics_port: int | None,
     metrics_addr: str,
     metrics_queues: bool,
+    otel: bool,
     prefix_override: str | None = None,
     **config_options: Any,
 ) -> None:
@@ -247,6 +255,7 @@ def _run_worker(
                     "metrics": None
                     if metrics_port is None
                     else {"port": metrics_port, "addr": metrics_addr, "queues": metrics_queues},
+                    "otel": otel,
                     "config": config.settings(),
                 },
                 indent=2,
@@ -259,6 +268,8 @@ def _run_worker(
         listeners = []
         if metrics_port is not None:
             listeners.append(worker_metrics(tiger, metrics_port, metrics_addr, metrics_queues))
+        if otel:
+            listeners.append(worker_tracing(tiger))
         try:
             worker = Worker(
                 tiger,

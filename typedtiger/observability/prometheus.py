@@ -87,7 +87,7 @@ class WorkerMetrics:
             Result.RETRIED: self.retried,
         }
 
-    def job_started(self, job: Job, now: float) -> Ended:
+    def job_started(self, job: Job, now: float, attempt: int) -> Ended:
         labels = (job.queue, job.func)
         count = len(job.tasks)
         self.started.labels(*labels).inc(count)

@@ -266,7 +266,7 @@ class ClaimedTasks:
             running = [RunningTask(id=t.id, queue=queue, func=job.func, started=at) for t in tasks]
             self._record.job_started(heartbeat, running)
             if self._listeners:
-                ended = self._listeners.job_started(job, now)
+                ended = self._listeners.job_started(job, now, group[0][1] + 1)
             log.info(
                 "processing",
                 args=_shorten(list(first.args), max_chars),

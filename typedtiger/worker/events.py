@@ -61,8 +61,9 @@ Ended = Callable[[JobEnd], None]
 class JobListener(Protocol):
     """Hears of each job a worker runs, and of the tasks its upkeep finds lost."""
 
-    def job_started(self, job: Job, now: float) -> Ended | None:
-        """``job`` has started (``now``: the worker's clock); what to call when it has ended."""
+    def job_started(self, job: Job, now: float, attempt: int) -> Ended | None:
+        """``job`` has started (``now``: the worker's clock; ``attempt``: its first task's
+        execution number, 1 the first time); what to call when it has ended."""
         ...
 
     def tasks_lost(self, requeued: int, failed: int) -> None:
@@ -80,11 +81,11 @@ class Listeners:
     def __bool__(self) -> bool:
         return bool(self._listeners)
 
-    def job_started(self, job: Job, now: float) -> Ended:
+    def job_started(self, job: Job, now: float, attempt: int) -> Ended:
         ended: list[Ended] = []
         for listener in self._listeners:
             try:
-                callback = listener.job_started(job, now)
+                callback = listener.job_started(job, now, attempt)
             except Exception:
                 _log.exception("listener failed", listener=repr(listener), event="job_started")
                 continue
