@@ -17,7 +17,7 @@ from tests.conftest import REDIS_URL, run_worker
 from typedtiger import Config, Task, TaskSpec, TaskState, Tiger
 from typedtiger.backends.redis import RedisBackend
 from typedtiger.clock import ManualClock
-from typedtiger.exceptions import ArgumentError
+from typedtiger.exceptions import ArgumentError, TypedTigerError
 
 
 def test_enqueue_then_run_to_done(tiger: Tiger, backend: RedisBackend) -> None:
@@ -261,3 +261,18 @@ def test_decorated_task_delay_and_spec(tiger: Tiger) -> None:
     tiger.enqueue(spec)
     run_worker(tiger)
     assert tasks.CALLS == [("static", 3)]
+
+
+def test_a_script_refuses_a_key_its_caller_did_not_declare(
+    tiger: Tiger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each script names its keys only from KEYS (Redis Cluster routes and checks by them): a
+    # key missing there is a bug, reported as such, never as bad data or an outage.
+    backend = tiger.backend
+    assert isinstance(backend, RedisBackend)
+    task = tiger.enqueue(TaskSpec.of(tasks.simple, 1))
+    monkeypatch.setattr(backend._keys, "queue_keys", lambda queue: [])
+    with pytest.raises(TypedTigerError, match="UNDECLARED key t:queued:default") as raised:
+        backend.move("default", TaskState.QUEUED, task.id, TaskState.ERROR, 1.0, False)
+    assert type(raised.value) is TypedTigerError
+    assert tiger.get_queue_sizes("default")[TaskState.QUEUED] == 1  # nothing was written

@@ -62,6 +62,8 @@ def translate_error(exc: redis.exceptions.RedisError, key: str | None = None) ->
     message = str(exc) if key is None else f"{exc} (key {key})"
     if isinstance(exc, _OUTAGE_CLASSES) or message.startswith(_OUTAGE_CODES):
         return BackendUnavailable(f"Redis is unavailable: {message}")
+    if "UNDECLARED key" in message:  # a script's key the caller did not send in KEYS: a bug
+        return TypedTigerError(f"Redis error: {message}")
     if message.startswith(_DATA_CODES):
         return StorageDataError(f"bad data in Redis: {message}")
     return TypedTigerError(f"Redis error: {message}")

@@ -24,6 +24,7 @@ from redis.sentinel import SentinelConnectionPool
 from typedtiger._priorities import queued_score
 from typedtiger.backends._redis_errors import redis_call, translate_error
 from typedtiger.backends._redis_inspect import RedisInspection
+from typedtiger.backends._redis_keys import KeyLayout
 from typedtiger.backends._redis_results import RedisResults
 from typedtiger.backends._redis_wire import (
     claimed,
@@ -78,6 +79,7 @@ class RedisBackend(RedisInspection, RedisWorkers, RedisResults):
             raise ValueError("RedisBackend needs a client created with decode_responses=True")
         self._client = client
         self._prefix = prefix
+        self._keys = KeyLayout(prefix)
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._scripts: dict[str, Script] = {
             name: client.register_script(source) for name, source in SOURCES.items()
@@ -185,7 +187,7 @@ class RedisBackend(RedisInspection, RedisWorkers, RedisResults):
         return type(self)(self._client, prefix=prefix, clock=self._clock)
 
     def _key(self, *parts: str) -> str:
-        return ":".join((self._prefix, *parts))
+        return self._keys.key(*parts)
 
     def _run(
         self,
@@ -197,25 +199,29 @@ class RedisBackend(RedisInspection, RedisWorkers, RedisResults):
         keys: Sequence[str] = (),
     ) -> Any:
         """The script's reply; with ``decode=False`` its strings are left as bytes (what a
-        UTF-8 decoder would refuse must not fail the whole reply). A ``beat`` is written in the
+        UTF-8 decoder would refuse must not fail the whole reply). ``keys``: every key the
+        script may touch (see _redis_keys), sent as its KEYS. A ``beat`` is written in the
         same round trip (a pipeline after the script)."""
         # (an id read undecoded goes back as the bytes it was)
+        declared = [wire(key) for key in dict.fromkeys(keys)]
         args = [wire(arg) for arg in (self._prefix, *args)]
         if beat is not None:
             pipe = self._client.pipeline(transaction=False)
-            pipe.execute_command("EVALSHA", SHAS[name], 0, *args)  # type: ignore[no-untyped-call]
+            pipe.execute_command(  # type: ignore[no-untyped-call]
+                "EVALSHA", SHAS[name], len(declared), *declared, *args
+            )
             self.with_beat(pipe, beat)
             reply = pipe.execute(raise_on_error=False)[0]
             if isinstance(reply, redis.exceptions.NoScriptError):
-                return self._scripts[name](keys=[], args=args)
+                return self._scripts[name](keys=declared, args=args)
             if isinstance(reply, Exception):
                 raise reply
             return reply
         if decode:
-            return self._scripts[name](keys=list(keys), args=args)
+            return self._scripts[name](keys=declared, args=args)
         # What Script.__call__ does, with the reply left undecoded.
         raw = {NEVER_DECODE: True}
-        command = ("EVALSHA", SHAS[name], len(keys), *keys, *args)
+        command = ("EVALSHA", SHAS[name], len(declared), *declared, *args)
         try:
             return self._client.execute_command(*command, **raw)
         except redis.exceptions.NoScriptError:
@@ -238,7 +244,8 @@ class RedisBackend(RedisInspection, RedisWorkers, RedisResults):
             args += [queue, num(due), mode.value, max_size or 0, priority, len(after), *waits]
             args += [len(pairs) // 2, *pairs]
         # Undecoded: a stored payload the reply carries may be bytes UTF-8 refuses.
-        status, *rest = self._run("enqueue", args, decode=False)
+        keys = self._keys.enqueue_keys(tasks)
+        status, *rest = self._run("enqueue", keys=keys, args=args, decode=False)
         if status != b"ok":
             number, detail = rest
             task = tasks[int(number) - 1]
@@ -315,7 +322,10 @@ class RedisBackend(RedisInspection, RedisWorkers, RedisResults):
     def move_due_scheduled(
         self, now: float, limit: int, publish: bool = True, beat: WorkerBeat | None = None
     ) -> int:
-        moved, *skipped = self._run("move_due", [num(now), int(publish), limit], beat=beat)
+        keys = [self._keys.names(TaskState.SCHEDULED), self._keys.names(TaskState.QUEUED)]
+        moved, *skipped = self._run(
+            "move_due", keys=keys, args=[num(now), int(publish), limit], beat=beat
+        )
         raise_skipped(skipped)
         return int(moved)
 
@@ -330,13 +340,17 @@ class RedisBackend(RedisInspection, RedisWorkers, RedisResults):
         ticket: ClaimTicket | None = None,
     ) -> Claims:
         claim: list[object] = [queue, num(now), num(lock_retry), limit]
+        keys = [*self._keys.queue_keys(queue), self._keys.qslock(queue)]
         if ticket is not None:
             claim += [ticket.claimant, ticket.token, max(1, round(ticket.remember_for * 1000))]
+            keys.append(self._keys.claim(ticket.claimant))
         # Undecoded: a payload that is not UTF-8 is the worker's to quarantine (see claimed).
         if done is None:
-            reply = self._run("claim", claim, decode=False)
+            reply = self._run("claim", keys=keys, args=claim, decode=False)
         else:
-            reply = self._run("complete_claim", [*completion_args(done), *claim], decode=False)
+            keys += self._keys.completion_keys(done)
+            args = [*completion_args(done), *claim]
+            reply = self._run("complete_claim", keys=keys, args=args, decode=False)
         left, *tasks = reply
         claims = Claims(claimed(*tasks[i : i + 3]) for i in range(0, len(tasks), 3))
         claims.queue_empty = int(left) <= 0  # -1: paused, nothing to claim now
@@ -344,14 +358,16 @@ class RedisBackend(RedisInspection, RedisWorkers, RedisResults):
 
     @redis_call
     def forget_claims(self, claimant: str) -> None:
-        self._client.delete(self._key("claim", claimant))
+        self._client.delete(self._keys.claim(claimant))
 
     @redis_call
     def acquire_locks(
         self, queue: str, locks: Mapping[str, str], now: float, timeout: float, retry_at: float
     ) -> set[str]:
         pairs = [item for task_id, lock_id in locks.items() for item in (task_id, lock_id)]
-        reply = self._run("acquire_locks", [queue, num(now), num(timeout), num(retry_at), *pairs])
+        keys = [*self._keys.queue_keys(queue), *self._keys.locks(locks.values())]
+        args = [queue, num(now), num(timeout), num(retry_at), *pairs]
+        reply = self._run("acquire_locks", keys=keys, args=args)
         return set(reply)
 
     @redis_call
@@ -365,11 +381,16 @@ class RedisBackend(RedisInspection, RedisWorkers, RedisResults):
         beat: WorkerBeat | None = None,
     ) -> None:
         args = [queue, num(now), num(lock_timeout), len(task_ids), *task_ids]
-        self._run("heartbeat", [*args, *lock_pairs(task_ids, lock_ids)], beat=beat)
+        keys = [self._keys.state(TaskState.ACTIVE, queue), *self._keys.locks(lock_ids)]
+        self._run("heartbeat", keys=keys, args=[*args, *lock_pairs(task_ids, lock_ids)], beat=beat)
 
     @redis_call
     def complete(self, done: Completion, now: float) -> None:
-        self._run("complete", [num(now), *completion_args(done)])
+        self._run(
+            "complete",
+            keys=self._keys.completion_keys(done),
+            args=[num(now), *completion_args(done)],
+        )
 
     @redis_call
     def fail(
@@ -388,7 +409,9 @@ class RedisBackend(RedisInspection, RedisWorkers, RedisResults):
             len(task_ids),
             *task_ids,
         ]
-        self._run("fail", [*args, *lock_pairs(task_ids, lock_ids)])
+        keys = [*self._keys.queue_keys(queue), *self._keys.tasks(task_ids)]
+        keys += self._keys.locks(lock_ids)
+        self._run("fail", keys=keys, args=[*args, *lock_pairs(task_ids, lock_ids)])
 
     @redis_call
     def requeue_expired(
@@ -402,7 +425,10 @@ class RedisBackend(RedisInspection, RedisWorkers, RedisResults):
         publish: bool = True,
     ) -> tuple[int, int]:
         args = [num(now), num(timeout), limit, max_losses, lost_execution, num(lock_for)]
-        requeued, failed, _busy, *skipped = self._run("requeue_expired", [*args, int(publish)])
+        keys = [*self._keys.all_names(), self._keys.lock("queue_expired_tasks")]
+        requeued, failed, _busy, *skipped = self._run(
+            "requeue_expired", keys=keys, args=[*args, int(publish)]
+        )
         raise_skipped(skipped)
         return int(requeued), int(failed)
 
@@ -417,17 +443,18 @@ class RedisBackend(RedisInspection, RedisWorkers, RedisResults):
         refresh: bool = False,
     ) -> bool:
         args = [queue, holder, limit, num(now), num(timeout), int(refresh)]
-        return bool(self._run("queue_slot", args))
+        return bool(self._run("queue_slot", keys=[self._keys.qslock(queue)], args=args))
 
     @redis_call
     def release_queue_slot(self, queue: str, holder: str) -> None:
-        self._client.zrem(self._key("qslock", queue), holder)
+        self._client.zrem(self._keys.qslock(queue), holder)
 
     # --- inspection and administration --------------------------------------------------
 
     @redis_call
     def remove(self, queue: str, state: TaskState, task_id: str, now: float) -> bool:
-        return bool(self._run("remove", [queue, state.value, task_id, num(now)]))
+        keys = [*self._keys.queue_keys(queue), self._keys.task(task_id)]
+        return bool(self._run("remove", keys=keys, args=[queue, state.value, task_id, num(now)]))
 
     @redis_call
     def move(
@@ -440,7 +467,8 @@ class RedisBackend(RedisInspection, RedisWorkers, RedisResults):
         publish: bool,
     ) -> bool:
         args = [queue, from_state.value, task_id, to_state.value, num(when), int(publish)]
-        return bool(self._run("move", args))
+        keys = [*self._keys.queue_keys(queue), self._keys.task(task_id)]
+        return bool(self._run("move", keys=keys, args=args))
 
     @redis_call
     def set_queue_system_lock(self, queue: str, until: float) -> None:
@@ -467,4 +495,5 @@ class RedisBackend(RedisInspection, RedisWorkers, RedisResults):
     @redis_call
     def purge_errors(self, queue: str, before: float | None, limit: int | None) -> int:
         bound = "+inf" if before is None else num(before)
-        return int(self._run("purge_errors", [queue, bound, -1 if limit is None else limit]))
+        args = [queue, bound, -1 if limit is None else limit]
+        return int(self._run("purge_errors", keys=self._keys.queue_keys(queue), args=args))

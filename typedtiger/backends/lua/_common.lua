@@ -1,11 +1,39 @@
--- Prepended to every script. ARGV[1] is always the key prefix; every key a script derives
--- (per queue, per task id) is built from it, so a hash-tagged prefix keeps one cluster slot.
+-- Prepended to every script. ARGV[1] is always the key prefix P.
+--
+-- KEYS declares every key the script touches; the caller names them (backends/_redis_keys.py),
+-- and a script reaches a key only through the functions below, which refuse one that is not
+-- declared (an UNDECLARED error: a bug, never data). Two kinds of keys a script learns only
+-- while it runs are admitted by name instead, each derived from the prefix so that it shares
+-- the declared keys' hash tag (one Redis Cluster slot): the task keys of ids read from a sorted
+-- set (found_task: claim, requeue_expired, purge_errors) and the keys of queues read from a set
+-- of queue names (found_queue: the walks of move_due and requeue_expired). A task's bookkeeping
+-- keys (<task key>:executions, :executions_count, :worker_losses) are its task key's suffixes.
 local P = ARGV[1]
 local STATES = {'queued', 'active', 'scheduled', 'error'}
 
-local function state_key(state, queue) return P .. ':' .. state .. ':' .. queue end
-local function task_key(id) return P .. ':task:' .. id end
-local function lock_key(lock_id) return P .. ':lockv2:' .. lock_id end
+local declared = {}
+for _, name in ipairs(KEYS) do declared[name] = true end
+
+local function key(name)
+  if not declared[name] then error('UNDECLARED key ' .. name .. ' (not in KEYS)') end
+  return name
+end
+
+local function state_key(state, queue) return key(P .. ':' .. state .. ':' .. queue) end
+-- The set of the names of the queues that hold tasks in a state.
+local function names_key(state) return key(P .. ':' .. state) end
+local function task_key(id) return key(P .. ':task:' .. id) end
+local function lock_key(lock_id) return key(P .. ':lockv2:' .. lock_id) end
+local function qslock_key(queue) return key(P .. ':qslock:' .. queue) end
+local function claim_key(claimant) return key(P .. ':claim:' .. claimant) end
+
+-- Admit the task key of an id the script read from a sorted set (see above).
+local function found_task(id) declared[P .. ':task:' .. id] = true end
+
+-- Admit the sorted sets of a queue whose name the script read from a set of queue names.
+local function found_queue(queue)
+  for _, state in ipairs(STATES) do declared[P .. ':' .. state .. ':' .. queue] = true end
+end
 
 -- Priorities (typedtiger/_priorities.py): a queued task's score is the time it was queued less
 -- PRIORITY_STEP seconds per priority level, so the lowest scores (claimed first) are the
@@ -75,7 +103,7 @@ local function file(state, queue, id, score, mode)
   end
   proven[key] = true
   maybe_emptied[key] = nil
-  redis.call('sadd', P .. ':' .. state, queue)
+  redis.call('sadd', names_key(state), queue)
 end
 
 -- ZREM from a state; drops the queue from the state's set when its sorted set empties: at
@@ -89,7 +117,7 @@ local function unfile(state, queue, id, later)
     if later then
       maybe_emptied[key] = {state, queue}
     elseif redis.call('exists', key) == 0 then
-      redis.call('srem', P .. ':' .. state, queue)
+      redis.call('srem', names_key(state), queue)
     end
   end
   return removed
@@ -97,7 +125,7 @@ end
 
 local function settle_names()
   for key, named in pairs(maybe_emptied) do
-    if redis.call('exists', key) == 0 then redis.call('srem', P .. ':' .. named[1], named[2]) end
+    if redis.call('exists', key) == 0 then redis.call('srem', names_key(named[1]), named[2]) end
   end
   maybe_emptied = {}
 end
@@ -157,7 +185,7 @@ end
 local function queue_keys_problem(queue, states)
   for _, state in ipairs(states) do
     local problem = type_problem(state_key(state, queue), 'zset')
-      or type_problem(P .. ':' .. state, 'set')
+      or type_problem(names_key(state), 'set')
     if problem then return problem end
   end
   return nil
@@ -375,7 +403,7 @@ end
 -- Whether the set of a state's queue names lists `queue` (a read that checks its type: nil
 -- and the refusal when it holds another type).
 local function listed(state, queue)
-  local reply, refused = read_checked('set', 'sismember', P .. ':' .. state, queue)
+  local reply, refused = read_checked('set', 'sismember', names_key(state), queue)
   if refused then return nil, refused end
   return reply == 1
 end
@@ -437,6 +465,7 @@ local function resent_claim(memo, token, queue, now, now_s)
   if bad then return wrong_type_reply(bad) end
   local result = {0}
   for i = 3, #saved do
+    found_task(saved[i])
     if in_state('active', queue, saved[i]) then take(result, queue, 'active', saved[i], now, now_s) end
   end
   result[1] = redis.call('zcard', state_key('queued', queue))
@@ -479,6 +508,7 @@ local function claim_from(first)
     left = 1
     ids[#ids] = nil
   end
+  for _, id in ipairs(ids) do found_task(id) end
   -- Which are active already (a unique task queued again while it runs). A lone task is found
   -- out by the ZADD NX that moves it (below): one command instead of two.
   local active, single = {}, #ids == 1
@@ -491,8 +521,8 @@ local function claim_from(first)
       for i = at, math.min(at + 999, #ids) do active[i] = scores[i - at + 1] end
     end
   end
-  local memo = claimant ~= '' and P .. ':claim:' .. claimant or nil
-  local system_lock = redis.call('zscore', P .. ':qslock:' .. queue, 'SYSTEM_LOCK')
+  local memo = claimant ~= '' and claim_key(claimant) or nil
+  local system_lock = redis.call('zscore', qslock_key(queue), 'SYSTEM_LOCK')
   local paused = system_lock and tonumber(system_lock) > now
   if paused or #ids == 0 then  -- nothing to claim: only a resend has tasks to give
     local resent = memo and resent_claim(redis.pcall('get', memo), token, queue, now, now_s)
@@ -533,7 +563,7 @@ local function claim_from(first)
   if #back > 0 then named[#named + 1] = 'scheduled' end
   if broken then named[#named + 1] = 'error' end
   for _, state in ipairs(named) do
-    local problem = type_problem(P .. ':' .. state, 'set')
+    local problem = type_problem(names_key(state), 'set')
     if problem then return wrong_type_reply(problem) end
   end
   -- A lone task to take is moved now, its active check in the same command: ZADD NX leaves a
@@ -550,7 +580,7 @@ local function claim_from(first)
       moved = true
     else
       back, plan, taken = {taken[1]}, {}, {}
-      local problem = type_problem(P .. ':scheduled', 'set')
+      local problem = type_problem(names_key('scheduled'), 'set')
       if problem then return wrong_type_reply(problem) end
     end
   end
@@ -587,7 +617,7 @@ local function claim_from(first)
       scored[#scored + 1] = id
     end
     call_in_chunks('zadd', active_key, scored)
-    if not active_listed then redis.call('sadd', P .. ':active', queue) end
+    if not active_listed then redis.call('sadd', names_key('active'), queue) end
     maybe_emptied[active_key] = nil
   end
   for i, id in ipairs(ids) do
@@ -606,6 +636,6 @@ local function claim_from(first)
       file('scheduled', queue, id, now + lock_retry, 'min')
     end
   end
-  if left == 0 and queued_listed then redis.call('srem', P .. ':queued', queue) end
+  if left == 0 and queued_listed then redis.call('srem', names_key('queued'), queue) end
   return result
 end

@@ -61,6 +61,8 @@ local function cancel_dependents(id, why, at_s)
     local dependents = read_dependents(gone)
     for i = 1, #dependents, 2 do
       local dependent, queue = dependents[i], dependents[i + 1]
+      found_task(dependent)  -- (learnt from the hash: see _common.lua)
+      found_queue(queue)
       -- (a dependent that no longer waits for it, deleted or moved by hand, is left alone)
       if leave_wait(queue, dependent, gone, {'scheduled', 'error'}) then
         redis.call('del', after_key(dependent))
@@ -84,6 +86,8 @@ local function release_dependents(id, now)
   local woken = {}
   for i = 1, #dependents, 2 do
     local dependent, queue = dependents[i], dependents[i + 1]
+    found_task(dependent)  -- (learnt from the hash: see _common.lua)
+    found_queue(queue)
     if leave_wait(queue, dependent, id, {'scheduled', 'queued'})
       and redis.call('exists', after_key(dependent)) == 0 then
       local due, priority = due_and_priority(redis.pcall('get', task_key(dependent)))

@@ -161,7 +161,7 @@ while at <= #ARGV do
       if not has_type(filed_key, 'zset', number, max_size) then
         return refused({'wrongtype', number, filed_key})
       end
-      local names = P .. ':' .. state
+      local names = names_key(state)
       if listed_queues[names .. '\0' .. queue] == nil then
         local reply = redis.pcall('sismember', names, queue)
         if type(reply) == 'table' then return refused({'wrongtype', number, names}) end
@@ -223,7 +223,7 @@ for _, task in ipairs(plan) do
   if not task.payload_only then
     local key = state_key(task.state, task.queue)
     if not task.filed then redis.call('zadd', key, 'NX', task.score, task.id) end
-    local names = P .. ':' .. task.state
+    local names = names_key(task.state)
     if not listed_queues[names .. '\0' .. task.queue] then
       listed_queues[names .. '\0' .. task.queue] = true
       redis.call('sadd', names, task.queue)

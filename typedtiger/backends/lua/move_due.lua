@@ -5,9 +5,10 @@
 -- many moved, then the reason each queue was skipped}.
 local now, publish, limit = tonumber(ARGV[2]), ARGV[3] == '1', tonumber(ARGV[4])
 local moved, skipped = 0, {}
-local queues, refused = read_checked('set', 'smembers', P .. ':scheduled')
+local queues, refused = read_checked('set', 'smembers', names_key('scheduled'))
 if refused then return refused end
 for _, queue in ipairs(queues) do
+  found_queue(queue)
   local key = state_key('scheduled', queue)
   local ids = redis.pcall('zrangebyscore', key, '-inf', now, 'LIMIT', 0, limit)
   local bad = nil
@@ -19,10 +20,11 @@ for _, queue in ipairs(queues) do
   if bad then
     skipped[#skipped + 1] = bad
   elseif #ids > 0 then
+    for _, id in ipairs(ids) do found_task(id) end  -- (their payloads give their priorities)
     call_in_chunks('zrem', key, ids)
-    if redis.call('exists', key) == 0 then redis.call('srem', P .. ':scheduled', queue) end
+    if redis.call('exists', key) == 0 then redis.call('srem', names_key('scheduled'), queue) end
     call_in_chunks('zadd', state_key('queued', queue), queued_scores(ids, now), 'NX')
-    redis.call('sadd', P .. ':queued', queue)
+    redis.call('sadd', names_key('queued'), queue)
     moved = moved + #ids
     if publish then redis.call('publish', P .. ':activity', queue) end
   end

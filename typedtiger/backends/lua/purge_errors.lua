@@ -6,6 +6,7 @@ local queue, before, limit = ARGV[2], ARGV[3], tonumber(ARGV[4])
 local scored = redis.call('zrangebyscore', state_key('error', queue), '-inf', before,
   'WITHSCORES', 'LIMIT', 0, limit)
 for i = 1, #scored, 2 do
+  found_task(scored[i])
   unfile('error', queue, scored[i])
   forget(queue, scored[i], 'error')
   settle_departed(false, 'failed for good', scored[i + 1])

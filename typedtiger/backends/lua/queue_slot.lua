@@ -3,7 +3,7 @@
 -- are running). Returns 1 if held, 0 if full or paused. A pause (the SYSTEM_LOCK member) stops
 -- new claims only: a running holder keeps its slot through it, or after a long pause another
 -- worker could take the only slot of a queue whose task still runs.
-local key = P .. ':qslock:' .. ARGV[2]
+local key = qslock_key(ARGV[2])
 local holder, limit = ARGV[3], tonumber(ARGV[4])
 local now, timeout, refresh = tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7] == '1'
 redis.call('zremrangebyscore', key, '-inf', now)

@@ -22,11 +22,11 @@ local function count_loss(id)
   return losses
 end
 
-local queues, refused = read_checked('set', 'smembers', P .. ':active')
+local queues, refused = read_checked('set', 'smembers', names_key('active'))
 if refused then return refused end
 -- The lock is written only if this pass leaves work for the next (it is released at the end
 -- otherwise): the script is atomic, so nobody could see it in between.
-local lkey = P .. ':lockv2:queue_expired_tasks'
+local lkey = lock_key('queue_expired_tasks')
 local held = redis.call('get', lkey)
 if held and not lock_free(lkey, now, held) then return {0, 0, 1} end
 
@@ -43,6 +43,7 @@ end
 
 local requeued, failed, skipped = 0, 0, {}
 for _, queue in ipairs(queues) do
+  found_queue(queue)
   local budget = limit - requeued - failed
   if budget <= 0 then break end
   local key = state_key('active', queue)
@@ -58,6 +59,7 @@ for _, queue in ipairs(queues) do
     ids = {}
   end
   for _, id in ipairs(ids) do
+    found_task(id)
     local problem = problem_of(id)
     if problem then
       quarantine(queue, 'active', id, ARGV[2], problem)
