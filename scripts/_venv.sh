@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # Sourced (not run) by scripts/test and scripts/demo, from the repository root.
 # Creates .venv with python3 if it is missing or broken, and (re)installs the
-# project into it with the dev, testing, flask, rollbar, metrics and otel extras whenever pyproject.toml is newer
+# project into it with the dev, testing, flask, rollbar, metrics, otel and dashboard extras whenever pyproject.toml is newer
 # than the stamp file .venv/.installed.
 
 typedtiger_ensure_venv() {
@@ -37,9 +37,9 @@ _typedtiger_ensure_venv_unlocked() {
     fi
 
     if [[ ! -f "$stamp" || pyproject.toml -nt "$stamp" ]]; then
-        echo "==> installing typedtiger[dev,testing,flask,rollbar,metrics,otel] into .venv (editable)"
+        echo "==> installing typedtiger[dev,testing,flask,rollbar,metrics,otel,dashboard] into .venv (editable)"
         rm -f "$stamp"
-        "$venv/bin/python" -m pip install -q -e '.[dev,testing,flask,rollbar,metrics,otel]' || return 1
+        "$venv/bin/python" -m pip install -q -e '.[dev,testing,flask,rollbar,metrics,otel,dashboard]' || return 1
         touch "$stamp"
     fi
 }

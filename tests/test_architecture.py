@@ -68,6 +68,7 @@ LAYERS: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
     ),
     ("observability", ("typedtiger.observability",)),
     ("commands", ("typedtiger.commands",)),
+    ("dashboard", ("typedtiger.dashboard",)),
     (
         "integrations",
         ("typedtiger.integrations", "typedtiger.logging", "typedtiger.flask", "typedtiger.rollbar"),

@@ -1,5 +1,6 @@
-"""Inspection and administration of queues on a Tiger's backend: sizes, stats, pauses (queue
-system locks), purging errored tasks, and the live workers. A part of ``Tiger``, kept apart."""
+"""Inspection and administration of queues on a Tiger's backend: sizes, stats, the task at the
+head of each queue, pauses (queue system locks), task locks held, purging errored tasks, and the
+live workers. A part of ``Tiger``, kept apart."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from datetime import datetime
 from typedtiger._queues import queue_matches
 from typedtiger._worker_info import WorkerInfo, decode_worker_info
 from typedtiger.backends.base import Backend, TaskState
+from typedtiger.backends.locks import HeldLock
 from typedtiger.clock import Clock, to_timestamp
 from typedtiger.config import Config
 
@@ -76,6 +78,19 @@ class QueueInspection:
         workers = [decode_worker_info(record) for record in self.backend.workers(alive_since)]
         return sorted(workers, key=lambda info: (info.started, info.id))
 
+    def get_paused_queues(self, queues: Sequence[str] | None = None) -> dict[str, float]:
+        """queue -> when its pause (system lock) ends, for the ``queues`` paused now. Without
+        ``queues``, every paused queue: that scans the keyspace, so it takes longer the more
+        tasks are stored; naming the queues reads one key each."""
+        locks = self.backend.get_queue_system_locks(queues)
+        now = self.clock.now()
+        return {queue: until for queue, until in locks.items() if until > now}
+
+    def get_held_locks(self, limit: int = 1000) -> tuple[list[HeldLock], bool]:
+        """Up to ``limit`` task locks (sorted by lock id) and whether there were more. A lock
+        whose ``expires`` is past is free for the next task, though its key is still there."""
+        return self.backend.held_locks(limit)
+
     def set_queue_system_lock(self, queue: str, timeout: float) -> None:
         """Pause ``queue``: no worker claims from it for ``timeout`` seconds."""
         self.backend.set_queue_system_lock(queue, self.clock.now() + timeout)
@@ -86,7 +101,7 @@ class QueueInspection:
 
     def get_queue_system_lock(self, queue: str) -> float | None:
         """When ``queue``'s system lock ends (epoch seconds), or None if it is not paused."""
-        until = self.backend.get_queue_system_locks().get(queue)
+        until = self.backend.get_queue_system_locks([queue]).get(queue)
         return until if until is not None and until > self.clock.now() else None
 
     def purge_errored_tasks(

@@ -1,9 +1,11 @@
 """RedisBackend's reads for inspection: one task (with its executions), a page of a queue,
-where a task id is filed, queue sizes. Read undecoded, so that a broken task is listed with
-what is wrong with it. A part of ``RedisBackend``, kept apart."""
+where a task id is filed, queue sizes, queue pauses, the oldest task of each queue, the task
+locks held. Read undecoded, so that a broken task is listed with what is wrong with it. A part
+of ``RedisBackend``, kept apart."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from typing import Any, Final, cast
 
@@ -20,12 +22,35 @@ from typedtiger.backends.base import (
     TaskRef,
     TaskState,
 )
+from typedtiger.backends.locks import HeldLock
 
 __all__ = ["RedisInspection"]
 
 _ALL_STATES: Final = tuple(TaskState)
 #: Priority levels, the highest first (the lowest queued scores).
 _LEVELS: Final = tuple(range(MAX_PRIORITY, MIN_PRIORITY - 1, -1))
+#: Keys SCAN looks at per call: few round trips over a large keyspace, each one short.
+_SCAN_COUNT: Final = 5000
+_GLOB_SPECIAL: Final = re.compile(r"([*?\[\]\\])")
+
+
+def _pairs(reply: Sequence[Any]) -> list[tuple[Any, Any]]:
+    """A WITHSCORES reply as (member, score) pairs, whichever shape the protocol gave it."""
+    if reply and isinstance(reply[0], list | tuple):
+        return [(member, score) for member, score in reply]
+    return list(zip(reply[::2], reply[1::2], strict=True))
+
+
+def _held_lock(lock_id: str, value: bytes) -> HeldLock:
+    raw = undecoded(value)
+    holder, bar, expiry = raw.rpartition("|")
+    try:
+        expires = float(expiry) if bar and holder else None
+    except ValueError:
+        expires = None
+    return HeldLock(
+        id=lock_id, holder=None if expires is None else holder, expires=expires, raw=raw
+    )
 
 
 def _refs(fields: dict[str, str]) -> tuple[TaskRef, ...]:
@@ -113,10 +138,7 @@ class RedisInspection:
         stop = skip + limit - 1
         command("ZREVRANGE", key, skip, stop, "WITHSCORES", **{NEVER_DECODE: True})
         total, reply = pipe.execute()
-        # (pairs, or one flat list, depending on the server's protocol and the client)
-        flat = not reply or not isinstance(reply[0], list | tuple)
-        pairs = zip(reply[::2], reply[1::2], strict=True) if flat else reply
-        scored = [(undecoded(task_id), float(score)) for task_id, score in pairs]
+        scored = [(undecoded(task_id), float(score)) for task_id, score in _pairs(reply)]
         return int(total), self._stored(queue, state, scored, load_executions)
 
     @redis_call
@@ -195,3 +217,62 @@ class RedisInspection:
             if times:
                 oldest[queue] = min(times)
         return oldest
+
+    def queue_heads(self, state: TaskState, queues: Sequence[str]) -> dict[str, StoredTask]:
+        pipe = self._client.pipeline(transaction=False)
+        command = cast(Callable[..., object], pipe.execute_command)
+        for queue in queues:
+            key = self._key(state.value, queue)
+            command("ZRANGE", key, 0, 0, "WITHSCORES", **{NEVER_DECODE: True})
+        heads = {}
+        for queue, reply in zip(queues, pipe.execute(), strict=True):
+            scored = [(undecoded(task_id), float(score)) for task_id, score in _pairs(reply)]
+            if scored:  # (its payload read with it: a queued score is not the queued time)
+                heads[queue] = self._stored(queue, state, scored, 0)[0]
+        return heads
+
+    @redis_call
+    def get_queue_system_locks(self, queues: Sequence[str] | None = None) -> dict[str, float]:
+        if queues is not None:
+            pipe = self._client.pipeline(transaction=False)
+            for queue in queues:
+                pipe.zscore(self._key("qslock", queue), "SYSTEM_LOCK")
+            found = zip(queues, pipe.execute(), strict=True)
+            return {queue: float(until) for queue, until in found if until is not None}
+        locks: dict[str, float] = {}
+        prefix = self._key("qslock", "")
+        for key in self._client.scan_iter(match=prefix.replace("*", r"\*") + "*", count=1000):
+            score = self._client.zscore(key, "SYSTEM_LOCK")
+            if score is not None:
+                locks[str(key)[len(prefix) :]] = float(score)
+        return locks
+
+    @redis_call
+    def held_locks(self, limit: int) -> tuple[list[HeldLock], bool]:
+        text = self._key("lockv2", "")
+        prefix, pattern = text.encode(), _GLOB_SPECIAL.sub(r"\\\1", text) + "*"
+        raw = {NEVER_DECODE: True}
+        keys: set[bytes] = set()
+        cursor: int | bytes = 0
+        while True:
+            cursor, found = self._client.execute_command(
+                "SCAN", cursor, "MATCH", pattern, "COUNT", _SCAN_COUNT, **raw
+            )
+            keys.update(found)
+            if int(cursor) == 0:
+                break
+        chosen = [undecoded(key[len(prefix) :]) for key in sorted(keys)[:limit]]
+        return self.read_locks(chosen), len(keys) > limit
+
+    @redis_call
+    def read_locks(self, lock_ids: Sequence[str]) -> list[HeldLock]:
+        pipe = self._client.pipeline(transaction=False)
+        command = cast(Callable[..., object], pipe.execute_command)
+        for lock_id in lock_ids:
+            key = self._key("lockv2", lock_id).encode("utf-8", "surrogateescape")
+            command("GET", key, **{NEVER_DECODE: True})
+        return [
+            _held_lock(lock_id, value)
+            for lock_id, value in zip(lock_ids, pipe.execute(raise_on_error=False), strict=True)
+            if isinstance(value, bytes)  # (gone meanwhile, or a key of another type)
+        ]

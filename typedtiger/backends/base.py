@@ -13,6 +13,7 @@ from typing import Final, Protocol
 
 import attrs
 
+from typedtiger.backends.locks import LockInspection
 from typedtiger.clock import Clock
 
 __all__ = [
@@ -240,7 +241,7 @@ class WorkerBeat:
     expires_after: float
 
 
-class Backend(Protocol):
+class Backend(LockInspection, Protocol):
     """Storage for tasks. See ``RedisBackend`` for the implementation and its Redis layout."""
 
     @property
@@ -487,8 +488,9 @@ class Backend(Protocol):
         """Unpause ``queue``."""
         ...
 
-    def get_queue_system_locks(self) -> dict[str, float]:
-        """queue -> time its system lock ends, for every lock set."""
+    def get_queue_system_locks(self, queues: Sequence[str] | None = None) -> dict[str, float]:
+        """queue -> time its system lock ends, of ``queues`` (a read each) or of every queue
+        (a scan of the keyspace)."""
         ...
 
     def purge_errors(self, queue: str, before: float | None, limit: int | None) -> int:

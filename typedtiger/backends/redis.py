@@ -483,16 +483,6 @@ class RedisBackend(RedisInspection, RedisWorkers, RedisResults):
         self._client.zrem(self._key("qslock", queue), "SYSTEM_LOCK")
 
     @redis_call
-    def get_queue_system_locks(self) -> dict[str, float]:
-        locks: dict[str, float] = {}
-        prefix = self._key("qslock", "")
-        for key in self._client.scan_iter(match=prefix.replace("*", r"\*") + "*", count=1000):
-            score = self._client.zscore(key, "SYSTEM_LOCK")
-            if score is not None:
-                locks[str(key)[len(prefix) :]] = float(score)
-        return locks
-
-    @redis_call
     def purge_errors(self, queue: str, before: float | None, limit: int | None) -> int:
         bound = "+inf" if before is None else num(before)
         args = [queue, bound, -1 if limit is None else limit]

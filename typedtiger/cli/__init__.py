@@ -1,4 +1,5 @@
-"""The ``typedtiger`` program: the click group with ``worker``, ``demo`` and the admin commands.
+"""The ``typedtiger`` program: the click group with ``worker``, ``demo``, ``dashboard`` and the
+admin commands.
 
 The composition root of the command line: nothing in the package imports it (the console script
 ``typedtiger._console`` loads it, and ``python -m typedtiger.cli`` runs it). The commands
@@ -22,9 +23,11 @@ class _Main(click.Group):
     def _register_admin(self) -> None:
         if not self._admin_registered:
             self._admin_registered = True
+            from typedtiger.cli.dashboard import dashboard
             from typedtiger.commands.admin import register_admin_commands
 
             register_admin_commands(self)
+            self.add_command(dashboard)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name not in self.commands:

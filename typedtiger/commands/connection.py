@@ -27,6 +27,7 @@ __all__ = [
     "open_tiger",
     "put_cwd_on_path",
     "redacted_url",
+    "url_connection_options",
 ]
 
 #: The parameters ``connection_options`` adds to a command.
@@ -172,9 +173,9 @@ def make_tiger(settings: ConnectionSettings) -> Tiger:
     return tiger
 
 
-def _options() -> list[Callable[[Callable[..., None]], Callable[..., None]]]:
-    return [
-        click.option(
+def _options() -> dict[str, Callable[[Callable[..., None]], Callable[..., None]]]:
+    return {
+        "app": click.option(
             "-A",
             "--app",
             envvar="TYPEDTIGER_APP",
@@ -182,13 +183,13 @@ def _options() -> list[Callable[[Callable[..., None]], Callable[..., None]]]:
             help="The application's Tiger (default attribute: tiger), used with its own "
             "backend and Config. [env: TYPEDTIGER_APP]",
         ),
-        click.option(
+        "url": click.option(
             "--url",
             envvar=["TYPEDTIGER_URL", "REDIS_URL"],
             help="Redis URL (redis://[:password@]host:port/db). Prefer the environment, where "
             "`ps` does not show the password. [env: TYPEDTIGER_URL, REDIS_URL]",
         ),
-        click.option(
+        "host": click.option(
             "-h",
             "--host",
             envvar="TYPEDTIGER_REDIS_HOST",
@@ -196,7 +197,7 @@ def _options() -> list[Callable[[Callable[..., None]], Callable[..., None]]]:
             show_default=True,
             help="Redis host. [env: TYPEDTIGER_REDIS_HOST]",
         ),
-        click.option(
+        "port": click.option(
             "-p",
             "--port",
             envvar="TYPEDTIGER_REDIS_PORT",
@@ -205,7 +206,7 @@ def _options() -> list[Callable[[Callable[..., None]], Callable[..., None]]]:
             show_default=True,
             help="Redis port. [env: TYPEDTIGER_REDIS_PORT]",
         ),
-        click.option(
+        "password": click.option(
             "-a",
             "--password",
             envvar="TYPEDTIGER_REDIS_PASSWORD",
@@ -213,7 +214,7 @@ def _options() -> list[Callable[[Callable[..., None]], Callable[..., None]]]:
             help="Redis password (visible to `ps`: prefer the environment). "
             "[env: TYPEDTIGER_REDIS_PASSWORD]",
         ),
-        click.option(
+        "db": click.option(
             "-n",
             "--db",
             envvar="TYPEDTIGER_REDIS_DB",
@@ -222,17 +223,26 @@ def _options() -> list[Callable[[Callable[..., None]], Callable[..., None]]]:
             show_default=True,
             help="Redis database number. [env: TYPEDTIGER_REDIS_DB]",
         ),
-        click.option(
+        "prefix": click.option(
             "--prefix",
             envvar="TYPEDTIGER_PREFIX",
             default=None,
             help="Key prefix (default: Config's, 't'). [env: TYPEDTIGER_PREFIX]",
         ),
-    ]
+    }
 
 
 def connection_options(command: Callable[..., None]) -> Callable[..., None]:
     """The connection options every command takes (``typedtiger worker`` too)."""
-    for option in reversed(_options()):
+    for option in reversed(_options().values()):
         command = option(command)
+    return command
+
+
+def url_connection_options(command: Callable[..., None]) -> Callable[..., None]:
+    """``--app``, ``--url`` and ``--prefix`` only: for a command whose ``-h``/``-p``/``--port``
+    mean something else (a server's address); Redis is named by its URL."""
+    options = _options()
+    for name in ("prefix", "url", "app"):
+        command = options[name](command)
     return command

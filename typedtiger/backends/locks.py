@@ -1,0 +1,38 @@
+"""The task locks as inspection reads them: ``HeldLock``, and the part of the ``Backend``
+protocol that reads them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import attrs
+
+__all__ = ["HeldLock", "LockInspection"]
+
+
+@attrs.frozen(kw_only=True)
+class HeldLock:
+    """A task lock key as read for inspection (held until it expires or its task ends)."""
+
+    #: The lock id (the key's name after ``<prefix>:lockv2:``).
+    id: str
+    #: The id of the task holding it, None for a value of another form (a TaskTiger token).
+    holder: str | None
+    #: When it expires (epoch seconds), None for a value of another form.
+    expires: float | None
+    #: The stored value, bytes that are not UTF-8 kept as lone surrogates.
+    raw: str
+
+
+class LockInspection(Protocol):
+    """The ``Backend`` methods that read task locks."""
+
+    def held_locks(self, limit: int) -> tuple[list[HeldLock], bool]:
+        """Up to ``limit`` lock keys (sorted by id), and whether there were more. This scans the
+        keyspace: it takes longer the more tasks are stored."""
+        ...
+
+    def read_locks(self, lock_ids: Sequence[str]) -> list[HeldLock]:
+        """The lock keys of ``lock_ids`` that exist, in that order (one read each)."""
+        ...
