@@ -1,26 +1,63 @@
-"""Functions for tests/test_async.py: async ones a worker may still be asked to run (a payload
-naming one by string), and plain ones that return awaitables."""
+"""Async task functions for tests/test_async.py and tests/test_asyncio_executor.py."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Coroutine
+from pathlib import Path
 
 from typedtiger import Tiger
 from typedtiger.runner import BatchCall
 
-#: What the async bodies did when a worker was asked to run them: they never run, so it stays
-#: empty.
+#: What the async bodies did (in the worker's own process: sync executor, eager mode).
 CALLS: list[str] = []
-#: What ``runs_coroutine`` computed.
-RESULTS: list[int] = []
 
 tiger = Tiger()
 
 
+@tiger.task
 async def fetch(url: str) -> str:
+    await asyncio.sleep(0)
     CALLS.append(f"fetch {url}")
     return url
+
+
+@tiger.task
+async def touch(path: str, text: str = "ran") -> None:
+    """Writes ``text`` to ``path`` after a turn of the loop: proof it ran, from any process."""
+    await asyncio.sleep(0)
+    Path(path).write_text(text)
+
+
+@tiger.task
+async def fail(message: str) -> None:
+    await asyncio.sleep(0)
+    raise ValueError(message)
+
+
+@tiger.task(hard_timeout=0.3)
+async def sleeps(seconds: float) -> None:
+    await asyncio.sleep(seconds)
+
+
+@tiger.task(hard_timeout=0.3)
+async def blocks(seconds: float) -> None:
+    """Blocks the event loop (sync code inside a coroutine)."""
+    time.sleep(seconds)
+
+
+@tiger.task(batch=True)
+async def batch_touch(calls: list[BatchCall]) -> None:
+    await asyncio.sleep(0)
+    for call in calls:
+        path, text = call["args"]
+        Path(str(path)).write_text(f"{text} of {len(calls)}")
+
+
+async def retry_delay(retry_number: int) -> float:
+    """An async retry function, named by string (``Custom.of`` refuses it)."""
+    return 1.0
 
 
 async def stream() -> AsyncIterator[int]:
@@ -30,20 +67,16 @@ async def stream() -> AsyncIterator[int]:
 
 @tiger.task
 def returns_coroutine(url: str) -> Coroutine[object, object, str]:
-    """A plain function handing back the coroutine of an async one (a common slip)."""
+    """A plain function handing back the coroutine of an async one: it is run too."""
     return fetch(url)
 
 
-@tiger.task(batch=True)
-def batch_returns_coroutine(calls: list[BatchCall]) -> Coroutine[object, object, str]:
-    return fetch(str(len(calls)))
-
-
-async def _add_one(number: int) -> int:
-    return number + 1
+@tiger.task
+def returns_generator() -> AsyncIterator[int]:
+    """A plain function returning an async generator: not something a task can run."""
+    return stream()
 
 
 @tiger.task
-def runs_coroutine(number: int) -> None:
-    """A plain function running a coroutine to its end: a task like any other."""
-    RESULTS.append(asyncio.run(_add_one(number)))
+def plain(path: str) -> None:
+    Path(path).write_text("plain")

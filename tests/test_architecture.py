@@ -39,7 +39,7 @@ LAYERS: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
             "typedtiger._names",
             "typedtiger._cron",
             "typedtiger._allowlist",
-            "typedtiger._sync_only",
+            "typedtiger._coroutines",
             "typedtiger._queues",
             "typedtiger._worker_info",
             "typedtiger._priorities",

@@ -6,8 +6,8 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from typedtiger._coroutines import refuse_async_generator
 from typedtiger._names import qualified_name
-from typedtiger._sync_only import refuse_async
 from typedtiger.runner import BaseRunner
 from typedtiger.spec import KeyNames, RetryPolicy, TaskSpec, check_key_names
 
@@ -48,7 +48,7 @@ class TaskTigerDelay:
         priority: int | None = None,
     ) -> Task:
         """TaskTiger-style, untyped: queue ``func(*args, **kwargs)`` with these options."""
-        refuse_async(func)
+        refuse_async_generator(func)
         spec = TaskSpec(
             func=qualified_name(func),
             args=tuple(args or ()),

@@ -10,9 +10,9 @@ from typing import Any, Final, TypeAlias
 import attrs
 
 from typedtiger._allowlist import Allowlist
+from typedtiger._coroutines import refuse_async, refuse_awaitable
 from typedtiger._json import JSONValue, json_args
 from typedtiger._names import qualified_name
-from typedtiger._sync_only import refuse_async, refuse_awaitable
 from typedtiger.exceptions import StopRetry
 
 __all__ = [
@@ -148,7 +148,7 @@ class Custom:
     @classmethod
     def of(cls, func: Callable[..., float], *args: JSONValue) -> Custom:
         """A Custom policy calling ``func`` (which must be importable by workers)."""
-        refuse_async(func)
+        refuse_async(func, "retry function")
         return cls(qualified_name(func), args)
 
     def delay_for(self, retry_number: int, allowlist: Allowlist) -> float:

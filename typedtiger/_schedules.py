@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Final, TypeAlias
 
 import attrs
 
+from typedtiger._coroutines import refuse_async
 from typedtiger._policies import MAX_SECONDS, is_number
-from typedtiger._sync_only import refuse_async
 
 if TYPE_CHECKING:
     from typedtiger._cron import CronExpression
@@ -103,7 +103,7 @@ class CustomSchedule:
     func: Callable[[datetime], datetime | None]
 
     def __attrs_post_init__(self) -> None:
-        refuse_async(self.func)
+        refuse_async(self.func, "schedule function")
 
     def next_run(self, after: datetime) -> datetime | None:
         """What the function answers, as aware UTC."""

@@ -3,7 +3,7 @@ worker after a permanent failure. Pick one per task with ``runner_class``."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, TypedDict
 
 from typedtiger._json import JSONValue
@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from typedtiger.task import Task
     from typedtiger.tiger import Tiger
 
-__all__ = ["BaseRunner", "BatchCall", "DefaultRunner"]
+__all__ = ["BaseRunner", "BatchCall", "DefaultRunner", "batch_calls"]
 
 
 class BatchCall(TypedDict):
@@ -23,14 +23,19 @@ class BatchCall(TypedDict):
     kwargs: dict[str, JSONValue]
 
 
+def batch_calls(tasks: Sequence[Task]) -> list[BatchCall]:
+    """What a batch function is called with for ``tasks``."""
+    return [{"args": list(task.args), "kwargs": dict(task.kwargs)} for task in tasks]
+
+
 class BaseRunner:
     """Calls task functions. Subclass it to wrap calls (tracing, transactions, ...).
 
     ``run_single_task`` and ``run_batch_tasks`` run where the task runs (the forked child or
     the worker itself, under the hard timeout); ``on_permanent_error`` runs in the worker after
-    the task has failed for good. The ``func`` they receive raises TypeError when the task
-    returns an awaitable (async tasks are not supported yet): such a task fails, never passes
-    for done.
+    the task has failed for good. For an ``async def`` task, the ``func`` they receive runs
+    the coroutine to its end (``asyncio.run``) before it returns; the asyncio executor calls
+    ``arun_single_task`` and ``arun_batch_tasks`` instead, on its event loop.
     """
 
     def __init__(self, tiger: Tiger) -> None:
@@ -51,10 +56,19 @@ class BaseRunner:
     ) -> object:
         """Run a batch of one ``batch=True`` function: ``func([{"args", "kwargs"}, ...])``;
         ``hard_timeout`` is the batch's (the largest of its tasks')."""
-        calls: list[BatchCall] = [
-            {"args": list(task.args), "kwargs": dict(task.kwargs)} for task in tasks
-        ]
-        return func(calls)
+        return func(batch_calls(tasks))
+
+    async def arun_single_task(
+        self, task: Task, func: Callable[..., Awaitable[object]], hard_timeout: float
+    ) -> object:
+        """``run_single_task`` on the asyncio executor's loop: ``await func(*args, **kwargs)``."""
+        return await func(*task.args, **task.kwargs)
+
+    async def arun_batch_tasks(
+        self, tasks: Sequence[Task], func: Callable[..., Awaitable[object]], hard_timeout: float
+    ) -> object:
+        """``run_batch_tasks`` on the asyncio executor's loop: ``await func([...])``."""
+        return await func(batch_calls(tasks))
 
     def run_eager_task(self, task: Task, func: Callable[..., object], batch: bool) -> object:
         """Run a task at enqueue time (``Config.always_eager``) or by ``Task.execute``;

@@ -12,6 +12,7 @@ from typing import Any, Final, ParamSpec, Protocol, TypeAlias
 
 import attrs
 
+from typedtiger._coroutines import refuse_async_generator
 from typedtiger._json import JSONValue, json_args, json_kwargs
 from typedtiger._names import import_qualified, qualified_name
 from typedtiger._policies import (
@@ -39,7 +40,6 @@ from typedtiger._schedules import (
     cron,
     periodic,
 )
-from typedtiger._sync_only import refuse_async
 
 __all__ = [
     "MAX_COUNT",
@@ -192,9 +192,9 @@ class TaskSpec:
     def of(cls, func: Callable[P, object], /, *args: P.args, **kwargs: P.kwargs) -> TaskSpec:
         """A spec calling ``func(*args, **kwargs)``; arguments are checked against ``func``.
 
-        TypeError for an async function (async tasks are not supported yet).
+        ``func`` may be an ``async def`` function; TypeError for an async generator function.
         """
-        refuse_async(func)
+        refuse_async_generator(func)
         _check_call(func, args, kwargs)
         return cls(func=qualified_name(func), args=args, kwargs=kwargs)
 

@@ -9,9 +9,9 @@ from typing_extensions import TypeVar
 
 from typedtiger._awaiting import wait_for_result
 from typedtiger._context import running
+from typedtiger._coroutines import running_to_end
 from typedtiger._json import JSONValue, to_json_value
 from typedtiger._priorities import queued_score, queued_time
-from typedtiger._sync_only import sync_only
 from typedtiger.backends.base import (
     WAITING_SCORE,
     StoredTask,
@@ -352,4 +352,4 @@ class Task(Generic[R_co]):
         func, batch = self._tiger.resolve_function(self._payload.func)
         runner = self._tiger.runner_class_for(self._payload.runner_class)(self._tiger)
         with running([self], batch, self._payload.func):
-            return runner.run_eager_task(self, sync_only(func, self._payload.func), batch)
+            return runner.run_eager_task(self, running_to_end(func, self._payload.func), batch)

@@ -12,13 +12,13 @@ import attrs
 
 from typedtiger._allowlist import Allowlist
 from typedtiger._context import RunningTaskAccess, running
+from typedtiger._coroutines import refuse_async_generator, running_to_end
 from typedtiger._delay import TaskTigerDelay
 from typedtiger._inspection import QueueInspection
 from typedtiger._logging import setup_structlog as setup_structlog_json_lines
 from typedtiger._names import qualified_name
 from typedtiger._payloads import build_payload, new_task
 from typedtiger._registry import BatchTaskFunction, Registration, TaskFunction, TaskRegistry
-from typedtiger._sync_only import refuse_async, sync_only
 from typedtiger.backends.base import Backend, Enqueued, EnqueueMode, TaskRef
 from typedtiger.clock import Clock, due_at
 from typedtiger.config import Config
@@ -242,7 +242,7 @@ class Tiger(TaskRegistry, QueueInspection, TaskTigerDelay, RunningTaskAccess):
         """
 
         def register(target: Callable[..., object]) -> object:
-            refuse_async(target)
+            refuse_async_generator(target)
             defaults = TaskSpec(
                 func=qualified_name(target),
                 queue=queue,
@@ -429,7 +429,7 @@ class Tiger(TaskRegistry, QueueInspection, TaskTigerDelay, RunningTaskAccess):
         func, batch = self.resolve_function(payload.func)
         runner = self.runner_class_for(payload.runner_class)(self)
         with running([task], batch, payload.func):
-            value = runner.run_eager_task(task, sync_only(func, payload.func), batch)
+            value = runner.run_eager_task(task, running_to_end(func, payload.func), batch)
         task.keep_eager_result(value)
         return task
 

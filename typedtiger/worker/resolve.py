@@ -17,8 +17,8 @@ import attrs
 import structlog
 
 from typedtiger._context import running
+from typedtiger._coroutines import running_to_end
 from typedtiger._results import encode_value
-from typedtiger._sync_only import sync_only
 from typedtiger.backends.base import TaskState
 from typedtiger.exceptions import TaskImportError
 from typedtiger.task import Task
@@ -79,7 +79,7 @@ class Resolver:
                 runner = self.runner(job.runner_class)
                 tasks = self.tasks(job)
                 stack.enter_context(running(tasks, batch, job.func))
-                func = sync_only(func, job.func)
+                func = running_to_end(func, job.func)
                 if batch:
                     runner.run_batch_tasks(tasks, func, job.hard_timeout)
                 else:
