@@ -80,3 +80,46 @@ def returns_generator() -> AsyncIterator[int]:
 @tiger.task
 def plain(path: str) -> None:
     Path(path).write_text("plain")
+
+
+@tiger.task(hard_timeout=0.3)
+async def cancellable(path: str) -> None:
+    """Sleeps past its hard timeout; writes "cancelled" to ``path`` when cancelled."""
+    try:
+        await asyncio.sleep(10)
+    except asyncio.CancelledError:
+        Path(path).write_text("cancelled")
+        raise
+
+
+@tiger.task(hard_timeout=10)
+async def meet(folder: str, name: str, count: int) -> None:
+    """Leaves ``name`` in ``folder`` and waits (asynchronously) until ``count`` names are
+    there: only tasks running side by side all get past it."""
+    Path(folder, name).write_text(name)
+    while len(list(Path(folder).iterdir())) < count:
+        await asyncio.sleep(0.01)
+
+
+@tiger.task(lock=True, lock_key=("path",), hard_timeout=10)
+async def locked(*, path: str, label: str) -> None:
+    """Appends start and end lines around a turn of the loop: interleaved without the lock."""
+    with Path(path).open("a") as log:
+        log.write(f"start {label}\n")
+    await asyncio.sleep(0.05)
+    with Path(path).open("a") as log:
+        log.write(f"end {label}\n")
+
+
+@tiger.task(unique=True)
+async def once(path: str) -> None:
+    with Path(path).open("a") as log:
+        log.write("ran\n")
+
+
+@tiger.task(hard_timeout=10)
+async def slow_touch(path: str, seconds: float) -> None:
+    """Writes ``path``.started, then "finished" to ``path`` ``seconds`` later."""
+    Path(f"{path}.started").write_text("started")
+    await asyncio.sleep(seconds)
+    Path(path).write_text("finished")

@@ -116,6 +116,8 @@ EXECUTOR_MODULES: Final = (
     "typedtiger.worker.child",
     "typedtiger.worker.prefork",
     "typedtiger.worker.prefork_child",
+    "typedtiger.worker.asyncio_executor",
+    "typedtiger.worker.asyncio_child",
 )
 #: The worker loop and its parts, and what they must not import: a concrete executor (the one
 #: that picks the default, worker/default.py, is not among them).
@@ -139,6 +141,9 @@ CONCRETE_EXECUTORS: Final = frozenset(
         "typedtiger.worker.prefork",
         "typedtiger.worker.prefork_child",
         "PreforkExecutor",
+        "typedtiger.worker.asyncio_executor",
+        "typedtiger.worker.asyncio_child",
+        "AsyncioExecutor",
     }
 )
 

@@ -8,11 +8,12 @@ import functools
 import gc
 import warnings
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from tests import async_tasks
+from tests import async_periodic_tasks, async_tasks
 from typedtiger import Config, Tiger
 from typedtiger.backends.redis import RedisBackend
 from typedtiger.executor import ForkExecutor, PreforkExecutor, SyncExecutor
@@ -177,6 +178,24 @@ def test_the_harness_runs_async_tasks() -> None:
         async_tasks.fail.delay("three")
         with pytest.raises(TaskFailed, match="three"):
             harness.run_until_idle(raise_errors=True)
+
+
+def test_the_harness_travels_in_time_for_async_retries_and_schedules() -> None:
+    async_periodic_tasks.CALLS.clear()
+    with fake_tiger(async_periodic_tasks.tiger) as harness:
+        start = harness.clock.now()
+        async_periodic_tasks.flaky.delay(3)  # fails twice, retried every 60 s
+
+        result = harness.advance(timedelta(minutes=10))
+
+        flaky = result.of(async_periodic_tasks.flaky).executions
+        assert [e.status for e in flaky] == [
+            ExecutionStatus.RETRYING,
+            ExecutionStatus.RETRYING,
+            ExecutionStatus.DONE,
+        ]
+        assert [e.started_at.timestamp() - start for e in flaky] == [0, 60, 120]
+        assert async_periodic_tasks.CALLS.count("tick") == 2  # every five minutes
 
 
 # --- what is refused -----------------------------------------------------------------------

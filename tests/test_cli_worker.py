@@ -301,3 +301,20 @@ def test_a_task_state_is_unchanged_by_print_config(redis_db: redis.Redis[str]) -
     assert app_tiger(redis_db).get_queue_sizes("slow")[TaskState.QUEUED] == 1
     assert redis_db.lrange(cli_app.RAN, 0, -1) == []
     assert task.id in redis_db.zrange("app:queued:slow", 0, -1)
+
+
+def test_the_asyncio_executor_runs_async_tasks_side_by_side(
+    redis_db: redis.Redis[str], tmp_path: Path
+) -> None:
+    folder = tmp_path / "met"
+    folder.mkdir()
+    ids = [plant(redis_db, "tests.async_tasks:meet", str(folder), f"t{n}", 4) for n in range(4)]
+
+    result = typedtiger(
+        "worker", "--url", REDIS_URL, "-m", "tests.async_tasks", "--executor", "asyncio",
+        "-c", "4", "--exit-after", "idle",
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in folder.iterdir()) == ["t0", "t1", "t2", "t3"]
+    assert [redis_db.exists(f"t:task:{task_id}") for task_id in ids] == [0] * 4

@@ -15,8 +15,8 @@ import contextvars
 import functools
 import inspect
 import threading
-from collections.abc import Callable, Coroutine
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeGuard
 
 __all__ = [
     "is_async",
@@ -63,7 +63,7 @@ def _find(func: object, test: Callable[[object], bool]) -> object | None:
     return None
 
 
-def is_async(func: object) -> bool:
+def is_async(func: object) -> TypeGuard[Callable[..., Awaitable[object]]]:
     """Whether ``func`` is an ``async def`` function (or an async generator function), or
     wraps one (functools.wraps, partial), or is an object whose ``__call__`` is one."""
     return _find(func, _is_async_function) is not None

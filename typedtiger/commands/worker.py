@@ -25,7 +25,13 @@ from typedtiger.commands.connection import (
 from typedtiger.commands.metrics import worker_metrics, worker_tracing
 from typedtiger.config import Config
 from typedtiger.exceptions import StorageGaveUp
-from typedtiger.executor import Executor, ForkExecutor, PreforkExecutor, SyncExecutor
+from typedtiger.executor import (
+    AsyncioExecutor,
+    Executor,
+    ForkExecutor,
+    PreforkExecutor,
+    SyncExecutor,
+)
 from typedtiger.tiger import Tiger
 from typedtiger.worker import Worker
 
@@ -76,12 +82,14 @@ def _worker_options(command: Callable[..., None]) -> Callable[..., None]:
         click.option(
             "--executor",
             "executor_name",
-            type=click.Choice(["fork", "prefork", "sync"]),
+            type=click.Choice(["fork", "prefork", "sync", "asyncio"]),
             envvar="TYPEDTIGER_EXECUTOR",
             default=None,
             help="fork: one child process per task (the default on Redis); prefork: a pool of "
             "-c long-lived child processes, each running tasks one after the other; sync: "
-            "in-process (the default on FakeBackend). [env: TYPEDTIGER_EXECUTOR]",
+            "in-process (the default on FakeBackend); asyncio: up to -c async def tasks at "
+            "once on one event loop in a child process (async tasks only). "
+            "[env: TYPEDTIGER_EXECUTOR]",
         ),
         click.option(
             "--max-tasks-per-child",
@@ -307,6 +315,8 @@ def _executor(
             if max_memory_per_child is None
             else max_memory_per_child << 20,
         )
+    if name == "asyncio":
+        return AsyncioExecutor()
     return ForkExecutor() if name == "fork" else SyncExecutor()
 
 

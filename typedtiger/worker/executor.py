@@ -13,7 +13,7 @@ import math
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 from typing import Final, Protocol
@@ -29,6 +29,7 @@ __all__ = [
     "ExecutorSettings",
     "Finished",
     "RunJob",
+    "RunJobAsync",
     "Running",
     "check_kill_grace",
     "hard_timeout_alarm",
@@ -37,6 +38,8 @@ __all__ = [
 
 #: Runs a job in the current process and describes how it ended (never raises for the task).
 RunJob = Callable[[Job], Outcome]
+#: Runs a job on the current thread's event loop, awaiting its coroutine (``RunJob``'s twin).
+RunJobAsync = Callable[[Job], Awaitable[Outcome]]
 
 
 #: Config's default hard_timeout_kill_grace: what an executor used alone (not bound to a
@@ -68,6 +71,9 @@ class ExecutorSettings:
     close_inherited: Callable[[], None] = _nothing
     #: The worker's clock (epoch seconds), for the times of outcomes an executor makes itself.
     now: Callable[[], float] = time.time
+    #: The worker's way to run a job on an event loop (``Resolver.arun_job``), for an executor
+    #: that awaits async tasks (None: the executor was not bound to a worker).
+    run_async: RunJobAsync | None = None
 
 
 class Running(Protocol):

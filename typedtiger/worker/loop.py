@@ -90,11 +90,13 @@ class Worker:
         self._slots = JobSlots(
             self._executor, concurrency, self._clock.now, before_wait=self._flush_done
         )
+        resolver = Resolver(tiger)
         self._executor.bind(
             ExecutorSettings(
                 kill_grace=config.hard_timeout_kill_grace,
                 close_inherited=_closing_inherited(self._backend, tiger.backend),
                 now=self._clock.now,
+                run_async=resolver.arun_job,
             )
         )
         self._concurrency = concurrency
@@ -115,7 +117,6 @@ class Worker:
         self._outage = StorageOutage(
             config.storage_retry_deadline, self._log, max_wait=config.active_task_update_timer
         )
-        resolver = Resolver(tiger)
         self._recorder = Recorder(tiger, self._backend, resolver, self._call)
         #: This worker's record in the worker registry (``Tiger.get_workers``).
         self.record = WorkerRecord(

@@ -9,16 +9,15 @@ names before it takes locks (``runner_class``) and makes a runner after a perman
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING
 
 import attrs
 import structlog
 
 from typedtiger._context import running
-from typedtiger._coroutines import running_to_end
-from typedtiger._results import encode_value
+from typedtiger._coroutines import is_async, running_to_end
 from typedtiger.backends.base import TaskState
 from typedtiger.exceptions import TaskImportError
 from typedtiger.task import Task
@@ -65,7 +64,8 @@ class Resolver:
 
     def run_job(self, job: Job) -> Outcome:
         """Run ``job`` in this process: resolve it, enter ``Config.child_context_managers``,
-        mark its tasks as current, call its runner; how it ended (never raises for the task)."""
+        mark its tasks as current, call its runner; how it ended (never raises for the task).
+        An async task's coroutine is run to its end (``asyncio.run``)."""
         now = self._tiger.clock.now
         started = now()
         learned: bool | None = None  # what the import here showed, for the worker
@@ -73,12 +73,7 @@ class Resolver:
         try:
             func, batch = self.function(job)
             learned = batch if job.batch is None else None
-            with ExitStack() as stack:
-                for factory in self._tiger.config.child_context_managers:
-                    stack.enter_context(factory())
-                runner = self.runner(job.runner_class)
-                tasks = self.tasks(job)
-                stack.enter_context(running(tasks, batch, job.func))
+            with self._entered(job, batch) as (runner, tasks):
                 func = running_to_end(func, job.func)
                 if batch:
                     runner.run_batch_tasks(tasks, func, job.hard_timeout)
@@ -87,11 +82,54 @@ class Resolver:
                     if job.tasks[0].result_ttl is not None:
                         result = encode_value(value, job.func)
         except (Exception, SystemExit) as exc:
-            _log.debug(
-                "task raised", task_ids=[t.id for t in job.tasks], exception=type(exc).__name__
-            )
-            failed = failed_from_exception(exc, started, now(), job.store_traceback)
-            return failed if learned is None else attrs.evolve(failed, batch_function=learned)
+            return self._failed(job, exc, started, learned)
         return Succeeded(
             time_started=started, time_finished=now(), batch_function=learned, result=result
         )
+
+    async def arun_job(self, job: Job) -> Outcome:
+        """``run_job`` on this thread's event loop: the runner's ``arun_*`` methods await the
+        task's coroutine. A plain function fails with TypeError (it would block the loop)."""
+        now = self._tiger.clock.now
+        started = now()
+        learned: bool | None = None
+        result: str | None = None
+        try:
+            func, batch = self.function(job)
+            learned = batch if job.batch is None else None
+            if not is_async(func):
+                raise TypeError(
+                    f"{job.func} is a plain function: the asyncio executor runs async def tasks "
+                    "only; serve its queue with a worker of another executor (fork, prefork)"
+                )
+            with self._entered(job, batch) as (runner, tasks):
+                if batch:
+                    await runner.arun_batch_tasks(tasks, func, job.hard_timeout)
+                else:
+                    value = await runner.arun_single_task(tasks[0], func, job.hard_timeout)
+                    if job.tasks[0].result_ttl is not None:
+                        result = encode_value(value, job.func)
+        except (Exception, SystemExit) as exc:
+            return self._failed(job, exc, started, learned)
+        return Succeeded(
+            time_started=started, time_finished=now(), batch_function=learned, result=result
+        )
+
+    @contextmanager
+    def _entered(self, job: Job, batch: bool) -> Iterator[tuple[BaseRunner, tuple[Task, ...]]]:
+        """``Config.child_context_managers`` entered, the job's runner and its tasks, marked as
+        the current ones."""
+        with ExitStack() as stack:
+            for factory in self._tiger.config.child_context_managers:
+                stack.enter_context(factory())
+            runner = self.runner(job.runner_class)
+            tasks = self.tasks(job)
+            stack.enter_context(running(tasks, batch, job.func))
+            yield runner, tasks
+
+    def _failed(
+        self, job: Job, exc: BaseException, started: float, learned: bool | None
+    ) -> Outcome:
+        _log.debug("task raised", task_ids=[t.id for t in job.tasks], exception=type(exc).__name__)
+        failed = failed_from_exception(exc, started, self._tiger.clock.now(), job.store_traceback)
+        return failed if learned is None else attrs.evolve(failed, batch_function=learned)
