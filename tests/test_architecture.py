@@ -60,6 +60,7 @@ LAYERS: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
             "typedtiger._inspection",
             "typedtiger._delay",
             "typedtiger._awaiting",
+            "typedtiger._async_client",
         ),
     ),
     (

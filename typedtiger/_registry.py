@@ -64,6 +64,10 @@ class Enqueuer(Protocol):
 
     def enqueue(self, spec: TaskSpec, *, when: datetime | timedelta | None = None) -> Task: ...
 
+    async def aenqueue(
+        self, spec: TaskSpec, *, when: datetime | timedelta | None = None
+    ) -> Task: ...
+
 
 class _Registered:
     """What task objects share: the registration and the Tiger they enqueue through."""
@@ -122,6 +126,16 @@ class TaskFunction(_Registered, Generic[P, R]):
         """Queue a call to run at ``when`` (a datetime, or a delay from now)."""
         return typing.cast("Task[R]", self._tiger.enqueue(self.spec(*args, **kwargs), when=when))
 
+    async def adelay(self, *args: P.args, **kwargs: P.kwargs) -> Task:
+        """``delay``, awaited on the running event loop (``Tiger.aenqueue``)."""
+        return await self._tiger.aenqueue(self.spec(*args, **kwargs))
+
+    async def adelay_at(
+        self, when: datetime | timedelta, /, *args: P.args, **kwargs: P.kwargs
+    ) -> Task:
+        """``delay_at``, awaited on the running event loop."""
+        return await self._tiger.aenqueue(self.spec(*args, **kwargs), when=when)
+
 
 class BatchTaskFunction(_Registered, Generic[R]):
     """A ``batch=True`` task: workers call it with a list of ``BatchCall`` records.
@@ -146,6 +160,10 @@ class BatchTaskFunction(_Registered, Generic[R]):
         """Queue one call of the batch function now; returns its Task."""
         return self._tiger.enqueue(self.spec(*args, **kwargs))
 
+    async def adelay(self, *args: JSONValue, **kwargs: JSONValue) -> Task:
+        """``delay``, awaited on the running event loop (``Tiger.aenqueue``)."""
+        return await self._tiger.aenqueue(self.spec(*args, **kwargs))
+
 
 class TaskRegistry:
     """The registry ``@tiger.task`` fills, the allowlist it vouches for, and the functions and
@@ -161,6 +179,9 @@ class TaskRegistry:
         raise NotImplementedError
 
     def enqueue(self, spec: TaskSpec, *, when: datetime | timedelta | None = None) -> Task:
+        raise NotImplementedError
+
+    async def aenqueue(self, spec: TaskSpec, *, when: datetime | timedelta | None = None) -> Task:
         raise NotImplementedError
 
     @property

@@ -138,9 +138,33 @@ class Task(Generic[R_co]):
     ) -> Task:
         """The task ``task_id`` filed in ``queue`` under ``state``; TaskNotFound otherwise."""
         stored = tiger.backend.get_task(queue, TaskState(state), task_id, load_executions)
+        return cls._found(tiger, stored, load_executions > 0, (task_id, state, queue))
+
+    @classmethod
+    async def afrom_id(
+        cls,
+        tiger: Tiger,
+        queue: str,
+        state: TaskState | str,
+        task_id: str,
+        load_executions: int = 0,
+    ) -> Task:
+        """``from_id``, awaited on the running event loop (through ``tiger.async_backend()``)."""
+        stored = await tiger.async_backend().get_task(
+            queue, TaskState(state), task_id, load_executions
+        )
+        return cls._found(tiger, stored, load_executions > 0, (task_id, state, queue))
+
+    @classmethod
+    def _found(
+        cls, tiger: Tiger, stored: StoredTask | None, loaded: bool, asked: tuple[str, str, str]
+    ) -> Task:
+        """The handle of ``stored`` (``loaded``: read with its executions); TaskNotFound for
+        None, naming what was ``asked`` (task id, state, queue)."""
         if stored is None:
+            task_id, state, queue = asked
             raise TaskNotFound(f"task {task_id} is not {state} in queue {queue!r}")
-        return cls.from_stored(tiger, stored, executions_loaded=load_executions > 0)
+        return cls.from_stored(tiger, stored, executions_loaded=loaded)
 
     @classmethod
     def tasks_from_queue(

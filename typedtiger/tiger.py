@@ -11,13 +11,14 @@ from typing import TYPE_CHECKING, Literal, ParamSpec, TypeVar, overload
 import attrs
 
 from typedtiger._allowlist import Allowlist
+from typedtiger._async_client import AsyncClient
 from typedtiger._context import RunningTaskAccess, running
 from typedtiger._coroutines import refuse_async_generator, running_to_end
 from typedtiger._delay import TaskTigerDelay
 from typedtiger._inspection import QueueInspection
 from typedtiger._logging import setup_structlog as setup_structlog_json_lines
 from typedtiger._names import qualified_name
-from typedtiger._payloads import build_payload, new_task
+from typedtiger._payloads import build_payload
 from typedtiger._registry import BatchTaskFunction, Registration, TaskFunction, TaskRegistry
 from typedtiger.backends.base import Backend, Enqueued, EnqueueMode, TaskRef
 from typedtiger.clock import Clock, due_at
@@ -50,7 +51,7 @@ class _Bound:
     clock: Clock
 
 
-class Tiger(TaskRegistry, QueueInspection, TaskTigerDelay, RunningTaskAccess):
+class Tiger(AsyncClient, TaskRegistry, QueueInspection, TaskTigerDelay, RunningTaskAccess):
     """A task queue on a storage backend.
 
     ``Tiger(backend, config)`` is ready to use. ``Tiger()`` creates one to be initialised later
@@ -399,11 +400,7 @@ class Tiger(TaskRegistry, QueueInspection, TaskTigerDelay, RunningTaskAccess):
         mode: EnqueueMode | None,
         after: Sequence[tuple[TaskRef, ...]],
     ) -> list[Task]:
-        size = self.config.max_payload_bytes
-        new_tasks = [
-            new_task(payload, queue, due, mode, size, waits)
-            for (payload, queue), waits in zip(timed, after, strict=True)
-        ]
+        new_tasks = self._new_tasks(timed, due, mode, after)
         results = self.backend.enqueue(new_tasks, now, self.config.publish_queued_tasks)
         return [
             self._stored_handle(payload, queue, result)

@@ -24,7 +24,7 @@ from typedtiger.backends.base import (
 )
 from typedtiger.backends.locks import HeldLock
 
-__all__ = ["RedisInspection"]
+__all__ = ["RedisInspection", "queue_stored_reads", "stored_tasks"]
 
 _ALL_STATES: Final = tuple(TaskState)
 #: Priority levels, the highest first (the lowest queued scores).
@@ -58,6 +58,61 @@ def _refs(fields: dict[str, str]) -> tuple[TaskRef, ...]:
     return tuple(TaskRef(queue, task_id) for task_id, queue in sorted(fields.items()))
 
 
+def queue_stored_reads(
+    pipe: Any, task_prefix: str, scored: Sequence[tuple[str, float]], load_executions: int
+) -> None:
+    """Queue on ``pipe`` (a redis-py pipeline, sync or asyncio) the reads ``stored_tasks``
+    parses: each task's payload, executions count and latest executions, undecoded."""
+    # (typed here: types-redis leaves Pipeline.execute_command untyped)
+    command = cast(Callable[..., object], pipe.execute_command)
+    raw = {NEVER_DECODE: True}
+    for task_id, _score in scored:
+        base = f"{task_prefix}:{task_id}".encode("utf-8", "surrogateescape")
+        command("GET", base, **raw)
+        command("GET", base + b":executions_count", **raw)
+        if load_executions:
+            command("LRANGE", base + b":executions", -load_executions, -1, **raw)
+
+
+def stored_tasks(
+    queue: str,
+    state: TaskState,
+    scored: Sequence[tuple[str, float]],
+    load_executions: int,
+    replies: Sequence[Any],
+) -> list[StoredTask]:
+    """The tasks ``queue_stored_reads`` read. Whatever one task's keys hold (bytes that are not
+    UTF-8, a key of another type), the others are listed and it is shown as broken."""
+    answers = iter(replies)
+    tasks = []
+    for task_id, score in scored:
+        payload, count = next(answers), next(answers)
+        executions = next(answers) if load_executions else []
+        problems = []
+        if isinstance(payload, redis.exceptions.ResponseError):
+            problems.append(f"the task key cannot be read: {payload}")
+            payload = None
+        counted = stored_count(count)
+        if counted is None:
+            problems.append(f"executions_count holds {escaped(count)}, not a count")
+        if isinstance(executions, redis.exceptions.ResponseError):
+            problems.append(f"executions cannot be read: {executions}")
+            executions = []
+        tasks.append(
+            StoredTask(
+                id=task_id,
+                queue=queue,
+                state=state,
+                score=float(score),
+                payload=None if payload is None else undecoded(payload),
+                executions=tuple(undecoded(item) for item in executions),
+                executions_count=counted or 0,
+                broken="; ".join(problems) or None,
+            )
+        )
+    return tasks
+
+
 class RedisInspection:
     """Inspection reads on ``_client`` under the keys ``_key`` names (RedisBackend's)."""
 
@@ -76,46 +131,10 @@ class RedisInspection:
         scored: Sequence[tuple[str, float]],
         load_executions: int,
     ) -> list[StoredTask]:
-        # Read undecoded and without raising: whatever one task's keys hold (bytes that are not
-        # UTF-8, a key of another type), the others are listed and it is shown as broken.
         pipe = self._client.pipeline(transaction=False)
-        # (typed here: types-redis leaves Pipeline.execute_command untyped)
-        command = cast(Callable[..., object], pipe.execute_command)
-        raw = {NEVER_DECODE: True}
-        for task_id, _score in scored:
-            base = self._key("task", task_id).encode("utf-8", "surrogateescape")
-            command("GET", base, **raw)
-            command("GET", base + b":executions_count", **raw)
-            if load_executions:
-                command("LRANGE", base + b":executions", -load_executions, -1, **raw)
-        replies = iter(pipe.execute(raise_on_error=False))
-        tasks = []
-        for task_id, score in scored:
-            payload, count = next(replies), next(replies)
-            executions = next(replies) if load_executions else []
-            problems = []
-            if isinstance(payload, redis.exceptions.ResponseError):
-                problems.append(f"the task key cannot be read: {payload}")
-                payload = None
-            counted = stored_count(count)
-            if counted is None:
-                problems.append(f"executions_count holds {escaped(count)}, not a count")
-            if isinstance(executions, redis.exceptions.ResponseError):
-                problems.append(f"executions cannot be read: {executions}")
-                executions = []
-            tasks.append(
-                StoredTask(
-                    id=task_id,
-                    queue=queue,
-                    state=state,
-                    score=float(score),
-                    payload=None if payload is None else undecoded(payload),
-                    executions=tuple(undecoded(item) for item in executions),
-                    executions_count=counted or 0,
-                    broken="; ".join(problems) or None,
-                )
-            )
-        return tasks
+        queue_stored_reads(pipe, self._key("task"), scored, load_executions)
+        replies = pipe.execute(raise_on_error=False)
+        return stored_tasks(queue, state, scored, load_executions, replies)
 
     @redis_call
     def get_task(

@@ -4,19 +4,31 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import socket
 from collections.abc import Sequence
 from typing import Any
 
-from typedtiger.backends.base import Claimed, Completion, EnqueueMode, NewTask, TaskRef
-from typedtiger.exceptions import StorageDataError
+from typedtiger._priorities import queued_score
+from typedtiger.backends.base import (
+    Claimed,
+    Completion,
+    Enqueued,
+    EnqueueMode,
+    NewTask,
+    TaskRef,
+    TaskState,
+)
+from typedtiger.exceptions import QueueFullException, StorageDataError
 
 __all__ = [
     "claimed",
     "close_inherited_sockets",
     "completion_args",
+    "enqueue_args",
     "enqueue_options",
+    "enqueued",
     "escaped",
     "keep_ms",
     "lock_pairs",
@@ -56,6 +68,48 @@ def enqueue_options(
     task: NewTask,
 ) -> tuple[str, float, EnqueueMode, int | None, int, tuple[TaskRef, ...]]:
     return task.queue, task.due, task.mode, task.max_queue_size, task.priority, task.after
+
+
+def enqueue_args(tasks: Sequence[NewTask], now: float, publish: bool) -> list[object]:
+    """The enqueue script's arguments (after the prefix) for ``tasks``."""
+    args: list[object] = [num(now), int(publish)]
+    # Neighbours sharing their options travel as one group: two arguments per task.
+    groups = itertools.groupby(tasks, enqueue_options)
+    for (queue, due, mode, max_size, priority, after), group in groups:
+        pairs = [item for task in group for item in (task.id, task.payload)]
+        waits = [item for ref in after for item in (ref.queue, ref.id)]
+        args += [queue, num(due), mode.value, max_size or 0, priority, len(after), *waits]
+        args += [len(pairs) // 2, *pairs]
+    return args
+
+
+def enqueued(tasks: Sequence[NewTask], now: float, reply: list[Any]) -> list[Enqueued]:
+    """Where each of ``tasks`` is, from the enqueue script's undecoded reply; QueueFullException
+    or StorageDataError when it stored nothing."""
+    status, *rest = reply
+    if status != b"ok":
+        number, detail = rest
+        task = tasks[int(number) - 1]
+        if status == b"full":
+            raise QueueFullException(
+                f"queue {task.queue!r} holds {detail} tasks (max_queue_size "
+                f"{task.max_queue_size}); nothing was enqueued"
+            )
+        raise StorageDataError(
+            f"WRONGTYPE: Redis key {undecoded(detail)!r} holds another type of value; nothing "
+            "was enqueued"
+        )
+    results = [
+        Enqueued(TaskState.QUEUED, queued_score(now, task.priority))
+        if task.due <= now
+        else Enqueued(TaskState.SCHEDULED, task.due)
+        for task in tasks
+    ]
+    for at in range(0, len(rest), 4):
+        number, state, score, payload = rest[at : at + 4]
+        text = None if payload is None else undecoded(payload)
+        results[int(number) - 1] = Enqueued(TaskState(state.decode()), float(score), text)
+    return results
 
 
 def num(value: float) -> str:

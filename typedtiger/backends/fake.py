@@ -16,6 +16,7 @@ except ImportError as exc:  # an extra: production workers do not need it
     ) from exc
 
 from typedtiger.backends.redis import RedisBackend
+from typedtiger.backends.redis_async import AsyncRedisBackend
 from typedtiger.clock import ManualClock
 
 __all__ = ["FakeBackend"]
@@ -44,6 +45,11 @@ class FakeBackend(RedisBackend):
     @property
     def clock(self) -> ManualClock:
         return self._manual_clock
+
+    def async_twin(self) -> AsyncRedisBackend:
+        """The same in-process store through fakeredis's asyncio client."""
+        client = fakeredis.FakeAsyncRedis(server=self._server, decode_responses=True)
+        return AsyncRedisBackend(client, prefix=self.prefix)
 
     def without_retries(self) -> FakeBackend:
         return self  # in-process: no connection to lose

@@ -9,7 +9,6 @@ replies travel is in ``_redis_wire``, the inspection reads in ``_redis_inspect``
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
@@ -21,7 +20,6 @@ from redis.commands.core import Script
 from redis.retry import Retry
 from redis.sentinel import SentinelConnectionPool
 
-from typedtiger._priorities import queued_score
 from typedtiger.backends._redis_errors import redis_call, translate_error
 from typedtiger.backends._redis_inspect import RedisInspection
 from typedtiger.backends._redis_keys import KeyLayout
@@ -30,13 +28,13 @@ from typedtiger.backends._redis_wire import (
     claimed,
     close_inherited_sockets,
     completion_args,
-    enqueue_options,
+    enqueue_args,
+    enqueued,
     keep_ms,
     lock_pairs,
     num,
     queue_names,
     raise_skipped,
-    undecoded,
     wire,
 )
 from typedtiger.backends._redis_workers import RedisWorkers
@@ -51,11 +49,8 @@ from typedtiger.backends.base import (
     TaskState,
     WorkerBeat,
 )
+from typedtiger.backends.redis_async import AsyncRedisBackend, asyncio_client_like
 from typedtiger.clock import Clock, SystemClock
-from typedtiger.exceptions import (
-    QueueFullException,
-    StorageDataError,
-)
 
 __all__ = ["RedisBackend", "translate_error"]
 
@@ -181,6 +176,11 @@ class RedisBackend(RedisInspection, RedisWorkers, RedisResults):
         backend._owns_pool = True
         return backend
 
+    def async_twin(self) -> AsyncRedisBackend:
+        """The same storage through a ``redis.asyncio`` client with this client's connection
+        settings (a pool of its own, for the event loop running now)."""
+        return AsyncRedisBackend(asyncio_client_like(self._client), prefix=self._prefix)
+
     def with_prefix(self, prefix: str) -> RedisBackend:
         if prefix == self._prefix:
             return self
@@ -234,41 +234,12 @@ class RedisBackend(RedisInspection, RedisWorkers, RedisResults):
     def enqueue(self, tasks: Sequence[NewTask], now: float, publish: bool) -> list[Enqueued]:
         if not tasks:
             return []
-        now_arg = num(now)
-        args: list[object] = [now_arg, int(publish)]
-        # Neighbours sharing their options travel as one group: two arguments per task.
-        groups = itertools.groupby(tasks, enqueue_options)
-        for (queue, due, mode, max_size, priority, after), group in groups:
-            pairs = [item for task in group for item in (task.id, task.payload)]
-            waits = [item for ref in after for item in (ref.queue, ref.id)]
-            args += [queue, num(due), mode.value, max_size or 0, priority, len(after), *waits]
-            args += [len(pairs) // 2, *pairs]
         # Undecoded: a stored payload the reply carries may be bytes UTF-8 refuses.
         keys = self._keys.enqueue_keys(tasks)
-        status, *rest = self._run("enqueue", keys=keys, args=args, decode=False)
-        if status != b"ok":
-            number, detail = rest
-            task = tasks[int(number) - 1]
-            if status == b"full":
-                raise QueueFullException(
-                    f"queue {task.queue!r} holds {detail} tasks (max_queue_size "
-                    f"{task.max_queue_size}); nothing was enqueued"
-                )
-            raise StorageDataError(
-                f"WRONGTYPE: Redis key {undecoded(detail)!r} holds another type of value; nothing "
-                "was enqueued"
-            )
-        results = [
-            Enqueued(TaskState.QUEUED, queued_score(now, task.priority))
-            if task.due <= now
-            else Enqueued(TaskState.SCHEDULED, task.due)
-            for task in tasks
-        ]
-        for at in range(0, len(rest), 4):
-            number, state, score, payload = rest[at : at + 4]
-            text = None if payload is None else undecoded(payload)
-            results[int(number) - 1] = Enqueued(TaskState(state.decode()), float(score), text)
-        return results
+        reply = self._run(
+            "enqueue", keys=keys, args=enqueue_args(tasks, now, publish), decode=False
+        )
+        return enqueued(tasks, now, reply)
 
     # --- consuming ----------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ import structlog
 
 from typedtiger._context import running
 from typedtiger._coroutines import is_async, running_to_end
+from typedtiger._results import encode_value
 from typedtiger.backends.base import TaskState
 from typedtiger.exceptions import TaskImportError
 from typedtiger.task import Task

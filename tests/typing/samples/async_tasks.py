@@ -26,3 +26,11 @@ fetch.delay("u", retries="x")  # E: Argument "retries" to "delay" of "TaskFuncti
 store.delay()  # E: Missing positional argument "key" in call to "delay" of "TaskFunction"
 TaskSpec.of(plain, 1)
 TaskSpec.of(plain, "x")  # E: Argument 2 to "of" of "TaskSpec" has incompatible type "str"; expected "int"
+
+
+async def handler() -> None:
+    queued: Task = await fetch.adelay("u", retries=2)
+    await fetch.adelay(2)  # E: Argument 1 to "adelay" of "TaskFunction" has incompatible type "int"; expected "str"
+    many: list[Task] = await tiger.aenqueue_many([fetch.spec("a"), store.spec("k")])
+    found: Task = await Task.afrom_id(tiger, "default", "queued", queued.id)
+    del many, found

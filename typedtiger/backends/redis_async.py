@@ -1,0 +1,110 @@
+"""AsyncRedisBackend: RedisBackend's enqueue and task read on ``redis.asyncio``, by the same Lua
+script and the same argument and reply handling (``_redis_wire``, ``_redis_inspect``)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, cast
+
+import redis.asyncio
+import redis.asyncio.connection
+import redis.exceptions
+from redis.client import NEVER_DECODE
+
+from typedtiger.backends._redis_errors import translated_errors
+from typedtiger.backends._redis_inspect import queue_stored_reads, stored_tasks
+from typedtiger.backends._redis_keys import KeyLayout
+from typedtiger.backends._redis_wire import enqueue_args, enqueued, wire
+from typedtiger.backends._scripts import SHAS, SOURCES
+from typedtiger.backends.base import Enqueued, NewTask, StoredTask, TaskState
+
+__all__ = ["AsyncRedisBackend", "asyncio_client_like"]
+
+#: Connection settings of a sync client that an asyncio one does not take (their sync kinds).
+_SYNC_ONLY_SETTINGS = ("retry", "retry_on_error", "redis_connect_func", "connection_pool")
+
+
+class AsyncRedisBackend:
+    """Tasks stored by an asyncio client (``decode_responses=True``) under ``prefix``."""
+
+    def __init__(self, client: redis.asyncio.Redis[str], *, prefix: str = "t") -> None:
+        self._client = client
+        self._prefix = prefix
+        self._keys = KeyLayout(prefix)
+
+    def __repr__(self) -> str:
+        return f"AsyncRedisBackend(prefix={self._prefix!r})"
+
+    @property
+    def prefix(self) -> str:
+        return self._prefix
+
+    @property
+    def client(self) -> redis.asyncio.Redis[str]:
+        """The redis-py asyncio client."""
+        return self._client
+
+    async def _run(self, name: str, keys: Sequence[str], args: Sequence[object]) -> Any:
+        """The script's undecoded reply (loading it on NOSCRIPT); ``keys``: every key it may
+        touch, sent as its KEYS."""
+        declared = [wire(key) for key in dict.fromkeys(keys)]
+        sent = [*declared, *(wire(arg) for arg in (self._prefix, *args))]
+        raw = {NEVER_DECODE: True}
+        # (typed here: types-redis leaves these untyped)
+        command = cast(Callable[..., Awaitable[Any]], self._client.execute_command)
+        try:
+            return await command("EVALSHA", SHAS[name], len(declared), *sent, **raw)
+        except redis.exceptions.NoScriptError:
+            await cast(Callable[[str], Awaitable[str]], self._client.script_load)(SOURCES[name])
+            return await command("EVALSHA", SHAS[name], len(declared), *sent, **raw)
+
+    async def enqueue(self, tasks: Sequence[NewTask], now: float, publish: bool) -> list[Enqueued]:
+        if not tasks:
+            return []
+        with translated_errors():
+            keys = self._keys.enqueue_keys(tasks)
+            reply = await self._run("enqueue", keys, enqueue_args(tasks, now, publish))
+        return enqueued(tasks, now, reply)
+
+    async def get_task(
+        self, queue: str, state: TaskState, task_id: str, load_executions: int
+    ) -> StoredTask | None:
+        with translated_errors():
+            score = await self._client.zscore(self._keys.state(state, queue), task_id)
+            if score is None:
+                return None
+            scored = [(task_id, float(score))]
+            pipe = self._client.pipeline(transaction=False)
+            queue_stored_reads(pipe, self._keys.key("task"), scored, load_executions)
+            replies = await pipe.execute(raise_on_error=False)
+        return stored_tasks(queue, state, scored, load_executions, replies)[0]
+
+    async def close(self) -> None:
+        await self._client.aclose()  # type: ignore[attr-defined]  # (types-redis lags)
+
+
+def asyncio_client_like(client: redis.Redis[str]) -> redis.asyncio.Redis[str]:
+    """An asyncio client with ``client``'s connection settings (TCP, TLS or a Unix socket);
+    TypeError for a pool of another kind (Sentinel...): make the asyncio client yourself."""
+    pool = client.connection_pool
+    kind = getattr(redis.asyncio.connection, pool.connection_class.__name__, None)
+    if type(pool) not in (redis.ConnectionPool, redis.BlockingConnectionPool) or kind is None:
+        raise TypeError(
+            f"no asyncio twin for a {type(pool).__name__} of {pool.connection_class.__name__}: "
+            "return an AsyncRedisBackend(redis.asyncio.Redis(...)) from the async_twin of a "
+            "RedisBackend subclass"
+        )
+    settings = {
+        name: value
+        for name, value in pool.connection_kwargs.items()
+        if name not in _SYNC_ONLY_SETTINGS
+    }
+    settings["decode_responses"] = True
+    fresh = redis.asyncio.ConnectionPool(
+        connection_class=kind, max_connections=pool.max_connections, **settings
+    )
+    twin: redis.asyncio.Redis[str] = redis.asyncio.Redis(
+        connection_pool=fresh, decode_responses=True
+    )
+    twin.auto_close_connection_pool = True  # its own pool: closed with it
+    return twin
