@@ -1,13 +1,14 @@
 """Task functions run by both TaskTiger and typedtiger workers in the interop tests.
 
 This module is imported by the TaskTiger virtualenv (redis<5, no attrs/cattrs) and by ours, so
-it imports nothing from typedtiger or tasktiger at module level: every function is plain and
-reports what it did by appending a JSON line to a ledger file given as its first argument
-(periodic tasks, which take no arguments, read the ledger path from $INTEROP_LEDGER).
+it imports nothing from typedtiger or tasktiger at module level: every function (plain, or async
+for ``arecord``) reports what it did by appending a JSON line to a ledger file given as its first
+argument (periodic tasks, which take no arguments, read the ledger path from $INTEROP_LEDGER).
 """
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import json
 import os
@@ -19,6 +20,7 @@ __all__ = [
     "CustomError",
     "NotARunner",
     "SubError",
+    "arecord",
     "batch_record",
     "die",
     "fail",
@@ -71,6 +73,12 @@ def read_ledger(ledger: str | Path) -> list[dict[str, object]]:
 def record(ledger: str, label: str, *args: object, **kwargs: object) -> None:
     """Succeed, noting the label and every argument."""
     _append(ledger, "done", label, args=list(args), kwargs=kwargs)
+
+
+async def arecord(ledger: str, label: str, *args: object, **kwargs: object) -> None:
+    """``record`` as an async task, after a turn of the event loop."""
+    await asyncio.sleep(0)
+    _append(ledger, "done", label, args=list(args), kwargs=kwargs, loop=True)
 
 
 def fail(ledger: str, label: str, kind: str = "ValueError", message: str = "boom") -> None:

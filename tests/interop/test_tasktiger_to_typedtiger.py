@@ -6,6 +6,7 @@ Failures land in the error state where TaskTiger's own inspection API reads them
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,7 @@ from tests.interop.conftest import (
 )
 from tests.waiting import scaled, sleep_past
 from typedtiger import Task, TaskState, Tiger
-from typedtiger.executor import ForkExecutor, SyncExecutor
+from typedtiger.executor import AsyncioExecutor, Executor, ForkExecutor, SyncExecutor
 from typedtiger.serialization import unique_task_id
 from typedtiger.spec import Exponential
 
@@ -420,3 +421,23 @@ def test_task_function_outside_allowed_modules_is_refused(
     execution = errored["executions"][-1]
     assert execution["exception_name"] == "typedtiger.exceptions:TaskImportError"
     assert "allowed_task_modules" in execution["exception"]
+
+
+@pytest.mark.parametrize("executor", [AsyncioExecutor, ForkExecutor])
+def test_an_async_task_queued_by_name_by_tasktiger_runs_on_typedtiger(
+    tt: TaskTigerSide,
+    tiger: Tiger,
+    ledger: Path,
+    rdb: redis.Redis[str],
+    executor: Callable[[], Executor],
+) -> None:
+    # A TaskTiger client names an async def function; TaskTiger itself cannot run it, a
+    # typedtiger worker awaits it (asyncio executor) or runs it to its end (fork executor).
+    tt.delay("arecord", str(ledger), "async", 7, kwargs={"flag": True})
+
+    run_typed(tiger, executor=executor())
+
+    (done,) = entries(ledger, "done")
+    assert (done["label"], done["args"], done["kwargs"]) == ("async", [7], {"flag": True})
+    assert tt.sizes("default") == {"queued": 0, "active": 0, "scheduled": 0}
+    assert rdb.keys("t:task:*") == []

@@ -1,0 +1,1 @@
+"""A FastAPI application that queues async tasks with the async client: docs/asyncio.md."""
