@@ -162,12 +162,28 @@ class AsyncioJob:
         self.deadline = time.monotonic() + job.hard_timeout + kill_grace
         self._outcome: Outcome | None = None
         self._ended = threading.Event()
+        self._lock = threading.Lock()
+        self._callback: Callable[[Outcome], None] | None = None
 
     def end(self, outcome: Outcome) -> None:
-        """Its outcome is known (the first one given counts)."""
-        if not self._ended.is_set():
+        """Its outcome is known (the first one given counts): to the callback, if any."""
+        with self._lock:
+            if self._ended.is_set():
+                return
             self._outcome = outcome
             self._ended.set()
+            callback = self._callback
+        if callback is not None:
+            callback(outcome)
+
+    def when_ended(self, callback: Callable[[Outcome], None]) -> None:
+        """Hand the outcome to ``callback`` once it is known (now, if it is)."""
+        with self._lock:
+            outcome = self._outcome
+            if outcome is None:
+                self._callback = callback
+        if outcome is not None:
+            callback(outcome)
 
     def wait(self, timeout: float | None) -> Outcome | None:
         """The outcome once the loop has reported it or the job was stopped, or None after

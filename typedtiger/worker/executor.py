@@ -16,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
-from typing import Final, Protocol
+from typing import Final, Protocol, runtime_checkable
 
 import attrs
 
@@ -28,6 +28,7 @@ __all__ = [
     "Executor",
     "ExecutorSettings",
     "Finished",
+    "Notifying",
     "RunJob",
     "RunJobAsync",
     "Running",
@@ -84,6 +85,17 @@ class Running(Protocol):
         within ``timeout`` seconds (None: wait for it). Never raises for the task; an exception
         raised here while waiting (KeyboardInterrupt...) propagates after the job was stopped.
         An executor that runs the job in the waiting thread returns its outcome in any case."""
+        ...
+
+
+@runtime_checkable
+class Notifying(Running, Protocol):
+    """A Running that can hand its outcome to a callback when it ends, so that nobody needs to
+    block in ``wait`` for it (the worker then spares a thread per job)."""
+
+    def when_ended(self, callback: Callable[[Outcome], None]) -> None:
+        """Call ``callback(outcome)`` once the job has ended, from whatever thread learns it
+        (at once, in this thread, if it has ended already). Called at most once per job."""
         ...
 
 

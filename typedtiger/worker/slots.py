@@ -6,7 +6,7 @@ import queue
 import threading
 from collections.abc import Callable
 
-from typedtiger.worker.executor import Executor, RunJob, Running
+from typedtiger.worker.executor import Executor, Notifying, RunJob, Running
 from typedtiger.worker.job import Job, Outcome, failed_from_exception
 
 __all__ = ["JobSlots"]
@@ -20,7 +20,8 @@ class JobSlots:
     Each outcome is handed to its ``record`` callback in the thread that calls ``run`` and
     ``collect`` (the worker's main thread, which owns the storage calls). Every job is started
     the same way; with concurrency 1 that thread then waits for it inside ``run``, otherwise a
-    thread per job waits for its outcome and hands it over. ``before_wait`` runs before that
+    thread per job waits for its outcome and hands it over (or, for a ``Notifying`` job, the
+    executor hands it over when it learns it). ``before_wait`` runs before that
     thread blocks for an outcome (the worker records what it held back for its next claim).
     """
 
@@ -69,6 +70,9 @@ class JobSlots:
             record(_outcome_of(started))
             return
         self._running += 1
+        if isinstance(started, Notifying):
+            started.when_ended(lambda outcome: self._finished.put((record, outcome)))
+            return
 
         def wait() -> None:
             try:
