@@ -97,6 +97,9 @@ ANNOTATION_CYCLES: Final = {
         "RetryException(method=...) takes a retry policy; the policies raise StopRetry"
     ),
     ("typedtiger.task", "typedtiger.tiger"): "a Task handle is bound to the Tiger that made it",
+    ("typedtiger.backends.async_base", "typedtiger.backends.base"): (
+        "Backend includes AsyncTwin; AsyncBackend's calls take and give the Backend's values"
+    ),
     ("typedtiger._context", "typedtiger.task"): "the running tasks are Task handles",
     ("typedtiger.runner", "typedtiger.tiger"): "BaseRunner(tiger) is public API",
 }

@@ -9,8 +9,8 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from typedtiger._payloads import new_task
+from typedtiger.backends.async_base import AsyncBackend
 from typedtiger.backends.base import (
-    AsyncBackend,
     Backend,
     Enqueued,
     EnqueueMode,

@@ -13,12 +13,12 @@ from typing import Final, Protocol
 
 import attrs
 
+from typedtiger.backends.async_base import AsyncTwin
 from typedtiger.backends.locks import LockInspection
 from typedtiger.clock import Clock
 
 __all__ = [
     "WAITING_SCORE",
-    "AsyncBackend",
     "Backend",
     "ClaimTicket",
     "Claimed",
@@ -242,32 +242,7 @@ class WorkerBeat:
     expires_after: float
 
 
-class AsyncBackend(Protocol):
-    """The async twin of ``Backend``'s calls an application makes from a request handler:
-    storing tasks and reading one back, awaited on the running event loop, by the same scripts
-    (``Backend.async_twin`` makes one)."""
-
-    @property
-    def prefix(self) -> str:
-        """The key prefix this backend stores under."""
-        ...
-
-    async def enqueue(self, tasks: Sequence[NewTask], now: float, publish: bool) -> list[Enqueued]:
-        """``Backend.enqueue``, awaited."""
-        ...
-
-    async def get_task(
-        self, queue: str, state: TaskState, task_id: str, load_executions: int
-    ) -> StoredTask | None:
-        """``Backend.get_task``, awaited."""
-        ...
-
-    async def close(self) -> None:
-        """Close its connections (on the loop that made them)."""
-        ...
-
-
-class Backend(LockInspection, Protocol):
+class Backend(LockInspection, AsyncTwin, Protocol):
     """Storage for tasks. See ``RedisBackend`` for the implementation and its Redis layout."""
 
     @property
@@ -285,11 +260,6 @@ class Backend(LockInspection, Protocol):
 
     def with_prefix(self, prefix: str) -> Backend:
         """The same storage under another key prefix."""
-        ...
-
-    def async_twin(self) -> AsyncBackend:
-        """The same storage through an asyncio client (``AsyncBackend``), for the event loop
-        running now: its connections belong to that loop."""
         ...
 
     def without_retries(self) -> Backend:
