@@ -123,3 +123,9 @@ async def slow_touch(path: str, seconds: float) -> None:
     Path(f"{path}.started").write_text("started")
     await asyncio.sleep(seconds)
     Path(path).write_text("finished")
+
+
+@tiger.task(result_ttl=60)
+async def double(number: int) -> int:
+    await asyncio.sleep(0)
+    return 2 * number

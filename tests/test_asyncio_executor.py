@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -15,7 +15,7 @@ from tests import async_tasks, tasks
 from typedtiger import Config, Tiger, Worker
 from typedtiger.backends.redis import RedisBackend
 from typedtiger.clock import ManualClock
-from typedtiger.executor import AsyncioExecutor
+from typedtiger.executor import AsyncioExecutor, Executor, SyncExecutor
 from typedtiger.spec import TaskSpec, fixed
 from typedtiger.task import Task, TaskState
 
@@ -203,3 +203,14 @@ def test_a_stopped_worker_lets_its_running_tasks_finish(
 
     assert [p.read_text() for p in finished] == ["finished"] * 3
     assert app.get_queue_stats() == {}
+
+
+@pytest.mark.parametrize("make", [AsyncioExecutor, SyncExecutor])
+def test_an_async_tasks_return_value_is_kept_as_its_result(
+    app: Tiger, make: Callable[[], Executor]
+) -> None:
+    task = app.enqueue(async_tasks.double.spec(21))
+
+    app.run_worker(executor=make(), once=True)
+
+    assert task.result(timeout=0) == 42
