@@ -19,7 +19,7 @@ import pytest
 import redis
 from click.testing import CliRunner, Result
 
-from tests import tasks, worker_tasks
+from tests import result_tasks, tasks, worker_tasks
 from tests.conftest import REDIS_URL, run_worker
 from typedtiger import Config, Task, TaskSpec, TaskState, Tiger
 from typedtiger.backends.fake import FakeBackend
@@ -313,6 +313,31 @@ def test_show_unknown_task_and_queue_filter(cli: Cli, fake: Tiger) -> None:
     assert "Error: no task 'nope' in any queue" in cli("show", "nope", code=1).output
     assert "Error: no task" in cli("show", task.id, "--queue", "other", code=1).output
     assert "queue:      q" in cli("show", task.id, "--queue", "q").output
+
+
+def test_show_finds_a_task_by_its_id_and_shows_a_kept_result(cli: Cli, fake: Tiger) -> None:
+    fake.adopt(result_tasks.tiger)
+    done = fake.enqueue(result_tasks.multiply.spec(6, 7))
+    failed = fake.enqueue(result_tasks.give_up_quietly.spec())
+    later = fake.enqueue(result_tasks.later.spec(1), when=timedelta(hours=1))
+    run_worker(fake)
+    assert "queue:      later" in cli("show", later.id).output  # (by the queue its payload names)
+    output = cli("show", done.id).output
+    assert "state:      succeeded (no longer stored)" in output and "result:     42" in output
+    assert cli.json("show", done.id) == {
+        "id": done.id,
+        "locations": [],
+        "status": "succeeded",
+        "result": 42,
+        "failure": None,
+    }
+    output = cli("show", failed.id).output
+    assert "state:      error (no longer stored)" in output
+    assert "failed:     typedtiger.exceptions:RetryException" in output
+    assert cli.json("show", failed.id)["failure"]["exception_name"] == (
+        "typedtiger.exceptions:RetryException"
+    )
+    assert "Error: no task" in cli("show", done.id, "--queue", "default", code=1).output
 
 
 # --- corrupted payloads ------------------------------------------------------------------------

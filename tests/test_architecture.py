@@ -61,6 +61,7 @@ LAYERS: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
             "typedtiger._delay",
             "typedtiger._awaiting",
             "typedtiger._async_client",
+            "typedtiger._status",
         ),
     ),
     (

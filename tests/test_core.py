@@ -30,6 +30,7 @@ def test_enqueue_then_run_to_done(tiger: Tiger, backend: RedisBackend) -> None:
         "args": [1, 2],
         "time_last_queued": pytest.approx(tiger.clock.now()),
         "scheduled_at": pytest.approx(tiger.clock.now()),
+        "queue": "default",  # (typedtiger's: how tiger.status finds the task by its id)
     }
 
     run_worker(tiger)

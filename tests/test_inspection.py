@@ -120,6 +120,7 @@ def test_from_id_reads_every_field(tiger: Tiger, clock: ManualClock) -> None:
         "kwargs": {"b": 2},
         "time_last_queued": queued_at,
         "scheduled_at": queued_at,
+        "queue": "math",
     }
     assert loaded.executions == ()  # none yet (read from storage: loaded without them)
     assert loaded.time_last_queued == _utc(queued_at)

@@ -9,14 +9,18 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from typedtiger._status import Status, TaskStatus
     from typedtiger._worker_info import RunningTask, WorkerInfo
     from typedtiger.backends.base import TaskState
     from typedtiger.config import Config
     from typedtiger.exceptions import (
         JobTimeoutException,
         QueueFullException,
+        ResultExpired,
+        ResultTimeout,
         RetryException,
         StopRetry,
+        TaskFailed,
         TaskImportError,
         TaskNotFound,
     )
@@ -46,6 +50,11 @@ _EXPORTS = {
     "StopRetry": "typedtiger.exceptions",
     "TaskImportError": "typedtiger.exceptions",
     "TaskNotFound": "typedtiger.exceptions",
+    "TaskFailed": "typedtiger.exceptions",
+    "ResultExpired": "typedtiger.exceptions",
+    "ResultTimeout": "typedtiger.exceptions",
+    "Status": "typedtiger._status",
+    "TaskStatus": "typedtiger._status",
     "BatchCall": "typedtiger.runner",
     "RetryPolicy": "typedtiger.spec",
     "Schedule": "typedtiger.spec",
@@ -82,16 +91,21 @@ __all__ = [
     "Config",
     "JobTimeoutException",
     "QueueFullException",
+    "ResultExpired",
+    "ResultTimeout",
     "RetryException",
     "RetryPolicy",
     "RunningTask",
     "Schedule",
+    "Status",
     "StopRetry",
     "Task",
+    "TaskFailed",
     "TaskImportError",
     "TaskNotFound",
     "TaskSpec",
     "TaskState",
+    "TaskStatus",
     "Tiger",
     "Worker",
     "WorkerInfo",

@@ -24,11 +24,15 @@ RECHECK_SECONDS: Final = 5.0
 
 
 def failed(task_id: str, record: ExecutionRecord) -> TaskFailed:
-    """The TaskFailed of a task whose execution ``record`` failed for good."""
+    """The TaskFailed of a task whose execution ``record`` failed for good (a record with no
+    message, as TaskTiger's workers write them: the traceback's last line)."""
+    message = record.exception
+    if message is None and record.traceback:
+        message = record.traceback.rstrip().rpartition("\n")[2]
     return TaskFailed(
         task_id,
         record.exception_name or "<unknown>",
-        record.exception or "",
+        message or "",
         record.traceback,
         record.time_failed,
     )

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from typedtiger._queues import queue_matches
+from typedtiger._status import TaskStatus, find_status
 from typedtiger._worker_info import WorkerInfo, decode_worker_info
 from typedtiger.backends.base import Backend, TaskState
 from typedtiger.backends.locks import HeldLock
@@ -69,6 +70,13 @@ class QueueInspection:
         now = self.clock.now()
         oldest = self.backend.oldest_queued(queues, now)
         return {queue: max(0.0, now - queued) for queue, queued in oldest.items()}
+
+    def status(self, task_id: str) -> TaskStatus:
+        """What became of the task ``task_id``, by its id alone: queued, scheduled, active or
+        error (and its queue), succeeded (with the result it keeps), or unknown. One round trip
+        for a task typedtiger enqueued (its payload names its queue: the id index); a task
+        TaskTiger enqueued is looked for in every queue."""
+        return find_status(self.backend, self.clock, task_id)
 
     def get_workers(self) -> list[WorkerInfo]:
         """The live workers, the longest-running first: those whose last beat is less than

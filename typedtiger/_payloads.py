@@ -3,6 +3,8 @@ TaskTiger's workers read them) and the backend's NewTask."""
 
 from __future__ import annotations
 
+import attrs
+
 from typedtiger.backends.base import EnqueueMode, NewTask, TaskRef
 from typedtiger.config import Config
 from typedtiger.exceptions import ArgumentError
@@ -36,6 +38,7 @@ def build_payload(
         task_id = unique_task_id(spec.func, spec.args, spec.kwargs)
     else:
         task_id = new_task_id()
+    queue = spec.queue or config.default_queue
     payload = TaskPayload(
         id=task_id,
         func=spec.func,
@@ -55,8 +58,9 @@ def build_payload(
         scheduled_at=scheduled_at,
         priority=spec.priority or 0,
         result_ttl=spec.result_ttl,
+        queue=queue,
     )
-    return payload, spec.queue or config.default_queue
+    return payload, queue
 
 
 def new_task(
@@ -67,8 +71,11 @@ def new_task(
     max_payload_bytes: int | None,
     after: tuple[TaskRef, ...] = (),
 ) -> NewTask:
-    """What the backend is given to store ``payload``: encoded, and refused (ArgumentError) when
-    over ``max_payload_bytes`` (Config's; 0 or None: no limit)."""
+    """What the backend is given to store ``payload`` in ``queue`` (which the stored payload
+    names: ``tiger.status`` finds it so): encoded, and refused (ArgumentError) when over
+    ``max_payload_bytes`` (Config's; 0 or None: no limit)."""
+    if payload.queue != queue:
+        payload = attrs.evolve(payload, queue=queue)
     encoded = encode_payload(payload)
     size = len(encoded.encode("utf8"))
     limit = max_payload_bytes

@@ -92,6 +92,8 @@ class TaskPayload:
     #: The enqueuing span's trace context (W3C ``traceparent``...: ``observability.otel``), so
     #: that the run's span joins its trace. TaskTiger ignores the field.
     trace_context: dict[str, str] | None = None
+    #: typedtiger only: the queue it was enqueued in, where ``tiger.status`` looks for its id.
+    queue: str | None = None
 
 
 @attrs.frozen(kw_only=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Generic, cast
+from typing import TYPE_CHECKING, Any, Generic, cast, overload
 
 from typing_extensions import TypeVar
 
@@ -127,6 +127,11 @@ class Task(Generic[R_co]):
             broken=broken,
         )
 
+    @overload
+    @classmethod
+    def from_id(cls, tiger: Tiger, task_id: str, /, *, load_executions: int = 0) -> Task: ...
+
+    @overload
     @classmethod
     def from_id(
         cls,
@@ -135,8 +140,26 @@ class Task(Generic[R_co]):
         state: TaskState | str,
         task_id: str,
         load_executions: int = 0,
+    ) -> Task: ...
+
+    @classmethod
+    def from_id(
+        cls,
+        tiger: Tiger,
+        queue: str,
+        state: TaskState | str | None = None,
+        task_id: str | None = None,
+        load_executions: int = 0,
     ) -> Task:
-        """The task ``task_id`` filed in ``queue`` under ``state``; TaskNotFound otherwise."""
+        """``from_id(tiger, task_id)``: the task ``task_id`` wherever it is stored (found as
+        ``tiger.status`` finds it). ``from_id(tiger, queue, state, task_id)``: the task filed
+        in ``queue`` under ``state``. TaskNotFound otherwise."""
+        if state is None or task_id is None:
+            task_id = queue
+            found = tiger.status(task_id)
+            if found.queue is None:
+                raise TaskNotFound(f"task {task_id} is not stored ({found.status})")
+            queue, state = found.queue, TaskState(found.status.value)
         stored = tiger.backend.get_task(queue, TaskState(state), task_id, load_executions)
         return cls._found(tiger, stored, load_executions > 0, (task_id, state, queue))
 

@@ -1,4 +1,5 @@
-"""RedisBackend's wait for a task's result: ``result.lua`` reads what became of the task and,
+"""RedisBackend's look at a task by its id alone (``status.lua``: the payload names the queue),
+and its wait for a task's result: ``result.lua`` reads what became of the task and,
 if it may still finish, leaves a marker in its result key; the script that stores the result
 finds the marker and publishes on the key's channel, which the waiter has subscribed to first.
 So a task's result costs one command (SET ... GET) when nobody waits, and a waiter is woken
@@ -14,7 +15,7 @@ from typing import Any
 import redis
 
 from typedtiger.backends._redis_errors import redis_call
-from typedtiger.backends.base import ResultProbe
+from typedtiger.backends.base import ResultProbe, StoredStatus, TaskState
 
 __all__ = ["RedisResults"]
 
@@ -39,6 +40,20 @@ class RedisResults:
         keys: Sequence[str] = (),
     ) -> Any:
         raise NotImplementedError
+
+    def find_task(self, task_id: str) -> list[tuple[str, TaskState]]:
+        raise NotImplementedError
+
+    @redis_call
+    def task_status(self, task_id: str) -> StoredStatus:
+        base = self._key("task", task_id)
+        queue, *filed, result = self._run("status", [task_id], keys=[base, f"{base}:result"])
+        if queue:
+            states = zip(TaskState, filed, strict=True)  # (the order of the script's STATES)
+            places = tuple((queue, state) for state, flag in states if flag)
+        else:  # (no payload, or one that names no queue: TaskTiger's)
+            places = tuple(self.find_task(task_id))
+        return StoredStatus(places=places, result=result or None)
 
     def _probe(self, queue: str, task_id: str, wait_ms: int) -> ResultProbe:
         base = self._key("task", task_id)

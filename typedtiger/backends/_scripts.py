@@ -24,6 +24,7 @@ SCRIPT_NAMES: Final = (
     "move",
     "purge_errors",
     "result",
+    "status",
 )
 
 

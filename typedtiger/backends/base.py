@@ -13,6 +13,7 @@ from typing import Final, Protocol
 
 import attrs
 
+from typedtiger.backends._kept import KeptResult, ResultProbe
 from typedtiger.backends.async_base import AsyncTwin
 from typedtiger.backends.locks import LockInspection
 from typedtiger.clock import Clock
@@ -30,6 +31,7 @@ __all__ = [
     "KeptResult",
     "NewTask",
     "ResultProbe",
+    "StoredStatus",
     "StoredTask",
     "TaskDependencies",
     "TaskExecutions",
@@ -148,17 +150,6 @@ class Claims(list[Claimed]):
 
 
 @attrs.frozen
-class KeptResult:
-    """A finished task's outcome to keep for ``Task.result()``: the text stored (see
-    typedtiger/_results.py) and how long storage holds it (a garbage-collection backstop: the
-    text says when it expires)."""
-
-    task_id: str
-    text: str
-    keep_for: float
-
-
-@attrs.frozen
 class Completion:
     """Tasks of one job that succeeded, to be removed, the lock ids they held, and the results
     of those that keep one."""
@@ -184,20 +175,13 @@ class Failure:
 
 
 @attrs.frozen(kw_only=True)
-class ResultProbe:
-    """What became of a task whose result is asked for."""
+class StoredStatus:
+    """Where a task is, found by its id alone, and the result kept for it."""
 
-    #: The stored result text (see typedtiger/_results.py), or None.
-    result: str | None
-    #: Whether the task's payload is still stored (it is waiting, running or errored).
-    stored: bool
-    #: The latest execution record (encoded) of a task in the error state, with no result.
-    last_execution: str | None = None
-
-    @property
-    def pending(self) -> bool:
-        """Whether the task may still finish: stored, neither errored nor with a result."""
-        return self.result is None and self.stored and self.last_execution is None
+    #: Every (queue, state) that files the task.
+    places: tuple[tuple[str, TaskState], ...] = ()
+    #: The result text kept for it (see typedtiger/_results.py), or None.
+    result: str | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -422,6 +406,12 @@ class Backend(LockInspection, AsyncTwin, Protocol):
         ...
 
     # --- inspection and administration --------------------------------------------------
+
+    def task_status(self, task_id: str) -> StoredStatus:
+        """Where the task ``task_id`` is filed, found through the queue its payload names (one
+        atomic read; a payload that names none, as TaskTiger's, is looked for in every queue:
+        ``find_task``), and the result kept for it."""
+        ...
 
     def get_task(
         self, queue: str, state: TaskState, task_id: str, load_executions: int

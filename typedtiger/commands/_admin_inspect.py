@@ -9,6 +9,7 @@ from typing import Any
 import attrs
 import click
 
+from typedtiger._status import Status, TaskStatus
 from typedtiger.backends.base import StoredTask, TaskState
 from typedtiger.commands._admin_common import (
     BROKEN_MARK,
@@ -172,13 +173,19 @@ def show_command(env: Env, connection: ConnectionOptions) -> click.Command:
         task_id: str, queue: str | None, executions: int, as_json: bool, **options: Any
     ) -> None:
         """Show the task TASK_ID wherever it is filed: payload, executions, last traceback,
-        the tasks it waits for (enqueued ``after`` them) and those waiting for it.
+        the tasks it waits for (enqueued ``after`` them) and those waiting for it; a task no
+        longer stored, its kept result (``result_ttl``).
 
         A task whose stored payload cannot be read is shown with the reason and the raw text.
         """
         tiger = env.tiger(options)
         with clear_errors():
             found = _locate(tiger, task_id, queue, executions)
+            if not found and queue is None:
+                _show_outcome(tiger.status(task_id), as_json)
+                return
+            if not found:
+                raise click.ClickException(f"no task {task_id!r} in queue {queue!r}")
             dependencies = tiger.backend.dependencies(task_id)
         decoded = [Decoded.of(stored) for stored in found]
         waits = {
@@ -200,16 +207,44 @@ def show_command(env: Env, connection: ConnectionOptions) -> click.Command:
 
 
 def _locate(tiger: Tiger, task_id: str, queue: str | None, load: int) -> list[StoredTask]:
-    places = [(q, s) for q, s in tiger.backend.find_task(task_id) if queue in (None, q)]
+    """Where the task is stored: found by its id (``task_status``: the queue its payload
+    names), or, with ``queue``, in each state of that queue."""
+    if queue is None:
+        places = list(tiger.backend.task_status(task_id).places)
+    else:
+        places = [(q, s) for q, s in tiger.backend.find_task(task_id) if q == queue]
     found = []
     for place_queue, state in places:
         stored = tiger.backend.get_task(place_queue, state, task_id, load)
         if stored is not None:
             found.append(stored)
-    if not found:
-        where = "any queue" if queue is None else f"queue {queue!r}"
-        raise click.ClickException(f"no task {task_id!r} in {where}")
     return found
+
+
+def _show_outcome(status: TaskStatus, as_json: bool) -> None:
+    """A task no longer stored: the outcome it keeps as its result, or an error."""
+    failure = status.failure
+    if status.status is Status.UNKNOWN:
+        raise click.ClickException(f"no task {status.task_id!r} in any queue")
+    if as_json:
+        failed = None
+        if failure is not None:
+            failed = {
+                "exception_name": failure.exception_name,
+                "exception": failure.message,
+                "traceback": failure.traceback,
+            }
+        kept = {"status": status.status.value, "result": status.result, "failure": failed}
+        echo_json({"id": status.task_id, "locations": [], **kept})
+        return
+    lines = [f"Task {status.task_id}", f"  state:      {status.status.value} (no longer stored)"]
+    if failure is None:
+        lines.append(f"  result:     {json.dumps(status.result)}")
+    else:
+        lines.append(f"  failed:     {failure.exception_name}: {failure.message}")
+        if failure.traceback:
+            lines += ["  traceback:", _indent(failure.traceback.rstrip())]
+    click.echo(printable("\n".join(lines)))
 
 
 def _show_json(item: Decoded) -> dict[str, Any]:

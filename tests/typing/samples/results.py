@@ -26,3 +26,7 @@ untyped: Task = tiger.enqueue(add.spec(1, 2))
 reveal_type(untyped.result())  # N: Revealed type is "object"
 widened: Task[object] = task  # a Task[int] is a Task[object]
 tiger.task(result_ttl=1, batch=True)  # E: No overload variant of "task" of "Tiger" matches argument types "int", "bool"
+found = tiger.status("some-id")
+reveal_type(found.status)  # N: Revealed type is "typedtiger._status.Status"
+reveal_type(Task.from_id(tiger, "some-id"))  # N: Revealed type is "typedtiger.task.Task[object]"
+Task.from_id(tiger, "some-id", "queued")  # E: No overload variant of "from_id" of "Task" matches argument types "Tiger", "str", "str"
