@@ -198,6 +198,17 @@ class RedisInspection:
         return [where for where, score in zip(candidates, found, strict=True) if score is not None]
 
     @redis_call
+    def task_ids_starting(self, prefix: str, limit: int) -> list[str]:
+        base = self._key("task", "")
+        glob = "".join(f"\\{char}" if char in "*?[]\\" else char for char in base + prefix)
+        found: set[str] = set()
+        for key in self._client.scan_iter(match=glob + "*", count=1000):
+            found.add(str(key)[len(base) :].split(":", 1)[0])  # (also its executions, result)
+            if len(found) >= limit:
+                break
+        return sorted(found)
+
+    @redis_call
     def queue_sizes(self, queues: Sequence[str] | None) -> dict[str, dict[TaskState, int]]:
         pipe = self._client.pipeline(transaction=False)
         if queues is None:

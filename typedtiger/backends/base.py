@@ -443,6 +443,11 @@ class Backend(LockInspection, AsyncTwin, Protocol):
         """The encoded records of the workers whose last beat is at or after ``alive_since``."""
         ...
 
+    def task_ids_starting(self, prefix: str, limit: int) -> list[str]:
+        """Ids of stored tasks that start with ``prefix`` (at most ``limit`` of them, sorted;
+        a scan of the task keys)."""
+        ...
+
     def queue_sizes(self, queues: Sequence[str] | None) -> dict[str, dict[TaskState, int]]:
         """queue -> state -> number of tasks, for the queues given (None: every queue)."""
         ...

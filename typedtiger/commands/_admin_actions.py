@@ -349,8 +349,10 @@ def purge_command(env: Env, connection: ConnectionOptions) -> click.Command:
             return
         detail = ", ".join(f"{queue}: {n}" for queue, n in purged.items() if n)
         click.echo(
-            f"Purged {count} errored task{'' if count == 1 else 's'}"
-            + (f" ({detail})." if detail else ".")
+            printable(
+                f"Purged {count} errored task{'' if count == 1 else 's'}"
+                + (f" ({detail})." if detail else ".")
+            )
         )
 
     return purge_errors

@@ -107,7 +107,7 @@ def clear_errors() -> Iterator[None]:
     try:
         yield
     except TypedTigerError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise click.ClickException(printable(str(exc))) from exc
 
 
 # --- durations -----------------------------------------------------------------------------
@@ -349,9 +349,21 @@ def progress(total: int, label: str, quiet: bool) -> Iterator[Callable[[int], No
 
 
 def printable(text: str) -> str:
-    """``text`` with any lone surrogate (an exception message about a file name that is not
-    UTF-8, say) as ``\\udcXX``: a terminal cannot be sent one."""
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    """``text`` safe for a terminal, lines and tabs kept: control characters (ESC, BEL, CR,
+    backspace, C1 such as CSI), bidirectional overrides and lone surrogates (an exception
+    message about a file name that is not UTF-8, say) shown as ``\\xNN`` / ``\\uNNNN``. Task data
+    is anyone's who can enqueue: printed raw, it could rewrite the screen or the title."""
+    return _UNSAFE.sub(_escape_char, text)
+
+
+#: What ``printable`` escapes: C0 controls but tab and newline, DEL and C1, bidi controls,
+#: surrogates.
+_UNSAFE: Final = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+def _escape_char(found: re.Match[str]) -> str:
+    code = ord(found.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def escaped(text: str) -> str:

@@ -78,7 +78,7 @@ def queues_command(env: Env, connection: ConnectionOptions) -> click.Command:
         ]
         table_rows.append(["TOTAL", *(str(n) for n in totals), ""])
         headers = ["QUEUE", *(state.upper() for state in STATES), "PAUSED UNTIL"]
-        click.echo(table(headers, table_rows, right={1, 2, 3, 4}))
+        click.echo(printable(table(headers, table_rows, right={1, 2, 3, 4})))
 
     return queues
 
@@ -127,7 +127,7 @@ def tasks_command(env: Env, connection: ConnectionOptions) -> click.Command:
         footer = f"{task_state.value} tasks {shown} of {total} in queue {queue!r}, newest first."
         if skip + len(decoded) < total:
             footer += f" Next page: --skip {skip + len(decoded)}."
-        click.echo(footer)
+        click.echo(printable(footer))
         if any(item.broken for item in decoded):
             click.echo(
                 f"{BROKEN_MARK}: the stored payload cannot be read; `typedtiger show ID` "
@@ -172,14 +172,16 @@ def show_command(env: Env, connection: ConnectionOptions) -> click.Command:
     def show(
         task_id: str, queue: str | None, executions: int, as_json: bool, **options: Any
     ) -> None:
-        """Show the task TASK_ID wherever it is filed: payload, executions, last traceback,
-        the tasks it waits for (enqueued ``after`` them) and those waiting for it; a task no
-        longer stored, its kept result (``result_ttl``).
+        """Show the task TASK_ID (or the one task whose id starts with it) wherever it is
+        filed: payload, executions, last traceback, the tasks it waits for (enqueued ``after``
+        them) and those waiting for it; a task no longer stored, its kept result
+        (``result_ttl``).
 
         A task whose stored payload cannot be read is shown with the reason and the raw text.
         """
         tiger = env.tiger(options)
         with clear_errors():
+            task_id = _full_id(tiger, task_id)
             found = _locate(tiger, task_id, queue, executions)
             if not found and queue is None:
                 _show_outcome(tiger.status(task_id), as_json)
@@ -204,6 +206,26 @@ def show_command(env: Env, connection: ConnectionOptions) -> click.Command:
         click.echo(printable("\n\n".join(lines)))
 
     return show
+
+
+#: How many ids an ambiguous prefix lists.
+_SHOWN_MATCHES = 5
+
+
+def _full_id(tiger: Tiger, given: str) -> str:
+    """The id ``given`` names: itself if a task (or a kept result) has it or no id starts
+    with it, else the one id it starts (an error when it starts several)."""
+    status = tiger.backend.task_status(given)
+    if status.places or status.result is not None:
+        return given
+    matches = tiger.backend.task_ids_starting(given, _SHOWN_MATCHES + 1)
+    if len(matches) <= 1:
+        return matches[0] if matches else given
+    count = f"more than {_SHOWN_MATCHES}" if len(matches) > _SHOWN_MATCHES else len(matches)
+    listed = ", ".join(matches[:_SHOWN_MATCHES])
+    raise click.ClickException(
+        f"{given!r} is ambiguous: {count} task ids start with it ({listed}); give more of it"
+    )
 
 
 def _locate(tiger: Tiger, task_id: str, queue: str | None, load: int) -> list[StoredTask]:

@@ -12,9 +12,9 @@ from typedtiger.commands._admin_common import (
     Env,
     clear_errors,
     echo_json,
-    escaped,
     human_time,
     json_option,
+    printable,
     table,
 )
 
@@ -81,18 +81,18 @@ def workers_command(env: Env, connection: ConnectionOptions) -> click.Command:
         rows = [
             [
                 info.id[:8],
-                escaped(info.host),
+                info.host,
                 str(info.pid),
-                escaped(_queues_text(info)),
+                _queues_text(info),
                 info.executor,
                 str(info.concurrency),
                 human_time(info.started.timestamp()),
                 human_time(info.last_beat.timestamp()),
-                escaped(_tasks_text(info)),
+                _tasks_text(info),
             ]
             for info in found
         ]
         headers = ["ID", "HOST", "PID", "QUEUES", "EXECUTOR", "C", "STARTED", "LAST BEAT", "TASKS"]
-        click.echo(table(headers, rows, right={2, 5}))
+        click.echo(printable(table(headers, rows, right={2, 5})))
 
     return workers
