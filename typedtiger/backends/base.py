@@ -444,8 +444,7 @@ class Backend(LockInspection, AsyncTwin, Protocol):
         ...
 
     def task_ids_starting(self, prefix: str, limit: int) -> list[str]:
-        """Ids of stored tasks that start with ``prefix`` (at most ``limit`` of them, sorted;
-        a scan of the task keys)."""
+        """Ids of stored tasks that start with ``prefix`` (at most ``limit``, sorted; a scan)."""
         ...
 
     def queue_sizes(self, queues: Sequence[str] | None) -> dict[str, dict[TaskState, int]]:
@@ -453,9 +452,8 @@ class Backend(LockInspection, AsyncTwin, Protocol):
         ...
 
     def oldest_queued(self, queues: Sequence[str], now: float) -> dict[str, float]:
-        """queue -> when its oldest queued task was queued, for the queues given that hold
-        queued tasks; one round trip. Exact while every queued task has waited less than half
-        a priority step (15 days): the queued scores hold priorities too."""
+        """queue -> when its oldest queued task was queued (queues with queued tasks); one round
+        trip, exact while every queued task has waited < 15 days (scores hold priorities)."""
         ...
 
     def remove(self, queue: str, state: TaskState, task_id: str, now: float) -> bool:
