@@ -215,14 +215,12 @@ class TaskExecutions:
 
 @attrs.frozen(kw_only=True)
 class WorkerBeat:
-    """A worker's record in the worker registry, written along with another call (the upkeep's
-    or a heartbeat's): it costs no round trip of its own."""
+    """A worker's registry record, written along with the upkeep's or a heartbeat's call."""
 
     worker_id: str
     #: The encoded WorkerInfo.
     record: str
-    #: The beat's time: the worker counts as alive until ``now + expires_after``.
-    now: float
+    now: float  # the worker counts as alive until ``now + expires_after``
     expires_after: float
 
 
