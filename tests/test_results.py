@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from datetime import timedelta
@@ -213,3 +214,29 @@ def test_results_from_forked_children_reach_redis(
     assert product.result(timeout=scaled(10)) == 20
     with pytest.raises(TaskFailed, match="in a child"):
         failure.result(timeout=scaled(10))
+
+
+def test_the_async_twin_awaits_results_and_failures(tiger: Tiger) -> None:
+    product = result_tasks.multiply.delay(3, 4)
+    failure = result_tasks.explode.delay("async")
+    waiting = result_tasks.later.delay(5)
+    run_worker(tiger, queues=["default"])
+
+    async def main() -> tuple[int, int]:
+        try:
+            value = await product.aresult(timeout=0)
+            with pytest.raises(TaskFailed, match="async"):
+                await failure.aresult(timeout=0)
+            with pytest.raises(ResultTimeout):
+                await waiting.aresult(timeout=0.2)
+            # Woken by the store: the worker runs in a thread while the loop awaits.
+            worker = asyncio.create_task(asyncio.to_thread(run_worker, tiger))
+            later = await waiting.aresult(timeout=scaled(30))
+            await worker
+            return value, later
+        finally:
+            await tiger.aclose()
+
+    started = time.monotonic()
+    assert asyncio.run(main()) == (12, 5)
+    assert time.monotonic() - started < scaled(4)  # (woken, not after a 5 s recheck)

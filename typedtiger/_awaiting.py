@@ -13,10 +13,11 @@ from typedtiger.serialization import ExecutionRecord, decode_execution
 
 if TYPE_CHECKING:
     from typedtiger._json import JSONValue
+    from typedtiger.backends.async_base import AsyncBackend
     from typedtiger.backends.base import Backend, ResultProbe
     from typedtiger.clock import Clock
 
-__all__ = ["RECHECK_SECONDS", "outcome", "wait_for_result"]
+__all__ = ["RECHECK_SECONDS", "await_for_result", "failed", "outcome", "wait_for_result"]
 
 #: How long one wait lasts before the task is looked at again, woken or not: a task that ends
 #: without storing a result (deleted, lost, run by a TaskTiger worker) wakes nobody.
@@ -67,13 +68,43 @@ def wait_for_result(
 ) -> JSONValue:
     """The result of the task ``task_id`` of ``queue``, waiting up to ``timeout`` (None: as
     long as it takes) for it; TaskFailed, ResultExpired, or ResultTimeout."""
-    seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
-    deadline = None if seconds is None else time.monotonic() + max(0.0, seconds)
+    wait = _Wait(timeout)
     while True:
-        left = RECHECK_SECONDS if deadline is None else deadline - time.monotonic()
-        probe = backend.await_result(queue, task_id, max(0.0, min(left, RECHECK_SECONDS)))
+        found, value = outcome(task_id, backend.await_result(queue, task_id, wait.next()), clock)
+        if found:
+            return value
+        wait.check(task_id)
+
+
+async def await_for_result(
+    backend: AsyncBackend,
+    queue: str,
+    task_id: str,
+    clock: Clock,
+    timeout: float | timedelta | None,
+) -> JSONValue:
+    """``wait_for_result``, awaited on the running event loop."""
+    wait = _Wait(timeout)
+    while True:
+        probe = await backend.await_result(queue, task_id, wait.next())
         found, value = outcome(task_id, probe, clock)
         if found:
             return value
-        if deadline is not None and time.monotonic() >= deadline:
-            raise ResultTimeout(f"task {task_id} has no result after {seconds:g} s")
+        wait.check(task_id)
+
+
+class _Wait:
+    """The waits of one ``result()``: up to RECHECK_SECONDS each, until ``timeout`` passes."""
+
+    def __init__(self, timeout: float | timedelta | None) -> None:
+        self.seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
+        self.deadline = None if self.seconds is None else time.monotonic() + max(0.0, self.seconds)
+
+    def next(self) -> float:
+        left = RECHECK_SECONDS if self.deadline is None else self.deadline - time.monotonic()
+        return max(0.0, min(left, RECHECK_SECONDS))
+
+    def check(self, task_id: str) -> None:
+        """ResultTimeout once the timeout has passed."""
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            raise ResultTimeout(f"task {task_id} has no result after {self.seconds:g} s")

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Generic, cast, overload
 
 from typing_extensions import TypeVar
 
-from typedtiger._awaiting import wait_for_result
+from typedtiger._awaiting import await_for_result, wait_for_result
 from typedtiger._context import running
 from typedtiger._coroutines import running_to_end
 from typedtiger._json import JSONValue, to_json_value
@@ -380,13 +380,28 @@ class Task(Generic[R_co]):
         """
         if self._eager_result is not None:
             return cast(R_co, self._eager_result[0])
+        self._check_keeps_result()
+        tiger = self._tiger
+        value = wait_for_result(tiger.backend, self._queue, self.id, tiger.clock, timeout)
+        return cast(R_co, value)
+
+    async def aresult(self, timeout: float | timedelta | None = None) -> R_co:
+        """``result``, awaited on the running event loop (through ``tiger.async_backend()``):
+        the wait does not block the loop."""
+        if self._eager_result is not None:
+            return cast(R_co, self._eager_result[0])
+        self._check_keeps_result()
+        tiger = self._tiger
+        backend = tiger.async_backend()
+        return cast(
+            R_co, await await_for_result(backend, self._queue, self.id, tiger.clock, timeout)
+        )
+
+    def _check_keeps_result(self) -> None:
         if self._payload.result_ttl is None:
             raise ValueError(
                 f"task {self.id} ({self.serialized_func}) keeps no result: give it result_ttl"
             )
-        tiger = self._tiger
-        value = wait_for_result(tiger.backend, self._queue, self.id, tiger.clock, timeout)
-        return cast(R_co, value)
 
     def keep_eager_result(self, value: object) -> None:
         """Keep what an eager run returned, as a worker would (JSON, if ``result_ttl``)."""

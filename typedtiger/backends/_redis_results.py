@@ -15,12 +15,31 @@ from typing import Any
 import redis
 
 from typedtiger.backends._redis_errors import redis_call
+from typedtiger.backends._redis_keys import KeyLayout
+from typedtiger.backends._redis_wire import undecoded
 from typedtiger.backends.base import ResultProbe, StoredStatus, TaskState
 
-__all__ = ["RedisResults"]
+__all__ = ["RedisResults", "marker_ms", "probe_of", "result_keys"]
 
 #: How much longer than its wait a waiter's marker is kept (its last look follows the wait).
 _MARKER_SLACK_MS = 5_000
+
+
+def marker_ms(timeout: float) -> int:
+    """How long (ms) a waiter's marker is kept for a wait of ``timeout`` seconds."""
+    return math.ceil(timeout * 1000) + _MARKER_SLACK_MS
+
+
+def result_keys(keys: KeyLayout, queue: str, task_id: str) -> list[str]:
+    """The KEYS of result.lua: the result key, the payload, the error state, the executions."""
+    base = keys.task(task_id)
+    return [f"{base}:result", base, keys.state(TaskState.ERROR, queue), f"{base}:executions"]
+
+
+def probe_of(reply: Sequence[Any]) -> ResultProbe:
+    """result.lua's reply (decoded or not) as a ResultProbe."""
+    result, stored, last = (undecoded(v) if isinstance(v, bytes) else v for v in reply)
+    return ResultProbe(result=result or None, stored=bool(stored), last_execution=last or None)
 
 
 class RedisResults:
@@ -56,10 +75,8 @@ class RedisResults:
         return StoredStatus(places=places, result=result or None)
 
     def _probe(self, queue: str, task_id: str, wait_ms: int) -> ResultProbe:
-        base = self._key("task", task_id)
-        keys = [f"{base}:result", base, self._key("error", queue), f"{base}:executions"]
-        result, stored, last = self._run("result", [task_id, wait_ms], keys=keys)
-        return ResultProbe(result=result or None, stored=bool(stored), last_execution=last or None)
+        keys = result_keys(KeyLayout(self._key()), queue, task_id)
+        return probe_of(self._run("result", [task_id, wait_ms], keys=keys))
 
     @redis_call
     def await_result(self, queue: str, task_id: str, timeout: float) -> ResultProbe:
@@ -69,7 +86,7 @@ class RedisResults:
         try:
             # Subscribed before the marker is left: no publication can come in between.
             pubsub.subscribe(self._key("task", task_id, "result"))
-            probe = self._probe(queue, task_id, math.ceil(timeout * 1000) + _MARKER_SLACK_MS)
+            probe = self._probe(queue, task_id, marker_ms(timeout))
             if not probe.pending:
                 return probe
             deadline = time.monotonic() + timeout

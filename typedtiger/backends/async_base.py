@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from typedtiger.backends._kept import ResultProbe
     from typedtiger.backends.base import Enqueued, NewTask, StoredTask, TaskState
 
 __all__ = ["AsyncBackend", "AsyncTwin"]
@@ -30,6 +31,10 @@ class AsyncBackend(Protocol):
         self, queue: str, state: TaskState, task_id: str, load_executions: int
     ) -> StoredTask | None:
         """``Backend.get_task``, awaited."""
+        ...
+
+    async def await_result(self, queue: str, task_id: str, timeout: float) -> ResultProbe:
+        """``Backend.await_result``, awaited (the wait does not block the loop)."""
         ...
 
     async def close(self) -> None:

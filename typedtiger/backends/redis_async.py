@@ -3,6 +3,7 @@ script and the same argument and reply handling (``_redis_wire``, ``_redis_inspe
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, cast
 
@@ -14,9 +15,10 @@ from redis.client import NEVER_DECODE
 from typedtiger.backends._redis_errors import translated_errors
 from typedtiger.backends._redis_inspect import queue_stored_reads, stored_tasks
 from typedtiger.backends._redis_keys import KeyLayout
+from typedtiger.backends._redis_results import marker_ms, probe_of, result_keys
 from typedtiger.backends._redis_wire import enqueue_args, enqueued, wire
 from typedtiger.backends._scripts import SHAS, SOURCES
-from typedtiger.backends.base import Enqueued, NewTask, StoredTask, TaskState
+from typedtiger.backends.base import Enqueued, NewTask, ResultProbe, StoredTask, TaskState
 
 __all__ = ["AsyncRedisBackend", "asyncio_client_like"]
 
@@ -78,6 +80,27 @@ class AsyncRedisBackend:
             queue_stored_reads(pipe, self._keys.key("task"), scored, load_executions)
             replies = await pipe.execute(raise_on_error=False)
         return stored_tasks(queue, state, scored, load_executions, replies)[0]
+
+    async def await_result(self, queue: str, task_id: str, timeout: float) -> ResultProbe:
+        with translated_errors():
+            if timeout <= 0:
+                return await self._probe(queue, task_id, 0)
+            pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+            try:
+                # Subscribed before the marker is left (see _redis_results).
+                await pubsub.subscribe(self._keys.key("task", task_id, "result"))
+                probe = await self._probe(queue, task_id, marker_ms(timeout))
+                deadline = time.monotonic() + timeout
+                while probe.pending and (left := deadline - time.monotonic()) > 0:
+                    if await pubsub.get_message(timeout=left) is not None:
+                        break
+                return await self._probe(queue, task_id, 0) if probe.pending else probe
+            finally:
+                await pubsub.aclose()  # type: ignore[attr-defined]  # (types-redis lags)
+
+    async def _probe(self, queue: str, task_id: str, wait_ms: int) -> ResultProbe:
+        keys = result_keys(self._keys, queue, task_id)
+        return probe_of(await self._run("result", keys, [task_id, wait_ms]))
 
     async def close(self) -> None:
         await self._client.aclose()  # type: ignore[attr-defined]  # (types-redis lags)

@@ -30,3 +30,11 @@ found = tiger.status("some-id")
 reveal_type(found.status)  # N: Revealed type is "typedtiger._status.Status"
 reveal_type(Task.from_id(tiger, "some-id"))  # N: Revealed type is "typedtiger.task.Task[object]"
 Task.from_id(tiger, "some-id", "queued")  # E: No overload variant of "from_id" of "Task" matches argument types "Tiger", "str", "str"
+
+
+async def awaited() -> int:
+    return await task.aresult(timeout=1)
+
+
+async def awaited_wrong() -> str:
+    return await task.aresult()  # E: Incompatible return value type (got "int", expected "str")
