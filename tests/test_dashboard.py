@@ -199,6 +199,19 @@ def test_task_page_shows_executions_with_tracebacks(dtiger: Tiger, client: Clien
     assert client.get("/task", id="f" * 64).status == 404
 
 
+def test_task_page_shows_what_a_task_waits_for_and_what_waits_for_it(
+    dtiger: Tiger, client: Client
+) -> None:
+    first = dtiger.enqueue(dashboard_tasks.fail_with.spec("first"))
+    second = dtiger.enqueue(dashboard_tasks.fail_with.spec("second"), after=first)
+
+    waiting = client.get("/task", id=second.id).body
+    assert "Waits for 1 task to succeed" in waiting and first.id[:12] in waiting
+    assert "when the tasks it waits for have succeeded" in waiting
+    awaited = client.get("/task", id=first.id).body
+    assert "Waited for by 1 task" in awaited and second.id[:12] in awaited
+
+
 def test_retry_asks_first_then_queues_the_task(dtiger: Tiger, client: Client) -> None:
     task = errored(dtiger)
     question = client.get("/confirm", action="retry", id=task.id, queue="dash")

@@ -271,7 +271,10 @@ class Dashboard:
             raise _HttpError(400, "Which task? (?id=...)")
         found = pages.task_locations(self._tiger, task_id, self._executions)
         code = 200 if found else 404
-        return self._render(call, "task.html", code, task_id=task_id, locations=found)
+        wait = self._tiger.backend.dependencies(task_id)
+        return self._render(
+            call, "task.html", code, task_id=task_id, locations=found, dependencies=wait
+        )
 
     def _workers(self, call: _Call) -> _Response:
         return self._render(call, "workers.html", workers=self._tiger.get_workers())
