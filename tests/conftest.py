@@ -10,19 +10,23 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import NoReturn
+from typing import Final, NoReturn, cast
 
 import pytest
 import redis
+from redis.cluster import RedisCluster
 
 from tests import tasks
+from tests.redis_cluster import cluster_url, own_redis_cluster
 from tests.redis_server import RedisServer, RedisServerError, own_redis_server
 from tests.waiting import TIME_SCALE_VARIABLE, load_scale, time_scale
 from typedtiger import Config, Tiger
+from typedtiger.backends._redis_connect import client_from_url
 from typedtiger.backends.fake import FakeBackend
 from typedtiger.backends.redis import RedisBackend
 from typedtiger.clock import ManualClock
@@ -40,6 +44,18 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Per-test timeouts (pytest-timeout: the ini's, or a module's mark) grow with the time
     scale like the waits inside the tests; a --timeout given on the command line is kept."""
+    kept = [
+        item
+        for item in items
+        if "[cluster" not in item.nodeid
+        or (
+            item.module.__name__.rpartition(".")[2] in CLUSTER_CONFORMANCE  # type: ignore[attr-defined]
+            and item.get_closest_marker("classic_locks") is None
+        )
+    ]
+    if len(kept) < len(items):
+        config.hook.pytest_deselected(items=[item for item in items if item not in kept])
+        items[:] = kept
     scale = time_scale()
     if scale == 1 or config.getoption("timeout", None) is not None:
         return
@@ -94,12 +110,42 @@ def redis_db() -> Iterator[redis.Redis[str]]:
     client.close()
 
 
-@pytest.fixture(params=["fake", "redis"])
+#: The conformance modules also run on a Redis Cluster of the run's own (3 primaries), in the
+#: per-queue layout: those whose tests go through the Backend protocol only (the others read
+#: keys by their classic names).
+CLUSTER_CONFORMANCE: Final = frozenset({"test_core", "test_options", "test_batches"})
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The URL of a Redis Cluster of this run's own (3 primaries on loopback)."""
+    with contextlib.ExitStack() as stack:
+        try:
+            nodes = stack.enter_context(own_redis_cluster(tmp_path_factory.mktemp("cluster")))
+        except (RedisServerError, OSError, subprocess.CalledProcessError) as exc:
+            unavailable(f"no Redis Cluster of this run's own: {exc}")
+        yield cluster_url(nodes)
+
+
+@pytest.fixture
+def cluster_client(redis_cluster: str) -> Iterator[RedisCluster[str]]:
+    """A client on the run's Redis Cluster, its primaries flushed around."""
+    client = cast("RedisCluster[str]", client_from_url(redis_cluster))
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture(params=["fake", "redis", "cluster"])
 def backend(request: pytest.FixtureRequest) -> Iterator[RedisBackend]:
-    """Each backend in turn, on a ManualClock."""
+    """Each backend in turn, on a ManualClock ("cluster": per queue, on the run's cluster)."""
     clock = ManualClock()
     if request.param == "fake":
         yield FakeBackend(clock)
+        return
+    if request.param == "cluster":
+        yield RedisBackend(request.getfixturevalue("cluster_client"), clock=clock)
         return
     client = request.getfixturevalue("redis_db")
     yield RedisBackend(client, clock=clock)

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import redis
@@ -92,13 +92,18 @@ def _death_signal_setter() -> Callable[[], None] | None:
 class RedisServer:
     """One redis-server process on 127.0.0.1, started and stopped by its owner only."""
 
-    def __init__(self, directory: Path, *, appendonly: bool = False) -> None:
+    def __init__(
+        self, directory: Path, *, appendonly: bool = False, extra: Sequence[str] = ()
+    ) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RedisServerError("redis-server is not on PATH")
         self._binary = binary
         self.directory = directory
         self._appendonly = appendonly
+        #: More options (cluster mode, a replica's primary); with "--sentinel" first, the
+        #: process is a sentinel (its config file, sentinel.conf in ``directory``, is made here).
+        self._extra = list(extra)
         self._process: subprocess.Popen[bytes] | None = None
         self.port = 0
         self.client: redis.Redis[str] | None = None
@@ -107,11 +112,20 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/{db}"
 
     def _command(self) -> list[str]:
+        if self._extra[:1] == ["--sentinel"]:
+            config = self.directory / "sentinel.conf"
+            if not config.exists():
+                config.write_text("")
+            return [
+                self._binary, str(config), "--sentinel", "--port", str(self.port),
+                "--bind", "127.0.0.1", "--dir", str(self.directory), "--logfile", "redis.log",
+                *self._extra[1:],
+            ]  # fmt: skip
         persistence = ["--appendonly", "yes", "--appendfsync", "everysec"]
         return [
             self._binary, "--port", str(self.port), "--bind", "127.0.0.1",
             "--dir", str(self.directory), "--logfile", "redis.log", "--save", "",
-            *(persistence if self._appendonly else ["--appendonly", "no"]),
+            *(persistence if self._appendonly else ["--appendonly", "no"]), *self._extra,
         ]  # fmt: skip
 
     def _ours_answers(self) -> bool:
@@ -171,6 +185,12 @@ class RedisServer:
         self._process.wait(timeout=scaled(30))
         self.client.connection_pool.disconnect()
 
+    def kill(self) -> None:
+        """SIGKILL the process started here (a crash: nothing is saved) and reap it."""
+        assert self._process is not None
+        self._process.kill()
+        self._process.wait(timeout=scaled(30))
+
     def stop(self) -> None:
         """Terminate the process started here, if it still runs."""
         if self._process is not None and self._process.poll() is None:
@@ -186,14 +206,14 @@ class RedisServer:
 
 @contextlib.contextmanager
 def own_redis_server(
-    directory: Path | None = None, *, appendonly: bool = False
+    directory: Path | None = None, *, appendonly: bool = False, extra: Sequence[str] = ()
 ) -> Iterator[RedisServer]:
     """A started RedisServer (in ``directory``, else a temporary one), stopped on exit."""
     with contextlib.ExitStack() as stack:
         if directory is None:
             directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="redis-")))
         directory.mkdir(parents=True, exist_ok=True)
-        server = RedisServer(directory, appendonly=appendonly)
+        server = RedisServer(directory, appendonly=appendonly, extra=extra)
         stack.callback(server.stop)
         server.start()
         yield server

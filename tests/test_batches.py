@@ -77,6 +77,7 @@ def test_a_batch_functions_tasks_claimed_together_run_as_one_batch(
     assert CALLS == [("collect", ["b1", "b2"]), ("single", ["n5"])]
 
 
+@pytest.mark.classic_locks
 def test_lock_key_of_a_batch_function(
     btiger_on: Tiger, backend: RedisBackend, clock: ManualClock
 ) -> None:

@@ -274,6 +274,7 @@ def test_unique_task_queued_is_not_queued_twice_by_a_later_delay(
 # --- locks -------------------------------------------------------------------------------------
 
 
+@pytest.mark.classic_locks
 def test_lock_keys_expire_with_their_timeout_for_tasktiger_workers(
     tiger: Tiger, backend: RedisBackend, clock: ManualClock
 ) -> None:
@@ -321,6 +322,7 @@ def test_a_task_whose_lock_is_held_runs_lock_retry_seconds_later(
     assert tiger.get_queue_stats() == {}
 
 
+@pytest.mark.classic_locks
 def test_a_lock_whose_holder_died_expires(backend: RedisBackend, clock: ManualClock) -> None:
     # A holder takes the lock (the id TaskTiger derives: func + args + kwargs) and dies.
     tiger = make_tiger(backend, Config(lock_retry=2))
@@ -345,6 +347,7 @@ def test_a_lock_whose_holder_died_expires(backend: RedisBackend, clock: ManualCl
     assert stored(tiger, task.id) == []
 
 
+@pytest.mark.classic_locks
 def test_a_running_task_keeps_its_lock_through_its_heartbeats(
     backend: RedisBackend, clock: ManualClock
 ) -> None:
@@ -508,7 +511,7 @@ def test_retry_exception_log_error(
         assert errored.executions[-1].exception_name == "typedtiger.exceptions:RetryException"
     else:
         assert stored(tiger, task.id) == []
-        assert backend.client.keys(f"t:task:{task.id}*") == []
+        assert backend.client.keys(backend._keys.task(task.queue, task.id) + "*") == []
 
 
 @pytest.mark.parametrize("original_traceback", [True, False])

@@ -75,7 +75,7 @@ class SpinGuard:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
-    def with_prefix(self, prefix: str) -> SpinGuard:
+    def with_prefix(self, prefix: str, cluster: bool = False) -> SpinGuard:
         assert prefix == self._inner.prefix
         return self
 

@@ -190,7 +190,7 @@ class _StopsWhenIdle:
     def __getattr__(self, name: str) -> object:
         return getattr(self._inner, name)
 
-    def with_prefix(self, prefix: str) -> _StopsWhenIdle:
+    def with_prefix(self, prefix: str, cluster: bool = False) -> _StopsWhenIdle:
         assert prefix == self._inner.prefix
         return self
 

@@ -89,6 +89,11 @@ class Config:
     #: Prefix of every Redis key ("t" as in TaskTiger). A hash tag ("{t}") keeps all keys in
     #: one Redis Cluster slot.
     prefix: str = attrs.field(default="t", validator=_valid_prefix)
+    #: Lay keys out for Redis Cluster (implied by a RedisCluster client, redis+cluster://):
+    #: with a hash-tagged prefix every key in its one slot, else each queue's keys, its tasks'
+    #: and its locks' in a slot of the queue's own, so that queues spread over the shards
+    #: (docs/scaling.md). TaskTiger's workers read only the classic layout.
+    cluster: bool = False
     #: Queue of tasks that name none.
     default_queue: str = "default"
     #: Run tasks at enqueue time in the calling process (scheduled tasks are still stored).

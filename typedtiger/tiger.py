@@ -106,7 +106,7 @@ class Tiger(AsyncClient, TaskRegistry, QueueInspection, TaskTigerDelay, RunningT
     def _bind(self, backend: Backend, config: Config | None, clock: Clock | None) -> None:
         config = config if config is not None else Config()
         self._bound = _Bound(
-            backend.with_prefix(config.prefix),
+            backend.with_prefix(config.prefix, config.cluster),
             config,
             clock if clock is not None else backend.clock,
         )
@@ -120,7 +120,9 @@ class Tiger(AsyncClient, TaskRegistry, QueueInspection, TaskTigerDelay, RunningT
         """Apply ``config`` to this initialised Tiger, keeping its backend and clock (the
         ``typedtiger`` commands apply their overrides to the application's Tiger this way)."""
         bound = self._require()
-        self._bound = _Bound(bound.backend.with_prefix(config.prefix), config, bound.clock)
+        self._bound = _Bound(
+            bound.backend.with_prefix(config.prefix, config.cluster), config, bound.clock
+        )
 
     @contextmanager
     def bound_to(

@@ -14,6 +14,7 @@ from redis.client import NEVER_DECODE
 
 from typedtiger._priorities import MAX_PRIORITY, MIN_PRIORITY, PRIORITY_STEP
 from typedtiger.backends._redis_errors import redis_call
+from typedtiger.backends._redis_keys import KeyLayout
 from typedtiger.backends._redis_wire import escaped, num, queue_names, stored_count, undecoded
 from typedtiger.backends.base import (
     StoredTask,
@@ -117,9 +118,7 @@ class RedisInspection:
     """Inspection reads on ``_client`` under the keys ``_key`` names (RedisBackend's)."""
 
     _client: redis.Redis[str]
-
-    def _key(self, *parts: str) -> str:
-        raise NotImplementedError
+    _keys: KeyLayout
 
     def _smembers_undecoded(self, key: str, pipe: Any = None) -> Any:
         raise NotImplementedError
@@ -132,7 +131,8 @@ class RedisInspection:
         load_executions: int,
     ) -> list[StoredTask]:
         pipe = self._client.pipeline(transaction=False)
-        queue_stored_reads(pipe, self._key("task"), scored, load_executions)
+        # (the prefix of the queue's task keys, without its last colon)
+        queue_stored_reads(pipe, self._keys.task(queue, "")[:-1], scored, load_executions)
         replies = pipe.execute(raise_on_error=False)
         return stored_tasks(queue, state, scored, load_executions, replies)
 
@@ -140,7 +140,7 @@ class RedisInspection:
     def get_task(
         self, queue: str, state: TaskState, task_id: str, load_executions: int
     ) -> StoredTask | None:
-        score = self._client.zscore(self._key(state.value, queue), task_id)
+        score = self._client.zscore(self._keys.state(state, queue), task_id)
         if score is None:
             return None
         return self._stored(queue, state, [(task_id, float(score))], load_executions)[0]
@@ -149,7 +149,7 @@ class RedisInspection:
     def list_tasks(
         self, queue: str, state: TaskState, skip: int, limit: int, load_executions: int
     ) -> tuple[int, list[StoredTask]]:
-        key = self._key(state.value, queue)
+        key = self._keys.state(state, queue)
         pipe = self._client.pipeline(transaction=False)
         pipe.zcard(key)
         # (undecoded: an id that is not UTF-8, quarantined by a claim, is listed escaped)
@@ -162,7 +162,9 @@ class RedisInspection:
 
     @redis_call
     def task_executions(self, task_id: str, load: int | None) -> TaskExecutions | None:
-        base = self._key("task", task_id)
+        base = self._task_key(task_id)
+        if base is None:
+            return None
         pipe = self._client.pipeline(transaction=True)  # one consistent read, one round trip
         pipe.exists(base)
         pipe.get(f"{base}:executions_count")
@@ -175,31 +177,48 @@ class RedisInspection:
 
     @redis_call
     def dependencies(self, task_id: str) -> TaskDependencies:
-        base = self._key("task", task_id)
+        base = self._task_key(task_id)
+        if base is None:
+            return TaskDependencies(waiting_for=(), dependents=())
         pipe = self._client.pipeline(transaction=True)  # one consistent read, one round trip
         pipe.hgetall(f"{base}:after")
         pipe.hgetall(f"{base}:dependents")
         waiting_for, dependents = pipe.execute()
         return TaskDependencies(waiting_for=_refs(waiting_for), dependents=_refs(dependents))
 
+    def _task_key(self, task_id: str) -> str | None:
+        """The key of the task ``task_id`` (per queue: of the first queue filing it; None if
+        none does)."""
+        if not self._keys.sharded:
+            return self._keys.task("", task_id)
+        found = self.find_task(task_id)
+        return self._keys.task(found[0][0], task_id) if found else None
+
+    def _named_queues(self, pipe: Any) -> list[list[str]]:
+        """Per state, the queues its set of names lists (per queue: every queue registered)."""
+        if self._keys.sharded:
+            every = sorted(queue_names(self._smembers_undecoded(self._keys.registry())))
+            return [every for _ in _ALL_STATES]
+        for state in _ALL_STATES:
+            self._smembers_undecoded(self._keys.names(state), pipe)
+        return [sorted(queue_names(queues)) for queues in pipe.execute()]
+
     @redis_call
     def find_task(self, task_id: str) -> list[tuple[str, TaskState]]:
         pipe = self._client.pipeline(transaction=False)
-        for state in _ALL_STATES:
-            self._smembers_undecoded(self._key(state.value), pipe)
         candidates = [
             (queue, state)
-            for state, queues in zip(_ALL_STATES, pipe.execute(), strict=True)
-            for queue in sorted(queue_names(queues))
+            for state, queues in zip(_ALL_STATES, self._named_queues(pipe), strict=True)
+            for queue in queues
         ]
         for queue, state in candidates:
-            pipe.zscore(self._key(state.value, queue), task_id)
+            pipe.zscore(self._keys.state(state, queue), task_id)
         found = pipe.execute()
         return [where for where, score in zip(candidates, found, strict=True) if score is not None]
 
     @redis_call
     def task_ids_starting(self, prefix: str, limit: int) -> list[str]:
-        base = self._key("task", "")
+        base = self._keys.key("task", "")  # (per queue: ids are not listed by prefix)
         glob = "".join(f"\\{char}" if char in "*?[]\\" else char for char in base + prefix)
         found: set[str] = set()
         for key in self._client.scan_iter(match=glob + "*", count=1000):
@@ -212,16 +231,17 @@ class RedisInspection:
     def queue_sizes(self, queues: Sequence[str] | None) -> dict[str, dict[TaskState, int]]:
         pipe = self._client.pipeline(transaction=False)
         if queues is None:
-            for state in _ALL_STATES:
-                self._smembers_undecoded(self._key(state.value), pipe)
-            names = sorted({queue for members in pipe.execute() for queue in queue_names(members)})
+            names = sorted({queue for listed in self._named_queues(pipe) for queue in listed})
         else:
             names = list(queues)
         for queue in names:
             for state in _ALL_STATES:
-                pipe.zcard(self._key(state.value, queue))
+                pipe.zcard(self._keys.state(state, queue))
         counts = iter(pipe.execute())
-        return {queue: {state: int(next(counts)) for state in _ALL_STATES} for queue in names}
+        sizes = {queue: {state: int(next(counts)) for state in _ALL_STATES} for queue in names}
+        if queues is None and self._keys.sharded:  # (the registry keeps emptied queues)
+            return {queue: counts for queue, counts in sizes.items() if any(counts.values())}
+        return sizes
 
     @redis_call
     def oldest_queued(self, queues: Sequence[str], now: float) -> dict[str, float]:
@@ -230,7 +250,7 @@ class RedisInspection:
         pipe = self._client.pipeline(transaction=False)
         half = PRIORITY_STEP / 2
         for queue in queues:
-            key = self._key(TaskState.QUEUED.value, queue)
+            key = self._keys.state(TaskState.QUEUED, queue)
             for level in _LEVELS:
                 top = now - level * PRIORITY_STEP
                 low = "-inf" if level == MAX_PRIORITY else f"({num(top - half)}"
@@ -252,7 +272,7 @@ class RedisInspection:
         pipe = self._client.pipeline(transaction=False)
         command = cast(Callable[..., object], pipe.execute_command)
         for queue in queues:
-            key = self._key(state.value, queue)
+            key = self._keys.state(state, queue)
             command("ZRANGE", key, 0, 0, "WITHSCORES", **{NEVER_DECODE: True})
         heads = {}
         for queue, reply in zip(queues, pipe.execute(), strict=True):
@@ -266,11 +286,14 @@ class RedisInspection:
         if queues is not None:
             pipe = self._client.pipeline(transaction=False)
             for queue in queues:
-                pipe.zscore(self._key("qslock", queue), "SYSTEM_LOCK")
+                pipe.zscore(self._keys.qslock(queue), "SYSTEM_LOCK")
             found = zip(queues, pipe.execute(), strict=True)
             return {queue: float(until) for queue, until in found if until is not None}
+        if self._keys.sharded:  # (the registry names every queue)
+            registered = queue_names(self._smembers_undecoded(self._keys.registry()))
+            return self.get_queue_system_locks(sorted(registered))
         locks: dict[str, float] = {}
-        prefix = self._key("qslock", "")
+        prefix = self._keys.qslock("")
         for key in self._client.scan_iter(match=prefix.replace("*", r"\*") + "*", count=1000):
             score = self._client.zscore(key, "SYSTEM_LOCK")
             if score is not None:
@@ -279,7 +302,7 @@ class RedisInspection:
 
     @redis_call
     def held_locks(self, limit: int) -> tuple[list[HeldLock], bool]:
-        text = self._key("lockv2", "")
+        text = self._keys.key("lockv2", "")  # (per queue: locks are the queues', not listed)
         prefix, pattern = text.encode(), _GLOB_SPECIAL.sub(r"\\\1", text) + "*"
         raw = {NEVER_DECODE: True}
         keys: set[bytes] = set()
@@ -299,7 +322,7 @@ class RedisInspection:
         pipe = self._client.pipeline(transaction=False)
         command = cast(Callable[..., object], pipe.execute_command)
         for lock_id in lock_ids:
-            key = self._key("lockv2", lock_id).encode("utf-8", "surrogateescape")
+            key = self._keys.key("lockv2", lock_id).encode("utf-8", "surrogateescape")
             command("GET", key, **{NEVER_DECODE: True})
         return [
             _held_lock(lock_id, value)

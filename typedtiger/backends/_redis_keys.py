@@ -2,7 +2,13 @@
 
 Every script refuses a key it was not given in KEYS (``_common.lua``), so these lists and the
 scripts cannot drift apart unnoticed: a missing name fails the call with an UNDECLARED error.
-The layout is TaskTiger's (docs/redis-layout.md).
+
+Two layouts (docs/redis-layout.md, docs/scaling.md). The classic one is TaskTiger's: every key
+under the prefix ``P``. The per-queue one (Redis Cluster, a prefix without a hash tag) is the
+classic layout under a prefix of each queue's own, ``P:{<queue>}``: a queue's keys, its tasks'
+and its locks' share one slot, so different queues land on different shards and no script
+crosses slots. Only what spans queues stays under ``P:{P}`` (the registry of queue names, the
+worker registry); the scripts receive the queue's prefix as their ``P``.
 """
 
 from __future__ import annotations
@@ -11,75 +17,121 @@ from collections.abc import Iterable, Sequence
 
 from typedtiger.backends.base import Completion, NewTask, TaskState
 
-__all__ = ["KeyLayout"]
+__all__ = ["KeyLayout", "has_hash_tag"]
 
 _STATES = tuple(TaskState)
 
 
-class KeyLayout:
-    """Key names under ``prefix``."""
+def has_hash_tag(prefix: str) -> bool:
+    """Whether Redis Cluster hashes keys under ``prefix`` by a tag in it (``{...}``, not
+    empty), so that they all share one slot."""
+    opening = prefix.find("{")
+    closing = prefix.find("}", opening + 1)
+    return opening >= 0 and closing > opening + 1
 
-    def __init__(self, prefix: str) -> None:
+
+class KeyLayout:
+    """Key names under ``prefix``, classic or per queue (``sharded``)."""
+
+    def __init__(self, prefix: str, *, sharded: bool = False) -> None:
+        if sharded and ("{" in prefix or "}" in prefix):
+            raise ValueError(
+                f"prefix {prefix!r}: a hash tag puts every key in one slot; the per-queue "
+                "layout needs a prefix without braces"
+            )
         self.prefix = prefix
+        self.sharded = sharded
+        self._global = f"{prefix}:{{{prefix}}}" if sharded else prefix
+
+    def base(self, queue: str) -> str:
+        """The prefix of ``queue``'s keys: the scripts' ``P`` for a call on that queue."""
+        if not self.sharded:
+            return self.prefix
+        if not queue or "{" in queue or "}" in queue:
+            raise ValueError(
+                f"queue {queue!r}: the per-queue Redis Cluster layout hashes a queue's keys by "
+                "its name, which must be non-empty and hold no braces"
+            )
+        return f"{self.prefix}:{{{queue}}}"
 
     def key(self, *parts: str) -> str:
-        return ":".join((self.prefix, *parts))
+        """A key of no queue (the worker registry, the registry of queue names)."""
+        return ":".join((self._global, *parts))
 
     def state(self, state: TaskState, queue: str) -> str:
         """The sorted set of ``queue``'s tasks in ``state``."""
-        return self.key(state.value, queue)
+        return f"{self.base(queue)}:{state.value}:{queue}"
 
-    def names(self, state: TaskState) -> str:
-        """The set of the names of the queues that hold tasks in ``state``."""
-        return self.key(state.value)
+    def names(self, state: TaskState, queue: str = "") -> str:
+        """The set of the names of the queues that hold tasks in ``state`` (per queue: only
+        that queue's name)."""
+        return f"{self.base(queue) if self.sharded else self.prefix}:{state.value}"
 
-    def task(self, task_id: str) -> str:
-        return self.key("task", task_id)
+    def task(self, queue: str, task_id: str) -> str:
+        return f"{self.base(queue)}:task:{task_id}"
 
-    def lock(self, lock_id: str) -> str:
-        return self.key("lockv2", lock_id)
+    def lock(self, queue: str, lock_id: str) -> str:
+        return f"{self.base(queue)}:lockv2:{lock_id}"
 
     def qslock(self, queue: str) -> str:
-        return self.key("qslock", queue)
+        return f"{self.base(queue)}:qslock:{queue}"
 
-    def claim(self, claimant: str) -> str:
-        return self.key("claim", claimant)
+    def claim(self, queue: str, claimant: str) -> str:
+        return f"{self.base(queue)}:claim:{claimant}"
 
     def activity(self) -> str:
-        """The channel queued tasks are announced on (a channel, not a key)."""
-        return self.key("activity")
+        """The channel (or, per queue, the pattern of the channels) queued tasks are announced
+        on: not a key."""
+        if not self.sharded:
+            return f"{self.prefix}:activity"
+        escaped = "".join(f"\\{char}" if char in "*?[]\\" else char for char in self.prefix)
+        return f"{escaped}:{{*}}:activity"
+
+    def registry(self) -> str:
+        """Per queue: the set of every queue name enqueued to (no script writes it)."""
+        return self.key("queues")
 
     def queue_keys(self, queue: str) -> list[str]:
         """What a script working on one queue may touch of it: its sorted sets and the sets
         of queue names."""
-        return [*(self.state(state, queue) for state in _STATES), *self.all_names()]
+        return [
+            *(self.state(state, queue) for state in _STATES),
+            *(self.names(state, queue) for state in _STATES),
+        ]
 
-    def all_names(self) -> list[str]:
-        return [self.names(state) for state in _STATES]
+    def all_names(self, queue: str = "") -> list[str]:
+        return [self.names(state, queue) for state in _STATES]
 
-    def tasks(self, task_ids: Iterable[str]) -> list[str]:
-        return [self.task(task_id) for task_id in task_ids]
+    def tasks(self, queue: str, task_ids: Iterable[str]) -> list[str]:
+        return [self.task(queue, task_id) for task_id in task_ids]
 
-    def locks(self, lock_ids: Iterable[str]) -> list[str]:
-        return [self.lock(lock_id) for lock_id in lock_ids if lock_id]
+    def locks(self, queue: str, lock_ids: Iterable[str]) -> list[str]:
+        return [self.lock(queue, lock_id) for lock_id in lock_ids if lock_id]
 
     def enqueue_keys(self, tasks: Sequence[NewTask]) -> list[str]:
         """What an enqueue may touch: the queues' sorted sets but error's (a unique or periodic
         task is looked up in them), the sets of queued and scheduled queue names, the tasks;
         for a task enqueued after others, all of its queue's keys (it may be cancelled at once,
         to error) and those of the queues and tasks it waits for."""
-        keys = [self.names(TaskState.QUEUED), self.names(TaskState.SCHEDULED)]
+        keys = []
         for queue in dict.fromkeys(task.queue for task in tasks):
+            keys += [self.names(TaskState.QUEUED, queue), self.names(TaskState.SCHEDULED, queue)]
             keys += [self.state(state, queue) for state in _STATES if state != TaskState.ERROR]
-        keys += self.tasks(task.id for task in tasks)
+        keys += [self.task(task.queue, task.id) for task in tasks]
         for task in tasks:
             if task.after:
                 keys += self.queue_keys(task.queue)
             for ref in task.after:
-                keys += [*self.queue_keys(ref.queue), self.task(ref.id)]
+                if self.sharded and self.base(ref.queue) != self.base(task.queue):
+                    raise ValueError(
+                        f"task {task.id} of queue {task.queue!r} cannot wait for a task of queue "
+                        f"{ref.queue!r}: in the per-queue Redis Cluster layout each queue is in "
+                        "a slot of its own, and a dependency is kept in one atomic step"
+                    )
+                keys += [*self.queue_keys(ref.queue), self.task(ref.queue, ref.id)]
         return keys
 
     def completion_keys(self, done: Completion) -> list[str]:
         """What completing ``done`` may touch: its queue's keys, its tasks and locks."""
-        keys = [*self.queue_keys(done.queue), *self.tasks(done.task_ids)]
-        return keys + self.locks(done.lock_ids)
+        keys = [*self.queue_keys(done.queue), *self.tasks(done.queue, done.task_ids)]
+        return keys + self.locks(done.queue, done.lock_ids)

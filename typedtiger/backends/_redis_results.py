@@ -32,7 +32,7 @@ def marker_ms(timeout: float) -> int:
 
 def result_keys(keys: KeyLayout, queue: str, task_id: str) -> list[str]:
     """The KEYS of result.lua: the result key, the payload, the error state, the executions."""
-    base = keys.task(task_id)
+    base = keys.task(queue, task_id)
     return [f"{base}:result", base, keys.state(TaskState.ERROR, queue), f"{base}:executions"]
 
 
@@ -47,8 +47,7 @@ class RedisResults:
 
     _client: redis.Redis[str]
 
-    def _key(self, *parts: str) -> str:
-        raise NotImplementedError
+    _keys: KeyLayout
 
     def _run(
         self,
@@ -57,6 +56,7 @@ class RedisResults:
         *,
         decode: bool = True,
         keys: Sequence[str] = (),
+        queue: str = "",
     ) -> Any:
         raise NotImplementedError
 
@@ -65,8 +65,14 @@ class RedisResults:
 
     @redis_call
     def task_status(self, task_id: str) -> StoredStatus:
-        base = self._key("task", task_id)
-        queue, *filed, result = self._run("status", [task_id], keys=[base, f"{base}:result"])
+        home = ""  # (per queue: the key of the first queue filing it)
+        if self._keys.sharded:
+            home = next(iter(self.find_task(task_id)), ("", TaskState.QUEUED))[0]
+            if not home:
+                return StoredStatus(places=(), result=None)
+        base = self._keys.task(home, task_id)
+        keys = [base, f"{base}:result"]
+        queue, *filed, result = self._run("status", [task_id], keys=keys, queue=home)
         if queue:
             states = zip(TaskState, filed, strict=True)  # (the order of the script's STATES)
             places = tuple((queue, state) for state, flag in states if flag)
@@ -75,8 +81,8 @@ class RedisResults:
         return StoredStatus(places=places, result=result or None)
 
     def _probe(self, queue: str, task_id: str, wait_ms: int) -> ResultProbe:
-        keys = result_keys(KeyLayout(self._key()), queue, task_id)
-        return probe_of(self._run("result", [task_id, wait_ms], keys=keys))
+        keys = result_keys(self._keys, queue, task_id)
+        return probe_of(self._run("result", [task_id, wait_ms], keys=keys, queue=queue))
 
     @redis_call
     def await_result(self, queue: str, task_id: str, timeout: float) -> ResultProbe:
@@ -85,7 +91,7 @@ class RedisResults:
         pubsub = self._client.pubsub(ignore_subscribe_messages=True)
         try:
             # Subscribed before the marker is left: no publication can come in between.
-            pubsub.subscribe(self._key("task", task_id, "result"))
+            pubsub.subscribe(self._keys.task(queue, task_id) + ":result")
             probe = self._probe(queue, task_id, marker_ms(timeout))
             if not probe.pending:
                 return probe

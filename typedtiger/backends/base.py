@@ -240,8 +240,9 @@ class Backend(LockInspection, AsyncTwin, Protocol):
         """The key prefix this backend stores under."""
         ...
 
-    def with_prefix(self, prefix: str) -> Backend:
-        """The same storage under another key prefix."""
+    def with_prefix(self, prefix: str, cluster: bool = False) -> Backend:
+        """The same storage under another key prefix; ``cluster``: keys laid out for Redis
+        Cluster (``Config.cluster``; a backend on a cluster lays them out so anyway)."""
         ...
 
     def without_retries(self) -> Backend:

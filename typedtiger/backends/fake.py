@@ -33,14 +33,16 @@ class FakeBackend(RedisBackend):
         *,
         prefix: str = "t",
         server: fakeredis.FakeServer | None = None,
+        cluster: bool = False,
     ) -> None:
         self._server = server if server is not None else fakeredis.FakeServer()
         self._manual_clock = clock if clock is not None else ManualClock()
         client = fakeredis.FakeRedis(server=self._server, decode_responses=True)
-        super().__init__(client, prefix=prefix, clock=self._manual_clock)
+        super().__init__(client, prefix=prefix, clock=self._manual_clock, cluster=cluster)
 
     def __repr__(self) -> str:
-        return f"FakeBackend(prefix={self.prefix!r})"
+        layout = ", cluster=True" if self._cluster else ""
+        return f"FakeBackend(prefix={self.prefix!r}{layout})"
 
     @property
     def clock(self) -> ManualClock:
@@ -54,7 +56,8 @@ class FakeBackend(RedisBackend):
     def without_retries(self) -> FakeBackend:
         return self  # in-process: no connection to lose
 
-    def with_prefix(self, prefix: str) -> FakeBackend:
-        if prefix == self.prefix:
+    def with_prefix(self, prefix: str, cluster: bool = False) -> FakeBackend:
+        if prefix == self.prefix and (self._cluster or not cluster):
             return self
-        return FakeBackend(self._manual_clock, prefix=prefix, server=self._server)
+        cluster = self._cluster or cluster
+        return FakeBackend(self._manual_clock, prefix=prefix, server=self._server, cluster=cluster)

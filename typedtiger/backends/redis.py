@@ -9,20 +9,28 @@ replies travel is in ``_redis_wire``, the inspection reads in ``_redis_inspect``
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import redis
 import redis.exceptions
-from redis.backoff import NoBackoff
 from redis.client import NEVER_DECODE, PubSub
+from redis.cluster import RedisCluster
 from redis.commands.core import Script
-from redis.retry import Retry
-from redis.sentinel import SentinelConnectionPool
 
+from typedtiger.backends._redis_admin import RedisAdmin
+from typedtiger.backends._redis_connect import (
+    client_from_url,
+    client_without_retries,
+    connection_kwargs,
+    connection_pools,
+    is_cluster,
+    location,
+)
 from typedtiger.backends._redis_errors import redis_call, translate_error
 from typedtiger.backends._redis_inspect import RedisInspection
-from typedtiger.backends._redis_keys import KeyLayout
+from typedtiger.backends._redis_keys import KeyLayout, has_hash_tag
 from typedtiger.backends._redis_results import RedisResults
 from typedtiger.backends._redis_wire import (
     claimed,
@@ -57,50 +65,62 @@ __all__ = ["RedisBackend", "translate_error"]
 _ALL_STATES: Final = tuple(TaskState)
 
 
-class RedisBackend(RedisInspection, RedisWorkers, RedisResults):
+class RedisBackend(RedisInspection, RedisWorkers, RedisResults, RedisAdmin):
     """Tasks stored in Redis under ``prefix`` (TaskTiger's layout).
 
     ``client`` must be created with ``decode_responses=True``. In a forked child redis-py opens
     fresh connections, so a task may enqueue other tasks through the same client.
+
+    ``cluster`` (default: whether ``client`` is a RedisCluster): no script crosses slots; a
+    hash-tagged prefix (``{t}``) keeps all in one, else each queue has its own (docs/scaling.md).
     """
 
     #: Whether a task may run in a forked child (the child's writes reach the same storage).
     forks_safely: bool = True
 
     def __init__(
-        self, client: redis.Redis[str], *, prefix: str = "t", clock: Clock | None = None
+        self,
+        client: redis.Redis[str] | RedisCluster[str],
+        *,
+        prefix: str = "t",
+        clock: Clock | None = None,
+        cluster: bool | None = None,
     ) -> None:
-        if not client.connection_pool.connection_kwargs.get("decode_responses"):
+        if not connection_kwargs(client).get("decode_responses"):
             raise ValueError("RedisBackend needs a client created with decode_responses=True")
-        self._client = client
+        if cluster is False and is_cluster(client):
+            raise ValueError("a RedisCluster client needs cluster=True (or None)")
+        self._cluster = is_cluster(client) if cluster is None else cluster
+        # (RedisCluster sends every command used here under the same name)
+        self._client = cast("redis.Redis[str]", client)
         self._prefix = prefix
-        self._keys = KeyLayout(prefix)
+        self._keys = KeyLayout(prefix, sharded=self._cluster and not has_hash_tag(prefix))
+        #: Per queue: the queues named in the registry, and those claimed from.
+        self._registered: set[str] = set()
+        self._claimed_from: set[str] = set()
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._scripts: dict[str, Script] = {
-            name: client.register_script(source) for name, source in SOURCES.items()
+            name: self._client.register_script(source) for name, source in SOURCES.items()
         }
         self._pubsub: PubSub | None = None
         self._owns_pool = False
 
     def __repr__(self) -> str:
         # The location only: never the password.
-        kwargs = self._client.connection_pool.connection_kwargs
-        if "path" in kwargs:
-            where = f"unix://{kwargs['path']}?db={kwargs.get('db', 0)}"
-        else:
-            where = f"redis://{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}"
-            where += f"/{kwargs.get('db', 0)}"
-        return f"{type(self).__name__}({where}, prefix={self._prefix!r})"
+        layout = ", per queue" if self._keys.sharded else ""
+        return f"{type(self).__name__}({location(self._client)}, prefix={self._prefix!r}{layout})"
 
     @classmethod
     def from_url(cls, url: str, *, prefix: str = "t", check: bool = False) -> RedisBackend:
-        """A backend on the Redis at ``url`` (redis://, rediss:// or unix://).
+        """A backend on the Redis at ``url``: redis://, rediss://, unix://, redis+cluster://
+        (Redis Cluster) or redis+sentinel:// (a Sentinel-managed primary): see
+        ``client_from_url``.
 
         With ``check=True`` the options the connection pool defers to its first connection are
         checked now (no I/O): a bad one is a ValueError naming it."""
         try:
-            backend = cls(redis.Redis.from_url(url, decode_responses=True), prefix=prefix)
-            if check:
+            backend = cls(client_from_url(url), prefix=prefix)
+            if check and not backend._cluster:
                 pool = backend.client.connection_pool
                 pool.connection_class(**pool.connection_kwargs)
         except (TypeError, KeyError, redis.RedisError) as exc:
@@ -149,44 +169,27 @@ class RedisBackend(RedisInspection, RedisWorkers, RedisResults):
         short outage with arguments, such as a claim's time, taken before it began. A pool
         of a kind not rebuilt here (a custom class) keeps the client's own retry policy.
         """
-        pool = self._client.connection_pool
-        kwargs = {**pool.connection_kwargs, "retry": Retry(NoBackoff(), 0), "retry_on_error": []}
-        kind = type(pool)
-        if kind is redis.ConnectionPool or kind is redis.BlockingConnectionPool:
-            fresh = kind(
-                connection_class=pool.connection_class,
-                max_connections=pool.max_connections,
-                **kwargs,
-            )
-        elif isinstance(pool, SentinelConnectionPool):
-            del kwargs["connection_pool"]  # the pool's proxy to itself: the new pool adds its own
-            fresh = SentinelConnectionPool(
-                pool.service_name,
-                pool.sentinel_manager,
-                connection_class=pool.connection_class,
-                max_connections=pool.max_connections,
-                is_master=pool.is_master,
-                check_connection=pool.check_connection,
-                **kwargs,
-            )
-        else:
+        client = client_without_retries(self._client)
+        if client is None:
             return self
-        client: redis.Redis[str] = redis.Redis(connection_pool=fresh, decode_responses=True)
-        backend = type(self)(client, prefix=self._prefix, clock=self._clock)
+        backend = type(self)(client, prefix=self._prefix, clock=self._clock, cluster=self._cluster)
         backend._owns_pool = True
         return backend
 
     def async_twin(self) -> AsyncRedisBackend:
         """The same storage through a ``redis.asyncio`` client with this client's connection
-        settings (a pool of its own, for the event loop running now)."""
+        settings (a pool of its own, for the event loop running now). Not on Redis Cluster."""
+        if self._cluster:
+            raise ValueError("the asyncio backend does not run on Redis Cluster (yet)")
         return AsyncRedisBackend(asyncio_client_like(self._client), prefix=self._prefix)
 
-    def with_prefix(self, prefix: str) -> RedisBackend:
-        if prefix == self._prefix:
+    def with_prefix(self, prefix: str, cluster: bool = False) -> RedisBackend:
+        if prefix == self._prefix and (self._cluster or not cluster):
             return self
-        return type(self)(self._client, prefix=prefix, clock=self._clock)
+        cluster = self._cluster or cluster
+        return type(self)(self._client, prefix=prefix, clock=self._clock, cluster=cluster)
 
-    def _key(self, *parts: str) -> str:
+    def _key(self, *parts: str) -> str:  # (the worker registry's)
         return self._keys.key(*parts)
 
     def _run(
@@ -197,6 +200,7 @@ class RedisBackend(RedisInspection, RedisWorkers, RedisResults):
         decode: bool = True,
         beat: WorkerBeat | None = None,
         keys: Sequence[str] = (),
+        queue: str = "",
     ) -> Any:
         """The script's reply; with ``decode=False`` its strings are left as bytes (what a
         UTF-8 decoder would refuse must not fail the whole reply). ``keys``: every key the
@@ -204,7 +208,8 @@ class RedisBackend(RedisInspection, RedisWorkers, RedisResults):
         same round trip (a pipeline after the script)."""
         # (an id read undecoded goes back as the bytes it was)
         declared = [wire(key) for key in dict.fromkeys(keys)]
-        args = [wire(arg) for arg in (self._prefix, *args)]
+        # (the scripts' P: the prefix of ``queue``'s keys, its own in the per-queue layout)
+        args = [wire(arg) for arg in (self._keys.base(queue), *args)]
         if beat is not None:
             pipe = self._client.pipeline(transaction=False)
             pipe.execute_command(  # type: ignore[no-untyped-call]
@@ -232,12 +237,28 @@ class RedisBackend(RedisInspection, RedisWorkers, RedisResults):
 
     @redis_call
     def enqueue(self, tasks: Sequence[NewTask], now: float, publish: bool) -> list[Enqueued]:
+        if not self._keys.sharded:
+            return self._enqueue(tasks, now, publish)
+        # Per queue: a call per queue (in its slot), the queue first named in the registry.
+        results: list[Enqueued] = []
+        for queue, group in itertools.groupby(tasks, lambda task: task.queue):
+            if queue not in self._registered:
+                self._client.sadd(self._keys.registry(), queue)
+                self._registered.add(queue)
+            results += self._enqueue(list(group), now, publish)
+        return results
+
+    def _enqueue(self, tasks: Sequence[NewTask], now: float, publish: bool) -> list[Enqueued]:
         if not tasks:
             return []
         # Undecoded: a stored payload the reply carries may be bytes UTF-8 refuses.
         keys = self._keys.enqueue_keys(tasks)
         reply = self._run(
-            "enqueue", keys=keys, args=enqueue_args(tasks, now, publish), decode=False
+            "enqueue",
+            keys=keys,
+            args=enqueue_args(tasks, now, publish),
+            decode=False,
+            queue=tasks[0].queue,
         )
         return enqueued(tasks, now, reply)
 
@@ -245,7 +266,9 @@ class RedisBackend(RedisInspection, RedisWorkers, RedisResults):
 
     @redis_call
     def queues_with_tasks(self, state: TaskState) -> set[str]:
-        key = self._key(state.value)
+        if self._keys.sharded:
+            return {queue for queue, sizes in self.queue_sizes(None).items() if sizes[state]}
+        key = self._keys.names(state)
         try:
             return queue_names(self._smembers_undecoded(key))
         except redis.exceptions.ResponseError as exc:
@@ -259,12 +282,15 @@ class RedisBackend(RedisInspection, RedisWorkers, RedisResults):
     def wait_for_activity(self, timeout: float) -> set[str]:
         if self._pubsub is None:
             self._pubsub = self._client.pubsub(ignore_subscribe_messages=True)
-            self._pubsub.subscribe(self._key("activity"))
+            if self._keys.sharded:  # (each queue's scripts announce on a channel of its own)
+                self._pubsub.psubscribe(self._keys.activity())
+            else:
+                self._pubsub.subscribe(self._keys.activity())
         queues: set[str] = set()
         try:
             message = self._pubsub.get_message(timeout=timeout)
             while message is not None:
-                if message.get("type") == "message":
+                if message.get("type") in ("message", "pmessage"):
                     queues.add(str(message["data"]))
                 message = self._pubsub.get_message(timeout=0)
         except redis.exceptions.RedisError:
@@ -286,19 +312,29 @@ class RedisBackend(RedisInspection, RedisWorkers, RedisResults):
         too) in a forked process. The socket is closed, never shut down, which would end the
         parent's session as well; the pool starts afresh at its next use (redis-py resets a
         pool it finds in another process)."""
-        close_inherited_sockets(self._client.connection_pool)
+        for pool in connection_pools(self._client):
+            close_inherited_sockets(pool)
         self._pubsub = None
 
     @redis_call
     def move_due_scheduled(
         self, now: float, limit: int, publish: bool = True, beat: WorkerBeat | None = None
     ) -> int:
-        keys = [self._keys.names(TaskState.SCHEDULED), self._keys.names(TaskState.QUEUED)]
-        moved, *skipped = self._run(
-            "move_due", keys=keys, args=[num(now), int(publish), limit], beat=beat
-        )
-        raise_skipped(skipped)
-        return int(moved)
+        total, problems = 0, list[str]()
+        for queue in self._walked_queues(TaskState.SCHEDULED):
+            keys = [self._keys.names(TaskState.SCHEDULED, queue)]
+            keys.append(self._keys.names(TaskState.QUEUED, queue))
+            args = [num(now), int(publish), limit]
+            moved, *skipped = self._run("move_due", keys=keys, args=args, beat=beat, queue=queue)
+            beat, total, problems = None, total + int(moved), problems + skipped
+        raise_skipped(problems)
+        return total
+
+    def _walked_queues(self, state: TaskState) -> list[str]:
+        """What a walk's script (moving due tasks, requeueing lost ones) is called for: classic,
+        once for all queues (it reads them from a set of names); per queue, once per queue
+        holding tasks in ``state`` (the queue's own set of names holds only it)."""
+        return sorted(self.queues_with_tasks(state)) if self._keys.sharded else [""]
 
     @redis_call
     def claim(
@@ -314,14 +350,18 @@ class RedisBackend(RedisInspection, RedisWorkers, RedisResults):
         keys = [*self._keys.queue_keys(queue), self._keys.qslock(queue)]
         if ticket is not None:
             claim += [ticket.claimant, ticket.token, max(1, round(ticket.remember_for * 1000))]
-            keys.append(self._keys.claim(ticket.claimant))
+            keys.append(self._keys.claim(queue, ticket.claimant))
+            self._claimed_from.add(queue)
+        if done is not None and self._keys.base(done.queue) != self._keys.base(queue):
+            self.complete(done, now)  # (per queue: another queue's keys are in another slot)
+            done = None
         # Undecoded: a payload that is not UTF-8 is the worker's to quarantine (see claimed).
         if done is None:
-            reply = self._run("claim", keys=keys, args=claim, decode=False)
+            reply = self._run("claim", keys=keys, args=claim, decode=False, queue=queue)
         else:
             keys += self._keys.completion_keys(done)
             args = [*completion_args(done), *claim]
-            reply = self._run("complete_claim", keys=keys, args=args, decode=False)
+            reply = self._run("complete_claim", keys=keys, args=args, decode=False, queue=queue)
         left, *tasks = reply
         claims = Claims(claimed(*tasks[i : i + 3]) for i in range(0, len(tasks), 3))
         claims.queue_empty = int(left) <= 0  # -1: paused, nothing to claim now
@@ -329,16 +369,17 @@ class RedisBackend(RedisInspection, RedisWorkers, RedisResults):
 
     @redis_call
     def forget_claims(self, claimant: str) -> None:
-        self._client.delete(self._keys.claim(claimant))
+        for queue in sorted(self._claimed_from) if self._keys.sharded else [""]:
+            self._client.delete(self._keys.claim(queue, claimant))
 
     @redis_call
     def acquire_locks(
         self, queue: str, locks: Mapping[str, str], now: float, timeout: float, retry_at: float
     ) -> set[str]:
         pairs = [item for task_id, lock_id in locks.items() for item in (task_id, lock_id)]
-        keys = [*self._keys.queue_keys(queue), *self._keys.locks(locks.values())]
+        keys = [*self._keys.queue_keys(queue), *self._keys.locks(queue, locks.values())]
         args = [queue, num(now), num(timeout), num(retry_at), *pairs]
-        reply = self._run("acquire_locks", keys=keys, args=args)
+        reply = self._run("acquire_locks", keys=keys, args=args, queue=queue)
         return set(reply)
 
     @redis_call
@@ -352,8 +393,9 @@ class RedisBackend(RedisInspection, RedisWorkers, RedisResults):
         beat: WorkerBeat | None = None,
     ) -> None:
         args = [queue, num(now), num(lock_timeout), len(task_ids), *task_ids]
-        keys = [self._keys.state(TaskState.ACTIVE, queue), *self._keys.locks(lock_ids)]
-        self._run("heartbeat", keys=keys, args=[*args, *lock_pairs(task_ids, lock_ids)], beat=beat)
+        keys = [self._keys.state(TaskState.ACTIVE, queue), *self._keys.locks(queue, lock_ids)]
+        args += lock_pairs(task_ids, lock_ids)
+        self._run("heartbeat", keys=keys, args=args, beat=beat, queue=queue)
 
     @redis_call
     def complete(self, done: Completion, now: float) -> None:
@@ -361,6 +403,7 @@ class RedisBackend(RedisInspection, RedisWorkers, RedisResults):
             "complete",
             keys=self._keys.completion_keys(done),
             args=[num(now), *completion_args(done)],
+            queue=done.queue,
         )
 
     @redis_call
@@ -380,9 +423,9 @@ class RedisBackend(RedisInspection, RedisWorkers, RedisResults):
             len(task_ids),
             *task_ids,
         ]
-        keys = [*self._keys.queue_keys(queue), *self._keys.tasks(task_ids)]
-        keys += self._keys.locks(lock_ids)
-        self._run("fail", keys=keys, args=[*args, *lock_pairs(task_ids, lock_ids)])
+        keys = [*self._keys.queue_keys(queue), *self._keys.tasks(queue, task_ids)]
+        keys += self._keys.locks(queue, lock_ids)
+        self._run("fail", keys=keys, args=[*args, *lock_pairs(task_ids, lock_ids)], queue=queue)
 
     @redis_call
     def requeue_expired(
@@ -395,13 +438,23 @@ class RedisBackend(RedisInspection, RedisWorkers, RedisResults):
         lock_for: float,
         publish: bool = True,
     ) -> tuple[int, int]:
-        args = [num(now), num(timeout), limit, max_losses, lost_execution, num(lock_for)]
-        keys = [*self._keys.all_names(), self._keys.lock("queue_expired_tasks")]
-        requeued, failed, _busy, *skipped = self._run(
-            "requeue_expired", keys=keys, args=[*args, int(publish)]
-        )
-        raise_skipped(skipped)
-        return int(requeued), int(failed)
+        requeued, failed, problems = 0, 0, list[str]()
+        for queue in self._walked_queues(TaskState.ACTIVE):
+            budget = limit - requeued - failed
+            if budget <= 0:
+                break
+            args = [num(now), num(timeout), budget, max_losses, lost_execution, num(lock_for)]
+            keys = [*self._keys.all_names(queue), self._keys.lock(queue, "queue_expired_tasks")]
+            back, lost, _busy, *skipped = self._run(
+                "requeue_expired", keys=keys, args=[*args, int(publish)], queue=queue
+            )
+            requeued, failed, problems = (
+                requeued + int(back),
+                failed + int(lost),
+                problems + skipped,
+            )
+        raise_skipped(problems)
+        return requeued, failed
 
     @redis_call
     def acquire_queue_slot(
@@ -414,47 +467,10 @@ class RedisBackend(RedisInspection, RedisWorkers, RedisResults):
         refresh: bool = False,
     ) -> bool:
         args = [queue, holder, limit, num(now), num(timeout), int(refresh)]
-        return bool(self._run("queue_slot", keys=[self._keys.qslock(queue)], args=args))
+        return bool(
+            self._run("queue_slot", keys=[self._keys.qslock(queue)], args=args, queue=queue)
+        )
 
     @redis_call
     def release_queue_slot(self, queue: str, holder: str) -> None:
         self._client.zrem(self._keys.qslock(queue), holder)
-
-    # --- inspection and administration --------------------------------------------------
-
-    @redis_call
-    def remove(self, queue: str, state: TaskState, task_id: str, now: float) -> bool:
-        keys = [*self._keys.queue_keys(queue), self._keys.task(task_id)]
-        return bool(self._run("remove", keys=keys, args=[queue, state.value, task_id, num(now)]))
-
-    @redis_call
-    def move(
-        self,
-        queue: str,
-        from_state: TaskState,
-        task_id: str,
-        to_state: TaskState,
-        when: float,
-        publish: bool,
-    ) -> bool:
-        args = [queue, from_state.value, task_id, to_state.value, num(when), int(publish)]
-        keys = [*self._keys.queue_keys(queue), self._keys.task(task_id)]
-        return bool(self._run("move", keys=keys, args=args))
-
-    @redis_call
-    def set_queue_system_lock(self, queue: str, until: float) -> None:
-        key = self._key("qslock", queue)
-        pipe = self._client.pipeline(transaction=True)
-        pipe.zadd(key, {"SYSTEM_LOCK": until})
-        pipe.persist(key)  # the pause lasts until `until`, however long; slots expire by score
-        pipe.execute()
-
-    @redis_call
-    def clear_queue_system_lock(self, queue: str) -> None:
-        self._client.zrem(self._key("qslock", queue), "SYSTEM_LOCK")
-
-    @redis_call
-    def purge_errors(self, queue: str, before: float | None, limit: int | None) -> int:
-        bound = "+inf" if before is None else num(before)
-        args = [queue, bound, -1 if limit is None else limit]
-        return int(self._run("purge_errors", keys=self._keys.queue_keys(queue), args=args))
