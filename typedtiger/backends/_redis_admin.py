@@ -3,35 +3,16 @@ pausing queues (the queue system lock). A part of ``RedisBackend``, kept apart."
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
-
-import redis
-
 from typedtiger.backends._redis_errors import redis_call
-from typedtiger.backends._redis_keys import KeyLayout
+from typedtiger.backends._redis_part import RedisPart
 from typedtiger.backends._redis_wire import num
 from typedtiger.backends.base import TaskState
 
 __all__ = ["RedisAdmin"]
 
 
-class RedisAdmin:
+class RedisAdmin(RedisPart):
     """Administration on ``_client`` under the keys ``_keys`` names (RedisBackend's)."""
-
-    _client: redis.Redis[str]
-    _keys: KeyLayout
-
-    def _run(
-        self,
-        name: str,
-        args: Sequence[object],
-        *,
-        decode: bool = True,
-        keys: Sequence[str] = (),
-        queue: str = "",
-    ) -> Any:
-        raise NotImplementedError
 
     @redis_call
     def remove(self, queue: str, state: TaskState, task_id: str, now: float) -> bool:

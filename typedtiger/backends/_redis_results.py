@@ -12,10 +12,9 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import redis
-
 from typedtiger.backends._redis_errors import redis_call
 from typedtiger.backends._redis_keys import KeyLayout
+from typedtiger.backends._redis_part import RedisPart
 from typedtiger.backends._redis_wire import undecoded
 from typedtiger.backends.base import ResultProbe, StoredStatus, TaskState
 
@@ -42,23 +41,8 @@ def probe_of(reply: Sequence[Any]) -> ResultProbe:
     return ResultProbe(result=result or None, stored=bool(stored), last_execution=last or None)
 
 
-class RedisResults:
+class RedisResults(RedisPart):
     """The result wait on ``_client`` under the keys ``_key`` names (RedisBackend's)."""
-
-    _client: redis.Redis[str]
-
-    _keys: KeyLayout
-
-    def _run(
-        self,
-        name: str,
-        args: Sequence[object],
-        *,
-        decode: bool = True,
-        keys: Sequence[str] = (),
-        queue: str = "",
-    ) -> Any:
-        raise NotImplementedError
 
     def find_task(self, task_id: str) -> list[tuple[str, TaskState]]:
         raise NotImplementedError
