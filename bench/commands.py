@@ -29,7 +29,7 @@ from pathlib import Path
 
 import redis
 
-from bench import tasks
+from bench import common, tasks
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Commands the measurement itself sends.
@@ -72,8 +72,7 @@ def typedtiger_phases(args: argparse.Namespace, client: redis.Redis) -> Phases:
     enqueued = command_counts(client)
     tiger.run_worker(once=True)
     worked = command_counts(client)
-    console = "import sys; from typedtiger._console import main; sys.exit(main())"
-    worker = [sys.executable, "-c", console, "worker", "-p", str(args.port)]
+    worker = [sys.executable, "-c", common.CONSOLE_SCRIPT, "worker", "-p", str(args.port)]
     worker += ["-n", str(args.db), "--prefix", args.prefix, "-m", "bench.tasks"]
     return start, enqueued, worked, worker
 

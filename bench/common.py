@@ -25,6 +25,11 @@ from redis.commands.core import Script
 # --- counting round trips ----------------------------------------------------------------
 
 
+#: What the `typedtiger` console script runs (its GC tuning included), for ``python -c``: the
+#: typedtiger of the working directory comes first on the path.
+CONSOLE_SCRIPT = "import sys; from typedtiger._console import main; sys.exit(main())"
+
+
 class CountingConnection(redis.Connection):
     """A connection that counts what it sends: one ``send_packed_command`` is one round trip.
 

@@ -38,13 +38,12 @@ from typing import Any
 
 import redis
 
-from bench import report
+from bench import common, report
 
 REPO = Path(__file__).resolve().parent.parent
 CACHE = Path.home() / ".cache" / "typedtiger-bench"
 TT_VERSION = "0.26.3"
 OURS, TT = "typedtiger", "tasktiger"
-CONSOLE_SCRIPT = "import sys; from typedtiger._console import main; sys.exit(main())"
 SYSTEMS = (OURS, TT)
 
 #: Both systems run with bytecode caches, as an installed deployment does (pip compiles a wheel's
@@ -178,9 +177,7 @@ class Bench:
     def worker_argv(self, system: str, executor: str, once: bool, extra: list[str]) -> list[str]:
         a = self.args
         if system == OURS:
-            # What the `typedtiger` console script runs (its GC tuning included), with the
-            # typedtiger of the root directory first on the path.
-            argv = [self.ours_python, "-c", CONSOLE_SCRIPT, "worker", "-h", a.host, "-p"]
+            argv = [self.ours_python, "-c", common.CONSOLE_SCRIPT, "worker", "-h", a.host, "-p"]
             argv += [str(a.port), "-n", str(a.db), "--prefix", a.prefix, "-m", "bench.tasks"]
             argv += ["--executor", executor, *extra]
             return argv + (["--exit-after", "idle"] if once else [])
