@@ -42,8 +42,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Per-test timeouts (pytest-timeout: the ini's, or a module's mark) grow with the time
-    scale like the waits inside the tests; a --timeout given on the command line is kept."""
+    """Deselects the cluster variants (``backend[cluster]``) of the tests of every module not
+    in CLUSTER_CONFORMANCE (and of those marked ``classic_locks``). Then per-test timeouts
+    (pytest-timeout: the ini's, or a module's mark) grow with the time scale like the waits
+    inside the tests; a --timeout given on the command line is kept."""
     kept = [
         item
         for item in items
@@ -110,10 +112,25 @@ def redis_db() -> Iterator[redis.Redis[str]]:
     client.close()
 
 
-#: The conformance modules also run on a Redis Cluster of the run's own (3 primaries), in the
-#: per-queue layout: those whose tests go through the Backend protocol only (the others read
-#: keys by their classic names).
-CLUSTER_CONFORMANCE: Final = frozenset({"test_core", "test_options", "test_batches"})
+#: The conformance modules that also run on a Redis Cluster of the run's own (3 primaries), in
+#: the per-queue layout: their tests go through the Backend protocol, or name keys through the
+#: backend's layout (tests/keys.py); the others still read keys by their classic names.
+CLUSTER_CONFORMANCE: Final = frozenset(
+    {
+        "test_allowlist",
+        "test_batches",
+        "test_core",
+        "test_killed_child",
+        "test_metrics",
+        "test_numbers",
+        "test_options",
+        "test_otel",
+        "test_races",
+        "test_recovery",
+        "test_runners",
+        "test_worker_registry",
+    }
+)
 
 
 @pytest.fixture(scope="session")

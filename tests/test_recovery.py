@@ -6,6 +6,7 @@ import attrs
 
 from tests import tasks
 from tests.conftest import run_worker
+from tests.keys import task_key, task_keys
 from typedtiger import Config, Task, TaskSpec, TaskState, Tiger
 from typedtiger.backends.base import Completion, Failure
 from typedtiger.backends.redis import RedisBackend
@@ -87,7 +88,7 @@ def test_trimmed_executions_do_not_reset_the_loss_count(
         backend.claim("default", clock.now(), 1)
         retry = Failure(execution=failed, to_state=TaskState.QUEUED, when=clock.now())
         backend.fail("default", [task.id], [], attrs.evolve(retry, max_stored_executions=1))
-    assert backend.client.get(f"t:task:{task.id}:worker_losses") == "2"
+    assert backend.client.get(task_key(backend, "default", task.id, ":worker_losses")) == "2"
 
     assert _lose(backend, clock) == (0, 1)
     errored = Task.from_id(tiger, "default", TaskState.ERROR, task.id, load_executions=5)
@@ -100,7 +101,10 @@ def test_the_loss_counter_goes_with_the_task(backend: RedisBackend, clock: Manua
     done, deleted, errored = (
         tiger.enqueue(TaskSpec.of(tasks.simple, name)) for name in ("done", "deleted", "errored")
     )
-    losses = {task.id: f"t:task:{task.id}:worker_losses" for task in (done, deleted, errored)}
+    losses = {
+        task.id: task_key(backend, "default", task.id, ":worker_losses")
+        for task in (done, deleted, errored)
+    }
     backend.claim("default", clock.now(), 3)
     clock.advance(21)
     assert backend.requeue_expired(clock.now(), 20, 100, 3, LOST, 5) == (3, 0)
@@ -117,7 +121,7 @@ def test_the_loss_counter_goes_with_the_task(backend: RedisBackend, clock: Manua
     assert backend.client.get(losses[errored.id]) == "1"  # kept with its executions
 
     assert tiger.purge_errored_tasks() == 1
-    assert backend.client.keys("t:task:*") == []
+    assert task_keys(backend) == []
 
 
 def test_requeue_runs_under_a_lock_one_worker_at_a_time(

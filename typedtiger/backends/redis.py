@@ -327,6 +327,10 @@ class RedisBackend(RedisInspection, RedisWorkers, RedisResults, RedisAdmin):
             args = [num(now), int(publish), limit]
             moved, *skipped = self._run("move_due", keys=keys, args=args, beat=beat, queue=queue)
             beat, total, problems = None, total + int(moved), problems + skipped
+        if beat is not None:  # (per queue, no queue had scheduled tasks: no call to ride on)
+            pipe = self._client.pipeline(transaction=False)
+            self.with_beat(pipe, beat)
+            pipe.execute()
         raise_skipped(problems)
         return total
 
