@@ -43,17 +43,14 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Deselects the cluster variants (``backend[cluster]``) of the tests of every module not
-    in CLUSTER_CONFORMANCE (and of those marked ``classic_locks``). Then per-test timeouts
-    (pytest-timeout: the ini's, or a module's mark) grow with the time scale like the waits
-    inside the tests; a --timeout given on the command line is kept."""
+    in CLUSTER_CONFORMANCE. Then per-test timeouts (pytest-timeout: the ini's, or a module's
+    mark) grow with the time scale like the waits inside the tests; a --timeout given on the
+    command line is kept."""
     kept = [
         item
         for item in items
         if "[cluster" not in item.nodeid
-        or (
-            item.module.__name__.rpartition(".")[2] in CLUSTER_CONFORMANCE  # type: ignore[attr-defined]
-            and item.get_closest_marker("classic_locks") is None
-        )
+        or item.module.__name__.rpartition(".")[2] in CLUSTER_CONFORMANCE  # type: ignore[attr-defined]
     ]
     if len(kept) < len(items):
         config.hook.pytest_deselected(items=[item for item in items if item not in kept])
@@ -125,9 +122,11 @@ CLUSTER_CONFORMANCE: Final = frozenset(
         "test_numbers",
         "test_options",
         "test_otel",
+        "test_poisoned_payloads",
         "test_races",
         "test_recovery",
         "test_runners",
+        "test_storage_errors",
         "test_worker_registry",
     }
 )

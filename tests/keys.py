@@ -6,9 +6,10 @@ them through here, so the same assertion holds on every backend of the ``backend
 from __future__ import annotations
 
 from typedtiger.backends._redis_keys import KeyLayout
+from typedtiger.backends.base import TaskState
 from typedtiger.backends.redis import RedisBackend
 
-__all__ = ["layout", "stored_keys", "task_key", "task_keys"]
+__all__ = ["file_task", "layout", "stored_keys", "task_key", "task_keys"]
 
 
 def layout(backend: RedisBackend) -> KeyLayout:
@@ -32,3 +33,16 @@ def task_keys(backend: RedisBackend) -> list[str]:
 def stored_keys(backend: RedisBackend) -> list[str]:
     """Every key under the backend's prefix (on a cluster, of every primary), sorted."""
     return sorted(backend.client.keys(f"{layout(backend).prefix}:*"))
+
+
+def file_task(
+    backend: RedisBackend, state: TaskState, queue: str, task_id: str | bytes, score: float = 1.0
+) -> None:
+    """File ``task_id`` in ``queue``'s sorted set of ``state`` (and its queue name where the
+    layout keeps names: the set of ``state``, and per queue the registry), as a client writing
+    straight into storage would. Its payload is the caller's to write."""
+    keys = layout(backend)
+    backend.client.zadd(keys.state(state, queue), {task_id: score})
+    backend.client.sadd(keys.names(state, queue), queue)
+    if keys.sharded:
+        backend.client.sadd(keys.registry(), queue)

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.keys import layout
 from tests.option_tasks import RecordingExecutor, stored
 from typedtiger import Config, Task, TaskSpec, TaskState, Tiger
 from typedtiger.backends.redis import RedisBackend
@@ -77,7 +78,6 @@ def test_a_batch_functions_tasks_claimed_together_run_as_one_batch(
     assert CALLS == [("collect", ["b1", "b2"]), ("single", ["n5"])]
 
 
-@pytest.mark.classic_locks
 def test_lock_key_of_a_batch_function(
     btiger_on: Tiger, backend: RedisBackend, clock: ManualClock
 ) -> None:
@@ -85,7 +85,9 @@ def test_lock_key_of_a_batch_function(
         btiger_on.enqueue(per_account.spec(account=account, note=note))
     # Another job holds account 2's lock.
     busy = unique_task_id("tests.test_batches:per_account", None, {"account": 2})
-    backend.acquire_locks("elsewhere", {"holder": busy}, clock.now(), 60, clock.now())
+    # (from another queue; per queue a lock covers one queue's tasks: from this one)
+    elsewhere = QUEUE if layout(backend).sharded else "elsewhere"
+    backend.acquire_locks(elsewhere, {"holder": busy}, clock.now(), 60, clock.now())
 
     btiger_on.run_worker(executor=RecordingExecutor(), once=True)
 
@@ -95,7 +97,7 @@ def test_lock_key_of_a_batch_function(
     clock.advance(61)
     btiger_on.run_worker(executor=RecordingExecutor(), once=True)
     assert CALLS[-1] == ("per_account", ["c"])
-    assert backend.client.keys("t:lockv2:*") == []
+    assert backend.client.keys(layout(backend).lock(elsewhere, "*")) == []
 
 
 def test_unique_key_of_a_batch_function(btiger_on: Tiger) -> None:

@@ -13,6 +13,7 @@ from structlog.testing import capture_logs
 
 from tests import option_tasks
 from tests.conftest import run_worker
+from tests.keys import layout
 from tests.option_tasks import (
     CALLS,
     HeartbeatingExecutor,
@@ -274,18 +275,19 @@ def test_unique_task_queued_is_not_queued_twice_by_a_later_delay(
 # --- locks -------------------------------------------------------------------------------------
 
 
-@pytest.mark.classic_locks
 def test_lock_keys_expire_with_their_timeout_for_tasktiger_workers(
     tiger: Tiger, backend: RedisBackend, clock: ManualClock
 ) -> None:
     # TaskTiger workers see a lock while its key exists: a lock (or the expired-task pass's)
-    # left by a killed worker must go within its timeout, as TaskTiger's own locks do.
+    # left by a killed worker must go within its timeout, as TaskTiger's own locks do (and,
+    # per queue, where no TaskTiger worker looks, the TTL still collects it).
     timeout = tiger.config.active_task_update_timeout
+    lock = layout(backend).lock("q", "L")
     backend.acquire_locks("q", {"t1": "L"}, clock.now(), timeout, clock.now() + 1)
-    assert 0 < backend.client.pttl("t:lockv2:L") <= timeout * 1000
+    assert 0 < backend.client.pttl(lock) <= timeout * 1000
     clock.advance(5)
     backend.heartbeat("q", ["t1"], ["L"], clock.now(), timeout)
-    assert 0 < backend.client.pttl("t:lockv2:L") <= timeout * 1000
+    assert 0 < backend.client.pttl(lock) <= timeout * 1000
 
     for n in range(2):
         tiger.enqueue(TaskSpec.of(option_tasks.record, f"lost {n}"))
@@ -293,7 +295,8 @@ def test_lock_keys_expire_with_their_timeout_for_tasktiger_workers(
     clock.advance(timeout + 1)
     # A full batch keeps the pass's lock: it must expire after lock_for.
     assert backend.requeue_expired(clock.now(), timeout, 1, 3, "{}", 5.0) == (1, 0)
-    assert 0 < backend.client.pttl("t:lockv2:queue_expired_tasks") <= 5000
+    requeue_lock = layout(backend).lock("default", "queue_expired_tasks")
+    assert 0 < backend.client.pttl(requeue_lock) <= 5000
 
 
 def test_a_task_whose_lock_is_held_runs_lock_retry_seconds_later(
@@ -322,13 +325,20 @@ def test_a_task_whose_lock_is_held_runs_lock_retry_seconds_later(
     assert tiger.get_queue_stats() == {}
 
 
-@pytest.mark.classic_locks
+def holder_queue(backend: RedisBackend, queue: str) -> str:
+    """The queue a holder of a lock on ``queue``'s tasks takes it from: another one in the
+    classic layout, where locks span queues; ``queue`` per queue, where a lock covers one
+    queue's tasks (docs/scaling.md, "What changes with it")."""
+    return queue if layout(backend).sharded else "elsewhere"
+
+
 def test_a_lock_whose_holder_died_expires(backend: RedisBackend, clock: ManualClock) -> None:
     # A holder takes the lock (the id TaskTiger derives: func + args + kwargs) and dies.
     tiger = make_tiger(backend, Config(lock_retry=2))
     lock_id = tasktiger_id(f"{MODULE}:record", ["x"], {})
     t0 = clock.now()
-    holders = backend.acquire_locks("elsewhere", {"dead-worker-task": lock_id}, t0, 20.0, t0)
+    elsewhere = holder_queue(backend, "locks")
+    holders = backend.acquire_locks(elsewhere, {"dead-worker-task": lock_id}, t0, 20.0, t0)
     assert holders == {"dead-worker-task"}
     task = tiger.delay(option_tasks.record, args=["x"], lock=True, queue="locks")
 
@@ -347,7 +357,6 @@ def test_a_lock_whose_holder_died_expires(backend: RedisBackend, clock: ManualCl
     assert stored(tiger, task.id) == []
 
 
-@pytest.mark.classic_locks
 def test_a_running_task_keeps_its_lock_through_its_heartbeats(
     backend: RedisBackend, clock: ManualClock
 ) -> None:
@@ -356,11 +365,12 @@ def test_a_running_task_keeps_its_lock_through_its_heartbeats(
     timeout = tiger.config.active_task_update_timeout
     lock_id = tasktiger_id(f"{MODULE}:record", ["long"], {})
     probes: list[set[str]] = []
+    probe = holder_queue(backend, "default")
 
     def try_the_lock(job: Job) -> None:
         now = clock.now()
-        probes.append(backend.acquire_locks("probe", {"intruder": lock_id}, now, timeout, now))
-        backend.remove("probe", TaskState.SCHEDULED, "intruder", backend.clock.now())
+        probes.append(backend.acquire_locks(probe, {"intruder": lock_id}, now, timeout, now))
+        backend.remove(probe, TaskState.SCHEDULED, "intruder", backend.clock.now())
 
     executor = HeartbeatingExecutor(clock, 3 * timeout, try_the_lock)
     tiger.delay(option_tasks.record, args=["long"], lock=True)
@@ -368,6 +378,27 @@ def test_a_running_task_keeps_its_lock_through_its_heartbeats(
 
     assert probes == [set()]
     assert CALLS == [("record", "long")]
+
+
+def test_a_lock_held_from_another_queue_excludes_only_in_the_classic_layout(
+    backend: RedisBackend, clock: ManualClock
+) -> None:
+    # Per queue a task lock covers the tasks of one queue (docs/scaling.md, "What changes
+    # with it"): a holder of the same lock id in another queue does not exclude.
+    tiger = make_tiger(backend)
+    lock_id = tasktiger_id(f"{MODULE}:record", ["x"], {})
+    now = clock.now()
+    assert backend.acquire_locks("elsewhere", {"holder": lock_id}, now, 60.0, now) == {"holder"}
+    task = tiger.delay(option_tasks.record, args=["x"], lock=True, queue="locks")
+
+    run_worker(tiger)
+
+    if layout(backend).sharded:
+        assert CALLS == [("record", "x")]
+        assert stored(tiger, task.id) == []
+    else:
+        assert CALLS == []
+        assert stored(tiger, task.id) == [("locks", TaskState.SCHEDULED)]
 
 
 # --- retries -----------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ import redis
 
 from tests import chaos_tasks, tasks, worker_tasks
 from tests.conftest import run_worker
+from tests.keys import file_task, layout, task_key, task_keys
 from tests.worker_main import FAST
 from typedtiger import TaskSpec, TaskState, Tiger
 from typedtiger.backends.base import EnqueueMode, Failure, NewTask
@@ -225,18 +226,19 @@ CASES: dict[str, tuple[str | bytes | None, Keys, str]] = {
 }
 
 
-def plant(client: redis.Redis[str], data: str | bytes | None, keys: Keys) -> None:
-    """File task ID as queued with ``data`` as its payload (None: no payload key)."""
+def plant(backend: RedisBackend, data: str | bytes | None, keys: Keys, task_id: str = ID) -> None:
+    """File task ``task_id`` as queued with ``data`` as its payload (None: no payload key)."""
     if data is not None:
-        client.execute_command("SET", f"t:task:{ID}", data)  # (bytes go as they are)
+        # (bytes go as they are)
+        backend.client.execute_command("SET", task_key(backend, QUEUE, task_id), data)
     for suffix, write in keys.items():
-        write(client, f"t:task:{ID}{suffix}")
-    client.zadd(f"t:queued:{QUEUE}", {ID: 1.0})
-    client.sadd("t:queued", QUEUE)
+        write(backend.client, task_key(backend, QUEUE, task_id, suffix))
+    file_task(backend, TaskState.QUEUED, QUEUE, task_id)
 
 
-def records(client: redis.Redis[str]) -> list[ExecutionRecord]:
-    return [decode_execution(raw) for raw in client.lrange(f"t:task:{ID}:executions", 0, -1)]
+def records(backend: RedisBackend, task_id: str = ID) -> list[ExecutionRecord]:
+    raw = backend.client.lrange(task_key(backend, QUEUE, task_id, ":executions"), 0, -1)
+    return [decode_execution(item) for item in raw]
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -245,7 +247,7 @@ def test_a_poisoned_task_is_quarantined_and_the_worker_goes_on(
 ) -> None:
     data, keys, reason = CASES[case]
     tiger.enqueue(TaskSpec.of(tasks.simple, "before"))
-    plant(backend.client, data, keys)
+    plant(backend, data, keys)
     tiger.enqueue(TaskSpec.of(tasks.simple, "after"))
 
     run_worker(tiger)
@@ -253,7 +255,7 @@ def test_a_poisoned_task_is_quarantined_and_the_worker_goes_on(
 
     assert sorted(tasks.CALLS) == [("simple", "after"), ("simple", "before")]
     assert backend.find_task(ID) == [(QUEUE, TaskState.ERROR)]
-    (record,) = records(backend.client)
+    (record,) = records(backend)
     assert record.exception_name == PAYLOAD_ERROR
     assert record.exception is not None and reason in record.exception
     assert tiger.get_queue_sizes(QUEUE, with_errors=True)[TaskState.ERROR] == 1
@@ -275,26 +277,23 @@ def test_a_poisoned_task_is_quarantined_and_the_worker_goes_on(
     ids=["raw UTF-8", "escaped surrogate pair", "64-bit integers, 100 levels", "largest numbers"],
 )
 def test_data_at_the_limits_runs(tiger: Tiger, backend: RedisBackend, data: str | bytes) -> None:
-    plant(backend.client, data, {})
+    plant(backend, data, {})
     run_worker(tiger)
     assert len(tasks.CALLS) == 1
     assert tiger.get_queue_stats() == {}
 
 
-def plant_every_case(tiger: Tiger, client: redis.Redis[str]) -> None:
+def plant_every_case(tiger: Tiger, backend: RedisBackend) -> None:
     """Every case under its own id, each after a good task."""
-    for number, (data, keys, _) in enumerate(CASES.values()):
+    for number, (original, keys, _) in enumerate(CASES.values()):
         task_id = f"{number:064x}"
         tiger.enqueue(TaskSpec.of(tasks.simple, number))
-        if isinstance(data, bytes):
-            raw = data.replace(ID.encode(), task_id.encode())
-            client.execute_command("SET", f"t:task:{task_id}", raw)
-        elif isinstance(data, str):
-            client.set(f"t:task:{task_id}", data.replace(ID, task_id))
-        for suffix, write in keys.items():
-            write(client, f"t:task:{task_id}{suffix}")
-        client.zadd(f"t:queued:{QUEUE}", {task_id: 1.0})
-        client.sadd("t:queued", QUEUE)
+        data = original
+        if isinstance(original, bytes):
+            data = original.replace(ID.encode(), task_id.encode())
+        elif isinstance(original, str):
+            data = original.replace(ID, task_id)
+        plant(backend, data, keys, task_id)
 
 
 ALL_IN_ERROR = {
@@ -303,7 +302,7 @@ ALL_IN_ERROR = {
 
 
 def test_every_poisoned_task_at_once_beside_good_ones(tiger: Tiger, backend: RedisBackend) -> None:
-    plant_every_case(tiger, backend.client)
+    plant_every_case(tiger, backend)
     run_worker(tiger)
     assert len(tasks.CALLS) == len(CASES)
     assert tiger.get_queue_sizes(QUEUE, with_errors=True) == ALL_IN_ERROR
@@ -314,8 +313,9 @@ def test_every_poisoned_task_at_once_with_forked_children(
     redis_db: redis.Redis[str], tmp_path: Path
 ) -> None:
     """What a production worker does: decoding happens before anything is forked."""
-    tiger = Tiger(RedisBackend(redis_db), FAST)
-    plant_every_case(tiger, redis_db)
+    backend = RedisBackend(redis_db)
+    tiger = Tiger(backend, FAST)
+    plant_every_case(tiger, backend)
     ledger = tmp_path / "ledger"
     tiger.enqueue(TaskSpec.of(chaos_tasks.run, str(ledger), "last"))
 
@@ -324,8 +324,8 @@ def test_every_poisoned_task_at_once_with_forked_children(
     assert "end last" in ledger.read_text()
     assert tiger.get_queue_sizes(QUEUE, with_errors=True) == ALL_IN_ERROR
     for number in range(len(CASES)):
-        raw = redis_db.lrange(f"t:task:{number:064x}:executions", 0, -1)
-        assert [decode_execution(item).exception_name for item in raw] == [PAYLOAD_ERROR]
+        names = [record.exception_name for record in records(backend, f"{number:064x}")]
+        assert names == [PAYLOAD_ERROR]
 
 
 # --- the scripts check before they write --------------------------------------------------
@@ -336,19 +336,17 @@ def test_a_broken_count_found_by_the_requeue_pass_is_quarantined_not_dropped(
 ) -> None:
     task = tiger.enqueue(TaskSpec.of(tasks.simple, "lost"))
     assert backend.claim(QUEUE, clock.now(), 1)
-    backend.client.set(f"t:task:{task.id}:executions_count", "abc")
+    backend.client.set(task_key(backend, QUEUE, task.id, ":executions_count"), "abc")
     clock.advance(3600)  # its worker is long gone
 
     run_worker(tiger)
 
     assert backend.find_task(task.id) == [(QUEUE, TaskState.ERROR)]
-    (record,) = [
-        decode_execution(raw)
-        for raw in backend.client.lrange(f"t:task:{task.id}:executions", 0, -1)
-    ]
+    (record,) = records(backend, task.id)
     assert record.exception_name == PAYLOAD_ERROR
     assert record.exception == 'executions_count holds "abc", not a count'
-    assert backend.client.get(f"t:task:{task.id}:executions_count") == "1"  # recounted
+    count = task_key(backend, QUEUE, task.id, ":executions_count")
+    assert backend.client.get(count) == "1"  # recounted
 
 
 def test_a_losses_key_of_another_type_is_quarantined_by_the_requeue_pass(
@@ -356,13 +354,14 @@ def test_a_losses_key_of_another_type_is_quarantined_by_the_requeue_pass(
 ) -> None:
     task = tiger.enqueue(TaskSpec.of(tasks.simple, "lost"))
     assert backend.claim(QUEUE, clock.now(), 1)
-    backend.client.rpush(f"t:task:{task.id}:worker_losses", "1")
+    losses = task_key(backend, QUEUE, task.id, ":worker_losses")
+    backend.client.rpush(losses, "1")
     clock.advance(3600)
 
     run_worker(tiger)
 
     assert backend.find_task(task.id) == [(QUEUE, TaskState.ERROR)]
-    assert not backend.client.exists(f"t:task:{task.id}:worker_losses")
+    assert not backend.client.exists(losses)
 
 
 def test_a_failure_recorded_on_a_broken_count_keeps_its_record_and_is_quarantined(
@@ -370,8 +369,9 @@ def test_a_failure_recorded_on_a_broken_count_keeps_its_record_and_is_quarantine
 ) -> None:
     task = tiger.enqueue(TaskSpec.of(tasks.simple, "x"))
     assert backend.claim(QUEUE, clock.now(), 1)
-    backend.client.hset(f"t:task:{task.id}:executions", "a", "b")  # while it runs
-    backend.client.set(f"t:task:{task.id}:executions_count", "many")
+    count = task_key(backend, QUEUE, task.id, ":executions_count")
+    backend.client.hset(task_key(backend, QUEUE, task.id, ":executions"), "a", "b")  # running
+    backend.client.set(count, "many")
     failed = ExecutionRecord(time_failed=clock.now(), exception_name="builtins:ValueError")
     failure = Failure(
         execution=encode_execution(failed), to_state=TaskState.SCHEDULED, when=clock.now() + 60
@@ -380,12 +380,11 @@ def test_a_failure_recorded_on_a_broken_count_keeps_its_record_and_is_quarantine
     backend.fail(QUEUE, [task.id], [], failure)
 
     assert backend.find_task(task.id) == [(QUEUE, TaskState.ERROR)]
-    raw = backend.client.lrange(f"t:task:{task.id}:executions", 0, -1)
-    first, second = [decode_execution(item) for item in raw]
+    first, second = records(backend, task.id)
     assert first.exception_name == "builtins:ValueError"
     assert second.exception_name == PAYLOAD_ERROR
     assert second.exception == 'executions_count holds "many", not a count'  # (the first found)
-    assert backend.client.get(f"t:task:{task.id}:executions_count") == "2"
+    assert backend.client.get(count) == "2"
 
 
 # --- enqueue refuses what decoding would ----------------------------------------------------
@@ -446,10 +445,10 @@ def test_the_claim_reads_undecoded_through_redis_pys_own_path_too() -> None:
         server=fakeredis.FakeServer(), decode_responses=True, single_connection_client=True
     )
     backend = RedisBackend(client, clock=ManualClock())
-    plant(client, utf8(b"\xff"), {})
+    plant(backend, utf8(b"\xff"), {})
     good = "b" * 64
-    client.set(f"t:task:{good}", text(id=good, args=["é"]))
-    client.zadd(f"t:queued:{QUEUE}", {good: 2.0})
+    client.set(task_key(backend, QUEUE, good), text(id=good, args=["é"]))
+    file_task(backend, TaskState.QUEUED, QUEUE, good, 2.0)
 
     broken, fine = backend.claim(QUEUE, backend.clock.now(), 10)
 
@@ -468,7 +467,7 @@ def test_the_claim_reads_undecoded_through_redis_pys_own_path_too() -> None:
 def test_a_periodic_registration_over_a_poisoned_copy_reads_it_as_it_is(
     backend: RedisBackend, data: str | bytes | None, keys: Keys, existing: str | None
 ) -> None:
-    plant(backend.client, data, keys)
+    plant(backend, data, keys)
     new = NewTask(id=ID, queue=QUEUE, payload=text(), due=0.0, mode=EnqueueMode.IF_ABSENT)
 
     (result,) = backend.enqueue([new], backend.clock.now(), publish=False)
@@ -485,14 +484,13 @@ def test_an_exception_message_with_a_lone_surrogate_is_recorded(
     redis_db: redis.Redis[str],
 ) -> None:
     """Only task data is refused so: a child's outcome and a record are messages."""
-    tiger = Tiger(RedisBackend(redis_db), FAST)
+    backend = RedisBackend(redis_db)
+    tiger = Tiger(backend, FAST)
     task = tiger.enqueue(TaskSpec.of(worker_tasks.fail_on_an_undecodable_name))
 
     tiger.run_worker(executor=ForkExecutor(kill_grace=0.3), once=True)
 
-    (record,) = [
-        decode_execution(raw) for raw in redis_db.lrange(f"t:task:{task.id}:executions", 0, -1)
-    ]
+    (record,) = records(backend, task.id)
     assert record.exception_name == "builtins:FileNotFoundError"
     assert record.exception == "no such file: caf\udce9"
 
@@ -507,10 +505,9 @@ BAD_ID = b"\xfe\xff" + b"0" * 62
 def test_a_task_id_that_is_not_utf8_is_quarantined_and_can_be_deleted(
     tiger: Tiger, backend: RedisBackend, clock: ManualClock, state: str
 ) -> None:
-    client = backend.client
-    client.execute_command("SET", b"t:task:" + BAD_ID, text().encode())
-    client.zadd(f"t:{state}:{QUEUE}", {BAD_ID: 1.0})
-    client.sadd(f"t:{state}", QUEUE)
+    bad_key = task_key(backend, QUEUE, "").encode() + BAD_ID
+    backend.client.execute_command("SET", bad_key, text().encode())
+    file_task(backend, TaskState(state), QUEUE, BAD_ID)
     tiger.enqueue(TaskSpec.of(tasks.simple, "good"))
     clock.advance(3600)  # (a scheduled one is due, an active one's worker long gone)
 
@@ -523,13 +520,17 @@ def test_a_task_id_that_is_not_utf8_is_quarantined_and_can_be_deleted(
     assert record.exception_name == PAYLOAD_ERROR
     assert record.exception == "the task id is not valid UTF-8"
     assert backend.remove(QUEUE, TaskState.ERROR, listed.id, backend.clock.now())
-    assert client.keys("t:task:*") == []
+    assert task_keys(backend) == []
 
 
 def test_a_queue_name_that_is_not_utf8_is_left_alone(tiger: Tiger, backend: RedisBackend) -> None:
-    client = backend.client
-    client.sadd("t:queued", b"\xff")
-    client.zadd(b"t:queued:\xff", {ID: 1.0})
+    client, keys = backend.client, layout(backend)
+    name = b"\xff".decode("utf-8", "surrogateescape")  # (how the layout names its keys)
+    queued = keys.state(TaskState.QUEUED, name).encode("utf-8", "surrogateescape")
+    client.sadd(keys.names(TaskState.QUEUED, name).encode("utf-8", "surrogateescape"), b"\xff")
+    if keys.sharded:
+        client.sadd(keys.registry(), b"\xff")
+    client.zadd(queued, {ID: 1.0})
     tiger.enqueue(TaskSpec.of(tasks.simple, "good"))
 
     run_worker(tiger)
@@ -537,4 +538,4 @@ def test_a_queue_name_that_is_not_utf8_is_left_alone(tiger: Tiger, backend: Redi
     assert tasks.CALLS == [("simple", "good")]
     assert tiger.get_queue_stats() == {}
     assert backend.find_task(ID) == []
-    assert client.zcard(b"t:queued:\xff") == 1  # (not typedtiger's to serve; kept)
+    assert client.zcard(queued) == 1  # (not typedtiger's to serve; kept)

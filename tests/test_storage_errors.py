@@ -10,6 +10,7 @@ and real worker processes.
 from __future__ import annotations
 
 import contextlib
+import re
 import signal
 import subprocess
 import sys
@@ -25,8 +26,10 @@ import redis
 import redis.sentinel
 import structlog
 import structlog.testing
+from redis.cluster import RedisCluster
 
 from tests import tasks, test_worker_process, worker_tasks
+from tests.keys import layout, stored_keys
 from tests.redis_server import RedisServer, free_port, own_redis_server
 from tests.test_worker_process import REPO, lines
 from tests.waiting import scaled, wait_until
@@ -452,10 +455,19 @@ def test_an_outcome_pending_at_a_stop_during_an_outage_is_given_up_on_after_the_
 # --- keys of another type under the prefix ------------------------------------------------
 
 
-def _plant(backend: RedisBackend, state: str, queue: str) -> None:
-    """A list where a state's sorted set of ``queue`` belongs, named in the state's set."""
-    backend.client.rpush(f"t:{state}:{queue}", "junk")
-    backend.client.sadd(f"t:{state}", queue)
+def _plant(backend: RedisBackend, state: TaskState, queue: str) -> str:
+    """A list where a state's sorted set of ``queue`` belongs, named in the state's set (per
+    queue: and in the registry); its name."""
+    keys = layout(backend)
+    backend.client.rpush(keys.state(state, queue), "junk")
+    backend.client.sadd(keys.names(state, queue), queue)
+    if keys.sharded:
+        backend.client.sadd(keys.registry(), queue)
+    return keys.state(state, queue)
+
+
+def _dumps(backend: RedisBackend) -> dict[str, object]:
+    return {key: backend.client.dump(key) for key in stored_keys(backend)}
 
 
 def _sizes(tiger: Tiger, queue: str = "default") -> dict[TaskState, int]:
@@ -466,9 +478,9 @@ def test_a_scheduled_key_of_another_type_skips_its_queue_only(
     tiger: Tiger, backend: RedisBackend, clock: ManualClock
 ) -> None:
     tiger.enqueue(TaskSpec.of(tasks.simple, 1), when=timedelta(seconds=1))
-    _plant(backend, "scheduled", "x")
+    planted = _plant(backend, TaskState.SCHEDULED, "x")
     clock.advance(2)
-    with pytest.raises(StorageDataError, match="t:scheduled:x is a Redis list, not a zset"):
+    with pytest.raises(StorageDataError, match=re.escape(f"{planted} is a Redis list, not a zset")):
         backend.move_due_scheduled(clock.now(), 100)
     assert _sizes(tiger) == {TaskState.QUEUED: 1}  # the other queue's task moved all the same
 
@@ -478,9 +490,9 @@ def test_an_active_key_of_another_type_skips_its_queue_only_when_requeueing(
 ) -> None:
     tiger.enqueue(TaskSpec.of(tasks.simple, 1))
     assert len(backend.claim("default", clock.now(), 10)) == 1
-    _plant(backend, "active", "x")
+    planted = _plant(backend, TaskState.ACTIVE, "x")
     clock.advance(60)
-    with pytest.raises(StorageDataError, match="t:active:x is a Redis list"):
+    with pytest.raises(StorageDataError, match=re.escape(f"{planted} is a Redis list")):
         backend.requeue_expired(clock.now(), 20, 100, 3, "{}", 5)
     assert _sizes(tiger) == {TaskState.QUEUED: 1}
 
@@ -490,34 +502,40 @@ def test_a_claim_refuses_a_queue_with_a_key_of_another_type_before_any_change(
     tiger: Tiger, backend: RedisBackend, clock: ManualClock, state: str
 ) -> None:
     tiger.enqueue(TaskSpec.of(tasks.simple, 1).evolve(queue="x"))
-    backend.client.delete(f"t:{state}:x")
-    backend.client.rpush(f"t:{state}:x", "junk")
-    before = {key: backend.client.dump(key) for key in sorted(backend.client.keys("t:*"))}
-    with pytest.raises(StorageDataError, match=f"t:{state}:x is a Redis list"):
-        backend.claim("x", clock.now(), 10)
-    after = {key: backend.client.dump(key) for key in sorted(backend.client.keys("t:*"))}
-    assert after == before
-
-
-@pytest.mark.parametrize("key", ["t:queued:x", "t:queued"])
-def test_an_enqueue_into_a_key_of_another_type_writes_nothing(
-    tiger: Tiger, backend: RedisBackend, key: str
-) -> None:
-    tiger.enqueue(TaskSpec.of(tasks.simple, 0).evolve(queue="y"))
+    key = layout(backend).state(TaskState(state), "x")
     backend.client.delete(key)
     backend.client.rpush(key, "junk")
-    before = {k: backend.client.dump(k) for k in sorted(backend.client.keys("t:*"))}
-    with pytest.raises(StorageDataError, match=f"'{key}' holds another type"):
+    before = _dumps(backend)
+    with pytest.raises(StorageDataError, match=re.escape(f"{key} is a Redis list")):
+        backend.claim("x", clock.now(), 10)
+    assert _dumps(backend) == before
+
+
+@pytest.mark.parametrize("which", ["the queue's sorted set", "the set of queue names"])
+def test_an_enqueue_into_a_key_of_another_type_writes_nothing(
+    tiger: Tiger, backend: RedisBackend, which: str
+) -> None:
+    keys = layout(backend)
+    tiger.enqueue(TaskSpec.of(tasks.simple, 0).evolve(queue="y"))
+    if keys.sharded:  # the registry names a queue before its first enqueue (docs/scaling.md)
+        backend.client.sadd(keys.registry(), "x")
+    key = keys.names(TaskState.QUEUED, "x")
+    if which == "the queue's sorted set":
+        key = keys.state(TaskState.QUEUED, "x")
+    backend.client.delete(key)
+    backend.client.rpush(key, "junk")
+    before = _dumps(backend)
+    refused = re.escape(f"'{key}' holds another type")
+    with pytest.raises(StorageDataError, match=refused):
         tiger.enqueue(TaskSpec.of(tasks.simple, 1).evolve(queue="x"))
-    with pytest.raises(StorageDataError, match=f"'{key}' holds another type"):
+    with pytest.raises(StorageDataError, match=refused):
         tiger.enqueue_many(
             [
                 TaskSpec.of(tasks.simple, 2).evolve(queue="y"),
                 TaskSpec.of(tasks.simple, 3).evolve(queue="x"),
             ]
         )
-    after = {k: backend.client.dump(k) for k in sorted(backend.client.keys("t:*"))}
-    assert after == before
+    assert _dumps(backend) == before
 
 
 def test_an_enqueue_refused_twice_names_its_first_task_s_refusal(
@@ -526,15 +544,16 @@ def test_an_enqueue_refused_twice_names_its_first_task_s_refusal(
     # A batch whose first task meets a key of another type and whose second a full queue is
     # refused for the first (the type of the first sorted set is checked by the first write).
     tiger.enqueue(TaskSpec.of(tasks.simple, 0).evolve(queue="full", max_queue_size=1))
-    backend.client.rpush("t:queued:x", "junk")
-    with pytest.raises(StorageDataError, match="'t:queued:x' holds another type"):
+    key = layout(backend).state(TaskState.QUEUED, "x")
+    backend.client.rpush(key, "junk")
+    with pytest.raises(StorageDataError, match=re.escape(f"'{key}' holds another type")):
         tiger.enqueue_many(
             [
                 TaskSpec.of(tasks.simple, 1).evolve(queue="x"),
                 TaskSpec.of(tasks.simple, 2).evolve(queue="full", max_queue_size=1),
             ]
         )
-    assert backend.client.lrange("t:queued:x", 0, -1) == ["junk"]
+    assert backend.client.lrange(key, 0, -1) == ["junk"]
     assert _sizes(tiger, "full") == {TaskState.QUEUED: 1}
 
 
@@ -543,11 +562,14 @@ def test_a_failure_is_not_recorded_half_way_into_a_queue_with_a_key_of_another_t
 ) -> None:
     tiger.enqueue(TaskSpec.of(tasks.simple, 1).evolve(queue="x"))
     (claimed,) = backend.claim("x", clock.now(), 10)
-    backend.client.rpush("t:error:x", "junk")
+    keys = layout(backend)
+    backend.client.rpush(keys.state(TaskState.ERROR, "x"), "junk")
     failure = Failure(execution="{}", to_state=TaskState.ERROR, when=clock.now())
-    with pytest.raises(StorageDataError, match="t:error:x is a Redis list"):
+    refused = re.escape(f"{keys.state(TaskState.ERROR, 'x')} is a Redis list")
+    with pytest.raises(StorageDataError, match=refused):
         backend.fail("x", [claimed.id], [], failure)
-    assert backend.client.zscore("t:active:x", claimed.id) is not None  # still active
+    active = keys.state(TaskState.ACTIVE, "x")
+    assert backend.client.zscore(active, claimed.id) is not None  # still active
 
 
 def test_a_worker_keeps_serving_other_queues_past_keys_of_another_type(
@@ -559,7 +581,7 @@ def test_a_worker_keeps_serving_other_queues_past_keys_of_another_type(
     tiger.adopt(worker_tasks.tiger)
     ledger = tmp_path / "ledger.txt"
     for state, queue in [("scheduled", "s"), ("queued", "q"), ("active", "a"), ("error", "e")]:
-        _plant(cast(RedisBackend, tiger.backend), state, queue)
+        _plant(cast(RedisBackend, tiger.backend), TaskState(state), queue)
     tiger.enqueue(TaskSpec.of(worker_tasks.record, str(ledger), "a-task").evolve(queue="a"))
     poisoned = tiger.enqueue(TaskSpec.of(worker_tasks.record, str(ledger), "never"))
     redis_db.delete(f"t:task:{poisoned.id}")
@@ -595,7 +617,8 @@ def test_a_claim_sent_again_with_its_ticket_gets_the_same_tasks(
     assert [item.id for item in again] == first
     assert all(item.payload is not None for item in again)
     for task_id in first:  # renewed: the heartbeat starts from the resend
-        assert backend.client.zscore("t:active:default", task_id) == clock.now()
+        active = layout(backend).state(TaskState.ACTIVE, "default")
+        assert backend.client.zscore(active, task_id) == clock.now()
     backend.complete(Completion("default", (first[0],)), backend.clock.now())
     assert [item.id for item in backend.claim("default", clock.now(), 2, ticket=ticket)] == [
         first[1]
@@ -611,7 +634,7 @@ def test_a_claim_ticket_is_forgotten_after_its_time(
     tiger.enqueue_many([TaskSpec.of(tasks.simple, n) for n in range(2)])
     ticket = ClaimTicket("worker-1", "7", remember_for=10)
     backend.claim("default", clock.now(), 1, ticket=ticket)
-    assert 0 < backend.client.pttl("t:claim:worker-1") <= 10_000
+    assert 0 < backend.client.pttl(layout(backend).claim("default", "worker-1")) <= 10_000
 
 
 class _LosesAClaimReply(redis.Connection):
@@ -665,12 +688,37 @@ def test_a_heartbeat_during_an_outage_is_a_warning_not_a_traceback() -> None:
     worker._backend.close()
 
 
-@pytest.mark.parametrize("key", ["t:queued", "t:scheduled", "t:active"])
+@pytest.mark.parametrize("state", ["queued", "scheduled", "active"])
 def test_a_set_of_queue_names_of_another_type_is_logged_and_a_run_once_still_ends(
-    tiger: Tiger, backend: RedisBackend, key: str
+    tiger: Tiger, backend: RedisBackend, clock: ManualClock, state: str
 ) -> None:
+    key = layout(backend).names(TaskState(state), "default")
+    if layout(backend).sharded:
+        # Per queue a queue's set of names is read by its own scripts, once it holds a task in
+        # the state (the registry is what finds the queue: see the test below).
+        later = timedelta(seconds=1) if state == "scheduled" else None
+        tiger.enqueue(TaskSpec.of(tasks.simple, 1), when=later)
+        if state == "active":
+            assert backend.claim("default", clock.now(), 1)
+            clock.advance(3600)
     backend.client.delete(key)
     backend.client.rpush(key, "junk")
+    _a_run_once_logs_and_ends(tiger, key)
+
+
+def test_a_registry_of_queue_names_of_another_type_is_logged_and_a_run_once_still_ends(
+    cluster_client: RedisCluster[str],
+) -> None:
+    # Per queue the registry is what finds the queues (docs/scaling.md).
+    backend = RedisBackend(cluster_client, clock=ManualClock())
+    tiger = Tiger(backend, Config(allowed_task_modules=("tests",)))
+    tiger.enqueue(TaskSpec.of(tasks.simple, 1))
+    backend.client.delete(layout(backend).registry())
+    backend.client.rpush(layout(backend).registry(), "junk")
+    _a_run_once_logs_and_ends(tiger, layout(backend).registry())
+
+
+def _a_run_once_logs_and_ends(tiger: Tiger, key: str) -> None:
     with structlog.testing.capture_logs() as logs:
         tiger.run_worker(executor=SyncExecutor(), once=True)
     errors = [entry for entry in logs if entry["log_level"] == "error"]

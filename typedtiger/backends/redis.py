@@ -266,13 +266,29 @@ class RedisBackend(RedisInspection, RedisWorkers, RedisResults, RedisAdmin):
 
     @redis_call
     def queues_with_tasks(self, state: TaskState) -> set[str]:
-        if self._keys.sharded:
-            return {queue for queue, sizes in self.queue_sizes(None).items() if sizes[state]}
-        key = self._keys.names(state)
+        key = self._keys.registry() if self._keys.sharded else self._keys.names(state)
         try:
-            return queue_names(self._smembers_undecoded(key))
+            named = queue_names(self._smembers_undecoded(key))
         except redis.exceptions.ResponseError as exc:
             raise translate_error(exc, key) from exc
+        return self._holding(state, sorted(named)) if self._keys.sharded else named
+
+    def _holding(self, state: TaskState, queues: Sequence[str]) -> set[str]:
+        """Per queue: those of ``queues`` with tasks in ``state``, and those whose sorted set of
+        it is a key of another type: the scripts meeting it name it, as the classic layout's do
+        (one queue's bad key must not hide the others')."""
+        pipe = self._client.pipeline(transaction=False)
+        for queue in queues:
+            pipe.zcard(self._keys.state(state, queue))
+        holding = set()
+        for queue, count in zip(queues, pipe.execute(raise_on_error=False), strict=True):
+            if isinstance(count, redis.exceptions.ResponseError) and "WRONGTYPE" in str(count):
+                holding.add(queue)
+            elif isinstance(count, Exception):
+                raise count
+            elif count:
+                holding.add(queue)
+        return holding
 
     def _smembers_undecoded(self, key: str, pipe: Any = None) -> Any:
         target = self._client if pipe is None else pipe
