@@ -1,75 +1,33 @@
-"""The other asyncio task queues' side of bench.asyncio_run, in their own venv
-(~/.cache/typedtiger-bench/asyncio-peers-venv): ``python -m bench.asyncio_peers SYSTEM CMD``.
+"""What the other asyncio task queues' sides of bench.asyncio_run share: each runs in its own
+venv (``~/.cache/typedtiger-bench/asyncio-<system>-venv``, made by bench.asyncio_run: arq, SAQ
+and taskiq-redis pin redis-py versions no single venv satisfies), imports only the standard
+library and redis-py from here, and reads the Redis URL from ``$BENCH_REDIS_URL``.
 
-SYSTEM: arq (0.28). CMD: ``enqueue N TASK`` (queue N jobs of bench.async_tasks.TASK; prints the
-seconds it took) or ``worker CONCURRENCY`` (one worker process in burst mode: it exits once the
-queue is empty). Redis: $BENCH_REDIS_URL.
+- ``bench.asyncio_arq``: arq 0.28, run by its ``arq`` command (``--burst``).
+- ``bench.asyncio_saq``: SAQ 0.26, run by its ``saq`` command (``burst``, ``-v`` for INFO).
+- ``bench.asyncio_taskiq``: taskiq 0.13 with taskiq-redis 1.2's ``RedisStreamBroker``, run as
+  the process the ``taskiq worker`` command forks for each worker.
+
+Each module's ``main``: ``enqueue N TASK`` queues N jobs of bench.async_tasks.TASK, one by one,
+``BATCH`` side by side on one client, as an application's handlers would.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import sys
-import time
-from typing import Any
-
-from bench import async_tasks
+from collections.abc import Awaitable, Callable
 
 URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/11")
+#: Concurrency of the worker: ``max_jobs`` (arq), ``concurrency`` (SAQ), ``max_async_tasks``
+#: (taskiq), ``-c`` (typedtiger).
+CONCURRENCY = 100
+#: Jobs queued side by side when filling the queue: no more than redis-py 8's default pool
+#: of 100 connections (typedtiger's async client, on redis-py 8, fails a call past them).
+BATCH = 100
 
 
-async def _arq_anoop(ctx: dict[str, Any]) -> None:
-    await async_tasks.anoop()
-
-
-async def _arq_asleep(ctx: dict[str, Any]) -> None:
-    await async_tasks.asleep()
-
-
-ARQ_FUNCTIONS = {"anoop": _arq_anoop, "asleep": _arq_asleep}
-
-
-async def _arq_enqueue(n: int, task: str) -> float:
-    from arq import create_pool
-    from arq.connections import RedisSettings
-
-    pool = await create_pool(RedisSettings.from_dsn(URL))
-    name = ARQ_FUNCTIONS[task].__name__
-    started = time.perf_counter()
-    for at in range(0, n, 500):  # 500 at a time, side by side on one pool
-        await asyncio.gather(*(pool.enqueue_job(name) for _ in range(min(500, n - at))))
-    seconds = time.perf_counter() - started
-    await pool.aclose()
-    return seconds
-
-
-def _arq_worker(concurrency: int) -> None:
-    from arq.connections import RedisSettings
-    from arq.worker import Worker
-
-    worker = Worker(
-        functions=list(ARQ_FUNCTIONS.values()),
-        redis_settings=RedisSettings.from_dsn(URL),
-        burst=True,
-        max_jobs=concurrency,
-        keep_result=0,  # nothing kept: typedtiger keeps no result either
-        handle_signals=False,
-    )
-    worker.run()
-
-
-def main() -> None:
-    system, command, *rest = sys.argv[1:]
-    if system != "arq":
-        raise SystemExit(f"unknown system {system!r}")
-    if command == "enqueue":
-        print(asyncio.run(_arq_enqueue(int(rest[0]), rest[1])))
-    elif command == "worker":
-        _arq_worker(int(rest[0]))
-    else:
-        raise SystemExit(f"unknown command {command!r}")
-
-
-if __name__ == "__main__":
-    main()
+async def enqueue_all(n: int, one: Callable[[], Awaitable[object]]) -> None:
+    """``one()`` n times, BATCH at a time side by side."""
+    for at in range(0, n, BATCH):
+        await asyncio.gather(*(one() for _ in range(min(BATCH, n - at))))

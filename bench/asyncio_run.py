@@ -1,15 +1,27 @@
 """The asyncio benchmark (issue 21): one worker process at concurrency 100 draining N async tasks,
-typedtiger (``--executor asyncio``) against arq 0.28, on a redis-server of the run's own.
+typedtiger (``--executor asyncio``) against arq 0.28, SAQ 0.26 and taskiq 0.13 (taskiq-redis
+1.2), on a redis-server of the run's own.
 
-    .venv/bin/python -m bench.asyncio_run [--reps 3] [--noop 10000] [--sleep 2000]
+    .venv/bin/python -m bench.asyncio_run [--reps 5] [--noop 10000] [--sleep 2000]
+        [--systems typedtiger,arq,saq,taskiq] [--out results.json]
 
 Workloads: ``anoop`` (an ``async def`` that returns at once) and ``asleep`` (awaits
-``asyncio.sleep(0.05)``), from bench.async_tasks. Each repetition flushes the database, queues
-the tasks (not timed), starts one worker process and times it until it exits once the queue is
-empty (typedtiger ``--exit-after idle``, arq ``burst``). The same worker started on an empty
-queue gives its start-up and shutdown time, subtracted to give the drain time. arq runs from its
-own venv (~/.cache/typedtiger-bench/asyncio-peers-venv, made by hand: ``python3 -m venv`` and
-``pip install arq==0.28.0``) through bench.asyncio_peers.
+``asyncio.sleep(0.05)``), from bench.async_tasks. Each measurement flushes the database, queues
+the tasks (one by one, 100 side by side, not timed), then starts one worker process, as its
+users start it, and times it from start to exit once the queue is drained: typedtiger
+``--exit-after idle``, arq and SAQ in burst mode, taskiq after N tasks (it has no burst mode:
+bench.asyncio_taskiq). The same worker started on an empty queue (taskiq: with one task) gives
+its start-up, empty-queue detection and shutdown time, subtracted to give the drain rate. The
+systems take turns, the first one rotating from one repetition to the next.
+
+Redis commands per task are counted with ``INFO commandstats`` (commands run inside Lua
+scripts included) before and after each worker, less the empty-queue run's, over N. Round trips
+(commands or pipelines sent) are counted in one more run of each worker and of each enqueue
+with bench.asyncio_sends, after the timed runs. Worker CPU is the worker process's and its
+reaped children's (``wait4``).
+
+The peers run from venvs of their own (their redis-py pins conflict), created on first use
+in ``~/.cache/typedtiger-bench/asyncio-<system>-venv`` from PyPI with pinned versions (PEERS).
 """
 
 from __future__ import annotations
@@ -24,19 +36,88 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import redis
 
-from bench import async_tasks
-from typedtiger import Config, TaskSpec, Tiger
-from typedtiger.backends.redis import RedisBackend
+from bench.asyncio_peers import CONCURRENCY
 
 REPO = Path(__file__).resolve().parent.parent
-PEERS = Path.home() / ".cache" / "typedtiger-bench" / "asyncio-peers-venv" / "bin" / "python"
-CONCURRENCY = 100
+CACHE = Path.home() / ".cache" / "typedtiger-bench"
 DB = 11
+WORKLOADS = ("anoop", "asleep")
+
+#: The peers' pinned requirements, one venv each, and what their worker imports.
+PEERS: dict[str, tuple[list[str], str]] = {
+    "arq": (["arq==0.28.0"], "arq.cli"),
+    # SAQ 0.26.4 imports typing_extensions without requiring it.
+    "saq": (["saq[redis]==0.26.4", "typing-extensions"], "saq.__main__"),
+    "taskiq": (["taskiq==0.13.0", "taskiq-redis==1.2.4"], "taskiq_redis"),
+}
+
+
+class System(NamedTuple):
+    """How one system is run: its Python, its enqueue module, its worker."""
+
+    python: str
+    #: ``python -m MODULE enqueue N TASK`` queues N tasks (its entry point is ``MODULE:main``).
+    enqueue_module: str
+    #: The worker as its users start it ("{n}": the number of tasks queued).
+    command: list[str]
+    #: The same worker as ``module:function`` and arguments, for bench.asyncio_sends.
+    entry: list[str]
+    #: Tasks the "empty queue" run is given (taskiq's worker stops after N tasks, N >= 1).
+    idle_tasks: int = 0
+
+
+def fill(argv: list[str], n: int) -> list[str]:
+    return [arg.replace("{n}", str(n)) for arg in argv]
+
+
+def ensure_venv(system: str) -> str:
+    """The python of ``system``'s venv, created (python3 -m venv + pip install) on first use."""
+    path = CACHE / f"asyncio-{system}-venv"
+    python = path / "bin" / "python"
+    requirements, module = PEERS[system]
+    pins = {r.split("==")[0].split("[")[0]: r.split("==")[1] for r in requirements if "==" in r}
+    check = [str(python), "-c", f"import importlib.metadata as m, sys, {module}; "
+             f"sys.exit(any(m.version(p) != v for p, v in {pins!r}.items()))"]  # fmt: skip
+    if python.exists() and subprocess.run(check, capture_output=True, check=False).returncode == 0:
+        return str(python)
+    print(f"creating {system}'s virtualenv in {path}", flush=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["python3", "-m", "venv", "--clear", str(path)], check=True)
+    subprocess.run([str(python), "-m", "pip", "install", "-q", *requirements], check=True)
+    subprocess.run(check, check=True)
+    return str(python)
+
+
+def make_system(name: str, url: str) -> System:
+    if name == "typedtiger":
+        program = shutil.which("typedtiger", path=str(Path(sys.executable).parent))
+        assert program is not None, "typedtiger's console script, beside this python"
+        args = ["worker", "--url", url, "-m", "bench.async_tasks", "--executor", "asyncio",
+                "-c", str(CONCURRENCY), "--exit-after", "idle"]  # fmt: skip
+        return System(sys.executable, "bench.asyncio_typedtiger", [program, *args],
+                      ["typedtiger._console:main", *args])  # fmt: skip
+    python = ensure_venv(name)
+    script = Path(python).parent
+    if name == "arq":
+        args = ["bench.asyncio_arq.WorkerSettings", "--burst"]
+        return System(python, "bench.asyncio_arq", [str(script / "arq"), *args],
+                      ["arq.cli:cli", *args])  # fmt: skip
+    if name == "saq":
+        args = ["bench.asyncio_saq.settings", "-v"]  # -v: INFO, the level typedtiger logs at
+        return System(python, "bench.asyncio_saq", [str(script / "saq"), *args],
+                      ["saq.__main__:main", *args])  # fmt: skip
+    if name == "taskiq":
+        args = ["worker", "{n}"]
+        return System(python, "bench.asyncio_taskiq", [python, "-m", "bench.asyncio_taskiq", *args],
+                      ["bench.asyncio_taskiq:main", *args], idle_tasks=1)  # fmt: skip
+    raise SystemExit(f"unknown system {name!r}")
 
 
 def free_port() -> int:
@@ -46,115 +127,249 @@ def free_port() -> int:
         return port
 
 
-def start_redis(folder: Path) -> tuple[subprocess.Popen[bytes], int]:
+@contextmanager
+def redis_server(folder: Path) -> Iterator[int]:
+    """A redis-server of this run's own on a free port (commandstats are server-wide)."""
     port = free_port()
     server = subprocess.Popen(
         ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
          "--appendonly", "no", "--dir", str(folder)],
         stdout=subprocess.DEVNULL,
     )  # fmt: skip
-    client = redis.Redis(port=port)
-    for _ in range(500):
-        try:
-            client.ping()
-            return server, port
-        except redis.ConnectionError:
-            time.sleep(0.01)
-    server.kill()
-    raise RuntimeError("redis-server did not start")
+    try:
+        client = redis.Redis(port=port)
+        for _ in range(500):
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                time.sleep(0.01)
+        else:
+            raise RuntimeError("redis-server did not start")
+        yield port
+    finally:
+        server.terminate()
+        server.wait()
 
 
-def typedtiger_enqueue(url: str, task: str, n: int) -> None:
-    tiger = Tiger(RedisBackend.from_url(url), Config())
-    func = getattr(async_tasks, task)
-    for at in range(0, n, 1000):
-        tiger.enqueue_many([TaskSpec.of(func) for _ in range(min(1000, n - at))])
+class Bench:
+    def __init__(self, port: int, folder: Path) -> None:
+        self.url = f"redis://127.0.0.1:{port}/{DB}"
+        self.client = redis.Redis(port=port, db=DB)
+        self.folder = folder
+        self.env = {**os.environ, "BENCH_REDIS_URL": self.url, "PYTHONPATH": str(REPO)}
 
+    def stats(self) -> tuple[dict[str, int], float]:
+        """Calls per command so far, and the server's CPU seconds."""
+        info: Mapping[str, Any] = self.client.info("commandstats")
+        calls = {key.removeprefix("cmdstat_"): int(value["calls"]) for key, value in info.items()}
+        cpu: Mapping[str, Any] = self.client.info("cpu")
+        return calls, float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
 
-def typedtiger_worker(url: str) -> list[str]:
-    program = shutil.which("typedtiger", path=str(Path(sys.executable).parent))
-    assert program is not None
-    return [program, "worker", "--url", url, "-m", "bench.async_tasks", "--executor", "asyncio",
-            "-c", str(CONCURRENCY), "--exit-after", "idle"]  # fmt: skip
+    def run(self, argv: list[str], log: Path) -> tuple[float, float]:
+        """Run argv to its end: wall seconds, CPU seconds (it and its reaped children)."""
+        with log.open("ab") as out:
+            started = time.perf_counter()
+            process = subprocess.Popen(argv, env=self.env, stdout=out, stderr=out, cwd=REPO)
+            _, status, usage = os.wait4(process.pid, 0)
+            wall = time.perf_counter() - started
+        process.returncode = os.waitstatus_to_exitcode(status)
+        if process.returncode != 0:
+            raise RuntimeError(f"{argv} exited with {process.returncode}; see {log}")
+        return wall, usage.ru_utime + usage.ru_stime
 
+    def enqueue(
+        self, system: System, task: str, n: int, log: Path, sends: Path | None = None
+    ) -> None:
+        self.client.flushdb()
+        if n == 0:
+            return
+        args = ["enqueue", str(n), task]
+        if sends is None:
+            argv = [system.python, "-m", system.enqueue_module, *args]
+        else:
+            argv = [system.python, "-m", "bench.asyncio_sends", str(sends),
+                    f"{system.enqueue_module}:main", *args]  # fmt: skip
+        self.run(argv, log)
 
-def arq_enqueue(url: str, task: str, n: int) -> None:
-    peer("enqueue", str(n), task, url=url)
+    def measure(self, system: System, task: str, n: int, log: Path) -> dict[str, Any]:
+        """One timed worker over n queued tasks: wall, CPU, commands and Redis CPU."""
+        self.enqueue(system, task, n, log)
+        calls, redis_cpu = self.stats()
+        wall, cpu = self.run(fill(system.command, n), log)
+        calls_after, redis_cpu_after = self.stats()
+        commands = {name: count - calls.get(name, 0) for name, count in calls_after.items()}
+        commands = {name: count for name, count in commands.items() if count}
+        left = self.client.dbsize()
+        return {"wall": wall, "cpu": cpu, "redis_cpu": redis_cpu_after - redis_cpu,
+                "commands": commands, "keys_left": left}  # fmt: skip
 
-
-def arq_worker(url: str) -> list[str]:
-    return [str(PEERS), "-m", "bench.asyncio_peers", "arq", "worker", str(CONCURRENCY)]
-
-
-def peer(*args: str, url: str) -> None:
-    env = {**os.environ, "BENCH_REDIS_URL": url, "PYTHONPATH": str(REPO)}
-    subprocess.run([str(PEERS), "-m", "bench.asyncio_peers", "arq", *args], env=env, check=True,
-                   stdout=subprocess.DEVNULL)  # fmt: skip
-
-
-def timed_worker(argv: list[str], url: str, log: Path) -> float:
-    env = {**os.environ, "BENCH_REDIS_URL": url, "PYTHONPATH": str(REPO)}
-    with log.open("ab") as out:
-        started = time.perf_counter()
-        subprocess.run(argv, env=env, check=True, stdout=out, stderr=out, cwd=REPO)
-        return time.perf_counter() - started
-
-
-SYSTEMS: dict[str, tuple[Callable[[str, str, int], None], Callable[[str], list[str]]]] = {
-    "typedtiger": (typedtiger_enqueue, typedtiger_worker),
-    "arq": (arq_enqueue, arq_worker),
-}
+    def count_round_trips(self, system: System, task: str, n: int, log: Path) -> dict[str, Any]:
+        """Round trips of the enqueue of n tasks and of the worker draining them."""
+        enqueue_out, worker_out = self.folder / "sends-enqueue.json", self.folder / "sends.json"
+        self.enqueue(system, task, n, log, sends=enqueue_out)
+        argv = [system.python, "-m", "bench.asyncio_sends", str(worker_out),
+                *fill(system.entry, n)]  # fmt: skip
+        self.run(argv, log)
+        result: dict[str, Any] = {"worker": json.loads(worker_out.read_text())}
+        if n:
+            result["enqueue"] = json.loads(enqueue_out.read_text())
+        return result
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--reps", type=int, default=3)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.asyncio_run", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--noop", type=int, default=10_000)
     parser.add_argument("--sleep", type=int, default=2_000)
+    parser.add_argument("--systems", default="typedtiger,arq,saq,taskiq")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
+    sizes = {"anoop": args.noop, "asleep": args.sleep}
+    names = args.systems.split(",")
     folder = Path(tempfile.mkdtemp(prefix="bench-asyncio-"))
-    server, port = start_redis(folder)
-    url = f"redis://127.0.0.1:{port}/{DB}"
-    flush = redis.Redis(port=port, db=DB).flushdb
-    results: dict[str, dict[str, list[float]]] = {}
-    try:
-        for system, (enqueue, worker) in SYSTEMS.items():
-            log = folder / f"{system}.log"
-            flush()
-            idle = [timed_worker(worker(url), url, log) for _ in range(args.reps)]
-            results.setdefault(system, {})["idle"] = idle
-            for task, n in (("anoop", args.noop), ("asleep", args.sleep)):
-                walls = []
-                for _ in range(args.reps):
-                    flush()
-                    enqueue(url, task, n)
-                    walls.append(timed_worker(worker(url), url, log))
-                results[system][task] = walls
-                print(system, task, n, [f"{w:.2f}" for w in walls], flush=True)
-    finally:
-        server.kill()
-        server.wait()
-    report(results, args)
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    load = os.getloadavg()
+    results: dict[str, dict[str, list[dict[str, Any]]]] = {name: {} for name in names}
+    round_trips: dict[str, dict[str, Any]] = {name: {} for name in names}
+    with redis_server(folder) as port:
+        bench = Bench(port, folder)
+        systems = {name: make_system(name, bench.url) for name in names}
+        for rep in range(args.reps):
+            order = names[rep % len(names) :] + names[: rep % len(names)]
+            for workload in ("idle", *WORKLOADS):
+                for name in order:
+                    system = systems[name]
+                    n = system.idle_tasks if workload == "idle" else sizes[workload]
+                    task = "anoop" if workload == "idle" else workload
+                    one = bench.measure(system, task, n, folder / f"{name}.log")
+                    results[name].setdefault(workload, []).append(one)
+                    wall, cpu, left = one["wall"], one["cpu"], one["keys_left"]
+                    print(f"rep {rep + 1} {name} {workload} n={n}: {wall:.2f} s, CPU {cpu:.2f} s,"
+                          f" {left} keys left", flush=True)  # fmt: skip
+        for name, system in systems.items():
+            for workload in ("idle", *WORKLOADS):
+                n = system.idle_tasks if workload == "idle" else sizes[workload]
+                task = "anoop" if workload == "idle" else workload
+                log = folder / f"{name}.log"
+                round_trips[name][workload] = bench.count_round_trips(system, task, n, log)
+        server_version = str(bench.client.info("server")["redis_version"])
+    data = {
+        "started": started, "load_at_start": load, "load_at_end": os.getloadavg(),
+        "argv": sys.argv, "sizes": sizes, "reps": args.reps, "redis": server_version,
+        "versions": {name: versions(systems[name].python) for name in names},
+        "results": results, "round_trips": round_trips,
+    }  # fmt: skip
+    (folder / "results.json").write_text(json.dumps(data, indent=1))
     if args.out is not None:
-        args.out.write_text(json.dumps({"args": vars(args) | {"out": str(args.out)},
-                                        "results": results}, indent=1))  # fmt: skip
-    print(f"logs: {folder}")
+        args.out.write_text(json.dumps(data, indent=1))
+    print(report(data))
+    print(f"raw results and logs: {folder}")
 
 
-def report(results: dict[str, dict[str, list[float]]], args: argparse.Namespace) -> None:
-    print("| system | workload | wall s (median, range) | idle s | drain tasks/s (median, range) |")
-    print("| --- | --- | --- | --- | --- |")
-    for system, figures in results.items():
-        idle = statistics.median(figures["idle"])
-        for task, n in (("anoop", args.noop), ("asleep", args.sleep)):
-            walls = figures[task]
-            rates = sorted(n / max(w - idle, 1e-9) for w in walls)
-            print(
-                f"| {system} | {n} {task} | {statistics.median(walls):.2f} "
-                f"({min(walls):.2f}-{max(walls):.2f}) | {idle:.2f} | "
-                f"{statistics.median(rates):.0f} ({rates[0]:.0f}-{rates[-1]:.0f}) |"
+def versions(python: str) -> dict[str, str]:
+    code = ("import importlib.metadata as m, json, sys\n"
+            "out = {'python': sys.version.split()[0]}\n"
+            "for p in ('typedtiger', 'arq', 'saq', 'taskiq', 'taskiq-redis', 'redis', 'hiredis',"
+            " 'uvloop'):\n"
+            "    try: out[p] = m.version(p)\n"
+            "    except m.PackageNotFoundError: pass\n"
+            "print(json.dumps(out))")  # fmt: skip
+    found: dict[str, str] = json.loads(subprocess.run([python, "-c", code], capture_output=True,
+                                                      check=True, text=True).stdout)  # fmt: skip
+    return found
+
+
+def med_range(values: list[float], fmt: str) -> str:
+    values = sorted(values)
+    return f"{statistics.median(values):{fmt}} ({values[0]:{fmt}}-{values[-1]:{fmt}})"
+
+
+def rates(data: dict[str, Any], name: str, workload: str) -> list[float]:
+    """Drain rates of each repetition: n / (wall - median wall of the empty-queue run)."""
+    runs = data["results"][name]
+    idle = statistics.median(run["wall"] for run in runs["idle"])
+    n = data["sizes"][workload]
+    return [n / max(run["wall"] - idle, 1e-9) for run in runs[workload]]
+
+
+def per_task(data: dict[str, Any], name: str, workload: str, key: str) -> float:
+    """Median over repetitions of (key of the run - median key of the empty-queue run) / n."""
+    runs = data["results"][name]
+    idle = statistics.median([value(run, key) for run in runs["idle"]])
+    n: int = data["sizes"][workload]
+    return statistics.median([(value(run, key) - idle) / n for run in runs[workload]])
+
+
+def value(run: dict[str, Any], key: str) -> float:
+    if key == "commands":
+        return float(sum(run["commands"].values()))
+    return float(run[key])
+
+
+def report(data: dict[str, Any]) -> str:
+    names = list(data["results"])
+    lines = [
+        "| system | workload | worker wall s | empty-queue run s | tasks/s | "
+        "worker CPU µs/task | Redis CPU µs/task | commands/task | round trips/task |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for workload in WORKLOADS:
+        for name in names:
+            runs = data["results"][name]
+            trips = data["round_trips"][name]
+            n = data["sizes"][workload]
+            idle_trips = trips["idle"]["worker"]["round_trips"]
+            lines.append(
+                f"| {name} | {n:,} {workload} | "
+                f"{med_range([r['wall'] for r in runs[workload]], '.2f')} | "
+                f"{statistics.median(r['wall'] for r in runs['idle']):.2f} | "
+                f"{med_range(rates(data, name, workload), ',.0f')} | "
+                f"{1e6 * per_task(data, name, workload, 'cpu'):.0f} | "
+                f"{1e6 * per_task(data, name, workload, 'redis_cpu'):.0f} | "
+                f"{per_task(data, name, workload, 'commands'):.2f} | "
+                f"{(trips[workload]['worker']['round_trips'] - idle_trips) / n:.2f} |"
             )
+    if "typedtiger" in names:
+        lines += ["", "| workload | peer | typedtiger ÷ peer, tasks/s (median, range) |",
+                  "|---|---|---:|"]  # fmt: skip
+        for workload in WORKLOADS:
+            ours = rates(data, "typedtiger", workload)
+            for name in names:
+                if name != "typedtiger":
+                    # per repetition: the systems ran side by side in it
+                    theirs = rates(data, name, workload)
+                    ratios = [a / b for a, b in zip(ours, theirs, strict=True)]
+                    lines.append(f"| {workload} | {name} | {med_range(ratios, '.2f')} |")
+    lines += ["", "Commands per task by command (worker, empty-queue run subtracted; enqueue "
+              "round trips per task):", ""]  # fmt: skip
+    for name in names:
+        for workload in WORKLOADS:
+            lines.append(f"- {name} {workload}: {breakdown(data, name, workload)}")
+    return "\n".join(lines)
+
+
+def breakdown(data: dict[str, Any], name: str, workload: str) -> str:
+    runs = data["results"][name]
+    n = data["sizes"][workload]
+    idle, last = runs["idle"][-1]["commands"], runs[workload][-1]["commands"]
+    per = {cmd: (last.get(cmd, 0) - idle.get(cmd, 0)) / n for cmd in set(idle) | set(last)}
+    shown = ", ".join(f"{cmd} {v:.2f}" for cmd, v in sorted(per.items(), key=lambda i: -i[1])
+                      if abs(v) >= 0.005)  # fmt: skip
+    trips = data["round_trips"][name][workload]
+    worker = trips["worker"]["by_command"]
+    idle_w = data["round_trips"][name]["idle"]["worker"]["by_command"]
+    sent = ", ".join(f"{cmd} {(c - idle_w.get(cmd, 0)) / n:.2f}"
+                     for cmd, c in sorted(worker.items(), key=lambda i: -i[1])
+                     if abs(c - idle_w.get(cmd, 0)) / n >= 0.005)  # fmt: skip
+    enq = trips.get("enqueue", {"round_trips": 0, "by_command": {}})
+    return (
+        f"commands {shown}; worker round trips {sent}; enqueue round trips "
+        f"{enq['round_trips'] / n:.2f} ({', '.join(enq['by_command'])})"
+    )
 
 
 if __name__ == "__main__":
