@@ -152,6 +152,12 @@ def redis_server(folder: Path) -> Iterator[int]:
         server.wait()
 
 
+def delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    """Calls per command between two snapshots, INFO left out (the orchestrator's own)."""
+    return {name: after[name] - before.get(name, 0) for name in after
+            if name != "info" and after[name] != before.get(name, 0)}  # fmt: skip
+
+
 class Bench:
     def __init__(self, port: int, folder: Path) -> None:
         self.url = f"redis://127.0.0.1:{port}/{DB}"
@@ -180,29 +186,30 @@ class Bench:
 
     def enqueue(
         self, system: System, task: str, n: int, log: Path, sends: Path | None = None
-    ) -> None:
+    ) -> dict[str, int]:
+        """Flush the database and queue n tasks: the commands that ran."""
         self.client.flushdb()
         if n == 0:
-            return
+            return {}
         args = ["enqueue", str(n), task]
         if sends is None:
             argv = [system.python, "-m", system.enqueue_module, *args]
         else:
             argv = [system.python, "-m", "bench.asyncio_sends", str(sends),
                     f"{system.enqueue_module}:main", *args]  # fmt: skip
+        calls, _ = self.stats()
         self.run(argv, log)
+        return delta(calls, self.stats()[0])
 
     def measure(self, system: System, task: str, n: int, log: Path) -> dict[str, Any]:
         """One timed worker over n queued tasks: wall, CPU, commands and Redis CPU."""
-        self.enqueue(system, task, n, log)
+        enqueued = self.enqueue(system, task, n, log)
         calls, redis_cpu = self.stats()
         wall, cpu = self.run(fill(system.command, n), log)
         calls_after, redis_cpu_after = self.stats()
-        commands = {name: count - calls.get(name, 0) for name, count in calls_after.items()}
-        commands = {name: count for name, count in commands.items() if count}
-        left = self.client.dbsize()
         return {"wall": wall, "cpu": cpu, "redis_cpu": redis_cpu_after - redis_cpu,
-                "commands": commands, "keys_left": left}  # fmt: skip
+                "commands": delta(calls, calls_after), "enqueue_commands": enqueued,
+                "keys_left": self.client.dbsize()}  # fmt: skip
 
     def count_round_trips(self, system: System, task: str, n: int, log: Path) -> dict[str, Any]:
         """Round trips of the enqueue of n tasks and of the worker draining them."""
@@ -314,24 +321,19 @@ def report(data: dict[str, Any]) -> str:
     names = list(data["results"])
     lines = [
         "| system | workload | worker wall s | empty-queue run s | tasks/s | "
-        "worker CPU µs/task | Redis CPU µs/task | commands/task | round trips/task |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "worker CPU µs/task | Redis CPU µs/task |",
+        "|---|---|---:|---:|---:|---:|---:|",
     ]
     for workload in WORKLOADS:
         for name in names:
             runs = data["results"][name]
-            trips = data["round_trips"][name]
-            n = data["sizes"][workload]
-            idle_trips = trips["idle"]["worker"]["round_trips"]
             lines.append(
-                f"| {name} | {n:,} {workload} | "
+                f"| {name} | {data['sizes'][workload]:,} {workload} | "
                 f"{med_range([r['wall'] for r in runs[workload]], '.2f')} | "
                 f"{statistics.median(r['wall'] for r in runs['idle']):.2f} | "
                 f"{med_range(rates(data, name, workload), ',.0f')} | "
                 f"{1e6 * per_task(data, name, workload, 'cpu'):.0f} | "
-                f"{1e6 * per_task(data, name, workload, 'redis_cpu'):.0f} | "
-                f"{per_task(data, name, workload, 'commands'):.2f} | "
-                f"{(trips[workload]['worker']['round_trips'] - idle_trips) / n:.2f} |"
+                f"{1e6 * per_task(data, name, workload, 'redis_cpu'):.0f} |"
             )
     if "typedtiger" in names:
         lines += ["", "| workload | peer | typedtiger ÷ peer, tasks/s (median, range) |",
@@ -344,31 +346,49 @@ def report(data: dict[str, Any]) -> str:
                     theirs = rates(data, name, workload)
                     ratios = [a / b for a, b in zip(ours, theirs, strict=True)]
                     lines.append(f"| {workload} | {name} | {med_range(ratios, '.2f')} |")
-    lines += ["", "Commands per task by command (worker, empty-queue run subtracted; enqueue "
-              "round trips per task):", ""]  # fmt: skip
+    lines += ["", "| system | workload | enqueue: commands/task | round trips/task | "
+              "worker: commands/task | round trips/task |",
+              "|---|---|---:|---:|---:|---:|"]  # fmt: skip
+    for name in names:
+        for workload in WORKLOADS:
+            n = data["sizes"][workload]
+            trips = data["round_trips"][name]
+            idle_trips = trips["idle"]["worker"]["round_trips"]
+            enqueued = statistics.median(
+                sum(r["enqueue_commands"].values()) for r in data["results"][name][workload]
+            )
+            lines.append(
+                f"| {name} | {workload} | {enqueued / n:.2f} | "
+                f"{trips[workload]['enqueue']['round_trips'] / n:.2f} | "
+                f"{per_task(data, name, workload, 'commands'):.2f} | "
+                f"{(trips[workload]['worker']['round_trips'] - idle_trips) / n:.2f} |"
+            )
+    lines += ["", "By command, per task (the last repetition; worker: empty-queue run "
+              "subtracted):", ""]  # fmt: skip
     for name in names:
         for workload in WORKLOADS:
             lines.append(f"- {name} {workload}: {breakdown(data, name, workload)}")
     return "\n".join(lines)
 
 
+def per_command(counts: dict[str, int], idle: dict[str, int], n: int) -> str:
+    per = {cmd: (counts.get(cmd, 0) - idle.get(cmd, 0)) / n for cmd in set(idle) | set(counts)}
+    shown = sorted(per.items(), key=lambda item: (-item[1], item[0]))
+    return ", ".join(f"{cmd} {v:.2f}" for cmd, v in shown if abs(v) >= 0.005) or "-"
+
+
 def breakdown(data: dict[str, Any], name: str, workload: str) -> str:
     runs = data["results"][name]
     n = data["sizes"][workload]
-    idle, last = runs["idle"][-1]["commands"], runs[workload][-1]["commands"]
-    per = {cmd: (last.get(cmd, 0) - idle.get(cmd, 0)) / n for cmd in set(idle) | set(last)}
-    shown = ", ".join(f"{cmd} {v:.2f}" for cmd, v in sorted(per.items(), key=lambda i: -i[1])
-                      if abs(v) >= 0.005)  # fmt: skip
-    trips = data["round_trips"][name][workload]
-    worker = trips["worker"]["by_command"]
-    idle_w = data["round_trips"][name]["idle"]["worker"]["by_command"]
-    sent = ", ".join(f"{cmd} {(c - idle_w.get(cmd, 0)) / n:.2f}"
-                     for cmd, c in sorted(worker.items(), key=lambda i: -i[1])
-                     if abs(c - idle_w.get(cmd, 0)) / n >= 0.005)  # fmt: skip
-    enq = trips.get("enqueue", {"round_trips": 0, "by_command": {}})
+    trips = data["round_trips"][name]
+    last = runs[workload][-1]
+    enqueue_sent = trips[workload]["enqueue"]["by_command"]
+    worker_sent = trips[workload]["worker"]["by_command"]
     return (
-        f"commands {shown}; worker round trips {sent}; enqueue round trips "
-        f"{enq['round_trips'] / n:.2f} ({', '.join(enq['by_command'])})"
+        f"enqueue runs {per_command(last['enqueue_commands'], {}, n)}, sends "
+        f"{per_command(enqueue_sent, {}, n)}; worker runs "
+        f"{per_command(last['commands'], runs['idle'][-1]['commands'], n)}, sends "
+        f"{per_command(worker_sent, trips['idle']['worker']['by_command'], n)}"
     )
 
 
