@@ -285,8 +285,9 @@ def versions(python: str) -> dict[str, str]:
             "    try: out[p] = m.version(p)\n"
             "    except m.PackageNotFoundError: pass\n"
             "print(json.dumps(out))")  # fmt: skip
-    found: dict[str, str] = json.loads(subprocess.run([python, "-c", code], capture_output=True,
-                                                      check=True, text=True).stdout)  # fmt: skip
+    # run from /: the repository's metadata must not be found on a peer's path
+    out = subprocess.run([python, "-c", code], capture_output=True, check=True, text=True, cwd="/")
+    found: dict[str, str] = json.loads(out.stdout)
     return found
 
 
