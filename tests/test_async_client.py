@@ -10,8 +10,10 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
+import redis
 
 from tests import async_tasks
+from tests.conftest import REDIS_URL
 from typedtiger import Config, QueueFullException, TaskNotFound, Tiger
 from typedtiger.backends.redis import RedisBackend
 from typedtiger.clock import ManualClock
@@ -125,6 +127,24 @@ def test_each_event_loop_gets_its_own_connections(app: Tiger) -> None:
         run(app, lambda n=n: app.aenqueue(async_tasks.fetch.spec(f"loop {n}")))  # type: ignore[misc]
 
     assert app.get_queue_stats() == {"default": {TaskState.QUEUED: 3}}
+
+
+def test_more_calls_at_once_than_connections_wait_for_one(redis_db: redis.Redis[str]) -> None:
+    # A handler's burst of awaited enqueues past the client's max_connections: each waits for
+    # a connection (none is refused with "Too many connections").
+    client: redis.Redis[str] = redis.Redis.from_url(
+        REDIS_URL, decode_responses=True, max_connections=3
+    )
+    tiger = Tiger(RedisBackend(client), Config(allowed_task_modules=("tests.async_tasks",)))
+
+    async def main() -> list[Task]:
+        return await asyncio.gather(
+            *(tiger.aenqueue(async_tasks.fetch.spec(f"burst {n}")) for n in range(40))
+        )
+
+    assert len(run(tiger, main)) == 40
+    assert tiger.get_queue_stats() == {"default": {TaskState.QUEUED: 40}}
+    client.close()
 
 
 def test_eager_mode_runs_an_awaited_enqueue_at_once(backend: RedisBackend) -> None:

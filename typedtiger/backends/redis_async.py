@@ -23,6 +23,9 @@ from typedtiger.backends.base import Enqueued, NewTask, ResultProbe, StoredTask,
 __all__ = ["AsyncRedisBackend", "asyncio_client_like"]
 
 #: Connection settings of a sync client that an asyncio one does not take (their sync kinds).
+#: How long an async call waits for one of the pool's connections before it is an outage.
+POOL_WAIT_SECONDS = 20
+
 _SYNC_ONLY_SETTINGS = ("retry", "retry_on_error", "redis_connect_func", "connection_pool")
 
 
@@ -123,8 +126,13 @@ def asyncio_client_like(client: redis.Redis[str]) -> redis.asyncio.Redis[str]:
         if name not in _SYNC_ONLY_SETTINGS
     }
     settings["decode_responses"] = True
-    fresh = redis.asyncio.ConnectionPool(
-        connection_class=kind, max_connections=pool.max_connections, **settings
+    # Blocking: past max_connections a call waits for a connection to come back (a handler's
+    # hundred-and-first aenqueue is not refused); none within the timeout is an outage.
+    fresh = redis.asyncio.BlockingConnectionPool(
+        connection_class=kind,
+        max_connections=pool.max_connections,
+        timeout=POOL_WAIT_SECONDS,
+        **settings,
     )
     twin: redis.asyncio.Redis[str] = redis.asyncio.Redis(
         connection_pool=fresh, decode_responses=True
