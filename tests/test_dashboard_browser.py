@@ -23,6 +23,8 @@ from selenium import webdriver
 from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.wait import WebDriverWait
 
 from tests import dashboard_tasks
 from tests.conftest import run_worker
@@ -91,6 +93,14 @@ def errored(tiger: Tiger, message: str) -> Task:
     return Task.from_id(tiger, "dash", TaskState.ERROR, task.id)
 
 
+def follow(browser: webdriver.Chrome, by: str, value: str) -> None:
+    """Click what leads to another page and wait for that page (read at once, the old page
+    could still be the one shown)."""
+    page = browser.find_element(By.TAG_NAME, "html")
+    browser.find_element(by, value).click()
+    WebDriverWait(browser, 10).until(expected_conditions.staleness_of(page))
+
+
 def heading(browser: webdriver.Chrome) -> str:
     return browser.find_element(By.TAG_NAME, "h1").text
 
@@ -123,11 +133,11 @@ def test_an_errored_task_is_retried_through_the_forms(
 ) -> None:
     task = errored(tiger, "try me again")
     browser.get(f"{site}/tasks?queue=dash&state=error")
-    browser.find_element(By.LINK_TEXT, task.id[:12]).click()
-    browser.find_element(By.LINK_TEXT, "Retry").click()
+    follow(browser, By.LINK_TEXT, task.id[:12])
+    follow(browser, By.LINK_TEXT, "Retry")
     assert heading(browser) == "Retry?"
     assert tiger.get_queue_sizes("dash", with_errors=True)[TaskState.ERROR] == 1  # (asked only)
-    browser.find_element(By.CSS_SELECTOR, "form.confirm button[type=submit]").click()
+    follow(browser, By.CSS_SELECTOR, "form.confirm button[type=submit]")
     assert browser.find_element(By.CSS_SELECTOR, ".message").text == "The task is queued again."
     assert browser.find_element(By.CSS_SELECTOR, ".state").text == "queued"
     assert Task.from_id(tiger, "dash", TaskState.QUEUED, task.id).id == task.id
