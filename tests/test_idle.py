@@ -67,6 +67,18 @@ def _subscribers(client: redis.Redis[str], channel: str) -> int:
     return int(count)
 
 
+def _wait_until_quiet() -> None:
+    """Until the worker has sent nothing for a while: it waits on the activity channel."""
+    quiet_for = scaled(0.3)
+
+    def quiet() -> bool:
+        before = CountingConnection.sends
+        time.sleep(quiet_for)
+        return CountingConnection.sends == before
+
+    wait_until(quiet, 30, "the worker to wait on its channel")
+
+
 def _wait_for_a_call(timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while not tasks.CALLS and time.monotonic() < deadline:
@@ -89,7 +101,7 @@ def test_idle_worker_makes_few_redis_calls_and_wakes_on_activity(
 
         woke = time.monotonic()
         tiger.enqueue(TaskSpec.of(tasks.simple, "wake up"))
-        _wait_for_a_call(5)
+        _wait_for_a_call(scaled(5))
         assert tasks.CALLS == [("simple", "wake up")]
         assert time.monotonic() - woke < scaled(0.5), (
             "the worker was not woken by the activity channel"
@@ -104,9 +116,10 @@ def test_the_task_that_wakes_a_worker_is_claimed_before_upkeep(
     with _running_worker(redis_db, RecordingConnection, "wake", clock=clock) as tiger:
         # the worker starts and waits on the activity channel
         wait_until(lambda: _subscribers(redis_db, "wake:activity") > 0, 30, "the worker")
+        _wait_until_quiet()  # (subscribed, it may still be in its first pass of upkeep)
         clock.advance(3600)  # every kind of upkeep is due now
         RecordingConnection.scripts = []
         tiger.enqueue(TaskSpec.of(tasks.simple, "wake up"))
-        _wait_for_a_call(5)
+        _wait_for_a_call(scaled(5))
         assert tasks.CALLS == [("simple", "wake up")]
         assert RecordingConnection.scripts[:2] == ["enqueue", "claim"]
