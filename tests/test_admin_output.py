@@ -12,6 +12,7 @@ from click.testing import CliRunner, Result
 
 from tests import tasks
 from tests.conftest import run_worker
+from tests.keys import wrongtype_key
 from typedtiger import TaskSpec, Tiger
 from typedtiger.backends.base import NewTask
 from typedtiger.cli import main
@@ -71,7 +72,7 @@ def test_no_command_prints_task_data_raw(tiger: Tiger, clock: ManualClock) -> No
 
 
 def test_a_library_error_is_printed_escaped(tiger: Tiger) -> None:
-    tiger.backend.client.set(f"{tiger.backend.prefix}:queued", "\x1b[2J")  # type: ignore[attr-defined]
+    tiger.backend.client.set(wrongtype_key(tiger), "\x1b[2J")  # type: ignore[attr-defined]
     result = _cli(tiger, "queues")
     assert result.exit_code == 1
     assert "WRONGTYPE" in result.stderr

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.keys import layout
+from tests.keys import keys_matching, layout
 from tests.option_tasks import RecordingExecutor, stored
 from typedtiger import Config, Task, TaskSpec, TaskState, Tiger
 from typedtiger.backends.redis import RedisBackend
@@ -97,7 +97,7 @@ def test_lock_key_of_a_batch_function(
     clock.advance(61)
     btiger_on.run_worker(executor=RecordingExecutor(), once=True)
     assert CALLS[-1] == ("per_account", ["c"])
-    assert backend.client.keys(layout(backend).lock(elsewhere, "*")) == []
+    assert keys_matching(backend, layout(backend).lock(elsewhere, "*")) == []
 
 
 def test_unique_key_of_a_batch_function(btiger_on: Tiger) -> None:

@@ -11,6 +11,7 @@ import pytest
 
 from tests import tasks
 from tests.conftest import run_worker
+from tests.keys import layout, stored_keys
 from typedtiger import Config, Task, TaskSpec, TaskState, Tiger
 from typedtiger.backends.base import WAITING_SCORE, Completion, TaskRef
 from typedtiger.backends.redis import RedisBackend
@@ -20,6 +21,8 @@ from typedtiger.spec import fixed
 pytestmark = pytest.mark.timeout(60)
 
 DEPENDENCY_FAILED = "typedtiger.exceptions:DependencyFailed"
+#: Why a test of a wait across queues does not run on the cluster.
+AFTER_ACROSS_QUEUES = "a task may wait only for tasks of its own queue"
 
 
 def simple(value: str) -> TaskSpec:
@@ -51,6 +54,7 @@ def errored(tiger: Tiger, task: Task) -> Task:
     return Task.from_id(tiger, task.queue, TaskState.ERROR, task.id, load_executions=10)
 
 
+@pytest.mark.across_queues(AFTER_ACROSS_QUEUES)
 def test_a_task_after_another_waits_until_it_succeeded(tiger: Tiger) -> None:
     first = tiger.enqueue(simple("first").evolve(queue="other"))
     second = tiger.enqueue(simple("second"), after=first)
@@ -65,6 +69,7 @@ def test_a_task_after_another_waits_until_it_succeeded(tiger: Tiger) -> None:
     assert tiger.backend.dependencies(first.id).dependents == ()
 
 
+@pytest.mark.across_queues(AFTER_ACROSS_QUEUES)
 def test_a_task_after_several_waits_for_all(tiger: Tiger, clock: ManualClock) -> None:
     one, two = tiger.enqueue(simple("one")), tiger.enqueue(simple("two").evolve(queue="q2"))
     last = tiger.enqueue(simple("last"), after=[one, two])
@@ -75,6 +80,7 @@ def test_a_task_after_several_waits_for_all(tiger: Tiger, clock: ManualClock) ->
     assert calls() == ["one", "two", "last"]
 
 
+@pytest.mark.across_queues(AFTER_ACROSS_QUEUES)
 def test_a_chain_runs_in_order_in_one_round_trip(tiger: Tiger) -> None:
     chain = tiger.chain([simple("a"), simple("b").evolve(queue="q2"), simple("c")])
     assert [task.state for task in chain] == [TaskState.QUEUED] + [TaskState.SCHEDULED] * 2
@@ -206,6 +212,7 @@ def test_tasks_after_a_unique_task_wait_for_its_run(tiger: Tiger) -> None:
     assert first.dependencies() == tiger.backend.dependencies(first.id)
 
 
+@pytest.mark.across_queues(AFTER_ACROSS_QUEUES)
 def test_a_dependent_released_keeps_its_priority(tiger: Tiger, clock: ManualClock) -> None:
     first = tiger.enqueue(simple("first").evolve(queue="other"))
     tiger.enqueue(simple("urgent").evolve(priority=5), after=first)
@@ -248,16 +255,19 @@ def test_completion_without_dependents_writes_no_dependency_keys(
     task = tiger.enqueue(simple("x"))
     backend.claim("default", clock.now(), 1)
     backend.complete(Completion("default", (task.id,)), clock.now())
-    assert backend.client.keys("*") == []
+    assert stored_keys(backend) == []
 
 
+@pytest.mark.across_queues(AFTER_ACROSS_QUEUES)
 @pytest.mark.parametrize("outcome", ["succeeds", "fails"])
 def test_a_dependent_whose_queue_keys_hold_another_type_is_left_waiting(
     tiger: Tiger, backend: RedisBackend, outcome: str
 ) -> None:
     first = tiger.enqueue((simple if outcome == "succeeds" else failing)(outcome))
     second = tiger.enqueue(simple("second").evolve(queue="q2"), after=first)
-    planted = "t:queued:q2" if outcome == "succeeds" else "t:error:q2"
+    planted = layout(backend).state(
+        TaskState.QUEUED if outcome == "succeeds" else TaskState.ERROR, "q2"
+    )
     backend.client.set(planted, "planted")
     run_worker(tiger, queues=["default"])  # the completion or failure of the first stands
     assert calls() == [outcome]
@@ -265,3 +275,21 @@ def test_a_dependent_whose_queue_keys_hold_another_type_is_left_waiting(
     assert tiger.backend.queue_sizes(["default"])["default"][state] == (state is TaskState.ERROR)
     assert Task.from_id(tiger, "q2", TaskState.SCHEDULED, second.id).waiting
     assert backend.client.get(planted) == "planted"
+
+
+def test_per_queue_a_task_waits_only_for_tasks_of_its_own_queue(backend: RedisBackend) -> None:
+    """The per-queue cluster layout keeps each queue in a slot of its own (docs/scaling.md): a
+    wait across queues is refused before anything is stored, a chain's too; one within a queue
+    works. (Config(cluster=True) lays keys out per queue on every backend.)"""
+    tiger = Tiger(backend, Config(cluster=True, allowed_task_modules=("tests",)))
+    tiger.adopt(tasks.tiger)
+    first = tiger.enqueue(simple("first").evolve(queue="other"))
+    with pytest.raises(ValueError, match="cannot wait for a task of queue 'other'"):
+        tiger.enqueue(simple("second"), after=first)
+    with pytest.raises(ValueError, match="cannot wait for a task of queue 'q1'"):
+        tiger.chain([simple("a").evolve(queue="q1"), simple("b").evolve(queue="q2")])
+    assert tiger.get_queue_stats() == {"other": {TaskState.QUEUED: 1}}
+    second = tiger.enqueue(simple("second").evolve(queue="other"), after=first)
+    assert second.waiting
+    run_all(tiger)
+    assert calls() == ["first", "second"]

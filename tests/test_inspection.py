@@ -16,6 +16,7 @@ import pytest
 
 from tests import tasks
 from tests.conftest import run_worker
+from tests.keys import keys_matching, stored_keys, task_key, task_keys
 from typedtiger import Config, Task, TaskNotFound, TaskSpec, TaskState, Tiger
 from typedtiger.backends.redis import RedisBackend
 from typedtiger.clock import ManualClock
@@ -200,14 +201,15 @@ def test_a_payload_naming_another_id_is_listed_as_broken(
     tiger: Tiger, backend: RedisBackend
 ) -> None:
     task = tiger.enqueue(TaskSpec.of(tasks.simple))
-    backend.client.set(f"t:task:{task.id}", '{"id": "other", "func": "tests.tasks:simple"}')
+    payload = '{"id": "other", "func": "tests.tasks:simple"}'
+    backend.client.set(task_key(backend, "default", task.id), payload)
     run_worker(tiger)  # the worker notices and quarantines it
 
     _, (listed,) = Task.tasks_from_queue(tiger, "default", TaskState.ERROR)
     assert listed.id == task.id
     assert listed.broken is not None and "another id" in listed.broken
     listed.delete()
-    assert backend.client.keys("t:*") == []
+    assert stored_keys(backend) == []
 
 
 # --- cancel / delete / retry / update_scheduled_time ---------------------------------------
@@ -227,7 +229,7 @@ def test_cancel_a_scheduled_task(tiger: Tiger, clock: ManualClock, backend: Redi
     task = tiger.enqueue(TaskSpec.of(tasks.simple, "never"), when=timedelta(hours=1))
     Task.from_id(tiger, "default", TaskState.SCHEDULED, task.id).cancel()
     assert tiger.get_queue_stats() == {}
-    assert backend.client.keys("t:*") == []
+    assert stored_keys(backend) == []
     clock.advance(timedelta(hours=2))
     run_worker(tiger)
     assert tasks.CALLS == []
@@ -250,13 +252,13 @@ def test_cancel_refuses_other_states_and_stale_handles(tiger: Tiger) -> None:
 
 def test_delete_an_errored_task(tiger: Tiger, backend: RedisBackend) -> None:
     errored = _error_task(tiger)
-    assert backend.client.keys(f"t:task:{errored.id}*")
+    assert task_keys(backend, errored.id)
 
     errored.delete()
 
     assert errored.state is None
     assert tiger.get_queue_stats() == {}
-    assert backend.client.keys("t:*") == []
+    assert stored_keys(backend) == []
     with pytest.raises(TaskNotFound):
         errored.delete()
 
@@ -340,7 +342,7 @@ def test_execute_runs_in_process_without_storing(tiger: Tiger, backend: RedisBac
     assert handle.state is None
     assert handle.execute() == 5
     assert tasks.CALLS == [("add", 2, 3)]
-    assert backend.client.keys("*") == []
+    assert keys_matching(backend, "*") == []
 
     with pytest.raises(ValueError, match="kaput"):
         Task.from_spec(tiger, TaskSpec.of(tasks.failing, "kaput")).execute()
@@ -413,7 +415,7 @@ def test_unique_task_rebuilt_from_its_arguments_can_be_cancelled(
     rebuilt.cancel()
 
     assert tiger.get_queue_stats() == {}
-    assert backend.client.keys("t:*") == []
+    assert stored_keys(backend) == []
     clock.advance(600)
     run_worker(tiger)
     assert tasks.CALLS == []
@@ -540,7 +542,7 @@ def test_current_task_in_eager_mode(backend: RedisBackend) -> None:
             "func": "tests.test_inspection:capture",
         }
     ] == SEEN
-    assert backend.client.keys("*") == []
+    assert keys_matching(backend, "*") == []
 
 
 @pytest.mark.parametrize(
@@ -644,7 +646,7 @@ def test_purge_errored_tasks_all(tiger: Tiger, clock: ManualClock, backend: Redi
     assert tiger.purge_errored_tasks() == 2
     assert _errored(tiger) == {}
     assert tiger.get_queue_sizes("a")[TaskState.QUEUED] == 1
-    assert backend.client.keys("t:task:*:executions*") == []
+    assert [key for key in task_keys(backend) if ":executions" in key] == []
 
 
 def test_purge_errored_tasks_by_queue(tiger: Tiger, clock: ManualClock) -> None:
@@ -685,14 +687,14 @@ def test_purge_errored_tasks_removes_entries_whose_payload_is_gone(
     tiger: Tiger, clock: ManualClock, backend: RedisBackend
 ) -> None:
     ids = _errors_at(tiger, clock, ["ghost", "kept"])
-    backend.client.delete(f"t:task:{ids['ghost']}")
+    backend.client.delete(task_key(backend, "ghost", ids["ghost"]))
     _, (listed,) = Task.tasks_from_queue(tiger, "ghost", TaskState.ERROR)
     assert listed.broken is not None and "missing" in listed.broken
 
     assert tiger.purge_errored_tasks(queues=["ghost"]) == 1
 
     assert _errored(tiger) == {"kept": 1}
-    assert backend.client.keys(f"t:task:{ids['ghost']}*") == []
+    assert task_keys(backend, ids["ghost"]) == []
 
 
 # --- queue system locks -----------------------------------------------------------------------

@@ -13,6 +13,7 @@ from collections.abc import Callable
 import pytest
 
 from tests import option_tasks
+from tests.keys import keys_matching
 from typedtiger import Tiger, exponential, fixed, linear, periodic
 from typedtiger._allowlist import Allowlist
 from typedtiger.backends.redis import RedisBackend
@@ -86,7 +87,7 @@ def test_tiger_delay_refuses_bad_numbers_and_writes_nothing(
     tiger = Tiger(backend)
     with pytest.raises(ValueError, match=message):
         tiger.delay(option_tasks.keyed, kwargs={"user_id": 1}, **options)  # type: ignore[arg-type]
-    assert backend.client.keys("*") == []
+    assert keys_matching(backend, "*") == []
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ from structlog.testing import capture_logs
 
 from tests import option_tasks
 from tests.conftest import run_worker
-from tests.keys import layout
+from tests.keys import keys_matching, layout, task_keys
 from tests.option_tasks import (
     CALLS,
     HeartbeatingExecutor,
@@ -58,7 +58,7 @@ def _reset_option_tasks() -> Iterator[None]:
 def snapshot(client: redis.Redis[str]) -> dict[str, object]:
     """Every key and its value, to check that nothing was written."""
     values: dict[str, object] = {}
-    for key in sorted(client.keys("*")):
+    for key in sorted(set(client.scan_iter(match="*"))):  # (every primary of a cluster)
         kind = client.execute_command("TYPE", key)
         if kind == "string":
             values[key] = client.get(key)
@@ -542,7 +542,7 @@ def test_retry_exception_log_error(
         assert errored.executions[-1].exception_name == "typedtiger.exceptions:RetryException"
     else:
         assert stored(tiger, task.id) == []
-        assert backend.client.keys(backend._keys.task(task.queue, task.id) + "*") == []
+        assert task_keys(backend, task.id) == []
 
 
 @pytest.mark.parametrize("original_traceback", [True, False])
@@ -644,7 +644,7 @@ def test_always_eager_runs_at_enqueue_in_process_and_stores_nothing(
     eager.enqueue(option_tasks.unique_task.spec(5))
     eager.delay(option_tasks.record, args=["delayed"], queue="elsewhere", retry=True)
     assert CALLS[1:] == [("unique_task", 5), ("record", "delayed")]
-    assert backend.client.keys("*") == []
+    assert keys_matching(backend, "*") == []
 
 
 def test_always_eager_calls_a_batch_task_with_a_list_of_one(
@@ -652,7 +652,7 @@ def test_always_eager_calls_a_batch_task_with_a_list_of_one(
 ) -> None:
     eager.enqueue(option_tasks.batch_record.spec(8, flag=True))
     assert CALLS == [("batch", [[8]], [{"flag": True}], [[8]], True)]
-    assert backend.client.keys("*") == []
+    assert keys_matching(backend, "*") == []
 
 
 def test_always_eager_exceptions_propagate(eager: Tiger, backend: RedisBackend) -> None:
@@ -660,7 +660,7 @@ def test_always_eager_exceptions_propagate(eager: Tiger, backend: RedisBackend) 
         eager.delay(option_tasks.fail_with, args=["child"], retry=True)
     with pytest.raises(ValueError, match="decorated 1"):
         eager.enqueue(option_tasks.decorated.spec(1))
-    assert backend.client.keys("*") == []
+    assert keys_matching(backend, "*") == []
 
 
 def test_always_eager_stores_future_tasks_for_a_worker(eager: Tiger, clock: ManualClock) -> None:
@@ -788,4 +788,4 @@ def test_invalid_options_of_tiger_delay_write_nothing(
 ) -> None:
     with pytest.raises(error, match=message):
         tiger.delay(option_tasks.keyed, kwargs={"user_id": 1}, **options)  # type: ignore[arg-type]
-    assert backend.client.keys("*") == []
+    assert keys_matching(backend, "*") == []

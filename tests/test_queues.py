@@ -14,6 +14,7 @@ import pytest
 
 from tests import option_tasks
 from tests.conftest import run_worker
+from tests.keys import task_keys
 from tests.option_tasks import (
     CALLS,
     HeartbeatingExecutor,
@@ -395,7 +396,7 @@ def test_cancel_a_scheduled_task(tiger: Tiger, backend: RedisBackend, clock: Man
     task.cancel()
 
     assert stored(tiger, task.id) == []
-    assert backend.client.keys(f"t:task:{task.id}*") == []
+    assert task_keys(backend, task.id) == []
     with pytest.raises(TaskNotFound):
         task.cancel()
     clock.advance(timedelta(minutes=5))

@@ -12,13 +12,14 @@ import redis
 
 from tests import result_tasks
 from tests.conftest import run_worker
+from tests.keys import task_key, task_keys
 from tests.waiting import scaled
 from typedtiger import Config, TaskSpec, Tiger
+from typedtiger.backends._redis_connect import is_cluster
 from typedtiger.backends.redis import RedisBackend
 from typedtiger.clock import ManualClock
 from typedtiger.exceptions import ResultExpired, ResultTimeout, TaskFailed
 from typedtiger.executor import ForkExecutor
-from typedtiger.task import Task
 from typedtiger.worker.prefork import PreforkExecutor
 
 pytestmark = pytest.mark.timeout(60)
@@ -31,17 +32,12 @@ def tiger(backend: RedisBackend) -> Tiger:
     return result_tasks.tiger
 
 
-def stored_keys(tiger: Tiger, task: Task) -> set[str]:
-    assert isinstance(tiger.backend, RedisBackend)
-    return set(tiger.backend.client.keys(f"t:task:{task.id}*"))
-
-
 def test_a_task_returns_its_value_once_a_worker_ran_it(tiger: Tiger) -> None:
     task = result_tasks.multiply.delay(6, 7)
     run_worker(tiger)
     assert task.result(timeout=0) == 42
     assert task.result() == 42  # read again: kept for its result_ttl
-    assert stored_keys(tiger, task) == {f"t:task:{task.id}:result"}
+    assert task_keys(tiger, task.id) == [task_key(tiger, "default", task.id, ":result")]
 
 
 def test_json_results_come_back_as_the_annotated_types(tiger: Tiger) -> None:
@@ -56,7 +52,7 @@ def test_the_result_key_expires_with_the_result_ttl_as_a_backstop(tiger: Tiger) 
     task = result_tasks.multiply.delay(2, 3)
     run_worker(tiger)
     assert isinstance(tiger.backend, RedisBackend)
-    ttl_ms = tiger.backend.client.pttl(f"t:task:{task.id}:result")
+    ttl_ms = tiger.backend.client.pttl(task_key(tiger, "default", task.id, ":result"))
     assert 3600_000 < ttl_ms <= 3600_000 + 60_000
 
 
@@ -99,7 +95,9 @@ def test_a_task_waiting_for_a_retry_has_no_result_yet(tiger: Tiger, clock: Manua
 def test_a_failure_removed_without_a_trace_still_reaches_the_waiter(tiger: Tiger) -> None:
     task = result_tasks.give_up_quietly.delay()
     run_worker(tiger)
-    assert stored_keys(tiger, task) == {f"t:task:{task.id}:result"}  # the task is gone
+    assert task_keys(tiger, task.id) == [
+        task_key(tiger, "default", task.id, ":result")
+    ]  # the task is gone
     with pytest.raises(TaskFailed, match="RetryException"):
         task.result(timeout=0)
 
@@ -118,7 +116,7 @@ def test_a_result_json_cannot_carry_fails_the_task(tiger: Tiger) -> None:
 def test_a_task_without_result_ttl_keeps_nothing(tiger: Tiger) -> None:
     task = result_tasks.keeps_nothing.delay(3)
     run_worker(tiger)
-    assert stored_keys(tiger, task) == set()
+    assert task_keys(tiger, task.id) == []
     with pytest.raises(ValueError, match="keeps no result: give it result_ttl"):
         task.result(timeout=0)
 
@@ -217,6 +215,8 @@ def test_results_from_forked_children_reach_redis(
 
 
 def test_the_async_twin_awaits_results_and_failures(tiger: Tiger) -> None:
+    if is_cluster(getattr(tiger.backend, "client", None)):
+        pytest.skip("the asyncio backend does not run on Redis Cluster yet (async_twin)")
     product = result_tasks.multiply.delay(3, 4)
     failure = result_tasks.explode.delay("async")
     waiting = result_tasks.later.delay(5)

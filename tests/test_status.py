@@ -9,6 +9,7 @@ import pytest
 
 from tests import result_tasks, tasks
 from tests.conftest import run_worker
+from tests.keys import task_key
 from typedtiger import Config, Status, TaskSpec, TaskState, TaskStatus, Tiger
 from typedtiger.backends.redis import RedisBackend
 from typedtiger.clock import ManualClock
@@ -80,7 +81,7 @@ def test_a_payload_without_its_queue_is_looked_for_in_every_queue(tiger: Tiger) 
     task = result_tasks.later.delay(5)
     assert isinstance(tiger.backend, RedisBackend)
     client = tiger.backend.client
-    key = f"t:task:{task.id}"
+    key = task_key(tiger, "later", task.id)
     data = json.loads(client.get(key) or "{}")
     assert data.pop("queue") == "later"
     client.set(key, json.dumps(data))

@@ -39,6 +39,7 @@ class RedisAdmin(RedisPart):
 
     @redis_call
     def set_queue_system_lock(self, queue: str, until: float) -> None:
+        self._register(queue)  # (per queue: paused queues are found in the registry)
         key = self._keys.qslock(queue)
         pipe = self._client.pipeline(transaction=True)
         pipe.zadd(key, {"SYSTEM_LOCK": until})

@@ -5,16 +5,17 @@ of ``RedisBackend``, kept apart."""
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Final, cast
 
 import redis
 from redis.client import NEVER_DECODE
+from redis.cluster import RedisCluster
 
 from typedtiger._priorities import MAX_PRIORITY, MIN_PRIORITY, PRIORITY_STEP
+from typedtiger.backends._redis_connect import is_cluster
 from typedtiger.backends._redis_errors import redis_call
-from typedtiger.backends._redis_keys import KeyLayout
+from typedtiger.backends._redis_part import RedisPart
 from typedtiger.backends._redis_wire import escaped, num, queue_names, stored_count, undecoded
 from typedtiger.backends.base import (
     StoredTask,
@@ -32,7 +33,6 @@ _ALL_STATES: Final = tuple(TaskState)
 _LEVELS: Final = tuple(range(MAX_PRIORITY, MIN_PRIORITY - 1, -1))
 #: Keys SCAN looks at per call: few round trips over a large keyspace, each one short.
 _SCAN_COUNT: Final = 5000
-_GLOB_SPECIAL: Final = re.compile(r"([*?\[\]\\])")
 
 
 def _pairs(reply: Sequence[Any]) -> list[tuple[Any, Any]]:
@@ -42,16 +42,15 @@ def _pairs(reply: Sequence[Any]) -> list[tuple[Any, Any]]:
     return list(zip(reply[::2], reply[1::2], strict=True))
 
 
-def _held_lock(lock_id: str, value: bytes) -> HeldLock:
+def _held_lock(lock_id: str, value: bytes, queue: str | None) -> HeldLock:
     raw = undecoded(value)
     holder, bar, expiry = raw.rpartition("|")
     try:
         expires = float(expiry) if bar and holder else None
     except ValueError:
         expires = None
-    return HeldLock(
-        id=lock_id, holder=None if expires is None else holder, expires=expires, raw=raw
-    )
+    holder_id = None if expires is None else holder
+    return HeldLock(id=lock_id, holder=holder_id, expires=expires, raw=raw, queue=queue)
 
 
 def _refs(fields: dict[str, str]) -> tuple[TaskRef, ...]:
@@ -114,14 +113,8 @@ def stored_tasks(
     return tasks
 
 
-class RedisInspection:
-    """Inspection reads on ``_client`` under the keys ``_key`` names (RedisBackend's)."""
-
-    _client: redis.Redis[str]
-    _keys: KeyLayout
-
-    def _smembers_undecoded(self, key: str, pipe: Any = None) -> Any:
-        raise NotImplementedError
+class RedisInspection(RedisPart):
+    """Inspection reads on ``_client`` under the keys ``_keys`` names (RedisBackend's)."""
 
     def _stored(
         self,
@@ -197,7 +190,7 @@ class RedisInspection:
     def _named_queues(self, pipe: Any) -> list[list[str]]:
         """Per state, the queues its set of names lists (per queue: every queue registered)."""
         if self._keys.sharded:
-            every = sorted(queue_names(self._smembers_undecoded(self._keys.registry())))
+            every = self._registry()
             return [every for _ in _ALL_STATES]
         for state in _ALL_STATES:
             self._smembers_undecoded(self._keys.names(state), pipe)
@@ -218,14 +211,36 @@ class RedisInspection:
 
     @redis_call
     def task_ids_starting(self, prefix: str, limit: int) -> list[str]:
-        base = self._keys.key("task", "")  # (per queue: ids are not listed by prefix)
-        glob = "".join(f"\\{char}" if char in "*?[]\\" else char for char in base + prefix)
         found: set[str] = set()
-        for key in self._client.scan_iter(match=glob + "*", count=1000):
-            found.add(str(key)[len(base) :].split(":", 1)[0])  # (also its executions, result)
-            if len(found) >= limit:
-                break
+        for key in self._scan(self._keys.glob("task", prefix)):
+            parsed = self._keys.parse(undecoded(key), "task")
+            if parsed is not None and parsed[1].startswith(prefix):
+                found.add(parsed[1].split(":", 1)[0])  # (also its executions, result)
+                if len(found) >= limit:
+                    break
         return sorted(found)
+
+    def _scan(self, pattern: str) -> Iterator[bytes]:
+        """The keys (undecoded) ``pattern`` matches: on a cluster, of every primary."""
+        raw = {NEVER_DECODE: True}
+        args = ("MATCH", pattern, "COUNT", _SCAN_COUNT)
+        if not is_cluster(self._client):
+            cursor: int | bytes = 0
+            while True:
+                cursor, found = self._client.execute_command("SCAN", cursor, *args, **raw)
+                yield from found
+                if int(cursor) == 0:
+                    return
+        cluster = cast("RedisCluster[str]", self._client)
+        command: Callable[..., Any] = cluster.execute_command  # (untyped in the stubs)
+        for node in cluster.get_primaries():
+            cursor = 0
+            while True:
+                cursors, found = command("SCAN", cursor, *args, target_nodes=node, **raw)
+                yield from found
+                cursor = cursors[node.name]
+                if int(cursor) == 0:
+                    break
 
     @redis_call
     def queue_sizes(self, queues: Sequence[str] | None) -> dict[str, dict[TaskState, int]]:
@@ -290,8 +305,7 @@ class RedisInspection:
             found = zip(queues, pipe.execute(), strict=True)
             return {queue: float(until) for queue, until in found if until is not None}
         if self._keys.sharded:  # (the registry names every queue)
-            registered = queue_names(self._smembers_undecoded(self._keys.registry()))
-            return self.get_queue_system_locks(sorted(registered))
+            return self.get_queue_system_locks(self._registry())
         locks: dict[str, float] = {}
         prefix = self._keys.qslock("")
         for key in self._client.scan_iter(match=prefix.replace("*", r"\*") + "*", count=1000):
@@ -302,30 +316,32 @@ class RedisInspection:
 
     @redis_call
     def held_locks(self, limit: int) -> tuple[list[HeldLock], bool]:
-        text = self._keys.key("lockv2", "")  # (per queue: locks are the queues', not listed)
-        prefix, pattern = text.encode(), _GLOB_SPECIAL.sub(r"\\\1", text) + "*"
-        raw = {NEVER_DECODE: True}
-        keys: set[bytes] = set()
-        cursor: int | bytes = 0
-        while True:
-            cursor, found = self._client.execute_command(
-                "SCAN", cursor, "MATCH", pattern, "COUNT", _SCAN_COUNT, **raw
-            )
-            keys.update(found)
-            if int(cursor) == 0:
-                break
-        chosen = [undecoded(key[len(prefix) :]) for key in sorted(keys)[:limit]]
-        return self.read_locks(chosen), len(keys) > limit
+        # (per queue: the locks of every queue, each under its prefix)
+        held = {
+            parsed
+            for key in self._scan(self._keys.glob("lockv2"))
+            if (parsed := self._keys.parse(undecoded(key), "lockv2")) is not None
+        }
+        chosen = sorted(held, key=lambda where: (where[1], where[0]))[:limit]
+        return self._read_locks(chosen), len(held) > limit
 
     @redis_call
-    def read_locks(self, lock_ids: Sequence[str]) -> list[HeldLock]:
+    def read_locks(self, lock_ids: Sequence[str], queue: str | None = None) -> list[HeldLock]:
+        queues = [queue or ""]
+        if queue is None and self._keys.sharded:  # (a lock id of each queue registered)
+            queues = self._registry()
+        return self._read_locks([(queue, lock_id) for lock_id in lock_ids for queue in queues])
+
+    def _read_locks(self, places: Sequence[tuple[str, str]]) -> list[HeldLock]:
+        """The lock keys of these (queue, lock id) that exist, in that order."""
         pipe = self._client.pipeline(transaction=False)
         command = cast(Callable[..., object], pipe.execute_command)
-        for lock_id in lock_ids:
-            key = self._keys.key("lockv2", lock_id).encode("utf-8", "surrogateescape")
+        for queue, lock_id in places:
+            key = self._keys.lock(queue, lock_id).encode("utf-8", "surrogateescape")
             command("GET", key, **{NEVER_DECODE: True})
+        replies = pipe.execute(raise_on_error=False) if places else []
         return [
-            _held_lock(lock_id, value)
-            for lock_id, value in zip(lock_ids, pipe.execute(raise_on_error=False), strict=True)
+            _held_lock(lock_id, value, queue if self._keys.sharded else None)
+            for (queue, lock_id), value in zip(places, replies, strict=True)
             if isinstance(value, bytes)  # (gone meanwhile, or a key of another type)
         ]

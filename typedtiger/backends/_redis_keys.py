@@ -17,9 +17,14 @@ from collections.abc import Iterable, Sequence
 
 from typedtiger.backends.base import Completion, NewTask, TaskState
 
-__all__ = ["KeyLayout", "has_hash_tag"]
+__all__ = ["KeyLayout", "glob_escaped", "has_hash_tag"]
 
 _STATES = tuple(TaskState)
+
+
+def glob_escaped(text: str) -> str:
+    """``text`` as a SCAN/KEYS pattern matching itself only."""
+    return "".join(f"\\{char}" if char in "*?[]\\" else char for char in text)
 
 
 def has_hash_tag(prefix: str) -> bool:
@@ -84,8 +89,27 @@ class KeyLayout:
         on: not a key."""
         if not self.sharded:
             return f"{self.prefix}:activity"
-        escaped = "".join(f"\\{char}" if char in "*?[]\\" else char for char in self.prefix)
-        return f"{escaped}:{{*}}:activity"
+        return f"{glob_escaped(self.prefix)}:{{*}}:activity"
+
+    def glob(self, kind: str, start: str = "") -> str:
+        """A SCAN pattern for the keys of every queue named ``<kind>:<start>...`` (``task``,
+        ``lockv2``); glob characters in the names match themselves. (Per queue a key of another
+        shape may match too: ``parse`` tells.)"""
+        if not self.sharded:
+            return f"{glob_escaped(f'{self.prefix}:{kind}:{start}')}*"
+        return f"{glob_escaped(self.prefix)}:{{*}}{glob_escaped(f':{kind}:{start}')}*"
+
+    def parse(self, key: str, kind: str) -> tuple[str, str] | None:
+        """A key of ``kind`` as (its queue, what follows ``<kind>:``), or None for a key of
+        another shape; the queue is "" in the classic layout (a task's key names no queue)."""
+        if not self.sharded:
+            head = f"{self.prefix}:{kind}:"
+            return ("", key[len(head) :]) if key.startswith(head) else None
+        head, mark = f"{self.prefix}:{{", f":{kind}:"
+        queue, closing, rest = key[len(head) :].partition("}")
+        if not key.startswith(head) or not closing or not queue or not rest.startswith(mark):
+            return None
+        return queue, rest[len(mark) :]
 
     def registry(self) -> str:
         """Per queue: the set of every queue name enqueued to (no script writes it)."""

@@ -20,6 +20,9 @@ from typedtiger.backends.base import ResultProbe, StoredStatus, TaskState
 
 __all__ = ["RedisResults", "marker_ms", "probe_of", "result_keys"]
 
+#: What a waiter leaves in a result key (RESULT_WAITING, _common.lua): no result.
+RESULT_WAITING = "waiting"
+
 #: How much longer than its wait a waiter's marker is kept (its last look follows the wait).
 _MARKER_SLACK_MS = 5_000
 
@@ -52,8 +55,8 @@ class RedisResults(RedisPart):
         home = ""  # (per queue: the key of the first queue filing it)
         if self._keys.sharded:
             home = next(iter(self.find_task(task_id)), ("", TaskState.QUEUED))[0]
-            if not home:
-                return StoredStatus(places=(), result=None)
+            if not home:  # (gone from its queue: a result it kept may be in any)
+                return StoredStatus(places=(), result=self._kept_result(task_id))
         base = self._keys.task(home, task_id)
         keys = [base, f"{base}:result"]
         queue, *filed, result = self._run("status", [task_id], keys=keys, queue=home)
@@ -63,6 +66,15 @@ class RedisResults(RedisPart):
         else:  # (no payload, or one that names no queue: TaskTiger's)
             places = tuple(self.find_task(task_id))
         return StoredStatus(places=places, result=result or None)
+
+    def _kept_result(self, task_id: str) -> str | None:
+        """Per queue: the result the task ``task_id`` kept, looked for in every queue of the
+        registry (a waiter's marker is no result; nor is a key of another type)."""
+        pipe = self._client.pipeline(transaction=False)
+        for queue in self._registry():
+            pipe.get(f"{self._keys.task(queue, task_id)}:result")
+        kept = pipe.execute(raise_on_error=False)
+        return next((v for v in kept if isinstance(v, str) and v != RESULT_WAITING), None)
 
     def _probe(self, queue: str, task_id: str, wait_ms: int) -> ResultProbe:
         keys = result_keys(self._keys, queue, task_id)

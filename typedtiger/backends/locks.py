@@ -23,16 +23,22 @@ class HeldLock:
     expires: float | None
     #: The stored value, bytes that are not UTF-8 kept as lone surrogates.
     raw: str
+    #: The queue whose lock it is in the per-queue Redis Cluster layout, where each queue has
+    #: locks of its own (docs/scaling.md); None in the classic layout (one lock, every queue).
+    queue: str | None = None
 
 
 class LockInspection(Protocol):
     """The ``Backend`` methods that read task locks."""
 
     def held_locks(self, limit: int) -> tuple[list[HeldLock], bool]:
-        """Up to ``limit`` lock keys (sorted by id), and whether there were more. This scans the
-        keyspace: it takes longer the more tasks are stored."""
+        """Up to ``limit`` lock keys (sorted by id, then queue), and whether there were more.
+        This scans the keyspace (of every primary, on a cluster): it takes longer the more
+        tasks are stored."""
         ...
 
-    def read_locks(self, lock_ids: Sequence[str]) -> list[HeldLock]:
-        """The lock keys of ``lock_ids`` that exist, in that order (one read each)."""
+    def read_locks(self, lock_ids: Sequence[str], queue: str | None = None) -> list[HeldLock]:
+        """The lock keys of ``lock_ids`` that exist, in that order (one read each): in the
+        per-queue layout ``queue``'s, or with None those of every queue of the registry (each
+        id's queue by queue); in the classic layout a lock is every queue's anyway."""
         ...

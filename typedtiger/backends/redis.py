@@ -238,21 +238,24 @@ class RedisBackend(RedisInspection, RedisWorkers, RedisResults, RedisAdmin):
     @redis_call
     def enqueue(self, tasks: Sequence[NewTask], now: float, publish: bool) -> list[Enqueued]:
         if not self._keys.sharded:
-            return self._enqueue(tasks, now, publish)
-        # Per queue: a call per queue (in its slot), the queue first named in the registry.
+            return self._enqueue(tasks, self._keys.enqueue_keys(tasks), now, publish)
+        # Per queue: a call per queue (in its slot), the queue first named in the registry;
+        # every call's keys named first, so that a wait across queues is refused before any
+        # task is stored.
+        groups = [list(group) for _, group in itertools.groupby(tasks, lambda t: t.queue)]
+        calls = [(group, self._keys.enqueue_keys(group)) for group in groups]
         results: list[Enqueued] = []
-        for queue, group in itertools.groupby(tasks, lambda task: task.queue):
-            if queue not in self._registered:
-                self._client.sadd(self._keys.registry(), queue)
-                self._registered.add(queue)
-            results += self._enqueue(list(group), now, publish)
+        for group, keys in calls:
+            self._register(group[0].queue)
+            results += self._enqueue(group, keys, now, publish)
         return results
 
-    def _enqueue(self, tasks: Sequence[NewTask], now: float, publish: bool) -> list[Enqueued]:
+    def _enqueue(
+        self, tasks: Sequence[NewTask], keys: list[str], now: float, publish: bool
+    ) -> list[Enqueued]:
         if not tasks:
             return []
         # Undecoded: a stored payload the reply carries may be bytes UTF-8 refuses.
-        keys = self._keys.enqueue_keys(tasks)
         reply = self._run(
             "enqueue",
             keys=keys,
@@ -289,10 +292,6 @@ class RedisBackend(RedisInspection, RedisWorkers, RedisResults, RedisAdmin):
             elif count:
                 holding.add(queue)
         return holding
-
-    def _smembers_undecoded(self, key: str, pipe: Any = None) -> Any:
-        target = self._client if pipe is None else pipe
-        return target.execute_command("SMEMBERS", key, **{NEVER_DECODE: True})
 
     @redis_call
     def wait_for_activity(self, timeout: float) -> set[str]:
