@@ -112,7 +112,7 @@ class KeyLayout:
         return queue, rest[len(mark) :]
 
     def registry(self) -> str:
-        """Per queue: the set of every queue name enqueued to (no script writes it)."""
+        """Per queue: the set of every queue name enqueued to or paused (no script writes it)."""
         return self.key("queues")
 
     def queue_keys(self, queue: str) -> list[str]:
