@@ -86,6 +86,19 @@ def test_an_async_task_raising_fails_with_its_exception(
     assert "boom" in error
 
 
+@pytest.mark.parametrize("executor", EXECUTORS)
+def test_an_async_tasks_result_is_what_its_coroutine_returns_in_each_executor(
+    app: Tiger, executor: Callable[[], Executor]
+) -> None:
+    task = app.enqueue(async_tasks.double.spec(21))
+    by_spec = app.enqueue(TaskSpec.of(async_tasks.double, 4))
+
+    app.run_worker(executor=executor(), once=True)
+
+    answer: int = task.result(timeout=0)  # a Task[int], not a Task of a coroutine
+    assert (answer, by_spec.result(timeout=0)) == (42, 8)
+
+
 def test_an_async_task_past_its_hard_timeout_fails_with_job_timeout(app: Tiger) -> None:
     task = app.enqueue(async_tasks.sleeps.spec(5))  # hard_timeout=0.3: the alarm stops the loop
 
@@ -137,8 +150,10 @@ def test_eager_mode_runs_an_async_task(backend: RedisBackend) -> None:
 
     tiger.enqueue(async_tasks.fetch.spec("eager"))
     Task.from_spec(tiger, async_tasks.fetch.spec("execute")).execute()
+    doubled: int = tiger.enqueue(async_tasks.double.spec(5)).result()
 
     assert async_tasks.CALLS == ["fetch eager", "fetch execute"]
+    assert doubled == 10
     assert backend.client.keys("*") == []
 
 

@@ -6,6 +6,7 @@ these properties; each one is pinned here.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import doctest
 import inspect
@@ -18,7 +19,7 @@ from unittest import mock
 import pytest
 
 from typedtiger import Tiger, periodic
-from typedtiger._registry import TaskFunction
+from typedtiger._registry import AsyncTaskFunction, TaskFunction
 from typedtiger.testing import fake_tiger
 
 tiger = Tiger()
@@ -66,6 +67,23 @@ class Shapes:
     def perimeter(width: int, height: int) -> int:
         CALLS.append(("perimeter", width, height))
         return 2 * (width + height)
+
+
+@tiger.task(result_ttl=60)
+async def fetch(url: str, *, retries: int = 0) -> int:
+    """Fetch a page; its length."""
+    await asyncio.sleep(0)
+    CALLS.append(("fetch", url, retries))
+    return len(url)
+
+
+class Pages:
+    @staticmethod
+    @tiger.task(queue="pages")
+    async def title(url: str) -> str:
+        await asyncio.sleep(0)
+        CALLS.append(("title", url))
+        return url.title()
 
 
 def place(a: int) -> float:
@@ -141,6 +159,35 @@ def test_staticmethod_tasks_work_in_either_order() -> None:
         result = harness.run_until_idle()
     assert result.succeeded == 2
     assert sorted(CALLS[-2:]) == [("area", 1, 1), ("area", 4, 5)]  # type: ignore[type-var]
+
+
+def test_an_async_task_is_still_the_coroutine_function() -> None:
+    assert isinstance(fetch, AsyncTaskFunction) and isinstance(Pages.title, AsyncTaskFunction)
+    coroutine = fetch("abc", retries=1)
+    assert inspect.iscoroutine(coroutine)  # a call here gives its coroutine, as the function's
+    assert CALLS == []
+    assert asyncio.run(coroutine) == 3
+    assert asyncio.run(Pages().title("a b")) == "A B"
+    assert CALLS == [("fetch", "abc", 1), ("title", "a b")]
+    raw = attribute(fetch, "__wrapped__")
+    assert inspect.iscoroutinefunction(raw) and inspect.unwrap(fetch) is raw
+    assert attribute(fetch, "__name__") == "fetch" and fetch.__doc__ == raw.__doc__
+    assert str(inspect.signature(fetch)) == "(url: 'str', *, retries: 'int' = 0) -> 'int'"
+    assert pickle.loads(pickle.dumps(fetch)) is fetch
+    assert fetch.serialized_func == f"{__name__}:fetch"
+    assert Pages.title.registration.defaults.queue == "pages"
+
+
+def test_an_async_tasks_result_is_what_its_coroutine_returns() -> None:
+    with fake_tiger(tiger) as harness:
+        task = fetch.delay("four")
+        spec_task = tiger.enqueue(fetch.spec("five!"))
+        Pages.title.delay("x")
+        result = harness.run_until_idle()
+
+        assert result.succeeded == 3
+        length: int = task.result(timeout=0)  # a Task[int], for mypy and at run time
+        assert length == 4 and spec_task.result(timeout=0) == 5
 
 
 def test_both_decorator_spellings_register() -> None:

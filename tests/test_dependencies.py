@@ -227,7 +227,7 @@ def test_after_takes_stored_tasks_only(tiger: Tiger) -> None:
     with pytest.raises(ValueError, match="is not stored"):
         tiger.enqueue(simple("b"), after=Task.from_spec(tiger, simple("a")))
     with pytest.raises(TypeError, match="after= takes Task handles"):
-        tiger.enqueue(simple("b"), after=["an id"])  # type: ignore[list-item]
+        tiger.enqueue(simple("b"), after=["an id"])  # type: ignore[arg-type, list-item]
 
 
 def test_in_eager_mode_the_task_after_runs_after(backend: RedisBackend) -> None:

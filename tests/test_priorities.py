@@ -30,7 +30,7 @@ def enqueue_in_turn(
     tiger: Tiger, clock: ManualClock, priorities: Sequence[int], queue: str = "default"
 ) -> list[Task]:
     """``simple(i)`` for each priority, one second apart (each a distinct queue time)."""
-    handles = []
+    handles: list[Task] = []
     for value, priority in enumerate(priorities):
         spec = TaskSpec.of(tasks.simple, value).evolve(queue=queue, priority=priority)
         handles.append(tiger.enqueue(spec))

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from datetime import datetime, timedelta
+from typing import Any, TypeVar, overload
 
 from typedtiger._payloads import new_task
 from typedtiger.backends.async_base import AsyncBackend
@@ -28,6 +29,8 @@ __all__ = ["AsyncClient"]
 _twins: weakref.WeakKeyDictionary[
     asyncio.AbstractEventLoop, weakref.WeakKeyDictionary[Backend, AsyncBackend]
 ] = weakref.WeakKeyDictionary()
+
+R = TypeVar("R")
 
 _Timed = Sequence[tuple[TaskPayload, str]]
 
@@ -70,6 +73,16 @@ class AsyncClient:
         if twin is None:
             twin = twins[self.backend] = self.backend.async_twin()
         return twin
+
+    @overload
+    async def aenqueue(
+        self, spec: TaskSpec[Coroutine[Any, Any, R]], *, when: datetime | timedelta | None = None
+    ) -> Task[R]: ...
+
+    @overload
+    async def aenqueue(
+        self, spec: TaskSpec[R], *, when: datetime | timedelta | None = None
+    ) -> Task[R]: ...
 
     async def aenqueue(self, spec: TaskSpec, *, when: datetime | timedelta | None = None) -> Task:
         """``enqueue``, awaited on the running event loop (one round trip on its connection)."""

@@ -6,13 +6,14 @@ import functools
 import inspect
 import sys
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Generic, ParamSpec, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeVar
 
 import attrs
 
 from typedtiger._allowlist import Allowlist
+from typedtiger._coroutines import is_async
 from typedtiger._json import JSONValue
 from typedtiger._names import split_name
 from typedtiger._results import result_type_problem
@@ -32,7 +33,14 @@ from typedtiger.spec import (
 if TYPE_CHECKING:
     from typedtiger.task import Task
 
-__all__ = ["BatchTaskFunction", "Enqueuer", "Registration", "TaskFunction", "TaskRegistry"]
+__all__ = [
+    "AsyncTaskFunction",
+    "BatchTaskFunction",
+    "Enqueuer",
+    "Registration",
+    "TaskFunction",
+    "TaskRegistry",
+]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -62,11 +70,13 @@ class Registration:
 class Enqueuer(Protocol):
     """What a task object enqueues through: its Tiger."""
 
-    def enqueue(self, spec: TaskSpec, *, when: datetime | timedelta | None = None) -> Task: ...
+    def enqueue(
+        self, spec: TaskSpec[Any], *, when: datetime | timedelta | None = None
+    ) -> Task[Any]: ...
 
     async def aenqueue(
-        self, spec: TaskSpec, *, when: datetime | timedelta | None = None
-    ) -> Task: ...
+        self, spec: TaskSpec[Any], *, when: datetime | timedelta | None = None
+    ) -> Task[Any]: ...
 
 
 class _Registered:
@@ -99,7 +109,21 @@ class _Registered:
         return f"<typedtiger task {self.serialized_func}>"
 
 
-class TaskFunction(_Registered, Generic[P, R]):
+class _Enqueueing(_Registered):
+    """What both kinds of task function do with a call's arguments (the typed methods are on
+    ``TaskFunction`` and ``AsyncTaskFunction``, which differ in what a call here returns)."""
+
+    def __init__(
+        self, tiger: Enqueuer, registration: Registration, func: Callable[..., object]
+    ) -> None:
+        super().__init__(tiger, registration)
+        self._target = func
+
+    def _spec(self, args: tuple[object, ...], kwargs: dict[str, object]) -> TaskSpec[Any]:
+        return TaskSpec.of(self._target, *args, **kwargs).inherit(self._registration.defaults)
+
+
+class TaskFunction(_Enqueueing, Generic[P, R]):
     """A function registered with ``@tiger.task``: call it to run it here, ``.delay()`` to queue it.
 
     Options are changed per call with ``task.spec(...).evolve(...)`` and ``tiger.enqueue``.
@@ -108,33 +132,77 @@ class TaskFunction(_Registered, Generic[P, R]):
     __wrapped__: Callable[P, R]
 
     def __init__(self, tiger: Enqueuer, registration: Registration, func: Callable[P, R]) -> None:
-        super().__init__(tiger, registration)
+        super().__init__(tiger, registration, func)
         self._func = func
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         return self._func(*args, **kwargs)
 
-    def spec(self, *args: P.args, **kwargs: P.kwargs) -> TaskSpec:
+    def spec(self, *args: P.args, **kwargs: P.kwargs) -> TaskSpec[R]:
         """The TaskSpec of a call with these arguments (options from the registration)."""
-        return TaskSpec.of(self._func, *args, **kwargs).inherit(self._registration.defaults)
+        return self._spec(args, kwargs)
 
     def delay(self, *args: P.args, **kwargs: P.kwargs) -> Task[R]:
         """Queue a call with these arguments now; returns its Task (``.result()`` is an R)."""
-        return typing.cast("Task[R]", self._tiger.enqueue(self.spec(*args, **kwargs)))
+        return self._tiger.enqueue(self._spec(args, kwargs))
 
     def delay_at(self, when: datetime | timedelta, /, *args: P.args, **kwargs: P.kwargs) -> Task[R]:
         """Queue a call to run at ``when`` (a datetime, or a delay from now)."""
-        return typing.cast("Task[R]", self._tiger.enqueue(self.spec(*args, **kwargs), when=when))
+        return self._tiger.enqueue(self._spec(args, kwargs), when=when)
 
-    async def adelay(self, *args: P.args, **kwargs: P.kwargs) -> Task:
+    async def adelay(self, *args: P.args, **kwargs: P.kwargs) -> Task[R]:
         """``delay``, awaited on the running event loop (``Tiger.aenqueue``)."""
-        return await self._tiger.aenqueue(self.spec(*args, **kwargs))
+        return await self._tiger.aenqueue(self._spec(args, kwargs))
 
     async def adelay_at(
         self, when: datetime | timedelta, /, *args: P.args, **kwargs: P.kwargs
-    ) -> Task:
+    ) -> Task[R]:
         """``delay_at``, awaited on the running event loop."""
-        return await self._tiger.aenqueue(self.spec(*args, **kwargs), when=when)
+        return await self._tiger.aenqueue(self._spec(args, kwargs), when=when)
+
+
+class AsyncTaskFunction(_Enqueueing, Generic[P, R]):
+    """An ``async def`` function registered with ``@tiger.task``: calling it returns its
+    coroutine, as calling the function does; ``.delay()`` queues a call, whose Task's
+    ``.result()`` is what the coroutine returns (an R), not a coroutine.
+    """
+
+    __wrapped__: Callable[P, Coroutine[Any, Any, R]]
+
+    def __init__(
+        self,
+        tiger: Enqueuer,
+        registration: Registration,
+        func: Callable[P, Coroutine[Any, Any, R]],
+    ) -> None:
+        super().__init__(tiger, registration, func)
+        self._func = func
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R]:
+        return self._func(*args, **kwargs)
+
+    def spec(self, *args: P.args, **kwargs: P.kwargs) -> TaskSpec[Coroutine[Any, Any, R]]:
+        """The TaskSpec of a call with these arguments (options from the registration);
+        ``tiger.enqueue`` of it gives a ``Task[R]``."""
+        return self._spec(args, kwargs)
+
+    def delay(self, *args: P.args, **kwargs: P.kwargs) -> Task[R]:
+        """Queue a call with these arguments now; returns its Task (``.result()`` is an R)."""
+        return self._tiger.enqueue(self._spec(args, kwargs))
+
+    def delay_at(self, when: datetime | timedelta, /, *args: P.args, **kwargs: P.kwargs) -> Task[R]:
+        """Queue a call to run at ``when`` (a datetime, or a delay from now)."""
+        return self._tiger.enqueue(self._spec(args, kwargs), when=when)
+
+    async def adelay(self, *args: P.args, **kwargs: P.kwargs) -> Task[R]:
+        """``delay``, awaited on the running event loop (``Tiger.aenqueue``)."""
+        return await self._tiger.aenqueue(self._spec(args, kwargs))
+
+    async def adelay_at(
+        self, when: datetime | timedelta, /, *args: P.args, **kwargs: P.kwargs
+    ) -> Task[R]:
+        """``delay_at``, awaited on the running event loop."""
+        return await self._tiger.aenqueue(self._spec(args, kwargs), when=when)
 
 
 class BatchTaskFunction(_Registered, Generic[R]):
@@ -212,7 +280,7 @@ class TaskRegistry:
         if registration is not None:
             return registration.func, registration.batch
         target = self.allowlist.load(serialized_func)
-        if isinstance(target, TaskFunction | BatchTaskFunction):
+        if isinstance(target, TaskFunction | AsyncTaskFunction | BatchTaskFunction):
             return target, target.registration.batch
         if not callable(target):
             raise TaskImportError(f"{serialized_func!r} is not callable")
@@ -247,7 +315,7 @@ class TaskRegistry:
         target: Callable[..., object],
         defaults: TaskSpec,
         schedule: Schedule | Callable[[datetime], datetime | None] | None,
-    ) -> TaskFunction[..., object] | BatchTaskFunction[object]:
+    ) -> TaskFunction[..., object] | AsyncTaskFunction[..., object] | BatchTaskFunction[object]:
         """Register ``target`` with its default options (``@tiger.task``); its task object."""
         if schedule is not None and not isinstance(target, type):
             _check_no_required_args(target, defaults.func)
@@ -262,6 +330,9 @@ class TaskRegistry:
         self._allowlist = None
         if batch:
             return BatchTaskFunction(self, registration, target)
+        if is_async(target):  # (an async def, or a callable wrapping one)
+            coroutine_function = typing.cast("Callable[..., Coroutine[Any, Any, object]]", target)
+            return AsyncTaskFunction(self, registration, coroutine_function)
         return TaskFunction(self, registration, target)
 
     def adopt(self, other: TaskRegistry) -> None:

@@ -8,9 +8,10 @@ import inspect
 from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from enum import Enum
-from typing import Any, Final, ParamSpec, Protocol, TypeAlias
+from typing import Any, Final, Generic, ParamSpec, Protocol, TypeAlias
 
 import attrs
+from typing_extensions import TypeVar
 
 from typedtiger._coroutines import refuse_async_generator
 from typedtiger._json import JSONValue, json_args, json_kwargs
@@ -67,6 +68,10 @@ __all__ = [
 ]
 
 P = ParamSpec("P")
+R = TypeVar("R")
+#: What calling the spec's function returns (a coroutine for an ``async def`` function, which
+#: ``Tiger.enqueue`` unwraps: the Task's result is what the coroutine returns); only for mypy.
+R_co = TypeVar("R_co", default=object, covariant=True)
 
 #: Names of keyword arguments (``unique_key``, ``lock_key``); a bare string is refused.
 KeyNames: TypeAlias = list[str] | tuple[str, ...]
@@ -153,8 +158,13 @@ def _stored_count_or_none(
 
 
 @attrs.frozen(kw_only=True)
-class TaskSpec:
+class TaskSpec(Generic[R_co]):
     """A task to enqueue: the function, its arguments and the options.
+
+    ``R_co`` is what a call of the function returns, for mypy only (``TaskSpec.of(f, ...)``
+    and ``f.spec(...)`` set it; a bare ``TaskSpec`` is a ``TaskSpec[object]``): enqueued, it
+    gives a ``Task`` whose result has that type (what the coroutine returns, for an
+    ``async def`` function).
 
     An option left as None is inherited: from the ``@tiger.task`` registration of the function,
     then from ``Config``. Build one with ``TaskSpec.of(func, *args, **kwargs)`` or a task's
@@ -189,14 +199,14 @@ class TaskSpec:
             raise ValueError(f"invalid queue name {self.queue!r}")
 
     @classmethod
-    def of(cls, func: Callable[P, object], /, *args: P.args, **kwargs: P.kwargs) -> TaskSpec:
+    def of(cls, func: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> TaskSpec[R]:
         """A spec calling ``func(*args, **kwargs)``; arguments are checked against ``func``.
 
         ``func`` may be an ``async def`` function; TypeError for an async generator function.
         """
         refuse_async_generator(func)
         _check_call(func, args, kwargs)
-        return cls(func=qualified_name(func), args=args, kwargs=kwargs)
+        return TaskSpec(func=qualified_name(func), args=args, kwargs=kwargs)
 
     def evolve(
         self,
@@ -214,7 +224,7 @@ class TaskSpec:
         runner_class: type[RunnerClass] | _Unset | None = UNSET,
         priority: int | _Unset | None = UNSET,
         result_ttl: float | timedelta | _Unset | None = UNSET,
-    ) -> TaskSpec:
+    ) -> TaskSpec[R_co]:
         """A copy with the given options replaced (pass None to inherit the default again)."""
         changes = {
             name: value
@@ -240,7 +250,7 @@ class TaskSpec:
             check_key_names(import_qualified(self.func), evolved)
         return evolved
 
-    def inherit(self, defaults: TaskSpec) -> TaskSpec:
+    def inherit(self, defaults: TaskSpec) -> TaskSpec[R_co]:
         """This spec with every unset option taken from ``defaults``."""
         changes = {
             field.name: getattr(defaults, field.name)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Literal, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, Protocol, TypeVar, overload
 
 import attrs
 
@@ -19,7 +19,13 @@ from typedtiger._inspection import QueueInspection
 from typedtiger._logging import setup_structlog as setup_structlog_json_lines
 from typedtiger._names import qualified_name
 from typedtiger._payloads import build_payload
-from typedtiger._registry import BatchTaskFunction, Registration, TaskFunction, TaskRegistry
+from typedtiger._registry import (
+    AsyncTaskFunction,
+    BatchTaskFunction,
+    Registration,
+    TaskFunction,
+    TaskRegistry,
+)
 from typedtiger.backends.base import Backend, Enqueued, EnqueueMode, TaskRef
 from typedtiger.clock import Clock, due_at
 from typedtiger.config import Config
@@ -32,7 +38,7 @@ from typedtiger.task import Task, refs_of
 if TYPE_CHECKING:
     from typedtiger.executor import Executor
 
-__all__ = ["EnqueueTracer", "Tiger"]
+__all__ = ["EnqueueTracer", "TaskDecorator", "Tiger"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -42,6 +48,19 @@ Timed = Sequence[tuple[TaskPayload, str]]
 #: Wraps an enqueue (``Tiger.instrument_enqueue``): given the payloads and what stores them, it
 #: stores them (changed as it needs, e.g. with a trace context) and returns what was stored.
 EnqueueTracer = Callable[[Timed, Callable[[Timed], list["Task"]]], list["Task"]]
+
+
+class TaskDecorator(Protocol):
+    """What ``@tiger.task(...)`` with options returns: it registers a function, typed as a
+    ``TaskFunction``, or an ``AsyncTaskFunction`` for an ``async def``."""
+
+    @overload
+    def __call__(  # type: ignore[overload-overlap]
+        self, func: Callable[P, Coroutine[Any, Any, R]], /
+    ) -> AsyncTaskFunction[P, R]: ...
+
+    @overload
+    def __call__(self, func: Callable[P, R], /) -> TaskFunction[P, R]: ...
 
 
 @attrs.frozen
@@ -172,6 +191,11 @@ class Tiger(AsyncClient, TaskRegistry, QueueInspection, TaskTigerDelay, RunningT
     # --- registration -------------------------------------------------------------------
 
     @overload
+    def task(  # type: ignore[overload-overlap]
+        self, func: Callable[P, Coroutine[Any, Any, R]], /
+    ) -> AsyncTaskFunction[P, R]: ...
+
+    @overload
     def task(self, func: Callable[P, R], /) -> TaskFunction[P, R]: ...
 
     @overload
@@ -193,7 +217,7 @@ class Tiger(AsyncClient, TaskRegistry, QueueInspection, TaskTigerDelay, RunningT
         priority: int | None = ...,
         result_ttl: float | timedelta | None = ...,
         batch: Literal[False] = ...,
-    ) -> Callable[[Callable[P, R]], TaskFunction[P, R]]: ...
+    ) -> TaskDecorator: ...
 
     @overload
     def task(
@@ -291,6 +315,24 @@ class Tiger(AsyncClient, TaskRegistry, QueueInspection, TaskTigerDelay, RunningT
             time_last_queued=time_last_queued,
             scheduled_at=scheduled_at,
         )
+
+    @overload
+    def enqueue(
+        self,
+        spec: TaskSpec[Coroutine[Any, Any, R]],
+        *,
+        when: datetime | timedelta | None = None,
+        after: Task | Sequence[Task] | None = None,
+    ) -> Task[R]: ...
+
+    @overload
+    def enqueue(
+        self,
+        spec: TaskSpec[R],
+        *,
+        when: datetime | timedelta | None = None,
+        after: Task | Sequence[Task] | None = None,
+    ) -> Task[R]: ...
 
     def enqueue(
         self,

@@ -20,7 +20,7 @@ def send_batch(calls: list[BatchCall]) -> int:
 reveal_type(send_batch)  # N: Revealed type is "typedtiger._registry.BatchTaskFunction[int]"
 reveal_type(send_batch([]))  # N: Revealed type is "int"
 reveal_type(send_batch.delay("a@b.c", subject="hi"))  # N: Revealed type is "typedtiger.task.Task[object]"
-reveal_type(send_batch.spec(1, [2.5, None], {"k": [True]}))  # N: Revealed type is "typedtiger.spec.TaskSpec"
+reveal_type(send_batch.spec(1, [2.5, None], {"k": [True]}))  # N: Revealed type is "typedtiger.spec.TaskSpec[object]"
 
 send_batch.delay(object())  # E: Argument 1 to "delay" of "BatchTaskFunction" has incompatible type "object"; expected "JSONValue"
 send_batch.delay({1: "one"})  # E: Dict entry 0 has incompatible type "int": "str"

@@ -26,7 +26,7 @@ reveal_type(hourly())  # N: Revealed type is "int"
 reveal_type(hourly.delay)  # N: Revealed type is "def () -> typedtiger.task.Task[int]"
 reveal_type(nightly_report)  # N: Revealed type is "typedtiger._registry.TaskFunction[[dry_run: bool =], str]"
 reveal_type(nightly_report(dry_run=True))  # N: Revealed type is "str"
-reveal_type(nightly_report.spec)  # N: Revealed type is "def (dry_run: bool =) -> typedtiger.spec.TaskSpec"
+reveal_type(nightly_report.spec)  # N: Revealed type is "def (dry_run: bool =) -> typedtiger.spec.TaskSpec[str]"
 nightly_report.delay(dry_run=True)
 
 hourly(1)  # E: Too many arguments for "__call__" of "TaskFunction"

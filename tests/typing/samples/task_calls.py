@@ -26,7 +26,7 @@ def plain(a: int, b: str = "") -> None: ...
 # Well-typed calls.
 reveal_type(resize("a.png", 10))  # N: Revealed type is "str"
 reveal_type(resize.delay("a.png", 10, keep_ratio=False))  # N: Revealed type is "typedtiger.task.Task[str]"
-reveal_type(resize.spec("a.png", 10))  # N: Revealed type is "typedtiger.spec.TaskSpec"
+reveal_type(resize.spec("a.png", 10))  # N: Revealed type is "typedtiger.spec.TaskSpec[str]"
 reveal_type(thumbnail.delay)  # N: Revealed type is "def (path: str, sizes: list[int]) -> typedtiger.task.Task[None]"
 reveal_type(resize.delay_at)  # N: Revealed type is "def (datetime.datetime | datetime.timedelta, path: str, width: int, *, keep_ratio: bool =) -> typedtiger.task.Task[str]"
 task: Task = thumbnail.delay("a.png", [64, 128])
@@ -60,4 +60,4 @@ resize.spec("a.png", 10).evolve(queue="other", hard_timeout=30)
 resize.spec("a.png", 10).evolve(queue=1)  # E: Argument "queue" to "evolve" of "TaskSpec" has incompatible type "int"; expected "str | _Unset | None"
 resize.spec("a.png", 10).evolve(retry="yes")  # E: Argument "retry" to "evolve" of "TaskSpec" has incompatible type "str"
 resize.spec("a.png", 10).evolve(qeue="other")  # E: Unexpected keyword argument "qeue" for "evolve" of "TaskSpec"; did you mean "queue"?
-tiger.enqueue(resize.spec("a.png", 10), when=5)  # E: Argument "when" to "enqueue" of "Tiger" has incompatible type "int"; expected "datetime | timedelta | None"
+tiger.enqueue(resize.spec("a.png", 10), when=5)  # E: No overload variant of "enqueue" of "Tiger" matches argument types "TaskSpec[str]", "int"
