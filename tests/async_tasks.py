@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import AsyncIterator, Coroutine
 from pathlib import Path
@@ -119,8 +120,8 @@ async def once(path: str) -> None:
 
 @tiger.task(hard_timeout=10)
 async def slow_touch(path: str, seconds: float) -> None:
-    """Writes ``path``.started, then "finished" to ``path`` ``seconds`` later."""
-    Path(f"{path}.started").write_text("started")
+    """Writes ``path``.started (the process id), then "finished" to ``path`` ``seconds`` later."""
+    Path(f"{path}.started").write_text(str(os.getpid()))
     await asyncio.sleep(seconds)
     Path(path).write_text("finished")
 
@@ -129,3 +130,30 @@ async def slow_touch(path: str, seconds: float) -> None:
 async def double(number: int) -> int:
     await asyncio.sleep(0)
     return 2 * number
+
+
+@tiger.task(hard_timeout=20)
+async def gated(path: str) -> str:
+    """Writes ``path``.started, then waits (asynchronously) until ``path`` exists."""
+    Path(f"{path}.started").write_text("started")
+    while not Path(path).exists():
+        await asyncio.sleep(0.01)
+    return "through"
+
+
+#: The ``counted`` tasks running now (in the loop's process, which they all share).
+RUNNING: set[str] = set()
+
+
+@tiger.task(hard_timeout=10, result_ttl=60)
+async def counted(name: str, seconds: float) -> int:
+    """Runs ``seconds``; how many ``counted`` tasks were running at once meanwhile, at most."""
+    RUNNING.add(name)
+    most = len(RUNNING)
+    try:
+        for _ in range(max(1, round(seconds / 0.01))):
+            await asyncio.sleep(0.01)
+            most = max(most, len(RUNNING))
+    finally:
+        RUNNING.discard(name)
+    return most

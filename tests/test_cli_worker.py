@@ -34,12 +34,9 @@ REPO = Path(__file__).resolve().parent.parent
 TYPEDTIGER = str(Path(sys.executable).with_name("typedtiger"))
 
 
-def typedtiger(
-    *args: str,
-    env: Mapping[str, str] | None = None,
-    cwd: Path = REPO,
-    timeout: float = 60,
-) -> subprocess.CompletedProcess[str]:
+def cli_environment(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment the console script runs in: none of our TYPEDTIGER_ settings (but the
+    test Redis URL), the repository importable, then ``env``."""
     environment = {
         key: value
         for key, value in os.environ.items()
@@ -48,11 +45,20 @@ def typedtiger(
     environment.pop("REDIS_URL", None)
     environment["PYTHONPATH"] = str(REPO)
     environment.update(env or {})
+    return environment
+
+
+def typedtiger(
+    *args: str,
+    env: Mapping[str, str] | None = None,
+    cwd: Path = REPO,
+    timeout: float = 60,
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [TYPEDTIGER, *args],
         check=False,
         cwd=cwd,
-        env=environment,
+        env=cli_environment(env),
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -275,8 +275,8 @@ class ClaimedTasks:
 
         if lease is not None:
             lease.running += 1
-        # Beaten from now: with -c N the job may wait for a free slot first, its tasks claimed
-        # and its locks taken, and must not look lost meanwhile.
+        # Beaten from now: its tasks are claimed and its locks taken (the worker claims only
+        # when a slot is free, so the job starts next; JobSlots.run would wait for one).
         self.heartbeats.add(heartbeat)
 
         def record(outcome: Outcome) -> None:

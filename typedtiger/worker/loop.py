@@ -345,6 +345,12 @@ class Worker:
         self._upkeep.maintain(force)
 
     def _process_next(self) -> bool:
+        # Claim only what can start now: a task claimed while every slot is busy would wait,
+        # active, for a running job to end (while another worker could run it), and would still
+        # run after a stop signal that came meanwhile.
+        self._slots.wait_for_free_slot()
+        if self._stop_requested:
+            return False
         # A claim whose reply was lost is sent again before any other (see _ticket).
         queue = self._unanswered[0] if self._unanswered is not None else self._queues.choice()
         try:

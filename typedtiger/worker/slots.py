@@ -62,8 +62,7 @@ class JobSlots:
         ``on_start`` is called once the executor has started the job (a fork: after it, so what
         it does is off the path to the task's first line).
         """
-        while self._running >= self._concurrency:
-            self.collect(timeout=None)
+        self.wait_for_free_slot()
         started = self._executor.start(job, run)
         on_start()
         if not self.side_by_side:
@@ -82,6 +81,12 @@ class JobSlots:
             self._finished.put((record, outcome))
 
         threading.Thread(target=wait, name="typedtiger-job", daemon=True).start()
+
+    def wait_for_free_slot(self) -> None:
+        """Record finished jobs until fewer than ``concurrency`` are running (at once if a
+        slot is free already)."""
+        while self._running >= self._concurrency:
+            self.collect(timeout=None)
 
     def collect(self, timeout: float | None) -> bool:
         """Record one finished job's outcome; False if none finished within ``timeout``."""
