@@ -8,7 +8,7 @@ import sys
 import typing
 from collections.abc import Callable, Coroutine, Mapping
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol, TypeVar, overload
 
 import attrs
 
@@ -38,6 +38,7 @@ __all__ = [
     "BatchTaskFunction",
     "Enqueuer",
     "Registration",
+    "TaskDecorator",
     "TaskFunction",
     "TaskRegistry",
 ]
@@ -203,6 +204,19 @@ class AsyncTaskFunction(_Enqueueing, Generic[P, R]):
     ) -> Task[R]:
         """``delay_at``, awaited on the running event loop."""
         return await self._tiger.aenqueue(self._spec(args, kwargs), when=when)
+
+
+class TaskDecorator(Protocol):
+    """What ``@tiger.task(...)`` with options returns: it registers a function, typed as a
+    ``TaskFunction``, or an ``AsyncTaskFunction`` for an ``async def``."""
+
+    @overload
+    def __call__(  # type: ignore[overload-overlap]
+        self, func: Callable[P, Coroutine[Any, Any, R]], /
+    ) -> AsyncTaskFunction[P, R]: ...
+
+    @overload
+    def __call__(self, func: Callable[P, R], /) -> TaskFunction[P, R]: ...
 
 
 class BatchTaskFunction(_Registered, Generic[R]):

@@ -6,7 +6,7 @@ import contextlib
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal, ParamSpec, Protocol, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, overload
 
 import attrs
 
@@ -23,6 +23,7 @@ from typedtiger._registry import (
     AsyncTaskFunction,
     BatchTaskFunction,
     Registration,
+    TaskDecorator,
     TaskFunction,
     TaskRegistry,
 )
@@ -38,7 +39,7 @@ from typedtiger.task import Task, refs_of
 if TYPE_CHECKING:
     from typedtiger.executor import Executor
 
-__all__ = ["EnqueueTracer", "TaskDecorator", "Tiger"]
+__all__ = ["EnqueueTracer", "Tiger"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -48,19 +49,6 @@ Timed = Sequence[tuple[TaskPayload, str]]
 #: Wraps an enqueue (``Tiger.instrument_enqueue``): given the payloads and what stores them, it
 #: stores them (changed as it needs, e.g. with a trace context) and returns what was stored.
 EnqueueTracer = Callable[[Timed, Callable[[Timed], list["Task"]]], list["Task"]]
-
-
-class TaskDecorator(Protocol):
-    """What ``@tiger.task(...)`` with options returns: it registers a function, typed as a
-    ``TaskFunction``, or an ``AsyncTaskFunction`` for an ``async def``."""
-
-    @overload
-    def __call__(  # type: ignore[overload-overlap]
-        self, func: Callable[P, Coroutine[Any, Any, R]], /
-    ) -> AsyncTaskFunction[P, R]: ...
-
-    @overload
-    def __call__(self, func: Callable[P, R], /) -> TaskFunction[P, R]: ...
 
 
 @attrs.frozen
