@@ -116,6 +116,9 @@ CLUSTER_CONFORMANCE: Final = frozenset(
     {
         "test_admin_output",
         "test_allowlist",
+        "test_async",
+        "test_async_client",
+        "test_asyncio_executor",
         "test_batches",
         "test_core",
         "test_dependencies",

@@ -4,14 +4,20 @@ hash-tagged prefix. The conformance modules in conftest.CLUSTER_CONFORMANCE also
 
 from __future__ import annotations
 
+import asyncio
+from typing import cast
+
 import click
 import pytest
 from click.testing import CliRunner
-from redis.cluster import RedisCluster
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+from redis.cluster import ClusterNode, RedisCluster
 
-from tests import tasks
+from tests import result_tasks, tasks
 from tests.conftest import run_worker
-from typedtiger import Config, TaskSpec, TaskState, Tiger
+from tests.waiting import scaled
+from typedtiger import Config, Task, TaskSpec, TaskState, Tiger
+from typedtiger.backends.fake import FakeBackend
 from typedtiger.backends.redis import RedisBackend
 from typedtiger.clock import ManualClock
 from typedtiger.commands.admin import register_admin_commands
@@ -31,6 +37,7 @@ def _tiger(client: RedisCluster[str], prefix: str = "t") -> Tiger:
         Config(prefix=prefix, allowed_task_modules=("tests",)),
     )
     tiger.adopt(tasks.tiger)
+    tiger.adopt(result_tasks.tiger)
     return tiger
 
 
@@ -82,6 +89,82 @@ def test_the_cli_lists_the_queues_of_every_shard(
     assert result.exit_code == 0, result.output
     for queue in QUEUES[:6]:
         assert queue in result.output
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    ("prefix", "pattern", "shards"), [("t", "t:{q*}:task:*", 3), ("{tt}", "{tt}:task:*", 1)]
+)
+def test_the_async_client_stores_reads_and_awaits_in_either_layout(
+    cluster_client: RedisCluster[str], prefix: str, pattern: str, shards: int
+) -> None:
+    tiger = _tiger(cluster_client, prefix)
+    specs = [result_tasks.multiply.spec(n, 2).evolve(queue=q) for n, q in enumerate(QUEUES)]
+
+    async def store() -> tuple[list[Task], Task]:
+        try:
+            queued = await tiger.aenqueue_many(specs)
+            return queued, await Task.afrom_id(tiger, "q5", TaskState.QUEUED, queued[5].id)
+        finally:
+            await tiger.aclose()
+
+    queued, read = asyncio.run(store())
+    assert (read.queue, read.args) == ("q5", (5, 2))
+    assert len(_nodes_holding(cluster_client, pattern)) == shards
+    assert tiger.get_queue_sizes("q11")[TaskState.QUEUED] == 1
+
+    async def wait() -> list[object]:
+        try:
+            # Woken through the cluster's pub/sub while the worker runs in a thread.
+            worker = asyncio.create_task(asyncio.to_thread(run_worker, tiger))
+            first = await queued[0].aresult(timeout=scaled(30))
+            await worker
+            return [first, *[await task.aresult(timeout=0) for task in queued[1:]]]
+        finally:
+            await tiger.aclose()
+
+    assert asyncio.run(wait()) == [n * 2 for n in range(len(QUEUES))]
+
+
+def test_the_async_twin_connects_to_the_same_nodes_with_the_same_settings(
+    redis_cluster: str,
+) -> None:
+    nodes = [
+        ClusterNode(host, int(port))
+        for host, port in (item.split(":") for item in redis_cluster.partition("://")[2].split(","))
+    ]
+    client: RedisCluster[str] = RedisCluster(
+        startup_nodes=nodes, decode_responses=True, socket_timeout=7.5, client_name="dash"
+    )
+    try:
+        twin = RedisBackend(client).async_twin()
+        twin_client = cast("AsyncRedisCluster[str]", twin.client)
+        settings = twin_client.get_connection_kwargs()
+        assert (settings["socket_timeout"], settings["client_name"]) == (7.5, "dash")
+        startup = twin_client.nodes_manager.startup_nodes.values()
+        assert sorted(node.name for node in startup) == sorted(node.name for node in nodes)
+        assert "per queue" in repr(twin)
+    finally:
+        client.close()
+
+
+def test_the_async_client_lays_keys_out_per_queue_on_a_single_redis_told_so() -> None:
+    """``Config(cluster=True)`` on FakeBackend: the asyncio twin uses the per-queue layout too."""
+    tiger = Tiger(FakeBackend(), Config(cluster=True, allowed_task_modules=("tests",)))
+    tiger.adopt(tasks.tiger)
+
+    async def main() -> Task:
+        try:
+            return await tiger.aenqueue(TaskSpec.of(tasks.simple, 1).evolve(queue="q1"))
+        finally:
+            await tiger.aclose()
+
+    task = asyncio.run(main())
+    assert isinstance(tiger.backend, RedisBackend)
+    assert tiger.backend.client.exists(f"t:{{q1}}:task:{task.id}")
+    assert tiger.backend.client.sismember("t:{t}:queues", "q1")
+    run_worker(tiger)
+    assert tasks.CALLS == [("simple", 1)]
 
 
 @pytest.mark.parametrize(

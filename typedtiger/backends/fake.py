@@ -51,7 +51,7 @@ class FakeBackend(RedisBackend):
     def async_twin(self) -> AsyncRedisBackend:
         """The same in-process store through fakeredis's asyncio client."""
         client = fakeredis.FakeAsyncRedis(server=self._server, decode_responses=True)
-        return AsyncRedisBackend(client, prefix=self.prefix)
+        return AsyncRedisBackend(client, prefix=self.prefix, cluster=self._cluster)
 
     def without_retries(self) -> FakeBackend:
         return self  # in-process: no connection to lose

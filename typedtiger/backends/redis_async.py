@@ -1,8 +1,11 @@
 """AsyncRedisBackend: RedisBackend's enqueue and task read on ``redis.asyncio``, by the same Lua
-script and the same argument and reply handling (``_redis_wire``, ``_redis_inspect``)."""
+script and the same argument and reply handling (``_redis_wire``, ``_redis_inspect``), in the
+same key layout (``_redis_keys``: classic, or per queue on Redis Cluster)."""
 
 from __future__ import annotations
 
+import inspect
+import itertools
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, cast
@@ -10,17 +13,21 @@ from typing import Any, cast
 import redis.asyncio
 import redis.asyncio.connection
 import redis.exceptions
+from redis.asyncio.cluster import ClusterNode as AsyncClusterNode
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.client import NEVER_DECODE
+from redis.cluster import RedisCluster
+from redis.connection import SSLConnection
 
 from typedtiger.backends._redis_errors import translated_errors
 from typedtiger.backends._redis_inspect import queue_stored_reads, stored_tasks
-from typedtiger.backends._redis_keys import KeyLayout
+from typedtiger.backends._redis_keys import KeyLayout, has_hash_tag
 from typedtiger.backends._redis_results import marker_ms, probe_of, result_keys
 from typedtiger.backends._redis_wire import enqueue_args, enqueued, wire
 from typedtiger.backends._scripts import SHAS, SOURCES
 from typedtiger.backends.base import Enqueued, NewTask, ResultProbe, StoredTask, TaskState
 
-__all__ = ["AsyncRedisBackend", "asyncio_client_like"]
+__all__ = ["AsyncRedisBackend", "asyncio_client_like", "asyncio_cluster_like"]
 
 #: Connection settings of a sync client that an asyncio one does not take (their sync kinds).
 #: How long an async call waits for one of the pool's connections before it is an outage.
@@ -30,15 +37,29 @@ _SYNC_ONLY_SETTINGS = ("retry", "retry_on_error", "redis_connect_func", "connect
 
 
 class AsyncRedisBackend:
-    """Tasks stored by an asyncio client (``decode_responses=True``) under ``prefix``."""
+    """Tasks stored by an asyncio client (``decode_responses=True``) under ``prefix``.
 
-    def __init__(self, client: redis.asyncio.Redis[str], *, prefix: str = "t") -> None:
-        self._client = client
+    ``cluster`` (default: whether ``client`` is a ``redis.asyncio.cluster.RedisCluster``): the
+    keys laid out as RedisBackend's with ``cluster`` lays them out (docs/scaling.md)."""
+
+    def __init__(
+        self,
+        client: redis.asyncio.Redis[str] | AsyncRedisCluster[str],
+        *,
+        prefix: str = "t",
+        cluster: bool | None = None,
+    ) -> None:
+        cluster = isinstance(client, AsyncRedisCluster) if cluster is None else cluster
+        # (RedisCluster sends every command used here under the same name)
+        self._client = cast("redis.asyncio.Redis[str]", client)
         self._prefix = prefix
-        self._keys = KeyLayout(prefix)
+        self._keys = KeyLayout(prefix, sharded=cluster and not has_hash_tag(prefix))
+        #: Per queue: the queues this twin named in the registry.
+        self._registered: set[str] = set()
 
     def __repr__(self) -> str:
-        return f"AsyncRedisBackend(prefix={self._prefix!r})"
+        layout = ", per queue" if self._keys.sharded else ""
+        return f"AsyncRedisBackend(prefix={self._prefix!r}{layout})"
 
     @property
     def prefix(self) -> str:
@@ -49,11 +70,13 @@ class AsyncRedisBackend:
         """The redis-py asyncio client."""
         return self._client
 
-    async def _run(self, name: str, keys: Sequence[str], args: Sequence[object]) -> Any:
+    async def _run(
+        self, name: str, keys: Sequence[str], args: Sequence[object], queue: str = ""
+    ) -> Any:
         """The script's undecoded reply (loading it on NOSCRIPT); ``keys``: every key it may
-        touch, sent as its KEYS."""
+        touch, sent as its KEYS; its ``P``: the prefix of ``queue``'s keys."""
         declared = [wire(key) for key in dict.fromkeys(keys)]
-        sent = [*declared, *(wire(arg) for arg in (self._prefix, *args))]
+        sent = [*declared, *(wire(arg) for arg in (self._keys.base(queue), *args))]
         raw = {NEVER_DECODE: True}
         # (typed here: types-redis leaves these untyped)
         command = cast(Callable[..., Awaitable[Any]], self._client.execute_command)
@@ -64,11 +87,25 @@ class AsyncRedisBackend:
             return await command("EVALSHA", SHAS[name], len(declared), *sent, **raw)
 
     async def enqueue(self, tasks: Sequence[NewTask], now: float, publish: bool) -> list[Enqueued]:
+        if not self._keys.sharded:
+            return await self._enqueue(tasks, now, publish)
+        # Per queue: a call per queue (in its slot), the queue first named in the registry.
+        results: list[Enqueued] = []
+        for queue, group in itertools.groupby(tasks, lambda task: task.queue):
+            if queue not in self._registered:
+                with translated_errors():
+                    await self._client.sadd(self._keys.registry(), queue)
+                self._registered.add(queue)
+            results += await self._enqueue(list(group), now, publish)
+        return results
+
+    async def _enqueue(self, tasks: Sequence[NewTask], now: float, publish: bool) -> list[Enqueued]:
         if not tasks:
             return []
         with translated_errors():
             keys = self._keys.enqueue_keys(tasks)
-            reply = await self._run("enqueue", keys, enqueue_args(tasks, now, publish))
+            args = enqueue_args(tasks, now, publish)
+            reply = await self._run("enqueue", keys, args, tasks[0].queue)
         return enqueued(tasks, now, reply)
 
     async def get_task(
@@ -80,7 +117,7 @@ class AsyncRedisBackend:
                 return None
             scored = [(task_id, float(score))]
             pipe = self._client.pipeline(transaction=False)
-            queue_stored_reads(pipe, self._keys.key("task"), scored, load_executions)
+            queue_stored_reads(pipe, self._keys.task(queue, "")[:-1], scored, load_executions)
             replies = await pipe.execute(raise_on_error=False)
         return stored_tasks(queue, state, scored, load_executions, replies)[0]
 
@@ -91,7 +128,7 @@ class AsyncRedisBackend:
             pubsub = self._client.pubsub(ignore_subscribe_messages=True)
             try:
                 # Subscribed before the marker is left (see _redis_results).
-                await pubsub.subscribe(self._keys.key("task", task_id, "result"))
+                await pubsub.subscribe(self._keys.task(queue, task_id) + ":result")
                 probe = await self._probe(queue, task_id, marker_ms(timeout))
                 deadline = time.monotonic() + timeout
                 while probe.pending and (left := deadline - time.monotonic()) > 0:
@@ -103,7 +140,7 @@ class AsyncRedisBackend:
 
     async def _probe(self, queue: str, task_id: str, wait_ms: int) -> ResultProbe:
         keys = result_keys(self._keys, queue, task_id)
-        return probe_of(await self._run("result", keys, [task_id, wait_ms]))
+        return probe_of(await self._run("result", keys, [task_id, wait_ms], queue))
 
     async def close(self) -> None:
         await self._client.aclose()  # type: ignore[attr-defined]  # (types-redis lags)
@@ -139,3 +176,28 @@ def asyncio_client_like(client: redis.Redis[str]) -> redis.asyncio.Redis[str]:
     )
     twin.auto_close_connection_pool = True  # its own pool: closed with it
     return twin
+
+
+#: The asyncio cluster client's arguments that are no connection setting of the sync client's
+#: to pass on (those it takes by the same name are passed on).
+_NOT_PASSED_ON = frozenset(
+    {"self", "host", "port", "startup_nodes", "db", "retry", "retry_on_error"}
+    | {"maint_notifications_config", "event_dispatcher"}
+)
+
+
+def asyncio_cluster_like(client: RedisCluster[str]) -> AsyncRedisCluster[str]:
+    """An asyncio Redis Cluster client on ``client``'s nodes with its connection settings
+    (credentials, TLS, timeouts; its slot map is read at its first command)."""
+    accepted = set(inspect.signature(AsyncRedisCluster.__init__).parameters) - _NOT_PASSED_ON
+    settings = {
+        name: value
+        for name, value in client.get_connection_kwargs().items()
+        if name in accepted and value is not None
+    }
+    kind = client.get_connection_kwargs().get("connection_class")
+    if isinstance(kind, type) and issubclass(kind, SSLConnection):
+        settings["ssl"] = True
+    settings["decode_responses"] = True
+    nodes = [AsyncClusterNode(node.host, node.port) for node in client.get_nodes()]
+    return AsyncRedisCluster(startup_nodes=nodes, **settings)
