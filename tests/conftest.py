@@ -121,6 +121,7 @@ CLUSTER_CONFORMANCE: Final = frozenset(
         "test_asyncio_executor",
         "test_batches",
         "test_core",
+        "test_dashboard",
         "test_dependencies",
         "test_inspection",
         "test_inspection_overview",

@@ -15,10 +15,12 @@ from redis.cluster import ClusterNode, RedisCluster
 
 from tests import result_tasks, tasks
 from tests.conftest import run_worker
+from tests.test_dashboard_command import dashboard, read
 from tests.waiting import scaled
 from typedtiger import Config, Task, TaskSpec, TaskState, Tiger
 from typedtiger.backends.fake import FakeBackend
 from typedtiger.backends.redis import RedisBackend
+from typedtiger.cli import main
 from typedtiger.clock import ManualClock
 from typedtiger.commands.admin import register_admin_commands
 
@@ -165,6 +167,78 @@ def test_the_async_client_lays_keys_out_per_queue_on_a_single_redis_told_so() ->
     assert tiger.backend.client.sismember("t:{t}:queues", "q1")
     run_worker(tiger)
     assert tasks.CALLS == [("simple", 1)]
+
+
+def _lock(tiger: Tiger, queue: str, lock_id: str) -> tuple[str, bool]:
+    """Enqueue a task to ``queue``, claim it and take ``lock_id`` for it: its id, and whether
+    the lock was taken."""
+    backend, now = tiger.backend, tiger.clock.now()
+    task = tiger.enqueue(TaskSpec.of(tasks.simple, queue).evolve(queue=queue))
+    backend.claim(queue, now, 1)
+    return task.id, backend.acquire_locks(queue, {task.id: lock_id}, now, 60, now) == {task.id}
+
+
+def test_each_queues_locks_are_listed_with_their_queue(cluster_client: RedisCluster[str]) -> None:
+    tiger = _tiger(cluster_client)
+    holders = {queue: _lock(tiger, queue, "shared") for queue in ("q1", "q0")}
+    assert all(taken for _holder, taken in holders.values())  # (a lock per queue)
+    locks, more = tiger.get_held_locks()
+    assert not more
+    assert [(lock.id, lock.queue, lock.holder) for lock in locks] == [
+        ("shared", "q0", holders["q0"][0]),
+        ("shared", "q1", holders["q1"][0]),
+    ]
+    assert tiger.backend.read_locks(["shared", "absent"], "q1") == [locks[1]]
+    assert tiger.backend.read_locks(["shared"]) == locks  # (every queue's)
+
+
+def test_one_slots_locks_are_every_queues(cluster_client: RedisCluster[str]) -> None:
+    tiger = _tiger(cluster_client, prefix="{tt}")
+    (holder, taken), (_other, taken_again) = _lock(tiger, "q0", "one"), _lock(tiger, "q1", "one")
+    assert (taken, taken_again) == (True, False)
+    locks, _more = tiger.get_held_locks()
+    assert [(lock.id, lock.queue, lock.holder) for lock in locks] == [("one", None, holder)]
+    assert tiger.backend.read_locks(["one"], "q1") == tiger.backend.read_locks(["one"]) == locks
+
+
+def test_the_admin_commands_find_and_act_on_tasks_of_every_shard(
+    cluster_client: RedisCluster[str], redis_cluster: str
+) -> None:
+    tiger = _tiger(cluster_client)
+    queued = [tiger.enqueue(TaskSpec.of(tasks.simple, n).evolve(queue=f"q{n}")) for n in range(4)]
+    failed = tiger.enqueue(result_tasks.explode.spec("boom").evolve(queue="q5"))
+    run_worker(tiger, queues=["q5"])
+
+    def typedtiger(*args: str) -> str:
+        result = CliRunner().invoke(main, [*args, "--url", redis_cluster])
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    for task in (*queued, failed):  # (by an id's prefix: a scan of every shard)
+        shown = typedtiger("show", task.id[:12])
+        assert f"Task {task.id}" in shown and f"queue:      {task.queue}" in shown
+    assert failed.id in typedtiger("tasks", "q5", "error")
+    assert "paused until" in typedtiger("pause", "q3", "--for", "60")
+    (row,) = [line for line in typedtiger("queues").splitlines() if line.startswith("q3 ")]
+    assert row.endswith(" UTC")  # (paused until)
+    assert "no longer paused" in typedtiger("unpause", "q3")
+    assert "Retried 1 task." in typedtiger("retry", "--queue", "q5", "-y")
+    sizes = tiger.backend.queue_sizes(["q5"])["q5"]
+    assert (sizes[TaskState.QUEUED], sizes[TaskState.ERROR]) == (1, 0)
+
+
+@pytest.mark.timeout(120)
+def test_the_dashboard_command_serves_a_cluster(
+    cluster_client: RedisCluster[str], redis_cluster: str
+) -> None:
+    tiger = _tiger(cluster_client)
+    task = tiger.enqueue(TaskSpec.of(tasks.simple, 1).evolve(queue="q7"))
+    holder, _taken = _lock(tiger, "q8", "a-lock")
+    with dashboard("--port", "0", url=redis_cluster) as root:
+        assert 'href="/tasks?queue=q7&amp;state=queued"' in read(root)
+        assert "tests.tasks:simple" in read(f"{root}task?id={task.id}")
+        locks = read(f"{root}locks?scan=1")
+        assert "a-lock" in locks and f"/task?id={holder}" in locks and "<td>q8</td>" in locks
 
 
 @pytest.mark.parametrize(

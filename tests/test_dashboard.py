@@ -16,6 +16,7 @@ import pytest
 
 from tests import dashboard_tasks
 from tests.conftest import run_worker
+from tests.keys import layout
 from typedtiger import Config, RunningTask, Task, TaskSpec, TaskState, Tiger, WorkerInfo
 from typedtiger.backends.redis import RedisBackend
 from typedtiger.clock import ManualClock
@@ -375,12 +376,14 @@ def test_locks_page_lists_the_running_tasks_locks_or_every_lock_key(
     lock_id = lock_id_for(task.payload)
     backend.claim("dash", clock.now(), 1)
     backend.acquire_locks("dash", {task.id: lock_id}, clock.now(), 60, clock.now())
-    backend.client.set(f"{backend.prefix}:lockv2:foreign", "a-token")
+    backend.client.set(layout(backend).lock("dash", "foreign"), "a-token")
     page = client.get("/locks")
     assert lock_id in page.body and f"/task?id={task.id}" in page.body
     assert "(in 1m)" in page.body and "foreign" not in page.body
     everything = client.get("/locks", scan=1).body
     assert lock_id in everything and "a-token (a value of another form)" in everything
+    # (per queue, on Redis Cluster, each queue has locks of its own: the page names the queue)
+    assert ("<th>Queue</th>" in everything) == layout(backend).sharded
     clock.advance(120)
     assert "expired 1m ago" in client.get("/locks").body
 

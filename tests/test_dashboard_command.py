@@ -28,9 +28,9 @@ def hold_back(db: redis.Redis[str]) -> None:
 
 
 @contextmanager
-def dashboard(*args: str) -> Iterator[str]:
-    """The command running with ``args``; the root URL it says it serves."""
-    command = [sys.executable, "-m", "typedtiger.cli", "dashboard", "--url", REDIS_URL, *args]
+def dashboard(*args: str, url: str = REDIS_URL) -> Iterator[str]:
+    """The command running with ``args`` on ``url``; the root URL it says it serves."""
+    command = [sys.executable, "-m", "typedtiger.cli", "dashboard", "--url", url, *args]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None and process.stderr is not None

@@ -285,7 +285,11 @@ class Dashboard:
     def _locks(self, call: _Call) -> _Response:
         scan = call.query.get("scan") == "1"
         rows, more = pages.held_locks(self._tiger, scan=scan, limit=_MAX_PAGE)
-        return self._render(call, "locks.html", rows=rows, more=more, scan=scan)
+        # (per-queue layout of Redis Cluster: each queue has locks of its own)
+        per_queue = any(row.lock.queue is not None for row in rows)
+        return self._render(
+            call, "locks.html", rows=rows, more=more, scan=scan, per_queue=per_queue
+        )
 
     # --- actions -------------------------------------------------------------------------
 
