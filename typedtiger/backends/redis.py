@@ -57,11 +57,7 @@ from typedtiger.backends.base import (
     TaskState,
     WorkerBeat,
 )
-from typedtiger.backends.redis_async import (
-    AsyncRedisBackend,
-    asyncio_client_like,
-    asyncio_cluster_like,
-)
+from typedtiger.backends.redis_async import AsyncRedisBackend, asyncio_twin
 from typedtiger.clock import Clock, SystemClock
 
 __all__ = ["RedisBackend", "translate_error"]
@@ -184,11 +180,7 @@ class RedisBackend(RedisInspection, RedisWorkers, RedisResults, RedisAdmin):
         """The same storage, in the same key layout, through a ``redis.asyncio`` client with
         this client's connection settings (a pool of its own, or on Redis Cluster an asyncio
         cluster client of its own, for the event loop running now)."""
-        if is_cluster(self._client):
-            nodes = asyncio_cluster_like(cast("RedisCluster[str]", self._client))
-            return AsyncRedisBackend(nodes, prefix=self._prefix, cluster=self._cluster)
-        client = asyncio_client_like(self._client)
-        return AsyncRedisBackend(client, prefix=self._prefix, cluster=self._cluster)
+        return asyncio_twin(self._client, prefix=self._prefix, cluster=self._cluster)
 
     def with_prefix(self, prefix: str, cluster: bool = False) -> RedisBackend:
         if prefix == self._prefix and (self._cluster or not cluster):

@@ -27,7 +27,7 @@ from typedtiger.backends._redis_wire import enqueue_args, enqueued, wire
 from typedtiger.backends._scripts import SHAS, SOURCES
 from typedtiger.backends.base import Enqueued, NewTask, ResultProbe, StoredTask, TaskState
 
-__all__ = ["AsyncRedisBackend", "asyncio_client_like", "asyncio_cluster_like"]
+__all__ = ["AsyncRedisBackend", "asyncio_client_like", "asyncio_cluster_like", "asyncio_twin"]
 
 #: Connection settings of a sync client that an asyncio one does not take (their sync kinds).
 #: How long an async call waits for one of the pool's connections before it is an outage.
@@ -201,3 +201,13 @@ def asyncio_cluster_like(client: RedisCluster[str]) -> AsyncRedisCluster[str]:
     settings["decode_responses"] = True
     nodes = [AsyncClusterNode(node.host, node.port) for node in client.get_nodes()]
     return AsyncRedisCluster(startup_nodes=nodes, **settings)
+
+
+def asyncio_twin(
+    client: redis.Redis[str] | RedisCluster[str], *, prefix: str, cluster: bool
+) -> AsyncRedisBackend:
+    """A RedisBackend's async twin: on an asyncio client like its ``client`` (a Redis Cluster
+    client's on its nodes), keys laid out as it lays them out."""
+    if isinstance(client, RedisCluster):
+        return AsyncRedisBackend(asyncio_cluster_like(client), prefix=prefix, cluster=cluster)
+    return AsyncRedisBackend(asyncio_client_like(client), prefix=prefix, cluster=cluster)
