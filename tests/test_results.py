@@ -15,7 +15,6 @@ from tests.conftest import run_worker
 from tests.keys import task_key, task_keys
 from tests.waiting import scaled
 from typedtiger import Config, TaskSpec, Tiger
-from typedtiger.backends._redis_connect import is_cluster
 from typedtiger.backends.redis import RedisBackend
 from typedtiger.clock import ManualClock
 from typedtiger.exceptions import ResultExpired, ResultTimeout, TaskFailed
@@ -215,8 +214,6 @@ def test_results_from_forked_children_reach_redis(
 
 
 def test_the_async_twin_awaits_results_and_failures(tiger: Tiger) -> None:
-    if is_cluster(getattr(tiger.backend, "client", None)):
-        pytest.skip("the asyncio backend does not run on Redis Cluster yet (async_twin)")
     product = result_tasks.multiply.delay(3, 4)
     failure = result_tasks.explode.delay("async")
     waiting = result_tasks.later.delay(5)

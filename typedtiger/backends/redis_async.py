@@ -29,10 +29,10 @@ from typedtiger.backends.base import Enqueued, NewTask, ResultProbe, StoredTask,
 
 __all__ = ["AsyncRedisBackend", "asyncio_client_like", "asyncio_cluster_like", "asyncio_twin"]
 
-#: Connection settings of a sync client that an asyncio one does not take (their sync kinds).
 #: How long an async call waits for one of the pool's connections before it is an outage.
 POOL_WAIT_SECONDS = 20
 
+#: Connection settings of a sync client that an asyncio one does not take (their sync kinds).
 _SYNC_ONLY_SETTINGS = ("retry", "retry_on_error", "redis_connect_func", "connection_pool")
 
 
@@ -88,22 +88,27 @@ class AsyncRedisBackend:
 
     async def enqueue(self, tasks: Sequence[NewTask], now: float, publish: bool) -> list[Enqueued]:
         if not self._keys.sharded:
-            return await self._enqueue(tasks, now, publish)
-        # Per queue: a call per queue (in its slot), the queue first named in the registry.
+            return await self._enqueue(tasks, self._keys.enqueue_keys(tasks), now, publish)
+        # Per queue, as RedisBackend: a call per queue (in its slot), the queue first named in
+        # the registry; every call's keys named first (a wait across queues refused before any
+        # task is stored).
+        groups = [list(group) for _, group in itertools.groupby(tasks, lambda t: t.queue)]
+        calls = [(group, self._keys.enqueue_keys(group)) for group in groups]
         results: list[Enqueued] = []
-        for queue, group in itertools.groupby(tasks, lambda task: task.queue):
-            if queue not in self._registered:
+        for group, keys in calls:
+            if (queue := group[0].queue) not in self._registered:
                 with translated_errors():
                     await self._client.sadd(self._keys.registry(), queue)
                 self._registered.add(queue)
-            results += await self._enqueue(list(group), now, publish)
+            results += await self._enqueue(group, keys, now, publish)
         return results
 
-    async def _enqueue(self, tasks: Sequence[NewTask], now: float, publish: bool) -> list[Enqueued]:
+    async def _enqueue(
+        self, tasks: Sequence[NewTask], keys: list[str], now: float, publish: bool
+    ) -> list[Enqueued]:
         if not tasks:
             return []
         with translated_errors():
-            keys = self._keys.enqueue_keys(tasks)
             args = enqueue_args(tasks, now, publish)
             reply = await self._run("enqueue", keys, args, tasks[0].queue)
         return enqueued(tasks, now, reply)
