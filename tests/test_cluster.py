@@ -128,13 +128,17 @@ def test_the_async_client_stores_reads_and_awaits_in_either_layout(
     assert asyncio.run(wait()) == [n * 2 for n in range(len(QUEUES))]
 
 
+def _startup_nodes(url: str) -> list[ClusterNode]:
+    return [
+        ClusterNode(host, int(port))
+        for host, port in (item.split(":") for item in url.partition("://")[2].split(","))
+    ]
+
+
 def test_the_async_twin_connects_to_the_same_nodes_with_the_same_settings(
     redis_cluster: str,
 ) -> None:
-    nodes = [
-        ClusterNode(host, int(port))
-        for host, port in (item.split(":") for item in redis_cluster.partition("://")[2].split(","))
-    ]
+    nodes = _startup_nodes(redis_cluster)
     client: RedisCluster[str] = RedisCluster(
         startup_nodes=nodes, decode_responses=True, socket_timeout=7.5, client_name="dash"
     )
@@ -146,6 +150,30 @@ def test_the_async_twin_connects_to_the_same_nodes_with_the_same_settings(
         startup = twin_client.nodes_manager.startup_nodes.values()
         assert sorted(node.name for node in startup) == sorted(node.name for node in nodes)
         assert "per queue" in repr(twin)
+    finally:
+        client.close()
+
+
+@pytest.mark.timeout(60)
+def test_more_async_calls_at_once_than_a_nodes_connections_wait_their_turn(
+    cluster_client: RedisCluster[str], redis_cluster: str
+) -> None:
+    # (a node of the asyncio cluster client refuses a connection past max_connections)
+    client: RedisCluster[str] = RedisCluster(
+        startup_nodes=_startup_nodes(redis_cluster), decode_responses=True, max_connections=4
+    )
+    tiger = Tiger(RedisBackend(client), Config(allowed_task_modules=("tests",)))
+    specs = [TaskSpec.of(tasks.simple, n).evolve(queue="q1") for n in range(40)]
+
+    async def main() -> list[Task]:
+        try:
+            return await asyncio.gather(*(tiger.aenqueue(spec) for spec in specs))
+        finally:
+            await tiger.aclose()
+
+    try:
+        assert len(asyncio.run(main())) == 40
+        assert tiger.backend.queue_sizes(["q1"])["q1"][TaskState.QUEUED] == 40
     finally:
         client.close()
 

@@ -4,10 +4,12 @@ same key layout (``_redis_keys``: classic, or per queue on Redis Cluster)."""
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import itertools
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from typing import Any, cast
 
 import redis.asyncio
@@ -26,6 +28,7 @@ from typedtiger.backends._redis_results import marker_ms, probe_of, result_keys
 from typedtiger.backends._redis_wire import enqueue_args, enqueued, wire
 from typedtiger.backends._scripts import SHAS, SOURCES
 from typedtiger.backends.base import Enqueued, NewTask, ResultProbe, StoredTask, TaskState
+from typedtiger.exceptions import BackendUnavailable
 
 __all__ = ["AsyncRedisBackend", "asyncio_client_like", "asyncio_cluster_like", "asyncio_twin"]
 
@@ -40,7 +43,10 @@ class AsyncRedisBackend:
     """Tasks stored by an asyncio client (``decode_responses=True``) under ``prefix``.
 
     ``cluster`` (default: whether ``client`` is a ``redis.asyncio.cluster.RedisCluster``): the
-    keys laid out as RedisBackend's with ``cluster`` lays them out (docs/scaling.md)."""
+    keys laid out as RedisBackend's with ``cluster`` lays them out (docs/scaling.md).
+    ``max_calls``: at most this many calls at once, the others waiting their turn (up to
+    ``POOL_WAIT_SECONDS``, then BackendUnavailable), for a client that refuses a connection past
+    its limit instead of waiting for one (a Redis Cluster client's nodes)."""
 
     def __init__(
         self,
@@ -48,6 +54,7 @@ class AsyncRedisBackend:
         *,
         prefix: str = "t",
         cluster: bool | None = None,
+        max_calls: int | None = None,
     ) -> None:
         cluster = isinstance(client, AsyncRedisCluster) if cluster is None else cluster
         # (RedisCluster sends every command used here under the same name)
@@ -56,6 +63,8 @@ class AsyncRedisBackend:
         self._keys = KeyLayout(prefix, sharded=cluster and not has_hash_tag(prefix))
         #: Per queue: the queues this twin named in the registry.
         self._registered: set[str] = set()
+        self._max_calls = max_calls
+        self._calls: asyncio.Semaphore | None = None  # (made on the loop, at the first call)
 
     def __repr__(self) -> str:
         layout = ", per queue" if self._keys.sharded else ""
@@ -69,6 +78,27 @@ class AsyncRedisBackend:
     def client(self) -> redis.asyncio.Redis[str]:
         """The redis-py asyncio client."""
         return self._client
+
+    @asynccontextmanager
+    async def _turn(self) -> AsyncIterator[None]:
+        """A call's turn among at most ``max_calls`` at once (any number without a limit)."""
+        if self._max_calls is None:
+            yield
+            return
+        if self._calls is None:
+            self._calls = asyncio.Semaphore(self._max_calls)
+        try:
+            async with asyncio.timeout(POOL_WAIT_SECONDS):
+                await self._calls.acquire()
+        except TimeoutError:
+            raise BackendUnavailable(
+                f"Redis is unavailable: no connection free within {POOL_WAIT_SECONDS} s "
+                f"({self._max_calls} calls at once)"
+            ) from None
+        try:
+            yield
+        finally:
+            self._calls.release()
 
     async def _run(
         self, name: str, keys: Sequence[str], args: Sequence[object], queue: str = ""
@@ -87,6 +117,12 @@ class AsyncRedisBackend:
             return await command("EVALSHA", SHAS[name], len(declared), *sent, **raw)
 
     async def enqueue(self, tasks: Sequence[NewTask], now: float, publish: bool) -> list[Enqueued]:
+        async with self._turn():
+            return await self._enqueue_all(tasks, now, publish)
+
+    async def _enqueue_all(
+        self, tasks: Sequence[NewTask], now: float, publish: bool
+    ) -> list[Enqueued]:
         if not self._keys.sharded:
             return await self._enqueue(tasks, self._keys.enqueue_keys(tasks), now, publish)
         # Per queue, as RedisBackend: a call per queue (in its slot), the queue first named in
@@ -116,32 +152,37 @@ class AsyncRedisBackend:
     async def get_task(
         self, queue: str, state: TaskState, task_id: str, load_executions: int
     ) -> StoredTask | None:
-        with translated_errors():
-            score = await self._client.zscore(self._keys.state(state, queue), task_id)
-            if score is None:
-                return None
-            scored = [(task_id, float(score))]
-            pipe = self._client.pipeline(transaction=False)
-            queue_stored_reads(pipe, self._keys.task(queue, "")[:-1], scored, load_executions)
-            replies = await pipe.execute(raise_on_error=False)
+        async with self._turn():
+            with translated_errors():
+                score = await self._client.zscore(self._keys.state(state, queue), task_id)
+                if score is None:
+                    return None
+                scored = [(task_id, float(score))]
+                pipe = self._client.pipeline(transaction=False)
+                queue_stored_reads(pipe, self._keys.task(queue, "")[:-1], scored, load_executions)
+                replies = await pipe.execute(raise_on_error=False)
         return stored_tasks(queue, state, scored, load_executions, replies)[0]
 
     async def await_result(self, queue: str, task_id: str, timeout: float) -> ResultProbe:
-        with translated_errors():
-            if timeout <= 0:
-                return await self._probe(queue, task_id, 0)
-            pubsub = self._client.pubsub(ignore_subscribe_messages=True)
-            try:
-                # Subscribed before the marker is left (see _redis_results).
-                await pubsub.subscribe(self._keys.task(queue, task_id) + ":result")
-                probe = await self._probe(queue, task_id, marker_ms(timeout))
-                deadline = time.monotonic() + timeout
-                while probe.pending and (left := deadline - time.monotonic()) > 0:
-                    if await pubsub.get_message(timeout=left) is not None:
-                        break
-                return await self._probe(queue, task_id, 0) if probe.pending else probe
-            finally:
-                await pubsub.aclose()  # type: ignore[attr-defined]  # (types-redis lags)
+        async with self._turn():
+            with translated_errors():
+                return await self._await_result(queue, task_id, timeout)
+
+    async def _await_result(self, queue: str, task_id: str, timeout: float) -> ResultProbe:
+        if timeout <= 0:
+            return await self._probe(queue, task_id, 0)
+        pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+        try:
+            # Subscribed before the marker is left (see _redis_results).
+            await pubsub.subscribe(self._keys.task(queue, task_id) + ":result")
+            probe = await self._probe(queue, task_id, marker_ms(timeout))
+            deadline = time.monotonic() + timeout
+            while probe.pending and (left := deadline - time.monotonic()) > 0:
+                if await pubsub.get_message(timeout=left) is not None:
+                    break
+            return await self._probe(queue, task_id, 0) if probe.pending else probe
+        finally:
+            await pubsub.aclose()  # type: ignore[attr-defined]  # (types-redis lags)
 
     async def _probe(self, queue: str, task_id: str, wait_ms: int) -> ResultProbe:
         keys = result_keys(self._keys, queue, task_id)
@@ -214,5 +255,9 @@ def asyncio_twin(
     """A RedisBackend's async twin: on an asyncio client like its ``client`` (a Redis Cluster
     client's on its nodes), keys laid out as it lays them out."""
     if isinstance(client, RedisCluster):
-        return AsyncRedisBackend(asyncio_cluster_like(client), prefix=prefix, cluster=cluster)
+        nodes = asyncio_cluster_like(client)
+        # Its nodes refuse a connection past max_connections; a call holds at most two of one
+        # node's (a result's waiter: its subscription, and its look at the result).
+        limit = max(1, cast(int, nodes.get_connection_kwargs()["max_connections"]) // 2)
+        return AsyncRedisBackend(nodes, prefix=prefix, cluster=cluster, max_calls=limit)
     return AsyncRedisBackend(asyncio_client_like(client), prefix=prefix, cluster=cluster)
