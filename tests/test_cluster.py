@@ -5,16 +5,21 @@ hash-tagged prefix. The conformance modules in conftest.CLUSTER_CONFORMANCE also
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from pathlib import Path
 from typing import cast
 
 import click
 import pytest
+import redis
 from click.testing import CliRunner
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.cluster import ClusterNode, RedisCluster
 
-from tests import result_tasks, tasks
-from tests.conftest import run_worker
+from tests import async_tasks, result_tasks, tasks
+from tests.conftest import run_worker, unavailable
+from tests.redis_cluster import own_sentinel_setup, sentinel_url
+from tests.redis_server import RedisServerError
 from tests.test_dashboard_command import dashboard, read
 from tests.waiting import scaled
 from typedtiger import Config, Task, TaskSpec, TaskState, Tiger
@@ -288,3 +293,33 @@ def test_a_sentinel_url_names_its_sentinels_and_primary() -> None:
     assert repr(backend) == (
         "RedisBackend(redis+sentinel://127.0.0.1:26379,::1:26380/mymain/2, prefix='t')"
     )
+
+
+def test_the_async_client_follows_the_sentinels_to_the_primary(tmp_path: Path) -> None:
+    with contextlib.ExitStack() as stack:
+        try:
+            primary, _, sentinel = stack.enter_context(own_sentinel_setup(tmp_path / "redis"))
+        except RedisServerError as exc:
+            unavailable(f"this test needs redis-servers of its own: {exc}")
+        tiger = Tiger(
+            RedisBackend.from_url(sentinel_url(sentinel, db=3)),
+            Config(allowed_task_modules=("tests.async_tasks",)),
+        )
+        tiger.adopt(async_tasks.tiger)
+
+        async def burst() -> list[Task[str]]:
+            try:
+                queued = await asyncio.gather(
+                    *(tiger.aenqueue(async_tasks.fetch.spec(f"u{n}")) for n in range(30))
+                )
+                found = await Task.afrom_id(tiger, "default", TaskState.QUEUED, queued[0].id)
+                assert found.args == ("u0",)
+                return queued
+            finally:
+                await tiger.aclose()
+
+        queued = asyncio.run(burst())
+
+        assert tiger.get_queue_stats() == {"default": {TaskState.QUEUED: 30}}
+        on_primary = stack.enter_context(redis.Redis(port=primary.port, db=3))
+        assert on_primary.exists(f"t:task:{queued[0].id}") == 1

@@ -14,12 +14,14 @@ from typing import Any, cast
 
 import redis.asyncio
 import redis.asyncio.connection
+import redis.asyncio.sentinel
 import redis.exceptions
 from redis.asyncio.cluster import ClusterNode as AsyncClusterNode
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.client import NEVER_DECODE
 from redis.cluster import RedisCluster
 from redis.connection import SSLConnection
+from redis.sentinel import SentinelConnectionPool
 
 from typedtiger.backends._redis_errors import translated_errors
 from typedtiger.backends._redis_inspect import queue_stored_reads, stored_tasks
@@ -30,7 +32,13 @@ from typedtiger.backends._scripts import SHAS, SOURCES
 from typedtiger.backends.base import Enqueued, NewTask, ResultProbe, StoredTask, TaskState
 from typedtiger.exceptions import BackendUnavailable
 
-__all__ = ["AsyncRedisBackend", "asyncio_client_like", "asyncio_cluster_like", "asyncio_twin"]
+__all__ = [
+    "AsyncRedisBackend",
+    "asyncio_client_like",
+    "asyncio_cluster_like",
+    "asyncio_sentinel_like",
+    "asyncio_twin",
+]
 
 #: How long an async call waits for one of the pool's connections before it is an outage.
 POOL_WAIT_SECONDS = 20
@@ -46,7 +54,8 @@ class AsyncRedisBackend:
     keys laid out as RedisBackend's with ``cluster`` lays them out (docs/scaling.md).
     ``max_calls``: at most this many calls at once, the others waiting their turn (up to
     ``POOL_WAIT_SECONDS``, then BackendUnavailable), for a client that refuses a connection past
-    its limit instead of waiting for one (a Redis Cluster client's nodes)."""
+    its limit instead of waiting for one (a Redis Cluster client's nodes). ``closes_with``:
+    clients closed with this one (a Sentinel-managed primary's sentinels)."""
 
     def __init__(
         self,
@@ -55,6 +64,7 @@ class AsyncRedisBackend:
         prefix: str = "t",
         cluster: bool | None = None,
         max_calls: int | None = None,
+        closes_with: Sequence[redis.asyncio.Redis[str]] = (),
     ) -> None:
         cluster = isinstance(client, AsyncRedisCluster) if cluster is None else cluster
         # (RedisCluster sends every command used here under the same name)
@@ -65,6 +75,7 @@ class AsyncRedisBackend:
         self._registered: set[str] = set()
         self._max_calls = max_calls
         self._calls: asyncio.Semaphore | None = None  # (made on the loop, at the first call)
+        self._closes_with = tuple(closes_with)
 
     def __repr__(self) -> str:
         layout = ", per queue" if self._keys.sharded else ""
@@ -190,11 +201,13 @@ class AsyncRedisBackend:
 
     async def close(self) -> None:
         await self._client.aclose()  # type: ignore[attr-defined]  # (types-redis lags)
+        for other in self._closes_with:
+            await other.aclose()  # type: ignore[attr-defined]
 
 
 def asyncio_client_like(client: redis.Redis[str]) -> redis.asyncio.Redis[str]:
     """An asyncio client with ``client``'s connection settings (TCP, TLS or a Unix socket);
-    TypeError for a pool of another kind (Sentinel...): make the asyncio client yourself."""
+    TypeError for a pool of another kind: make the asyncio client yourself."""
     pool = client.connection_pool
     kind = getattr(redis.asyncio.connection, pool.connection_class.__name__, None)
     if type(pool) not in (redis.ConnectionPool, redis.BlockingConnectionPool) or kind is None:
@@ -254,10 +267,61 @@ def asyncio_twin(
 ) -> AsyncRedisBackend:
     """A RedisBackend's async twin: on an asyncio client like its ``client`` (a Redis Cluster
     client's on its nodes), keys laid out as it lays them out."""
+    # A cluster's nodes and a Sentinel pool refuse a connection past max_connections; a call
+    # holds at most two (a result's waiter: its subscription, and its look at the result).
     if isinstance(client, RedisCluster):
         nodes = asyncio_cluster_like(client)
-        # Its nodes refuse a connection past max_connections; a call holds at most two of one
-        # node's (a result's waiter: its subscription, and its look at the result).
         limit = max(1, cast(int, nodes.get_connection_kwargs()["max_connections"]) // 2)
         return AsyncRedisBackend(nodes, prefix=prefix, cluster=cluster, max_calls=limit)
+    if isinstance(client.connection_pool, SentinelConnectionPool):
+        limit = max(1, client.connection_pool.max_connections // 2)
+        primary, sentinels = asyncio_sentinel_like(client)
+        return AsyncRedisBackend(
+            primary, prefix=prefix, cluster=cluster, max_calls=limit, closes_with=sentinels
+        )
     return AsyncRedisBackend(asyncio_client_like(client), prefix=prefix, cluster=cluster)
+
+
+#: The connection settings a Sentinel-managed client passes on to its asyncio twin (for the
+#: primary and, those it has, for the sentinels).
+_SENTINEL_SETTINGS = (
+    "db",
+    "username",
+    "password",
+    "socket_timeout",
+    "socket_connect_timeout",
+    "socket_keepalive",
+    "health_check_interval",
+    "client_name",
+)
+
+
+def asyncio_sentinel_like(
+    client: redis.Redis[str],
+) -> tuple[redis.asyncio.Redis[str], list[redis.asyncio.Redis[str]]]:
+    """An asyncio client on the primary the same sentinels name, with ``client``'s connection
+    settings (it asks the sentinels at its first command and after a failover, as ``client``
+    does), and its clients of the sentinels (to close with it)."""
+    pool = cast(SentinelConnectionPool, client.connection_pool)
+    manager = pool.sentinel_manager
+    sentinels = [
+        (
+            watcher.connection_pool.connection_kwargs["host"],
+            watcher.connection_pool.connection_kwargs["port"],
+        )
+        for watcher in manager.sentinels
+    ]
+    asked = {k: v for k, v in manager.sentinel_kwargs.items() if k in _SENTINEL_SETTINGS}
+    settings = {k: v for k, v in pool.connection_kwargs.items() if k in _SENTINEL_SETTINGS}
+    watchers = redis.asyncio.sentinel.Sentinel(
+        sentinels, min_other_sentinels=manager.min_other_sentinels, sentinel_kwargs=asked
+    )
+    primary: redis.asyncio.Redis[str] = watchers.master_for(
+        pool.service_name,
+        connection_pool_class=redis.asyncio.sentinel.SentinelConnectionPool,
+        max_connections=pool.max_connections,
+        decode_responses=True,
+        **settings,
+    )
+    primary.auto_close_connection_pool = True  # its own pool: closed with it
+    return primary, list(watchers.sentinels)
