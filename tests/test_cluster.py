@@ -1,11 +1,14 @@
 """typedtiger on a Redis Cluster of the run's own (3 primaries): each queue in a slot of its
 own (its tasks' keys with it), queues spread over the shards, and the one-slot layout of a
-hash-tagged prefix. The conformance modules in conftest.CLUSTER_CONFORMANCE also run there."""
+hash-tagged prefix. The conformance modules in conftest.CLUSTER_CONFORMANCE also run there.
+Also: the async client, the admin commands and the dashboard on a Sentinel-managed primary of
+the test's own (the failover itself: tests/chaos/test_sentinel_failover.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import cast
 
@@ -19,7 +22,7 @@ from redis.cluster import ClusterNode, RedisCluster
 from tests import async_tasks, result_tasks, tasks
 from tests.conftest import run_worker, unavailable
 from tests.redis_cluster import own_sentinel_setup, sentinel_url
-from tests.redis_server import RedisServerError
+from tests.redis_server import RedisServer, RedisServerError
 from tests.test_dashboard_command import dashboard, read
 from tests.waiting import scaled
 from typedtiger import Config, Task, TaskSpec, TaskState, Tiger
@@ -295,31 +298,67 @@ def test_a_sentinel_url_names_its_sentinels_and_primary() -> None:
     )
 
 
-def test_the_async_client_follows_the_sentinels_to_the_primary(tmp_path: Path) -> None:
+@pytest.fixture
+def sentinel_setup(tmp_path: Path) -> Iterator[tuple[RedisServer, RedisServer]]:
+    """A primary of this test's own, its replica and a sentinel: (primary, sentinel)."""
     with contextlib.ExitStack() as stack:
         try:
             primary, _, sentinel = stack.enter_context(own_sentinel_setup(tmp_path / "redis"))
         except RedisServerError as exc:
             unavailable(f"this test needs redis-servers of its own: {exc}")
-        tiger = Tiger(
-            RedisBackend.from_url(sentinel_url(sentinel, db=3)),
-            Config(allowed_task_modules=("tests.async_tasks",)),
-        )
-        tiger.adopt(async_tasks.tiger)
+        yield primary, sentinel
 
-        async def burst() -> list[Task[str]]:
-            try:
-                queued = await asyncio.gather(
-                    *(tiger.aenqueue(async_tasks.fetch.spec(f"u{n}")) for n in range(30))
-                )
-                found = await Task.afrom_id(tiger, "default", TaskState.QUEUED, queued[0].id)
-                assert found.args == ("u0",)
-                return queued
-            finally:
-                await tiger.aclose()
 
-        queued = asyncio.run(burst())
+def test_the_async_client_follows_the_sentinels_to_the_primary(
+    sentinel_setup: tuple[RedisServer, RedisServer],
+) -> None:
+    primary, sentinel = sentinel_setup
+    tiger = Tiger(
+        RedisBackend.from_url(sentinel_url(sentinel, db=3)),
+        Config(allowed_task_modules=("tests.async_tasks",)),
+    )
+    tiger.adopt(async_tasks.tiger)
 
-        assert tiger.get_queue_stats() == {"default": {TaskState.QUEUED: 30}}
-        on_primary = stack.enter_context(redis.Redis(port=primary.port, db=3))
+    async def burst() -> list[Task[str]]:
+        try:
+            queued = await asyncio.gather(
+                *(tiger.aenqueue(async_tasks.fetch.spec(f"u{n}")) for n in range(30))
+            )
+            found = await Task.afrom_id(tiger, "default", TaskState.QUEUED, queued[0].id)
+            assert found.args == ("u0",)
+            return queued
+        finally:
+            await tiger.aclose()
+
+    queued = asyncio.run(burst())
+
+    assert tiger.get_queue_stats() == {"default": {TaskState.QUEUED: 30}}
+    with redis.Redis(port=primary.port, db=3) as on_primary:
         assert on_primary.exists(f"t:task:{queued[0].id}") == 1
+
+
+@pytest.mark.timeout(120)
+def test_the_admin_commands_and_the_dashboard_serve_a_sentinels_primary(
+    sentinel_setup: tuple[RedisServer, RedisServer],
+) -> None:
+    _primary, sentinel = sentinel_setup
+    url = sentinel_url(sentinel, db=2)
+    tiger = Tiger(RedisBackend.from_url(url), Config(allowed_task_modules=("tests",)))
+    tiger.adopt(tasks.tiger)
+    tiger.adopt(result_tasks.tiger)
+    queued = tiger.enqueue(TaskSpec.of(tasks.simple, 1).evolve(queue="q1"))
+    failed = tiger.enqueue(result_tasks.explode.spec("boom").evolve(queue="q2"))
+    run_worker(tiger, queues=["q2"])
+
+    def typedtiger(*args: str) -> str:
+        result = CliRunner().invoke(main, [*args, "--url", url])
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    assert f"Task {queued.id}" in typedtiger("show", queued.id[:12])
+    assert failed.id in typedtiger("tasks", "q2", "error")
+    assert "Retried 1 task." in typedtiger("retry", "--queue", "q2", "-y")
+    assert tiger.get_queue_stats() == {"q1": {TaskState.QUEUED: 1}, "q2": {TaskState.QUEUED: 1}}
+    with dashboard("--port", "0", url=url) as root:
+        assert 'href="/tasks?queue=q1&amp;state=queued"' in read(root)
+        assert "tests.tasks:simple" in read(f"{root}task?id={queued.id}")
