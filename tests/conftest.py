@@ -127,6 +127,7 @@ CLUSTER_CONFORMANCE: Final = frozenset(
         "test_inspection_overview",
         "test_killed_child",
         "test_metrics",
+        "test_multi_claim",
         "test_numbers",
         "test_options",
         "test_otel",

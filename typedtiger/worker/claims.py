@@ -104,13 +104,19 @@ class ClaimedTasks:
         self._store_tracebacks = store_tracebacks
         self._log = log
         self._lease: SlotLease | None = None
+        self._batches = False
         self._ran_in_claim = False
         #: Tasks of the current claim rescheduled because their lock was busy.
         self.lock_bounces = 0
 
-    def run(self, queue: str, claimed: list[Claimed], lease: SlotLease | None) -> None:
-        """Run what a claim of ``queue`` gave (its ``lease`` held until they are done)."""
+    def run(
+        self, queue: str, claimed: list[Claimed], lease: SlotLease | None, *, batches: bool
+    ) -> None:
+        """Run what a claim of ``queue`` gave (its ``lease`` held until they are done). With
+        ``batches`` (a batch queue) a batch function's tasks run as one job; otherwise each
+        task is a job of its own."""
         self._lease = lease
+        self._batches = batches
         # Tasks of one function run together, in the order their first one was claimed (one
         # batch for a batch function), even when others were claimed between them: TaskTiger's.
         groups: dict[str, list[tuple[Task, int]]] = {}
@@ -158,7 +164,7 @@ class ClaimedTasks:
             batch: bool | None = resolved[1]
         else:
             batch = self._recorder.batch_functions.get(func_name)
-        jobs = [group] if batch else [[item] for item in group]
+        jobs = [group] if batch and self._batches else [[item] for item in group]
         for job in jobs:
             if self._stopping() and self._ran_in_claim:
                 self._release_unstarted(queue, [task for task, _ in job])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable
+from typing import TypeGuard
 
 from typedtiger.worker.executor import Executor, Notifying, RunJob, Running
 from typedtiger.worker.job import Job, Outcome, failed_from_exception
@@ -52,6 +53,11 @@ class JobSlots:
         return self._concurrency > 1
 
     @property
+    def free(self) -> int:
+        """How many more jobs may start now without waiting for one to end."""
+        return self._concurrency - self._running
+
+    @property
     def running(self) -> int:
         """How many started jobs have not been recorded yet."""
         return self._running
@@ -69,7 +75,7 @@ class JobSlots:
             record(_outcome_of(started))
             return
         self._running += 1
-        if isinstance(started, Notifying):
+        if _notifies(started):
             started.when_ended(lambda outcome: self._finished.put((record, outcome)))
             return
 
@@ -100,10 +106,31 @@ class JobSlots:
         record(outcome)
         return True
 
+    def make_room(self) -> None:
+        """Wait until a job may start, then record every job that has ended (so that a claim
+        made next can take a task for each free slot)."""
+        if self._running >= self._concurrency:
+            self.collect(timeout=None)
+        while self._running and self.collect(timeout=0):
+            pass
+
     def drain(self) -> None:
         """Wait for every running job and record it."""
         while self._running:
             self.collect(timeout=None)
+
+
+#: Whether instances of a Running class are Notifying: an isinstance check against a runtime
+#: checkable Protocol walks the protocol's members each time, so it is made once per class.
+_NOTIFYING: dict[type, bool] = {}
+
+
+def _notifies(started: Running) -> TypeGuard[Notifying]:
+    kind = type(started)
+    known = _NOTIFYING.get(kind)
+    if known is None:
+        known = _NOTIFYING[kind] = isinstance(started, Notifying)
+    return known
 
 
 def _outcome_of(started: Running) -> Outcome:
