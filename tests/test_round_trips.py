@@ -58,9 +58,10 @@ def test_enqueue_claim_done_costs_two_round_trips(redis_db: redis.Redis[str]) ->
     assert len(tasks.CALLS) == 2 + 1 + 11
 
 
-def test_jobs_side_by_side_still_cost_two_round_trips_a_task(redis_db: redis.Redis[str]) -> None:
+def test_jobs_side_by_side_cost_two_round_trips_a_task_at_most(redis_db: redis.Redis[str]) -> None:
     # With -c 2 a success is held back too: it rides on the next claim, joined to the others
-    # of its queue, instead of costing a completion of its own.
+    # of its queue, instead of costing a completion of its own; and a claim made with both
+    # slots free takes two tasks (how often that happens depends on when the jobs end).
     tiger = _counting_tiger(redis_db)
 
     def run(tiger: Tiger) -> None:
@@ -72,5 +73,5 @@ def test_jobs_side_by_side_still_cost_two_round_trips_a_task(redis_db: redis.Red
     eleven = _round_trips(tiger, 11, run)
     twenty_one = _round_trips(tiger, 21, run)
 
-    assert (twenty_one - eleven) / 10 == 2
+    assert 1 <= (twenty_one - eleven) / 10 <= 2
     assert not redis_db.keys("t:*")  # every task ran and was recorded as done
