@@ -106,11 +106,9 @@ class JobSlots:
         record(outcome)
         return True
 
-    def make_room(self) -> None:
-        """Wait until a job may start, then record every job that has ended (so that a claim
-        made next can take a task for each free slot)."""
-        if self._running >= self._concurrency:
-            self.collect(timeout=None)
+    def record_ended(self) -> None:
+        """Record every job that has ended, without waiting (so that a claim made next can
+        take a task for each free slot)."""
         while self._running and self.collect(timeout=0):
             pass
 
