@@ -390,19 +390,12 @@ class Worker:
         if lease.claim_done and lease.running == 0:
             self._call(lambda: self._backend.release_queue_slot(lease.queue, lease.holder))
 
-    def _claim_size(self, batch_size: int) -> int:
-        """How many tasks one claim takes: a batch queue's batch size; else, once the jobs that
-        have ended are recorded, as many as the executor has free slots (each task a job of its
-        own, all started at once), except under a queue slot lease (with ``-M`` each claim holds
-        one slot of the queue's worker limit: one task, as before)."""
-        if batch_size > 1 or self._lease is not None or not self._slots.side_by_side:
-            return batch_size
-        self._slots.record_ended()
-        return max(1, self._slots.free)
-
     def _claim_and_run(self, queue: str) -> bool:
         batch_size = self._config.batch_size_for(queue)
-        size = self._claim_size(batch_size)  # (first: it may record ended jobs)
+        # A task for each free slot, each a job of its own; a batch queue's batch size; under -M
+        # (the claim holds one slot of the queue's worker limit) one task.
+        multi = batch_size == 1 and self._lease is None and self._slots.side_by_side
+        size = max(1, self._slots.free_slots()) if multi else batch_size
         pending = self._recorder.pending
         ticket = self._ticket(queue)
         try:

@@ -53,11 +53,6 @@ class JobSlots:
         return self._concurrency > 1
 
     @property
-    def free(self) -> int:
-        """How many more jobs may start now without waiting for one to end."""
-        return self._concurrency - self._running
-
-    @property
     def running(self) -> int:
         """How many started jobs have not been recorded yet."""
         return self._running
@@ -106,11 +101,12 @@ class JobSlots:
         record(outcome)
         return True
 
-    def record_ended(self) -> None:
-        """Record every job that has ended, without waiting (so that a claim made next can
-        take a task for each free slot)."""
+    def free_slots(self) -> int:
+        """How many jobs may start now, once every job that has ended is recorded (without
+        waiting): what a claim made next can take (the successes recorded ride on it)."""
         while self._running and self.collect(timeout=0):
             pass
+        return self._concurrency - self._running
 
     def drain(self) -> None:
         """Wait for every running job and record it."""
