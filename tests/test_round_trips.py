@@ -69,9 +69,11 @@ def test_jobs_side_by_side_cost_two_round_trips_a_task_at_most(redis_db: redis.R
 
     _round_trips(tiger, 3, run)  # (loads the scripts, complete_claim included)
 
-    # (runs of several tasks each, so that both end the same way: two jobs left to record)
-    eleven = _round_trips(tiger, 11, run)
-    twenty_one = _round_trips(tiger, 21, run)
-
-    assert 1 <= (twenty_one - eleven) / 10 <= 2
+    one = _round_trips(tiger, 1, run)  # the per-run extras (maintenance, the last completion)
+    # Each run costs at most two more round trips per further task (enqueue, claim), and one
+    # more completion at the end (two jobs left to record); a claim with both slots free takes
+    # two tasks, so a run usually costs less. (Not the difference of two runs: how often the
+    # slots free together varies from run to run.)
+    for n_tasks in (11, 21):
+        assert _round_trips(tiger, n_tasks, run) <= one + 2 * (n_tasks - 1) + 1
     assert not redis_db.keys("t:*")  # every task ran and was recorded as done
