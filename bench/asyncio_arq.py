@@ -4,15 +4,13 @@ sets it up), and ``python -m bench.asyncio_arq enqueue N TASK``."""
 
 from __future__ import annotations
 
-import asyncio
-import sys
 from typing import Any, ClassVar
 
 from arq import create_pool
 from arq.connections import RedisSettings
 
 from bench import async_tasks
-from bench.asyncio_peers import CONCURRENCY, URL, enqueue_all
+from bench.asyncio_peers import CONCURRENCY, URL, enqueue_all, enqueue_command
 
 
 async def anoop(ctx: dict[str, Any]) -> None:
@@ -36,12 +34,5 @@ async def enqueue(n: int, task: str) -> None:
     await pool.aclose()
 
 
-def main() -> None:
-    command, n, task = sys.argv[1:]
-    if command != "enqueue":
-        raise SystemExit(f"unknown command {command!r}")
-    asyncio.run(enqueue(int(n), task))
-
-
 if __name__ == "__main__":
-    main()
+    enqueue_command(enqueue)

@@ -16,14 +16,15 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 from collections.abc import Awaitable, Callable
 
 URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/11")
 #: Concurrency of the worker: ``max_jobs`` (arq), ``concurrency`` (SAQ), ``max_async_tasks``
 #: (taskiq), ``-c`` (typedtiger).
 CONCURRENCY = 100
-#: Jobs queued side by side when filling the queue: no more than redis-py 8's default pool
-#: of 100 connections (typedtiger's async client, on redis-py 8, fails a call past them).
+#: Jobs queued side by side when filling the queue, the same for every system: no more than
+#: redis-py's default pool of 100 connections.
 BATCH = 100
 
 
@@ -31,3 +32,11 @@ async def enqueue_all(n: int, one: Callable[[], Awaitable[object]]) -> None:
     """``one()`` n times, BATCH at a time side by side."""
     for at in range(0, n, BATCH):
         await asyncio.gather(*(one() for _ in range(min(BATCH, n - at))))
+
+
+def enqueue_command(enqueue: Callable[[int, str], Awaitable[None]]) -> None:
+    """A module's ``main``: ``enqueue N TASK`` runs ``enqueue(N, TASK)``."""
+    command, n, task = sys.argv[1:]
+    if command != "enqueue":
+        raise SystemExit(f"unknown command {command!r}")
+    asyncio.run(enqueue(int(n), task))

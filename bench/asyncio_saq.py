@@ -10,14 +10,12 @@ stops, which the empty-queue run bench.asyncio_run subtracts measures too. Jobs 
 
 from __future__ import annotations
 
-import asyncio
-import sys
 from typing import Any
 
 from saq import Queue
 
 from bench import async_tasks
-from bench.asyncio_peers import CONCURRENCY, URL, enqueue_all
+from bench.asyncio_peers import CONCURRENCY, URL, enqueue_all, enqueue_command
 
 #: How long a dequeue waits on an empty queue before burst mode stops the worker (seconds).
 DEQUEUE_TIMEOUT = 0.5
@@ -48,12 +46,5 @@ async def enqueue(n: int, task: str) -> None:
     await queue.disconnect()
 
 
-def main() -> None:
-    command, n, task = sys.argv[1:]
-    if command != "enqueue":
-        raise SystemExit(f"unknown command {command!r}")
-    asyncio.run(enqueue(int(n), task))
-
-
 if __name__ == "__main__":
-    main()
+    enqueue_command(enqueue)

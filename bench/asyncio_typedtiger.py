@@ -6,11 +6,8 @@ command: ``typedtiger worker -m bench.async_tasks --executor asyncio -c 100 --ex
 
 from __future__ import annotations
 
-import asyncio
-import sys
-
 from bench import async_tasks
-from bench.asyncio_peers import URL, enqueue_all
+from bench.asyncio_peers import URL, enqueue_all, enqueue_command
 from typedtiger import Config, TaskSpec, Tiger
 from typedtiger.backends.redis import RedisBackend
 
@@ -22,12 +19,5 @@ async def enqueue(n: int, task: str) -> None:
     await tiger.aclose()
 
 
-def main() -> None:
-    command, n, task = sys.argv[1:]
-    if command != "enqueue":
-        raise SystemExit(f"unknown command {command!r}")
-    asyncio.run(enqueue(int(n), task))
-
-
 if __name__ == "__main__":
-    main()
+    enqueue_command(enqueue)

@@ -112,7 +112,9 @@ class _Registered:
 
 class _Enqueueing(_Registered):
     """What both kinds of task function do with a call's arguments (the typed methods are on
-    ``TaskFunction`` and ``AsyncTaskFunction``, which differ in what a call here returns)."""
+    ``TaskFunction`` and ``AsyncTaskFunction``, which differ in what a call here returns; their
+    ``delay`` methods are written in each, not here, so that mypy's errors name the class the
+    user holds, not this one)."""
 
     def __init__(
         self, tiger: Enqueuer, registration: Registration, func: Callable[..., object]
