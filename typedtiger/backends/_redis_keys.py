@@ -13,13 +13,17 @@ worker registry); the scripts receive the queue's prefix as their ``P``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from typedtiger.backends.base import Completion, NewTask, TaskState
 
 __all__ = ["KeyLayout", "glob_escaped", "has_hash_tag"]
 
 _STATES = tuple(TaskState)
+_ENQUEUED_INTO = tuple(state for state in _STATES if state != TaskState.ERROR)
+#: Queues whose key lists a layout keeps built (a call per task builds them otherwise); past it,
+#: the lists are dropped and built again (subqueues may be many).
+_KEPT_QUEUES = 1024
 
 
 def glob_escaped(text: str) -> str:
@@ -47,6 +51,8 @@ class KeyLayout:
         self.prefix = prefix
         self.sharded = sharded
         self._global = f"{prefix}:{{{prefix}}}" if sharded else prefix
+        self._queue_keys: dict[str, tuple[str, ...]] = {}
+        self._enqueued_keys: dict[str, tuple[str, ...]] = {}
 
     def base(self, queue: str) -> str:
         """The prefix of ``queue``'s keys: the scripts' ``P`` for a call on that queue."""
@@ -115,13 +121,20 @@ class KeyLayout:
         """Per queue: the set of every queue name enqueued to or paused (no script writes it)."""
         return self.key("queues")
 
-    def queue_keys(self, queue: str) -> list[str]:
+    def queue_keys(self, queue: str) -> tuple[str, ...]:
         """What a script working on one queue may touch of it: its sorted sets and the sets
         of queue names."""
-        return [
+        return _kept(self._queue_keys, queue, self._build_queue_keys)
+
+    def _build_queue_keys(self, queue: str) -> tuple[str, ...]:
+        return (
             *(self.state(state, queue) for state in _STATES),
             *(self.names(state, queue) for state in _STATES),
-        ]
+        )
+
+    def _build_enqueued_keys(self, queue: str) -> tuple[str, ...]:
+        names = (self.names(TaskState.QUEUED, queue), self.names(TaskState.SCHEDULED, queue))
+        return (*names, *(self.state(state, queue) for state in _ENQUEUED_INTO))
 
     def all_names(self, queue: str = "") -> list[str]:
         return [self.names(state, queue) for state in _STATES]
@@ -137,10 +150,9 @@ class KeyLayout:
         task is looked up in them), the sets of queued and scheduled queue names, the tasks;
         for a task enqueued after others, all of its queue's keys (it may be cancelled at once,
         to error) and those of the queues and tasks it waits for."""
-        keys = []
+        keys: list[str] = []
         for queue in dict.fromkeys(task.queue for task in tasks):
-            keys += [self.names(TaskState.QUEUED, queue), self.names(TaskState.SCHEDULED, queue)]
-            keys += [self.state(state, queue) for state in _STATES if state != TaskState.ERROR]
+            keys += _kept(self._enqueued_keys, queue, self._build_enqueued_keys)
         keys += [self.task(task.queue, task.id) for task in tasks]
         for task in tasks:
             if task.after:
@@ -159,3 +171,15 @@ class KeyLayout:
         """What completing ``done`` may touch: its queue's keys, its tasks and locks."""
         keys = [*self.queue_keys(done.queue), *self.tasks(done.queue, done.task_ids)]
         return keys + self.locks(done.queue, done.lock_ids)
+
+
+def _kept(
+    kept: dict[str, tuple[str, ...]], queue: str, build: Callable[[str], tuple[str, ...]]
+) -> tuple[str, ...]:
+    """``build(queue)``, kept in ``kept`` (emptied once it holds ``_KEPT_QUEUES``)."""
+    keys = kept.get(queue)
+    if keys is None:
+        if len(kept) >= _KEPT_QUEUES:
+            kept.clear()
+        keys = kept[queue] = build(queue)
+    return keys
