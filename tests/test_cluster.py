@@ -18,6 +18,7 @@ import redis
 from click.testing import CliRunner
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.cluster import ClusterNode, RedisCluster
+from redis.sentinel import Sentinel, SentinelManagedSSLConnection
 
 from tests import async_tasks, result_tasks, tasks
 from tests.conftest import run_worker, unavailable
@@ -362,3 +363,12 @@ def test_the_admin_commands_and_the_dashboard_serve_a_sentinels_primary(
     with dashboard("--port", "0", url=url) as root:
         assert 'href="/tasks?queue=q1&amp;state=queued"' in read(root)
         assert "tests.tasks:simple" in read(f"{root}task?id={queued.id}")
+
+
+def test_a_sentinel_client_over_tls_gets_no_async_twin_in_the_clear() -> None:
+    sentinels = Sentinel([("127.0.0.1", 26379)])
+    client = sentinels.master_for(
+        "primary", connection_class=SentinelManagedSSLConnection, decode_responses=True
+    )
+    with pytest.raises(TypeError, match="over TLS"):
+        RedisBackend(client).async_twin()

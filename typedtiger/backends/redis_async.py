@@ -301,9 +301,16 @@ def asyncio_sentinel_like(
 ) -> tuple[redis.asyncio.Redis[str], list[redis.asyncio.Redis[str]]]:
     """An asyncio client on the primary the same sentinels name, with ``client``'s connection
     settings (it asks the sentinels at its first command and after a failover, as ``client``
-    does), and its clients of the sentinels (to close with it)."""
+    does), and its clients of the sentinels (to close with it); TypeError for one over TLS."""
     pool = cast(SentinelConnectionPool, client.connection_pool)
     manager = pool.sentinel_manager
+    pools = [pool, *(watcher.connection_pool for watcher in manager.sentinels)]
+    if any(issubclass(each.connection_class, SSLConnection) for each in pools):
+        # (only the settings above are passed on: a twin would talk in the clear)
+        raise TypeError(
+            "no asyncio twin for a Sentinel client over TLS: return an AsyncRedisBackend of a "
+            "redis.asyncio.sentinel client from the async_twin of a RedisBackend subclass"
+        )
     sentinels = [
         (
             watcher.connection_pool.connection_kwargs["host"],
