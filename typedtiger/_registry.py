@@ -116,14 +116,11 @@ class _Enqueueing(_Registered):
     ``delay`` methods are written in each, not here, so that mypy's errors name the class the
     user holds, not this one)."""
 
-    def __init__(
-        self, tiger: Enqueuer, registration: Registration, func: Callable[..., object]
-    ) -> None:
-        super().__init__(tiger, registration)
-        self._target = func
+    #: The registered function (typed in each subclass).
+    _func: Callable[..., object]
 
     def _spec(self, args: tuple[object, ...], kwargs: dict[str, object]) -> TaskSpec[Any]:
-        return TaskSpec.of(self._target, *args, **kwargs).inherit(self._registration.defaults)
+        return TaskSpec.of(self._func, *args, **kwargs).inherit(self._registration.defaults)
 
 
 class TaskFunction(_Enqueueing, Generic[P, R]):
@@ -133,9 +130,10 @@ class TaskFunction(_Enqueueing, Generic[P, R]):
     """
 
     __wrapped__: Callable[P, R]
+    _func: Callable[P, R]
 
     def __init__(self, tiger: Enqueuer, registration: Registration, func: Callable[P, R]) -> None:
-        super().__init__(tiger, registration, func)
+        super().__init__(tiger, registration)
         self._func = func
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
@@ -171,6 +169,7 @@ class AsyncTaskFunction(_Enqueueing, Generic[P, R]):
     """
 
     __wrapped__: Callable[P, Coroutine[Any, Any, R]]
+    _func: Callable[P, Coroutine[Any, Any, R]]
 
     def __init__(
         self,
@@ -178,7 +177,7 @@ class AsyncTaskFunction(_Enqueueing, Generic[P, R]):
         registration: Registration,
         func: Callable[P, Coroutine[Any, Any, R]],
     ) -> None:
-        super().__init__(tiger, registration, func)
+        super().__init__(tiger, registration)
         self._func = func
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R]:
