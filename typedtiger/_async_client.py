@@ -32,7 +32,8 @@ _twins: weakref.WeakKeyDictionary[
 
 R = TypeVar("R")
 
-_Timed = Sequence[tuple[TaskPayload, str]]
+#: Payloads about to be stored, with their queues.
+Timed = Sequence[tuple[TaskPayload, str]]
 
 
 class AsyncClient:
@@ -117,7 +118,7 @@ class AsyncClient:
 
     def _new_tasks(
         self,
-        timed: _Timed,
+        timed: Timed,
         due: float,
         mode: EnqueueMode | None,
         after: Sequence[tuple[TaskRef, ...]] | None = None,

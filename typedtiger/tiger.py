@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, overload
 import attrs
 
 from typedtiger._allowlist import Allowlist
-from typedtiger._async_client import AsyncClient
+from typedtiger._async_client import AsyncClient, Timed
 from typedtiger._context import RunningTaskAccess, running
 from typedtiger._coroutines import refuse_async_generator, running_to_end
 from typedtiger._delay import TaskTigerDelay
@@ -44,8 +44,6 @@ __all__ = ["EnqueueTracer", "Tiger"]
 P = ParamSpec("P")
 R = TypeVar("R")
 
-#: Payloads about to be stored, with their queues.
-Timed = Sequence[tuple[TaskPayload, str]]
 #: Wraps an enqueue (``Tiger.instrument_enqueue``): given the payloads and what stores them, it
 #: stores them (changed as it needs, e.g. with a trace context) and returns what was stored.
 EnqueueTracer = Callable[[Timed, Callable[[Timed], list["Task"]]], list["Task"]]

@@ -19,9 +19,10 @@ import attrs
 from opentelemetry import propagate, trace
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode, TracerProvider
 
+from typedtiger._async_client import Timed
 from typedtiger.serialization import TaskPayload
 from typedtiger.task import Task
-from typedtiger.tiger import Tiger, Timed
+from typedtiger.tiger import Tiger
 from typedtiger.worker.events import Ended, JobEnd, Result
 from typedtiger.worker.job import Job
 
