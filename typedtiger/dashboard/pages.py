@@ -333,8 +333,10 @@ def held_locks(tiger: Tiger, *, scan: bool, limit: int) -> tuple[list[LockRow], 
         locks, more = tiger.get_held_locks(limit)
     else:
         found: dict[tuple[str, str], HeldLock] = {}
+        more = False
         for queue in sorted(tiger.backend.queues_with_tasks(TaskState.ACTIVE)):
-            _, running = tiger.backend.list_tasks(queue, TaskState.ACTIVE, 0, limit, 0)
+            total, running = tiger.backend.list_tasks(queue, TaskState.ACTIVE, 0, limit, 0)
+            more = more or total > len(running)  # (running tasks past the first ``limit``)
             payloads = (Decoded.of(stored).payload for stored in running)
             lock_ids = {lock_id_for(p) for p in payloads if p is not None and p.lock}
             # (per queue, each queue's own locks; classic, one lock may be read twice)
@@ -342,7 +344,6 @@ def held_locks(tiger: Tiger, *, scan: bool, limit: int) -> tuple[list[LockRow], 
                 found[lock.id, lock.queue or ""] = lock
         # The requeue pass's lock: every queue's (per queue, one per queue).
         locks = [*tiger.backend.read_locks([REQUEUE_LOCK]), *(found[at] for at in sorted(found))]
-        more = False
     now = tiger.clock.now()
     rows = [LockRow(lock, lock.expires is not None and lock.expires <= now) for lock in locks]
     return rows, more
