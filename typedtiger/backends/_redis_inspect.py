@@ -306,13 +306,10 @@ class RedisInspection(RedisPart):
             return {queue: float(until) for queue, until in found if until is not None}
         if self._keys.sharded:  # (the registry names every queue)
             return self.get_queue_system_locks(self._registry())
-        locks: dict[str, float] = {}
-        prefix = self._keys.qslock("")
-        for key in self._client.scan_iter(match=prefix.replace("*", r"\*") + "*", count=1000):
-            score = self._client.zscore(key, "SYSTEM_LOCK")
-            if score is not None:
-                locks[str(key)[len(prefix) :]] = float(score)
-        return locks
+        # (the queues found by their keys, then read in one round trip as above)
+        keys = (key.decode() for key in self._scan(self._keys.glob("qslock")))
+        parsed = (self._keys.parse(key, "qslock") for key in keys)
+        return self.get_queue_system_locks([where[1] for where in parsed if where is not None])
 
     @redis_call
     def held_locks(self, limit: int) -> tuple[list[HeldLock], bool]:
