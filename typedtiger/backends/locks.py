@@ -4,11 +4,14 @@ protocol that reads them."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Final, Protocol
 
 import attrs
 
-__all__ = ["HeldLock", "LockInspection"]
+__all__ = ["REQUEUE_LOCK", "HeldLock", "LockInspection"]
+
+#: The lock id of the lock one worker holds while it requeues expired tasks (TaskTiger's name).
+REQUEUE_LOCK: Final = "queue_expired_tasks"
 
 
 @attrs.frozen(kw_only=True)

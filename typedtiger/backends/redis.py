@@ -57,6 +57,7 @@ from typedtiger.backends.base import (
     TaskState,
     WorkerBeat,
 )
+from typedtiger.backends.locks import REQUEUE_LOCK
 from typedtiger.backends.redis_async import AsyncRedisBackend, asyncio_twin
 from typedtiger.clock import Clock, SystemClock
 
@@ -462,7 +463,7 @@ class RedisBackend(RedisInspection, RedisWorkers, RedisResults, RedisAdmin):
             if budget <= 0:
                 break
             args = [num(now), num(timeout), budget, max_losses, lost_execution, num(lock_for)]
-            keys = [*self._keys.all_names(queue), self._keys.lock(queue, "queue_expired_tasks")]
+            keys = [*self._keys.all_names(queue), self._keys.lock(queue, REQUEUE_LOCK)]
             back, lost, _busy, *skipped = self._run(
                 "requeue_expired", keys=keys, args=[*args, int(publish)], queue=queue
             )

@@ -15,7 +15,7 @@ import attrs
 
 from typedtiger._schedules import Cron, Periodic, Schedule
 from typedtiger.backends.base import StoredTask, TaskState
-from typedtiger.backends.locks import HeldLock
+from typedtiger.backends.locks import REQUEUE_LOCK, HeldLock
 from typedtiger.commands._admin_common import (
     Decoded,
     call_text,
@@ -47,8 +47,6 @@ __all__ = [
 
 #: How many tasks a filtered page looks at, at most, before it offers the next page.
 SCAN_BUDGET: Final = 500
-#: The lock id of the lock one worker holds while it requeues expired tasks.
-REQUEUE_LOCK: Final = "queue_expired_tasks"
 #: How many tasks a filtered page reads at a time.
 _CHUNK: Final = 250
 
