@@ -3,6 +3,7 @@ payload), with the task's id, queue, function, attempt and outcome as attributes
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -130,3 +131,22 @@ def test_a_batch_of_many_tasks_is_one_enqueue_span(
         enqueue.context.trace_id
     }
     assert len(spans["run"]) == 3
+
+
+def test_an_awaited_enqueue_is_traced_as_enqueue_is(
+    tiger: Tiger, tracing: TaskTracing, exporter: InMemorySpanExporter
+) -> None:
+    async def enqueue() -> Task:
+        try:
+            return await tiger.aenqueue(TaskSpec.of(tasks.simple, 1))
+        finally:
+            await tiger.aclose()
+
+    task = asyncio.run(enqueue())
+
+    (span,) = _spans(exporter)["enqueue"]
+    assert span.kind == SpanKind.PRODUCER
+    stored = tiger.backend.get_task("default", TaskState.QUEUED, task.id, 0)
+    assert stored is not None and stored.payload is not None
+    context = json.loads(stored.payload)["trace_context"]
+    assert context["traceparent"].split("-")[1] == f"{span.context.trace_id:032x}"

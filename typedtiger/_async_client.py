@@ -4,6 +4,7 @@ backend's asyncio twin. A part of ``Tiger``, kept apart."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import weakref
 from collections.abc import Coroutine, Sequence
 from datetime import datetime, timedelta
@@ -63,6 +64,9 @@ class AsyncClient:
     def _run_eagerly(self, payload: TaskPayload, queue: str) -> Task:
         raise NotImplementedError
 
+    def _traced(self, timed: Timed) -> contextlib.AbstractContextManager[Timed]:
+        raise NotImplementedError
+
     def _stored_handle(self, payload: TaskPayload, queue: str, result: Enqueued) -> Task:
         raise NotImplementedError
 
@@ -100,12 +104,13 @@ class AsyncClient:
         ]
         if self.config.always_eager and due <= now:
             return [self._run_eagerly(payload, queue) for payload, queue in timed]
-        results = await self.async_backend().enqueue(
-            self._new_tasks(timed, due, None), now, self.config.publish_queued_tasks
-        )
+        with self._traced(timed) as traced:
+            results = await self.async_backend().enqueue(
+                self._new_tasks(traced, due, None), now, self.config.publish_queued_tasks
+            )
         return [
             self._stored_handle(payload, queue, result)
-            for (payload, queue), result in zip(timed, results, strict=True)
+            for (payload, queue), result in zip(traced, results, strict=True)
         ]
 
     async def aclose(self) -> None:

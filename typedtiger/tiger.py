@@ -44,9 +44,10 @@ __all__ = ["EnqueueTracer", "Tiger"]
 P = ParamSpec("P")
 R = TypeVar("R")
 
-#: Wraps an enqueue (``Tiger.instrument_enqueue``): given the payloads and what stores them, it
-#: stores them (changed as it needs, e.g. with a trace context) and returns what was stored.
-EnqueueTracer = Callable[[Timed, Callable[[Timed], list["Task"]]], list["Task"]]
+#: Wraps an enqueue (``Tiger.instrument_enqueue``), sync or awaited: given the payloads, a context
+#: entered around their storing that gives the payloads to store (changed as it needs, e.g. with
+#: a trace context).
+EnqueueTracer = Callable[[Timed], contextlib.AbstractContextManager[Timed]]
 
 
 @attrs.frozen
@@ -412,15 +413,17 @@ class Tiger(AsyncClient, TaskRegistry, QueueInspection, TaskTigerDelay, RunningT
     ) -> list[Task]:
         if self.config.always_eager and due <= now:  # (what they run after has run)
             return [self._run_eagerly(payload, queue) for payload, queue in timed]
-        tracer = self._enqueue_tracer
-        if tracer is not None:
-            return tracer(timed, lambda traced: self._store_now(traced, now, due, mode, after))
-        return self._store_now(timed, now, due, mode, after)
+        with self._traced(timed) as traced:
+            return self._store_now(traced, now, due, mode, after)
 
     def instrument_enqueue(self, tracer: EnqueueTracer | None) -> None:
-        """Have ``tracer`` wrap every enqueue from now on (None: none does); tracing does
-        (``typedtiger.observability.otel.instrument``)."""
+        """Have ``tracer`` wrap every enqueue, awaited ones too, from now on (None: none does);
+        tracing does (``typedtiger.observability.otel.instrument``)."""
         self._enqueue_tracer = tracer
+
+    def _traced(self, timed: Timed) -> contextlib.AbstractContextManager[Timed]:
+        tracer = self._enqueue_tracer
+        return contextlib.nullcontext(timed) if tracer is None else tracer(timed)
 
     def _store_now(
         self,

@@ -13,7 +13,8 @@ children.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 
 import attrs
 from opentelemetry import propagate, trace
@@ -21,7 +22,6 @@ from opentelemetry.trace import Link, SpanKind, Status, StatusCode, TracerProvid
 
 from typedtiger._async_client import Timed
 from typedtiger.serialization import TaskPayload
-from typedtiger.task import Task
 from typedtiger.tiger import Tiger
 from typedtiger.worker.events import Ended, JobEnd, Result
 from typedtiger.worker.job import Job
@@ -51,9 +51,10 @@ class TaskTracing:
     def __init__(self, tracer_provider: TracerProvider | None = None) -> None:
         self._tracer = trace.get_tracer(_SCOPE, tracer_provider=tracer_provider)
 
-    def enqueue(self, timed: Timed, store: Callable[[Timed], list[Task]]) -> list[Task]:
-        """Store ``timed`` inside an ``enqueue <function>`` span whose context each payload
-        carries (one span for the tasks of one call)."""
+    @contextlib.contextmanager
+    def enqueue(self, timed: Timed) -> Iterator[Timed]:
+        """An ``enqueue <function>`` span around the storing of ``timed`` (one span for the
+        tasks of one call), giving the payloads to store, each carrying its context."""
         first, queue = timed[0]
         attributes = _attributes([payload for payload, _ in timed], queue)
         with self._tracer.start_as_current_span(
@@ -62,8 +63,7 @@ class TaskTracing:
             carrier: dict[str, str] = {}
             propagate.inject(carrier)  # (nothing without a recording span: no field then)
             context = carrier or None
-            traced = [(attrs.evolve(payload, trace_context=context), q) for payload, q in timed]
-            return store(traced)
+            yield [(attrs.evolve(payload, trace_context=context), q) for payload, q in timed]
 
     def job_started(self, job: Job, now: float, attempt: int) -> Ended:
         """Start a ``run <function>`` span in the trace of the job's first task (a batch links
